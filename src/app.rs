@@ -1,0 +1,339 @@
+//! The supervisor: builds everything from a validated config (runtime, models, sources, broker),
+//! then runs sources → windows → inference → publisher, and stops in order on SIGTERM/SIGINT or
+//! when every (finite) source has ended: sources stop, windows flush, inference drains, the
+//! publisher delivers what it was handed, the connection closes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SourceConfig};
+use crate::inference::worker::{spawn_worker, Job, WorkerContext};
+use crate::inference::{load_model_set, OrtRuntime};
+use crate::pipeline::stream::{spawn_imu_stream, StreamSpec};
+use crate::pipeline::{bounded, QueueSender};
+use crate::publish::payload::Topics;
+use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
+use crate::sources::{self, SourceContext, SourceMessage};
+use crate::telemetry::{DropReason, Telemetry};
+use crate::time::Clock;
+use crate::Modality;
+
+/// Knobs of one run that are flags, not config.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long a clean stop may take before what is left is abandoned.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// What the publisher delivered.
+    pub publisher: PublisherReport,
+    /// Windows cut per sensor.
+    pub windows: BTreeMap<String, u64>,
+    /// Whether the run stopped because of a signal (otherwise every source ended).
+    pub stopped_by_signal: bool,
+}
+
+/// Where the broker of a run is; keeps a local broker alive for the run's duration.
+#[derive(Debug)]
+pub struct Broker {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    _local: Option<LocalBroker>,
+}
+
+impl Broker {
+    /// Resolves `url`, starting a local mosquitto for `local`.
+    ///
+    /// # Errors
+    /// A bad URL or a local broker that cannot start.
+    pub fn from_url(url: &str) -> Result<Self> {
+        match BrokerUrl::parse(url)? {
+            BrokerUrl::Tcp { host, port } => Ok(Self {
+                host,
+                port,
+                _local: None,
+            }),
+            BrokerUrl::Local => {
+                let local = LocalBroker::start(&[]).context("starting the local MQTT broker")?;
+                tracing::info!(url = %local.url(), "started a local mosquitto");
+                Ok(Self {
+                    host: "127.0.0.1".into(),
+                    port: local.port(),
+                    _local: Some(local),
+                })
+            }
+        }
+    }
+}
+
+/// Runs the daemon until a signal or until every source has ended.
+///
+/// # Errors
+/// Anything that prevents starting (runtime, models, sources, broker URL), with context.
+pub async fn run(config: Config, options: RunOptions) -> Result<RunReport> {
+    let cancel = CancellationToken::new();
+    let signal_task = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let stopped = wait_for_signal(&cancel).await;
+            if stopped {
+                tracing::info!("stop requested; shutting down in order");
+                cancel.cancel();
+            }
+            stopped
+        })
+    };
+    let result = run_until(config, options, cancel.clone()).await;
+    cancel.cancel();
+    let by_signal = signal_task.await.unwrap_or(false);
+    result.map(|mut r| {
+        r.stopped_by_signal = by_signal;
+        r
+    })
+}
+
+async fn wait_for_signal(cancel: &CancellationToken) -> bool {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        cancel.cancelled().await;
+        return false;
+    };
+    tokio::select! {
+        _ = term.recv() => true,
+        _ = int.recv() => true,
+        () = cancel.cancelled() => false,
+    }
+}
+
+/// Runs the daemon until `cancel` fires or every source has ended.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_until(
+    config: Config,
+    options: RunOptions,
+    cancel: CancellationToken,
+) -> Result<RunReport> {
+    let clock = Clock::new();
+    let telemetry = Arc::new(Telemetry::new(config.sources.iter().map(|s| s.name())));
+
+    // Build and check everything before anything runs.
+    let runtime = OrtRuntime::load(
+        config
+            .runtime
+            .library_path
+            .as_ref()
+            .map(|p| config.resolve(p))
+            .as_deref(),
+    )?;
+    tracing::info!(library = %runtime.library.display(), version = %runtime.version, "ONNX Runtime loaded");
+    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
+    modalities.sort();
+    modalities.dedup();
+    let models_dir = config.resolve(&config.models.dir);
+    let model_set = load_model_set(
+        &runtime,
+        &models_dir,
+        &modalities,
+        &config.runtime.execution_providers,
+        config.runtime.require_gpu,
+        config.runtime.intra_threads,
+    )?;
+    let mut built = Vec::new();
+    for source in &config.sources {
+        built.push((source.clone(), sources::build(&config, source)?));
+    }
+    let broker = Broker::from_url(&config.mqtt.url)?;
+
+    // Publisher.
+    let topics = Topics::new(config.topic_prefix());
+    let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.max(1));
+    let publisher_cfg = PublisherConfig {
+        host: broker.host.clone(),
+        port: broker.port,
+        client_id: config
+            .mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("edgebind-{}", config.device.id)),
+        keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
+        max_packet_bytes: config.mqtt.max_packet_bytes,
+        topics: topics.clone(),
+        sensors: config
+            .sources
+            .iter()
+            .map(|s| (s.name().to_string(), s.modality()))
+            .collect(),
+        qos: config.mqtt.qos,
+        stats_interval: Duration::from_secs(config.mqtt.stats_interval_s),
+        max_backoff: Duration::from_millis(config.mqtt.reconnect_max_backoff_ms),
+        drain_timeout: options.shutdown_timeout,
+    };
+    let publisher = tokio::spawn(run_publisher(publisher_cfg, out_rx, Arc::clone(&telemetry)));
+
+    // Inference workers, one per modality.
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut job_queues: BTreeMap<Modality, QueueSender<Job>> = BTreeMap::new();
+    let detached = telemetry.stream("");
+    for (modality, loaded) in model_set.encoders {
+        let (tx, rx) = bounded::<Job>(
+            config.models.queue_capacity,
+            config.models.when_full,
+            DropReason::InferenceBacklog,
+            Arc::clone(&detached),
+        );
+        let ctx = WorkerContext {
+            device: config.device.id.clone(),
+            model_name: model_set.manifest.name.clone(),
+            model_sha256: loaded.sha256,
+            ort_version: runtime.version.clone(),
+            concepts: Arc::clone(&model_set.concepts),
+            top_k: config.concepts.top_k,
+            min_score: config.concepts.min_score,
+            topics: topics.clone(),
+            qos: config.mqtt.qos,
+            encoding: config.mqtt.embedding_encoding,
+            clock,
+        };
+        threads.push(spawn_worker(loaded.encoder, ctx, rx, out_tx.clone())?);
+        job_queues.insert(modality, tx);
+    }
+    drop(out_tx);
+
+    // Streams and sources.
+    let mut source_threads = JoinSet::new();
+    for (source_cfg, source) in built {
+        let name: Arc<str> = Arc::from(source_cfg.name());
+        let stats = telemetry.stream(&name);
+        let jobs = job_queues
+            .get(&source_cfg.modality())
+            .with_context(|| format!("no inference worker for {}", source_cfg.modality()))?
+            .with_stats(Arc::clone(&stats));
+        let (spec, capacity, policy) = match &source_cfg {
+            SourceConfig::ImuReplay(c) => (
+                StreamSpec {
+                    window_ms: c.window_ms,
+                    hop_ms: c.hop_ms,
+                },
+                c.queue_capacity,
+                c.when_full,
+            ),
+        };
+        let (sample_tx, sample_rx) = bounded::<SourceMessage>(
+            capacity,
+            policy,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        threads.push(spawn_imu_stream(
+            Arc::clone(&name),
+            spec,
+            sample_rx,
+            jobs,
+            Arc::clone(&stats),
+        )?);
+        let handle = sources::spawn(
+            source,
+            SourceContext {
+                name: name.to_string(),
+                clock,
+                cancel: cancel.child_token(),
+                stats,
+                out: sample_tx,
+            },
+        )?;
+        source_threads.spawn_blocking(move || handle.join());
+    }
+    drop(job_queues);
+    tracing::info!(
+        sensors = config.sources.len(),
+        broker = %format!("{}:{}", broker.host, broker.port),
+        "edgebind running"
+    );
+
+    // Run until a stop is requested or every source has ended.
+    let mut sources_left = source_threads.len();
+    while sources_left > 0 {
+        tokio::select! {
+            joined = source_threads.join_next() => match joined {
+                Some(Ok(Ok(()))) => sources_left -= 1,
+                Some(_) => {
+                    tracing::error!("a source thread panicked");
+                    sources_left -= 1;
+                }
+                None => break,
+            },
+            () = cancel.cancelled() => break,
+        }
+    }
+    if !cancel.is_cancelled() {
+        tracing::info!("every source has ended; finishing the queued windows");
+    }
+    cancel.cancel();
+
+    // Ordered shutdown: sources have been told; when they return, their queues close and the
+    // streams, then the workers, drain and finish; the publisher drains last.
+    let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, source_threads.join_next()).await {}
+    let joined = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        tracing::error!("pipeline threads did not finish within the shutdown timeout");
+    }
+    let report =
+        match tokio::time::timeout(options.shutdown_timeout + Duration::from_secs(3), publisher)
+            .await
+        {
+            Ok(Ok(r)) => r,
+            _ => {
+                tracing::error!("publisher did not finish within the shutdown timeout");
+                PublisherReport {
+                    delivered: 0,
+                    undelivered: 0,
+                }
+            }
+        };
+    if report.undelivered > 0 {
+        tracing::error!(
+            undelivered = report.undelivered,
+            "messages not acknowledged by the broker at shutdown"
+        );
+    }
+    let windows = telemetry
+        .stream_names()
+        .map(|n| (n.to_string(), telemetry.stream(n).windows()))
+        .collect();
+    drop(broker);
+    Ok(RunReport {
+        publisher: report,
+        windows,
+        stopped_by_signal: false,
+    })
+}

@@ -1,0 +1,273 @@
+//! The command line: `run`, `check`, `demo`, `preprocess`, `embed`. Errors are reported here,
+//! once, with their context; configuration errors exit with 78 (EX_CONFIG).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ndarray::Array2;
+
+use crate::app::{self, RunOptions};
+use crate::config::{self, ConfigError, ExecutionProviderKind, EX_CONFIG};
+use crate::inference::{Encoder, OrtRuntime};
+use crate::preprocess::imu::ImuPreprocessor;
+use crate::telemetry::init_logging;
+use crate::Modality;
+
+mod demo;
+
+/// Sensor-edge embedding daemon: sensors → ImageBind embeddings → MQTT.
+#[derive(Debug, Parser)]
+#[command(name = "edgebind", version, about)]
+pub struct Cli {
+    /// Log filter (`error`, `warn`, `info`, `debug`, or `edgebind=debug,…`); RUST_LOG wins.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Longest clean stop before what is left is abandoned.
+        #[arg(long, default_value_t = 10)]
+        shutdown_timeout_s: u64,
+    },
+    /// Validate a configuration file and report every problem (exit 78 if any).
+    Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the whole pipeline on bundled recordings with the stand-in models and a local broker,
+    /// and print what a subscriber receives.
+    Demo {
+        /// Configuration to run (default: the bundled config/demo.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Write the exact model input for one file as float32 `.npy`.
+    Preprocess {
+        /// Modality of the input.
+        modality: ModalityArg,
+        /// Input file (IMU: float32 `.npy` `[6, N]`, rows acc xyz, gyro xyz).
+        input: PathBuf,
+        /// Output `.npy`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Sample rate of an IMU input.
+        #[arg(long)]
+        rate_hz: Option<f64>,
+    },
+    /// Preprocess one file and write the encoder's output `[1, 1024]` as float32 `.npy`.
+    Embed {
+        /// Modality of the input.
+        modality: ModalityArg,
+        /// Input file.
+        input: PathBuf,
+        /// The ONNX encoder.
+        #[arg(long)]
+        model: PathBuf,
+        /// Output `.npy`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Sample rate of an IMU input.
+        #[arg(long)]
+        rate_hz: Option<f64>,
+        /// Execution providers to try, in order.
+        #[arg(long, value_delimiter = ',', default_value = "cpu")]
+        providers: Vec<ProviderArg>,
+        /// libonnxruntime to load (ORT_DYLIB_PATH wins).
+        #[arg(long)]
+        ort_library: Option<PathBuf>,
+    },
+}
+
+/// Modalities on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModalityArg {
+    /// IMU (`.npy` float32 `[6, N]`).
+    Imu,
+}
+
+impl From<ModalityArg> for Modality {
+    fn from(m: ModalityArg) -> Self {
+        match m {
+            ModalityArg::Imu => Modality::Imu,
+        }
+    }
+}
+
+/// Execution providers on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProviderArg {
+    /// NVIDIA TensorRT.
+    Tensorrt,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// CPU.
+    Cpu,
+}
+
+impl From<ProviderArg> for ExecutionProviderKind {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Tensorrt => Self::Tensorrt,
+            ProviderArg::Cuda => Self::Cuda,
+            ProviderArg::Cpu => Self::Cpu,
+        }
+    }
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+#[must_use]
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    init_logging(&filter);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ConfigError>() {
+                eprintln!("error: {ce}");
+                return EX_CONFIG;
+            }
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("edgebind-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Run {
+            config,
+            shutdown_timeout_s,
+        } => {
+            let cfg = config::load(&config)?;
+            let options = RunOptions {
+                shutdown_timeout: Duration::from_secs(shutdown_timeout_s),
+            };
+            let report = runtime()?.block_on(app::run(cfg, options))?;
+            tracing::info!(
+                delivered = report.publisher.delivered,
+                undelivered = report.publisher.undelivered,
+                "stopped"
+            );
+            Ok(i32::from(report.publisher.undelivered > 0))
+        }
+        Command::Check { config } => check(&config),
+        Command::Demo { config } => demo::run(config.as_deref()),
+        Command::Preprocess {
+            modality,
+            input,
+            output,
+            rate_hz,
+        } => {
+            let tensor = preprocess_file(modality.into(), &input, rate_hz)?;
+            ndarray_npy::write_npy(&output, &tensor)
+                .with_context(|| format!("writing {}", output.display()))?;
+            tracing::info!(output = %output.display(), shape = ?tensor.shape(), "model input written");
+            Ok(0)
+        }
+        Command::Embed {
+            modality,
+            input,
+            model,
+            output,
+            rate_hz,
+            providers,
+            ort_library,
+        } => {
+            let modality: Modality = modality.into();
+            let tensor = preprocess_file(modality, &input, rate_hz)?;
+            let runtime = OrtRuntime::load(ort_library.as_deref())?;
+            let providers: Vec<ExecutionProviderKind> =
+                providers.into_iter().map(Into::into).collect();
+            let mut encoder = Encoder::load(&runtime, modality, &model, &providers, false, 1)?;
+            let embedding = encoder.run_one(&tensor.into_dyn())?;
+            let out = Array2::from_shape_vec((1, embedding.len()), embedding)
+                .context("shaping the embedding")?;
+            ndarray_npy::write_npy(&output, &out)
+                .with_context(|| format!("writing {}", output.display()))?;
+            tracing::info!(output = %output.display(), provider = encoder.provider.as_str(), "embedding written");
+            Ok(0)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "check reports to the terminal")]
+fn check(path: &Path) -> Result<i32> {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{}: OK ({} source(s), models in {})",
+                path.display(),
+                cfg.sources.len(),
+                cfg.resolve(&cfg.models.dir).display()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(EX_CONFIG)
+        }
+    }
+}
+
+/// ImageBind's default IMU window.
+const IMU_WINDOW_MS: f64 = 5000.0;
+
+fn preprocess_file(modality: Modality, input: &Path, rate_hz: Option<f64>) -> Result<Array2<f32>> {
+    match modality {
+        Modality::Imu => {
+            let Some(rate) = rate_hz else {
+                bail!("--rate-hz is required for IMU input");
+            };
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate-hz must be a positive number");
+            }
+            let x: Array2<f32> = ndarray_npy::read_npy(input)
+                .with_context(|| format!("{}: not a float32 [6, N] .npy file", input.display()))?;
+            let window = (rate * IMU_WINDOW_MS / 1000.0).round() as usize;
+            let x = if x.ncols() > window {
+                tracing::info!(
+                    samples = x.ncols(),
+                    used = window,
+                    "input is longer than one 5 s window; using the first window"
+                );
+                x.slice(ndarray::s![.., ..window]).to_owned()
+            } else {
+                if x.ncols() < window {
+                    tracing::warn!(
+                        samples = x.ncols(),
+                        expected = window,
+                        "input is shorter than ImageBind's 5 s window; resampling it whole"
+                    );
+                }
+                x
+            };
+            ImuPreprocessor::new()
+                .tensor_from_array(&x)
+                .with_context(|| format!("{}", input.display()))
+        }
+        other => bail!("{other} files are not supported by this build yet"),
+    }
+}

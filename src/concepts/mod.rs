@@ -1,0 +1,239 @@
+//! The concept bank (labels + text embeddings) and nearest-concept matching: cosine similarity
+//! between the L2-normalised window embedding and each L2-normalised concept, top-k above a
+//! threshold. The per-modality scales of ImageBind's outputs are temperatures, not information.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Serialize;
+
+/// Errors loading a concept bank.
+#[derive(Debug, thiserror::Error)]
+pub enum ConceptError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The files do not form a valid bank.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One matched concept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Match {
+    /// The concept's label.
+    pub label: String,
+    /// Cosine similarity in [-1, 1].
+    pub score: f32,
+}
+
+/// Labels with unit-norm embeddings.
+#[derive(Debug, Clone)]
+pub struct ConceptBank {
+    labels: Vec<String>,
+    unit: Array2<f32>,
+}
+
+impl ConceptBank {
+    /// A bank from labels and (not necessarily normalised) embeddings `[K, dim]`.
+    ///
+    /// # Errors
+    /// A message when counts differ, a row is zero or not finite, or a label is empty.
+    pub fn new(labels: Vec<String>, embeddings: Array2<f32>) -> Result<Self, String> {
+        if labels.len() != embeddings.nrows() {
+            return Err(format!(
+                "{} labels but {} embeddings",
+                labels.len(),
+                embeddings.nrows()
+            ));
+        }
+        if let Some(i) = labels.iter().position(|l| l.trim().is_empty()) {
+            return Err(format!("label {i} is empty"));
+        }
+        let mut unit = embeddings;
+        for (i, mut row) in unit.rows_mut().into_iter().enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                return Err(format!("embedding of {:?} is not finite", labels[i]));
+            }
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm <= f32::MIN_POSITIVE {
+                return Err(format!("embedding of {:?} is zero", labels[i]));
+            }
+            row.mapv_inplace(|v| v / norm);
+        }
+        Ok(Self { labels, unit })
+    }
+
+    /// Loads `labels` (UTF-8, one per line; blank trailing lines ignored) and `embeddings`
+    /// (float32 `[K, dim]` `.npy`) and checks that `dim` matches.
+    ///
+    /// # Errors
+    /// [`ConceptError`] naming the file.
+    pub fn load(labels: &Path, embeddings: &Path, dim: usize) -> Result<Self, ConceptError> {
+        let text = std::fs::read_to_string(labels).map_err(|e| ConceptError::Read {
+            path: labels.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let labels_vec: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .skip_while(|l| l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let array: Array2<f32> =
+            ndarray_npy::read_npy(embeddings).map_err(|e| ConceptError::Read {
+                path: embeddings.to_path_buf(),
+                message: format!("not a float32 [K, {dim}] .npy: {e}"),
+            })?;
+        if array.ncols() != dim {
+            return Err(ConceptError::Invalid {
+                path: embeddings.to_path_buf(),
+                message: format!(
+                    "embeddings have width {}, the models produce {dim}",
+                    array.ncols()
+                ),
+            });
+        }
+        Self::new(labels_vec, array).map_err(|message| ConceptError::Invalid {
+            path: embeddings.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Number of concepts.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the bank is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Embedding width.
+    #[must_use]
+    pub fn dim(&self) -> usize {
+        self.unit.ncols()
+    }
+
+    /// The `k` concepts most similar to `embedding` with a cosine of at least `min_score`, best
+    /// first. An embedding of the wrong width, zero or not finite matches nothing.
+    #[must_use]
+    pub fn top_k(&self, embedding: &[f32], k: usize, min_score: f32) -> Vec<Match> {
+        if embedding.len() != self.dim() || k == 0 {
+            return Vec::new();
+        }
+        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if !(norm.is_finite() && norm > f32::MIN_POSITIVE) {
+            return Vec::new();
+        }
+        let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+        for (i, row) in self.unit.rows().into_iter().enumerate() {
+            let dot: f32 = match row.as_slice() {
+                Some(r) => r.iter().zip(embedding).map(|(a, b)| a * b).sum(),
+                None => row.iter().zip(embedding).map(|(a, b)| a * b).sum(),
+            };
+            let score = dot / norm;
+            if score < min_score {
+                continue;
+            }
+            if best.len() == k && best.last().is_some_and(|(s, _)| score <= *s) {
+                continue;
+            }
+            let at = best.partition_point(|(s, _)| *s >= score);
+            best.insert(at, (score, i));
+            best.truncate(k);
+        }
+        best.into_iter()
+            .map(|(score, i)| Match {
+                label: self.labels[i].clone(),
+                score,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bank() -> ConceptBank {
+        let e = ndarray::arr2(&[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0]]);
+        ConceptBank::new(vec!["x".into(), "y".into(), "xy".into()], e).unwrap()
+    }
+
+    #[test]
+    fn nearest_concepts_are_ranked_by_cosine() {
+        let m = bank().top_k(&[3.0, 0.1, 0.0], 2, -1.0);
+        assert_eq!(m[0].label, "x");
+        assert_eq!(m[1].label, "xy");
+        assert!(m[0].score > m[1].score);
+    }
+
+    #[test]
+    fn threshold_filters_weak_matches() {
+        let m = bank().top_k(&[0.0, 0.0, 1.0], 3, 0.1);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn bad_embeddings_match_nothing() {
+        assert!(bank().top_k(&[0.0, 0.0], 3, -1.0).is_empty());
+        assert!(bank().top_k(&[0.0, 0.0, 0.0], 3, -1.0).is_empty());
+        assert!(bank().top_k(&[f32::NAN, 0.0, 0.0], 3, -1.0).is_empty());
+    }
+
+    #[test]
+    fn mismatched_or_zero_banks_are_rejected() {
+        let e = ndarray::arr2(&[[1.0, 0.0]]);
+        assert!(ConceptBank::new(vec![], e.clone()).is_err());
+        let z = ndarray::arr2(&[[0.0, 0.0]]);
+        assert!(ConceptBank::new(vec!["z".into()], z).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn top_k_equals_a_full_sort(
+            rows in proptest::collection::vec(proptest::collection::vec(-1.0f32..1.0, 4), 1..30),
+            q in proptest::collection::vec(-1.0f32..1.0, 4),
+            k in 1usize..8,
+        ) {
+            let rows: Vec<Vec<f32>> = rows.into_iter().filter(|r| r.iter().map(|v| v*v).sum::<f32>() > 1e-3).collect();
+            prop_assume!(!rows.is_empty());
+            prop_assume!(q.iter().map(|v| v*v).sum::<f32>() > 1e-3);
+            let labels: Vec<String> = (0..rows.len()).map(|i| i.to_string()).collect();
+            let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+            let bank = ConceptBank::new(labels, Array2::from_shape_vec((rows.len(), 4), flat).unwrap()).unwrap();
+            let got = bank.top_k(&q, k, -2.0);
+            let qn = q.iter().map(|v| v*v).sum::<f32>().sqrt();
+            let mut all: Vec<f32> = rows.iter().map(|r| {
+                let rn = r.iter().map(|v| v*v).sum::<f32>().sqrt();
+                r.iter().zip(&q).map(|(a,b)| a/rn*b).sum::<f32>() / qn
+            }).collect();
+            all.sort_by(|a, b| b.total_cmp(a));
+            prop_assert_eq!(got.len(), k.min(rows.len()));
+            for (g, want) in got.iter().zip(&all) {
+                prop_assert!((g.score - want).abs() < 1e-4);
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The daemon's TOML configuration: strict types (unknown fields rejected), sources as a tagged
+//! enum, units in field names. [`load`] parses a file; [`validate`] reports every problem at once.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::{validate, Problem};
+
+/// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
+pub const EX_CONFIG: i32 = 78;
+
+/// Errors reading or parsing a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file parsed but failed validation.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This device.
+    pub device: DeviceConfig,
+    /// ONNX Runtime: where the library is and which execution providers to try.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The model set (ImageBind encoders + concept bank) and the inference queue.
+    pub models: ModelsConfig,
+    /// Nearest-concept matching.
+    #[serde(default)]
+    pub concepts: ConceptsConfig,
+    /// The MQTT broker and what is published.
+    pub mqtt: MqttConfig,
+    /// The sensors.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Directory that relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Identity of this device.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device id used in topics and payloads: letters, digits, `-`, `_`.
+    pub id: String,
+}
+
+/// ONNX Runtime settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Path of `libonnxruntime.so`. `ORT_DYLIB_PATH` overrides it; when neither is set the
+    /// places `tools/fetch_onnxruntime.sh` and the Debian package use are searched.
+    #[serde(default)]
+    pub library_path: Option<PathBuf>,
+    /// Execution providers in order of preference; the first that registers is used.
+    #[serde(default = "default_providers")]
+    pub execution_providers: Vec<ExecutionProviderKind>,
+    /// Refuse to start when only the CPU provider is available.
+    #[serde(default)]
+    pub require_gpu: bool,
+    /// Threads ONNX Runtime may use inside one operator (per session).
+    #[serde(default = "default_intra_threads")]
+    pub intra_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            library_path: None,
+            execution_providers: default_providers(),
+            require_gpu: false,
+            intra_threads: default_intra_threads(),
+        }
+    }
+}
+
+fn default_providers() -> Vec<ExecutionProviderKind> {
+    vec![
+        ExecutionProviderKind::Tensorrt,
+        ExecutionProviderKind::Cuda,
+        ExecutionProviderKind::Cpu,
+    ]
+}
+
+fn default_intra_threads() -> usize {
+    1
+}
+
+/// An ONNX Runtime execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionProviderKind {
+    /// NVIDIA TensorRT.
+    Tensorrt,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// The default CPU provider (always available).
+    Cpu,
+}
+
+impl ExecutionProviderKind {
+    /// The name used in logs, metrics and payloads.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tensorrt => "tensorrt",
+            Self::Cuda => "cuda",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
+/// What a bounded queue does when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// The producer waits (back-pressure); nothing is dropped.
+    Block,
+    /// The oldest queued item is dropped (and counted) to make room.
+    DropOldest,
+    /// The new item is dropped (and counted).
+    DropNewest,
+}
+
+/// The model set and its inference queue.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Directory holding `manifest.json`, the encoders and the concept bank.
+    pub dir: PathBuf,
+    /// Windows waiting for each model's inference worker.
+    #[serde(default = "default_inference_queue")]
+    pub queue_capacity: usize,
+    /// Policy of the inference queue when the model cannot keep up.
+    #[serde(default = "default_drop_oldest")]
+    pub when_full: WhenFull,
+}
+
+fn default_inference_queue() -> usize {
+    8
+}
+
+fn default_drop_oldest() -> WhenFull {
+    WhenFull::DropOldest
+}
+
+/// Nearest-concept matching.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConceptsConfig {
+    /// How many concepts to publish per window.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Concepts with a cosine similarity below this are not published.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+}
+
+impl Default for ConceptsConfig {
+    fn default() -> Self {
+        Self {
+            top_k: default_top_k(),
+            min_score: default_min_score(),
+        }
+    }
+}
+
+fn default_top_k() -> usize {
+    3
+}
+
+fn default_min_score() -> f32 {
+    0.1
+}
+
+/// MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Qos {
+    /// At most once.
+    #[serde(rename = "0")]
+    AtMostOnce,
+    /// At least once (acknowledged by PUBACK).
+    #[serde(rename = "1")]
+    AtLeastOnce,
+}
+
+/// How the embedding vector is written in the JSON envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingEncoding {
+    /// A JSON array of numbers.
+    Json,
+    /// Base64 of little-endian float32.
+    Base64F32,
+    /// Base64 of little-endian float16 (half the size; ~3 significant digits).
+    Base64F16,
+}
+
+/// The MQTT broker and the published topics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker address `mqtt://host:port`, or `local` to start a private mosquitto on a free
+    /// loopback port (what `edgebind demo` does).
+    pub url: String,
+    /// MQTT client id (default `edgebind-<device id>`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Topic prefix (default `edgebind/<device id>`).
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    /// QoS of embedding, labels and state messages: `"0"` or `"1"`.
+    #[serde(default = "default_qos")]
+    pub qos: Qos,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// Largest MQTT packet sent or accepted (embedding messages are ~20 KiB as JSON).
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: usize,
+    /// Encoding of the embedding vector.
+    #[serde(default = "default_encoding")]
+    pub embedding_encoding: EmbeddingEncoding,
+    /// Messages waiting for the publisher; producers wait when it is full (nothing is dropped).
+    #[serde(default = "default_publish_queue")]
+    pub queue_capacity: usize,
+    /// Interval of the `<prefix>/stats` message and of sensor `state` updates (0 = off).
+    #[serde(default = "default_stats_interval_s")]
+    pub stats_interval_s: u64,
+    /// Longest wait between reconnection attempts (exponential backoff from 100 ms).
+    #[serde(default = "default_max_backoff_ms")]
+    pub reconnect_max_backoff_ms: u64,
+}
+
+fn default_qos() -> Qos {
+    Qos::AtLeastOnce
+}
+fn default_keep_alive_s() -> u64 {
+    30
+}
+fn default_max_packet_bytes() -> usize {
+    1024 * 1024
+}
+fn default_encoding() -> EmbeddingEncoding {
+    EmbeddingEncoding::Json
+}
+fn default_publish_queue() -> usize {
+    256
+}
+fn default_stats_interval_s() -> u64 {
+    10
+}
+fn default_max_backoff_ms() -> u64 {
+    10_000
+}
+
+/// How fast a replay source plays its recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaySpeed {
+    /// Paced by the recording's sample rate, as a live sensor would deliver it.
+    Realtime,
+    /// As fast as the pipeline accepts it.
+    Max,
+}
+
+/// File format of an IMU recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImuFileFormat {
+    /// Decide by the file extension (`.csv` or `.npy`).
+    Auto,
+    /// Text with a header naming the columns `acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z` (any order,
+    /// other columns ignored; an optional `t_s` column gives the rate).
+    Csv,
+    /// NumPy float32 `[6, N]` (rows acc xyz, gyro xyz), with `sample_rate_hz`.
+    Npy,
+}
+
+/// One sensor. `type` selects the source.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Replays an IMU recording (CSV or `.npy`) as if it were a live sensor.
+    ImuReplay(ImuReplayConfig),
+}
+
+impl SourceConfig {
+    /// The sensor name used in topics and metrics.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::ImuReplay(c) => &c.name,
+        }
+    }
+
+    /// The modality this source feeds.
+    #[must_use]
+    pub fn modality(&self) -> crate::Modality {
+        match self {
+            Self::ImuReplay(_) => crate::Modality::Imu,
+        }
+    }
+}
+
+/// An IMU recording replayed as a sensor.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImuReplayConfig {
+    /// Sensor name (topic segment): letters, digits, `-`, `_`.
+    pub name: String,
+    /// The recording (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// File format.
+    #[serde(default = "default_imu_format")]
+    pub format: ImuFileFormat,
+    /// Sample rate of the recording; required for `.npy`, optional for CSV with a `t_s` column.
+    #[serde(default)]
+    pub sample_rate_hz: Option<f64>,
+    /// Replay pace.
+    #[serde(default = "default_speed")]
+    pub speed: ReplaySpeed,
+    /// Start again at the end (timestamps keep increasing).
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Window length.
+    #[serde(default = "default_imu_window_ms")]
+    pub window_ms: u64,
+    /// Step between window starts.
+    #[serde(default = "default_imu_hop_ms")]
+    pub hop_ms: u64,
+    /// Sample blocks waiting for the windower.
+    #[serde(default = "default_sample_queue")]
+    pub queue_capacity: usize,
+    /// Policy of the sample queue; `block` is the right choice for replays (nothing is lost).
+    #[serde(default = "default_block")]
+    pub when_full: WhenFull,
+}
+
+fn default_imu_format() -> ImuFileFormat {
+    ImuFileFormat::Auto
+}
+fn default_speed() -> ReplaySpeed {
+    ReplaySpeed::Realtime
+}
+fn default_imu_window_ms() -> u64 {
+    5_000
+}
+fn default_imu_hop_ms() -> u64 {
+    1_000
+}
+fn default_sample_queue() -> usize {
+    64
+}
+fn default_block() -> WhenFull {
+    WhenFull::Block
+}
+
+impl Config {
+    /// Parses TOML text; `path` is used for messages and as the base of relative paths.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the line and column of the first syntax or schema error.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        if config.base_dir.as_os_str().is_empty() {
+            config.base_dir = PathBuf::from(".");
+        }
+        Ok(config)
+    }
+
+    /// A path from the file, resolved against the config file's directory.
+    #[must_use]
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The topic prefix in effect.
+    #[must_use]
+    pub fn topic_prefix(&self) -> String {
+        self.mqtt
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("edgebind/{}", self.device.id))
+    }
+}
+
+/// Reads, parses and validates a configuration file.
+///
+/// # Errors
+/// Any [`ConfigError`]; validation problems are all reported together.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config = Config::parse(&text, path)?;
+    let problems = validate(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let text = "[device]\nid = \"a\"\nidd = 3\n";
+        let err = Config::parse(text, Path::new("x.toml")).unwrap_err();
+        match err {
+            ConfigError::Parse { line, message, .. } => {
+                assert_eq!(line, 3);
+                assert!(message.contains("unknown field"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

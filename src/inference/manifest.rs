@@ -1,0 +1,173 @@
+//! The model-set manifest (`manifest.json`): which ONNX file encodes which modality, its
+//! checksum, and the concept bank (format documented in `models/README.md`).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Modality;
+
+/// Errors reading a model set.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The manifest is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file's checksum differs from the manifest's.
+    #[error("{path}: sha256 is {actual}, manifest says {expected} (file changed or corrupt)")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// From the manifest.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+}
+
+/// One encoder of a model set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Input name (ImageBind's modality name).
+    pub input: String,
+    /// Output name (`embedding`).
+    pub output: String,
+}
+
+/// The concept bank files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConceptFiles {
+    /// UTF-8 text, one label per line.
+    pub labels: PathBuf,
+    /// float32 `[K, dim]` `.npy`, row i = label i.
+    pub embeddings: PathBuf,
+    /// Optional checksums per file name.
+    #[serde(default)]
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// A model set's manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version (1).
+    pub format: u32,
+    /// Name of the model set.
+    pub name: String,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Embedding width (1024 for ImageBind huge).
+    pub embedding_dim: usize,
+    /// Encoders by modality.
+    pub models: BTreeMap<Modality, ModelEntry>,
+    /// The concept bank.
+    pub concepts: ConceptFiles,
+    /// Directory of the manifest.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Manifest {
+    /// Reads `dir/manifest.json`.
+    ///
+    /// # Errors
+    /// [`ManifestError`] naming the manifest.
+    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if m.format != 1 {
+            return Err(ManifestError::Invalid {
+                path,
+                message: format!("format {} is not supported (expected 1)", m.format),
+            });
+        }
+        if m.embedding_dim == 0 {
+            return Err(ManifestError::Invalid {
+                path,
+                message: "embedding_dim must be > 0".into(),
+            });
+        }
+        m.dir = dir.to_path_buf();
+        Ok(m)
+    }
+
+    /// The encoder for `modality`, with its path resolved.
+    #[must_use]
+    pub fn model(&self, modality: Modality) -> Option<(PathBuf, &ModelEntry)> {
+        self.models
+            .get(&modality)
+            .map(|e| (self.dir.join(&e.file), e))
+    }
+}
+
+/// Lower-case hex sha256 of a file, streamed (model files can be hundreds of MB).
+///
+/// # Errors
+/// [`ManifestError::Read`].
+pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
+    let read_err = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Checks `path` against `expected` (case-insensitive hex).
+///
+/// # Errors
+/// [`ManifestError::Checksum`] on a mismatch, [`ManifestError::Read`] if unreadable.
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ManifestError> {
+    let actual = sha256_file(path)?;
+    if actual.eq_ignore_ascii_case(expected.trim()) {
+        Ok(actual)
+    } else {
+        Err(ManifestError::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        })
+    }
+}

@@ -1,0 +1,135 @@
+//! Loading ONNX Runtime at run time (`ort` with `load-dynamic`) from an explicit path, with a
+//! clear error instead of ort's panic when the library is missing or too old.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that overrides the library path for every subcommand.
+pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+/// Errors loading ONNX Runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No library at any of the searched places.
+    #[error("libonnxruntime not found (searched: {}); run tools/fetch_onnxruntime.sh, set runtime.library_path, or set ORT_DYLIB_PATH", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound {
+        /// Every place looked at.
+        searched: Vec<PathBuf>,
+    },
+    /// The file exists but could not be loaded (wrong architecture, too old, not ONNX Runtime).
+    #[error("{path}: cannot load ONNX Runtime: {message}")]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// ort's explanation (includes the version for a too-old library).
+        message: String,
+    },
+    /// The ONNX Runtime environment could not be created.
+    #[error("ONNX Runtime environment: {0}")]
+    Environment(String),
+}
+
+/// A loaded ONNX Runtime.
+#[derive(Debug, Clone)]
+pub struct OrtRuntime {
+    /// The environment sessions are created in.
+    pub env: ort::environment::Environment,
+    /// The library file.
+    pub library: PathBuf,
+    /// The library's version (`1.31.1`), or `unknown`.
+    pub version: String,
+}
+
+/// Places searched when neither `ORT_DYLIB_PATH` nor the config names the library.
+#[must_use]
+pub fn default_library_paths() -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            // Installed layout (Debian package): /usr/lib/edgebind next to /usr/bin.
+            paths.push(dir.join("../lib/edgebind/libonnxruntime.so"));
+            // Development layout: target/{debug,release}/edgebind → <repo>/.ort/lib.
+            paths.push(dir.join("../../.ort/lib/libonnxruntime.so"));
+            paths.push(dir.join("../../../.ort/lib/libonnxruntime.so"));
+        }
+    }
+    paths.push(PathBuf::from(".ort/lib/libonnxruntime.so"));
+    paths.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ort/lib/libonnxruntime.so"));
+    paths.push(PathBuf::from("/usr/lib/edgebind/libonnxruntime.so"));
+    paths
+}
+
+/// Which library to load: `ORT_DYLIB_PATH` if set, else `configured`, else the first default
+/// that exists.
+///
+/// # Errors
+/// [`RuntimeError::NotFound`] listing what was searched.
+pub fn resolve_library(configured: Option<&Path>) -> Result<PathBuf, RuntimeError> {
+    let candidates: Vec<PathBuf> = match (std::env::var_os(ORT_DYLIB_ENV), configured) {
+        (Some(env), _) if !env.is_empty() => vec![PathBuf::from(env)],
+        (_, Some(p)) => vec![p.to_path_buf()],
+        _ => default_library_paths(),
+    };
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(RuntimeError::NotFound {
+            searched: candidates,
+        })
+}
+
+impl OrtRuntime {
+    /// Loads ONNX Runtime (see [`resolve_library`]) and creates the environment. Loading happens
+    /// once per process; later calls return the same library.
+    ///
+    /// # Errors
+    /// [`RuntimeError`] with the path and reason.
+    pub fn load(configured: Option<&Path>) -> Result<Self, RuntimeError> {
+        let library = resolve_library(configured)?;
+        // ort panics on some bad paths inside `init_from`; keep that from taking the process down.
+        let builder = std::panic::catch_unwind(|| ort::init_from(&library))
+            .map_err(|_| RuntimeError::Load {
+                path: library.clone(),
+                message: "ONNX Runtime loader panicked".into(),
+            })?
+            .map_err(|e| RuntimeError::Load {
+                path: library.clone(),
+                message: e.to_string(),
+            })?;
+        let env = builder
+            .with_name("edgebind")
+            .build()
+            .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+        let version = parse_version(ort::info()).unwrap_or_else(|| "unknown".into());
+        Ok(Self {
+            env,
+            library,
+            version,
+        })
+    }
+}
+
+/// The version from ONNX Runtime's build info (`git-branch=rel-1.31.1, …`).
+fn parse_version(info: &str) -> Option<String> {
+    let start = info.find("rel-")? + 4;
+    let rest = &info[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let v = rest[..end].trim_end_matches('.');
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_read_from_build_info() {
+        assert_eq!(
+            parse_version("ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc").as_deref(),
+            Some("1.31.1")
+        );
+        assert_eq!(parse_version("nothing here"), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! MQTT payloads (pure): the embedding envelope v1, the small labels message and the sensor
+//! state. Schema: `docs/mqtt.schema.json`; prose: `docs/mqtt.md`.
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::concepts::Match;
+use crate::config::EmbeddingEncoding;
+use crate::telemetry::StreamSnapshot;
+use crate::Modality;
+
+/// Version of the envelope (`v` in every payload).
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Window timing of an embedding.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowInfo {
+    /// Capture time of the first sample, UTC nanoseconds.
+    pub start_utc_ns: i64,
+    /// Capture time just after the last sample, UTC nanoseconds.
+    pub end_utc_ns: i64,
+    /// Samples in the window.
+    pub sample_count: u64,
+    /// Samples missing inside the window.
+    pub gaps: u64,
+}
+
+/// The model that produced an embedding.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelInfo {
+    /// Model-set name.
+    pub name: String,
+    /// sha256 of the encoder file.
+    pub sha256: String,
+    /// Execution provider that ran it.
+    pub provider: String,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+}
+
+/// Where the time went, in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    /// Window → model input.
+    pub preprocess_ms: f64,
+    /// Waiting for the inference worker.
+    pub queue_ms: f64,
+    /// Encoder run.
+    pub inference_ms: f64,
+    /// From the window's end (its last sample) to handing the message to the publisher.
+    pub window_end_to_publish_ms: f64,
+}
+
+/// The embedding vector as written in JSON.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum EmbeddingField {
+    /// Plain numbers.
+    Json(Vec<f32>),
+    /// Base64 little-endian floats.
+    Base64 {
+        /// `f32` or `f16`.
+        dtype: &'static str,
+        /// The bytes.
+        base64: String,
+    },
+}
+
+impl EmbeddingField {
+    /// Encodes `unit` as `encoding` says.
+    #[must_use]
+    pub fn encode(unit: &[f32], encoding: EmbeddingEncoding) -> Self {
+        let engine = base64::engine::general_purpose::STANDARD;
+        match encoding {
+            EmbeddingEncoding::Json => Self::Json(unit.to_vec()),
+            EmbeddingEncoding::Base64F32 => {
+                let bytes: Vec<u8> = unit.iter().flat_map(|v| v.to_le_bytes()).collect();
+                Self::Base64 {
+                    dtype: "f32",
+                    base64: engine.encode(bytes),
+                }
+            }
+            EmbeddingEncoding::Base64F16 => {
+                let bytes: Vec<u8> = unit
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect();
+                Self::Base64 {
+                    dtype: "f16",
+                    base64: engine.encode(bytes),
+                }
+            }
+        }
+    }
+}
+
+/// `<prefix>/<sensor>/embedding`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmbeddingEnvelope {
+    /// [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// Device id.
+    pub device: String,
+    /// Sensor name.
+    pub sensor: String,
+    /// Modality.
+    pub modality: Modality,
+    /// Window number of this sensor (0, 1, 2, …); a jump means windows were dropped.
+    pub seq: u64,
+    /// Window timing.
+    pub window: WindowInfo,
+    /// Model and provider.
+    pub model: ModelInfo,
+    /// The unit-norm embedding.
+    pub embedding: EmbeddingField,
+    /// L2 norm of the encoder's raw output.
+    pub embedding_norm: f32,
+    /// Nearest concepts, best first.
+    pub labels: Vec<Match>,
+    /// Where the time went.
+    pub latency: Latency,
+}
+
+/// `<prefix>/<sensor>/labels`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LabelsMessage<'a> {
+    /// [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// Sensor name.
+    pub sensor: &'a str,
+    /// Window number.
+    pub seq: u64,
+    /// Window end, UTC nanoseconds.
+    pub window_end_utc_ns: i64,
+    /// Nearest concepts, best first.
+    pub labels: &'a [Match],
+}
+
+/// `<prefix>/<sensor>/state` (retained).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StateMessage<'a> {
+    /// [`ENVELOPE_VERSION`].
+    pub v: u32,
+    /// Sensor name.
+    pub sensor: &'a str,
+    /// Modality.
+    pub modality: Modality,
+    /// The counters.
+    #[serde(flatten)]
+    pub snapshot: StreamSnapshot,
+}
+
+/// `embedding / norm` and the norm (a zero vector stays zero).
+#[must_use]
+pub fn unit_norm(raw: &[f32]) -> (Vec<f32>, f32) {
+    let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > f32::MIN_POSITIVE && norm.is_finite() {
+        (raw.iter().map(|v| v / norm).collect(), norm)
+    } else {
+        (raw.to_vec(), norm)
+    }
+}
+
+/// Topic names under a prefix.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// Topics under `prefix`.
+    #[must_use]
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+    /// Retained `online`/`offline`.
+    #[must_use]
+    pub fn status(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+    /// Periodic statistics.
+    #[must_use]
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.prefix)
+    }
+    /// A sensor's embeddings.
+    #[must_use]
+    pub fn embedding(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/embedding", self.prefix)
+    }
+    /// A sensor's labels.
+    #[must_use]
+    pub fn labels(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/labels", self.prefix)
+    }
+    /// A sensor's retained state.
+    #[must_use]
+    pub fn state(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/state", self.prefix)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_norm_returns_the_raw_norm() {
+        let (u, n) = unit_norm(&[3.0, 4.0]);
+        assert_eq!(n, 5.0);
+        assert_eq!(u, vec![0.6, 0.8]);
+        let (z, n0) = unit_norm(&[0.0, 0.0]);
+        assert_eq!((z, n0), (vec![0.0, 0.0], 0.0));
+    }
+
+    #[test]
+    fn base64_embeddings_round_trip() {
+        let v = [0.5f32, -0.25, 1.0];
+        let EmbeddingField::Base64 { dtype, base64 } =
+            EmbeddingField::encode(&v, EmbeddingEncoding::Base64F32)
+        else {
+            panic!("expected base64");
+        };
+        assert_eq!(dtype, "f32");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .unwrap();
+        let back: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(back, v);
+        let EmbeddingField::Base64 { base64, .. } =
+            EmbeddingField::encode(&v, EmbeddingEncoding::Base64F16)
+        else {
+            panic!("expected base64");
+        };
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .unwrap()
+                .len(),
+            6
+        );
+    }
+
+    #[test]
+    fn topics_follow_the_prefix() {
+        let t = Topics::new("edgebind/dev1");
+        assert_eq!(t.embedding("imu0"), "edgebind/dev1/imu0/embedding");
+        assert_eq!(t.status(), "edgebind/dev1/status");
+    }
+}

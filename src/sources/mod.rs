@@ -1,0 +1,99 @@
+//! Sensor sources. Each source is built (files opened, devices checked) before anything runs,
+//! then runs on its own named thread, stamping capture times and pushing sample blocks into a
+//! bounded queue. A source that ends (a non-looping replay) closes its queue.
+
+pub mod imu_replay;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SourceConfig};
+use crate::pipeline::QueueSender;
+use crate::telemetry::StreamStats;
+use crate::time::{Clock, Timestamp};
+
+/// One IMU sample in SI units: acc xyz (m/s², gravity included), gyro xyz (rad/s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImuSample {
+    /// Position in the stream (0, 1, 2, …), counting samples the device should have sent.
+    pub seq: u64,
+    /// Capture time.
+    pub t: Timestamp,
+    /// `[acc_x, acc_y, acc_z, gyro_x, gyro_y, gyro_z]`.
+    pub values: [f32; 6],
+}
+
+/// What a source sends to its stream's windower.
+#[derive(Debug, Clone)]
+pub enum SourceMessage {
+    /// Consecutive IMU samples.
+    Imu {
+        /// Nominal rate of the device.
+        sample_rate_hz: f64,
+        /// The samples, in capture order.
+        samples: Vec<ImuSample>,
+    },
+}
+
+/// Errors building a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The IMU recording could not be used.
+    #[error(transparent)]
+    ImuReplay(#[from] imu_replay::ImuFileError),
+    /// The thread could not be started.
+    #[error("source {name}: cannot start its thread: {source}")]
+    Spawn {
+        /// The source.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a running source needs.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// The sensor name.
+    pub name: String,
+    /// Maps capture instants to timestamps.
+    pub clock: Clock,
+    /// Cancelled when the daemon stops.
+    pub cancel: CancellationToken,
+    /// The stream's counters.
+    pub stats: Arc<StreamStats>,
+    /// Where sample blocks go.
+    pub out: QueueSender<SourceMessage>,
+}
+
+/// A source ready to run.
+pub trait Source: Send + std::fmt::Debug + 'static {
+    /// Nominal sample rate of the device.
+    fn sample_rate_hz(&self) -> f64;
+    /// Runs until cancelled or (for finite recordings) until the end.
+    fn run(self: Box<Self>, ctx: SourceContext);
+}
+
+/// Builds the source a config entry describes (opens and checks its file or device).
+///
+/// # Errors
+/// A [`SourceError`] naming the source and what is wrong.
+pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
+    match source {
+        SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
+    }
+}
+
+/// Starts a built source on a thread named after it.
+///
+/// # Errors
+/// [`SourceError::Spawn`] when the OS refuses a thread.
+pub fn spawn(source: Box<dyn Source>, ctx: SourceContext) -> Result<JoinHandle<()>, SourceError> {
+    let name = ctx.name.clone();
+    std::thread::Builder::new()
+        .name(format!("src-{name}"))
+        .spawn(move || source.run(ctx))
+        .map_err(|source| SourceError::Spawn { name, source })
+}

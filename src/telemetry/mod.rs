@@ -1,0 +1,332 @@
+//! Counters shared by the pipeline's parts: samples, windows, embeddings, drops by reason, broker
+//! state. Built from the config before anything runs (no globals); snapshotted for the `stats`
+//! and `state` topics and rendered in Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Why something was dropped. Every drop in the daemon is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The sample queue between a source and its windower was full.
+    SampleQueueFull,
+    /// The inference queue was full: the model cannot keep up.
+    InferenceBacklog,
+    /// A sample or frame was malformed and skipped.
+    BadInput,
+    /// Preprocessing rejected a window.
+    PreprocessError,
+    /// The model failed on a window.
+    InferenceError,
+}
+
+impl DropReason {
+    /// Every reason, in metric order.
+    pub const ALL: [DropReason; 5] = [
+        Self::SampleQueueFull,
+        Self::InferenceBacklog,
+        Self::BadInput,
+        Self::PreprocessError,
+        Self::InferenceError,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SampleQueueFull => "sample_queue_full",
+            Self::InferenceBacklog => "inference_backlog",
+            Self::BadInput => "bad_input",
+            Self::PreprocessError => "preprocess_error",
+            Self::InferenceError => "inference_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of one sensor stream.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    samples: AtomicU64,
+    windows: AtomicU64,
+    embeddings: AtomicU64,
+    gaps: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+    last_sample_utc_ns: AtomicI64,
+    sample_rate_millihz: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl StreamStats {
+    /// Counts `n` samples captured, the last at `utc_ns`.
+    pub fn add_samples(&self, n: u64, last_utc_ns: i64) {
+        self.samples.fetch_add(n, Ordering::Relaxed);
+        self.last_sample_utc_ns
+            .store(last_utc_ns, Ordering::Relaxed);
+    }
+    /// Counts one window cut, with the samples its gaps miss.
+    pub fn add_window(&self, gaps: u64) {
+        self.windows.fetch_add(1, Ordering::Relaxed);
+        self.gaps.fetch_add(gaps, Ordering::Relaxed);
+    }
+    /// Counts one embedding handed to the publisher.
+    pub fn add_embedding(&self) {
+        self.embeddings.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts `n` items dropped for `reason`.
+    pub fn add_drops(&self, reason: DropReason, n: u64) {
+        if let Some(c) = self.drops.get(reason.index()) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    /// Records whether the device is delivering and at which rate.
+    pub fn set_connected(&self, connected: bool, sample_rate_hz: f64) {
+        self.connected.store(connected, Ordering::Relaxed);
+        // Stored in millihertz so an atomic integer can carry it.
+        let millihz = (sample_rate_hz.max(0.0) * 1000.0).round() as u64;
+        self.sample_rate_millihz.store(millihz, Ordering::Relaxed);
+    }
+    /// Drops counted for `reason`.
+    #[must_use]
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops
+            .get(reason.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+    /// Windows cut so far.
+    #[must_use]
+    pub fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+
+    /// A consistent-enough copy for reporting.
+    #[must_use]
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let last = self.last_sample_utc_ns.load(Ordering::Relaxed);
+        StreamSnapshot {
+            connected: self.connected.load(Ordering::Relaxed),
+            sample_rate_hz: self.sample_rate_millihz.load(Ordering::Relaxed) as f64 / 1000.0,
+            last_sample_utc_ns: (last != 0).then_some(last),
+            samples_total: self.samples.load(Ordering::Relaxed),
+            windows_total: self.windows.load(Ordering::Relaxed),
+            embeddings_total: self.embeddings.load(Ordering::Relaxed),
+            gap_samples_total: self.gaps.load(Ordering::Relaxed),
+            drops_total: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.drops(*r)))
+                .collect(),
+        }
+    }
+}
+
+/// What a stream's counters said at one moment (the `state` payload's body).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StreamSnapshot {
+    /// The device is open and delivering.
+    pub connected: bool,
+    /// Nominal sample rate of the device.
+    pub sample_rate_hz: f64,
+    /// Capture time of the newest sample.
+    pub last_sample_utc_ns: Option<i64>,
+    /// Samples captured.
+    pub samples_total: u64,
+    /// Windows cut.
+    pub windows_total: u64,
+    /// Embeddings handed to the publisher.
+    pub embeddings_total: u64,
+    /// Samples missing inside windows (gaps).
+    pub gap_samples_total: u64,
+    /// Drops by reason.
+    pub drops_total: BTreeMap<&'static str, u64>,
+}
+
+/// Counters of the publisher.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Messages acknowledged by the broker (or written, for QoS 0).
+    pub delivered: AtomicU64,
+    /// Messages sent again after a reconnect.
+    pub resent: AtomicU64,
+    /// Successful connections after the first.
+    pub reconnects: AtomicU64,
+    /// Whether the broker connection is up.
+    pub connected: AtomicBool,
+    /// Messages waiting for acknowledgement.
+    pub unacked: AtomicU64,
+}
+
+/// All counters of one daemon.
+#[derive(Debug)]
+pub struct Telemetry {
+    started: Instant,
+    streams: BTreeMap<String, Arc<StreamStats>>,
+    /// The publisher's counters.
+    pub publish: PublishStats,
+}
+
+impl Telemetry {
+    /// Counters for the named streams.
+    #[must_use]
+    pub fn new<'a>(stream_names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            started: Instant::now(),
+            streams: stream_names
+                .into_iter()
+                .map(|n| (n.to_string(), Arc::new(StreamStats::default())))
+                .collect(),
+            publish: PublishStats::default(),
+        }
+    }
+
+    /// The counters of one stream; a name not configured gets a detached set (never panics).
+    #[must_use]
+    pub fn stream(&self, name: &str) -> Arc<StreamStats> {
+        self.streams.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Names of the streams.
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.streams.keys().map(String::as_str)
+    }
+
+    /// The `<prefix>/stats` body.
+    #[must_use]
+    pub fn stats_json(&self) -> serde_json::Value {
+        let streams: BTreeMap<&str, StreamSnapshot> = self
+            .streams
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.snapshot()))
+            .collect();
+        serde_json::json!({
+            "v": 1,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "broker_connected": self.publish.connected.load(Ordering::Relaxed),
+            "messages_delivered_total": self.publish.delivered.load(Ordering::Relaxed),
+            "messages_resent_total": self.publish.resent.load(Ordering::Relaxed),
+            "messages_unacked": self.publish.unacked.load(Ordering::Relaxed),
+            "broker_reconnects_total": self.publish.reconnects.load(Ordering::Relaxed),
+            "streams": streams,
+        })
+    }
+
+    /// Prometheus text exposition of every counter.
+    #[must_use]
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        metric(
+            &mut out,
+            "edgebind_samples_total",
+            "counter",
+            "Samples captured per sensor.",
+        );
+        for (s, st) in &self.streams {
+            let _ = writeln!(
+                out,
+                "edgebind_samples_total{{sensor=\"{s}\"}} {}",
+                st.samples.load(Ordering::Relaxed)
+            );
+        }
+        metric(
+            &mut out,
+            "edgebind_windows_total",
+            "counter",
+            "Windows cut per sensor.",
+        );
+        for (s, st) in &self.streams {
+            let _ = writeln!(
+                out,
+                "edgebind_windows_total{{sensor=\"{s}\"}} {}",
+                st.windows()
+            );
+        }
+        metric(
+            &mut out,
+            "edgebind_drops_total",
+            "counter",
+            "Items dropped per sensor and reason.",
+        );
+        for (s, st) in &self.streams {
+            for r in DropReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "edgebind_drops_total{{sensor=\"{s}\",reason=\"{}\"}} {}",
+                    r.as_str(),
+                    st.drops(r)
+                );
+            }
+        }
+        metric(
+            &mut out,
+            "edgebind_messages_delivered_total",
+            "counter",
+            "MQTT messages acknowledged by the broker.",
+        );
+        let _ = writeln!(
+            out,
+            "edgebind_messages_delivered_total {}",
+            self.publish.delivered.load(Ordering::Relaxed)
+        );
+        metric(
+            &mut out,
+            "edgebind_broker_connected",
+            "gauge",
+            "1 while the MQTT connection is up.",
+        );
+        let _ = writeln!(
+            out,
+            "edgebind_broker_connected {}",
+            u8::from(self.publish.connected.load(Ordering::Relaxed))
+        );
+        out
+    }
+}
+
+/// Sets up logging to stderr (journald-friendly: one line per event). `filter` follows
+/// `tracing_subscriber::EnvFilter` syntax, e.g. `info` or `edgebind=debug`.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let t = Telemetry::new(["imu0"]);
+        t.stream("imu0").add_drops(DropReason::InferenceBacklog, 3);
+        let s = t.stream("imu0").snapshot();
+        assert_eq!(s.drops_total["inference_backlog"], 3);
+        assert_eq!(s.drops_total["sample_queue_full"], 0);
+        assert!(t
+            .render_prometheus()
+            .contains("edgebind_drops_total{sensor=\"imu0\",reason=\"inference_backlog\"} 3"));
+    }
+
+    #[test]
+    fn unknown_stream_gets_detached_counters() {
+        let t = Telemetry::new(["a"]);
+        t.stream("zzz").add_window(0);
+        assert_eq!(t.stream("a").windows(), 0);
+    }
+}

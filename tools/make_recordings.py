@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Write the IMU test recordings (deterministic seeds) and check them with the tiny IMU model.
+
+Files (in <out>, default <repo>/tests/fixtures/recordings):
+  imu_still_200hz.csv     7 s at 200 Hz, device lying flat: gravity on +z plus sensor noise
+                          (sigma 0.02 m/s^2 acc, 0.002 rad/s gyro)
+  imu_shaking_200hz.csv   7 s at 200 Hz, hand shaking: ~3 Hz and ~7 Hz, several m/s^2, ~2 rad/s
+  imu_still_400hz.npy     the still motion at 400 Hz, float32 [6, 2800]
+  imu_shaking_400hz.npy   the shaking motion at 400 Hz, float32 [6, 2800]
+  imu_demo_200hz.csv      16 s at 200 Hz: still 0-4 s, shaking 4-8 s, still 8-12 s, shaking 12-16 s
+
+CSV: header `t_s,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z`, then one row per sample; t_s starts at 0
+(6 decimals), acc in m/s^2 including gravity (+9.81 on acc_z), gyro in rad/s (6 decimals).
+.npy rows: acc_x, acc_y, acc_z, gyro_x, gyro_y, gyro_z (SPEC.md section 5 channel order).
+
+The check runs <models>/imu.onnx (default <repo>/models/tiny, made by tools/make_tiny_models.py)
+on 5 s windows, resampled to 2000 samples exactly as the daemon does
+(torch.nn.functional.interpolate(mode="linear", align_corners=False)), and fails unless still ->
+"device at rest" and shaking -> "device shaking" with a cosine margin >= 0.2.
+
+Usage: tools/make_recordings.py [--out tests/fixtures/recordings] [--models models/tiny]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = "t_s,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
+GRAVITY = 9.81
+WINDOW_S, MODEL_SAMPLES = 5.0, 2000
+MIN_MARGIN = 0.2
+
+# Shaking: per channel (3 Hz amplitude, 7 Hz amplitude); acc m/s^2, gyro rad/s.
+SHAKE_AMPS = [(4.0, 2.0), (3.0, 1.5), (2.0, 1.0), (2.0, 0.8), (1.5, 0.6), (1.0, 0.4)]
+
+
+def still_motion(t, rng):
+    """[6, N]: flat on a table; white sensor noise only."""
+    x = np.zeros((6, len(t)))
+    x[2] = GRAVITY
+    x[:3] += 0.02 * rng.standard_normal((3, len(t)))
+    x[3:] += 0.002 * rng.standard_normal((3, len(t)))
+    return x
+
+
+def shake_component(t):
+    """[6, N]: a shaking hand: ~3 Hz and ~7 Hz components with slowly drifting frequency and
+    amplitude (so it is not a pure periodic signal). Zero mean, no noise."""
+    x = np.zeros((6, len(t)))
+    dt_s = t[1] - t[0]
+    for ch, (a3, a7) in enumerate(SHAKE_AMPS):
+        f3 = 3.0 + 0.2 * np.sin(2 * np.pi * 0.13 * t + ch)
+        f7 = 7.0 + 0.4 * np.sin(2 * np.pi * 0.21 * t + 2 * ch)
+        ph3 = 2 * np.pi * (np.cumsum(f3) - f3[0]) * dt_s      # integral of the frequency
+        ph7 = 2 * np.pi * (np.cumsum(f7) - f7[0]) * dt_s
+        env = 1.0 + 0.15 * np.sin(2 * np.pi * 0.3 * t + 0.5 * ch)
+        x[ch] = env * (a3 * np.sin(ph3 + 0.9 * ch) + a7 * np.sin(ph7 + 1.7 * ch))
+    return x
+
+
+def motion(kind, fs, seconds, seed):
+    t = np.arange(int(round(fs * seconds))) / fs
+    x = still_motion(t, np.random.default_rng(seed))
+    if kind == "shaking":
+        x += shake_component(t)
+    return t, x
+
+
+def demo_motion(fs, seed):
+    """16 s: 4 s still / 4 s shaking, twice. Sensor noise throughout; each shaking segment fades
+    in and out over 0.1 s (raised cosine) so there is no step in the signal."""
+    t = np.arange(int(round(16.0 * fs))) / fs
+    x = still_motion(t, np.random.default_rng(seed))
+    for a_s in (4.0, 12.0):
+        seg = (t >= a_s) & (t < a_s + 4.0)
+        ts = t[seg] - a_s
+        ramp = np.clip(np.minimum(ts, 4.0 - ts) / 0.1, 0.0, 1.0)
+        ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
+        x[:, seg] += ramp * shake_component(ts)
+    return t, x
+
+
+def write_csv(path, t, x):
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write(HEADER + "\n")
+        for i in range(len(t)):
+            f.write(f"{t[i]:.6f}," + ",".join(f"{v:.6f}" for v in x[:, i]) + "\n")
+
+
+def read_csv(path):
+    with open(path, encoding="ascii") as f:
+        if f.readline().strip() != HEADER:
+            raise ValueError(f"{path}: unexpected header")
+        a = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+    return a[:, 0], a[:, 1:].T
+
+
+def resample_linear(x, n_out):
+    """numpy twin of torch.nn.functional.interpolate(x[None], n_out, mode='linear',
+    align_corners=False)[0]: src = max((i + 0.5) * n_in / n_out - 0.5, 0), linear between the two
+    neighbours, the right neighbour clamped to the last sample."""
+    n_in = x.shape[-1]
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = src - i0
+    return x[..., i0] * (1.0 - lam) + x[..., i1] * lam
+
+
+def model_window(x, fs, start_s):
+    """The daemon's IMU window: 5 s starting at start_s, float32, resampled to [6, 2000]."""
+    a = int(round(start_s * fs))
+    n = int(round(WINDOW_S * fs))
+    w = x[:, a:a + n].astype(np.float32)
+    if w.shape[1] != n:
+        raise ValueError("window runs past the end of the recording")
+    if w.shape[1] != MODEL_SAMPLES:
+        w = resample_linear(w.astype(np.float64), MODEL_SAMPLES).astype(np.float32)
+    return w
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "recordings"))
+    ap.add_argument("--models", default=os.path.join(REPO, "models", "tiny"))
+    ap.add_argument("--refdata", default=os.environ.get("EDGEBIND_REFDATA")
+                    or os.path.join(REPO, "..", "shared", "refdata"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    # Same seed for a kind at both rates: the 400 Hz .npy and the 200 Hz .csv are the same kind
+    # of motion, not the same samples (the noise is white at each sensor rate).
+    for kind, seed in (("still", 11), ("shaking", 12)):
+        t, x = motion(kind, 200.0, 7.0, seed)
+        write_csv(os.path.join(args.out, f"imu_{kind}_200hz.csv"), t, x)
+        _, x4 = motion(kind, 400.0, 7.0, seed + 100)
+        np.save(os.path.join(args.out, f"imu_{kind}_400hz.npy"), x4.astype(np.float32))
+    t, x = demo_motion(200.0, 21)
+    write_csv(os.path.join(args.out, "imu_demo_200hz.csv"), t, x)
+
+    # sanity: our resampler equals the refdata's torch output (project convention, SPEC.md s5)
+    ref200 = os.path.join(args.refdata, "imu", "imu_200hz_5s_6x1000_f32.npy")
+    ref_up = os.path.join(args.refdata, "imu", "imu_200hz_to_6x2000_f32.npy")
+    if os.path.exists(ref200) and os.path.exists(ref_up):
+        mine = resample_linear(np.load(ref200).astype(np.float64), MODEL_SAMPLES)
+        err = float(np.abs(mine - np.load(ref_up)).max())
+        print(f"resample_linear vs refdata torch interpolate: max |diff| {err:.2e}")
+        if err > 1e-5:
+            sys.exit("resampler does not match torch.nn.functional.interpolate")
+
+    check(args.out, args.models)
+
+
+def check(out_dir, models_dir):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(os.path.join(models_dir, "imu.onnx"), opts,
+                                providers=["CPUExecutionProvider"])
+    with open(os.path.join(models_dir, "concepts.txt"), encoding="utf-8") as f:
+        labels = f.read().splitlines()
+    bank = np.load(os.path.join(models_dir, "concepts.npy")).astype(np.float64)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+
+    def label(window):
+        e = sess.run(["embedding"], {"imu": window[None]})[0][0].astype(np.float64)
+        cos = bank @ (e / np.linalg.norm(e))
+        o = np.argsort(-cos)
+        return labels[o[0]], float(cos[o[0]] - cos[o[1]])
+
+    rows, ok = [], True
+    csv = lambda n: read_csv(os.path.join(out_dir, n))
+    npy = lambda n: np.load(os.path.join(out_dir, n)).astype(np.float64)
+    for name, fs, x, want in (
+            ("imu_still_200hz.csv", 200.0, csv("imu_still_200hz.csv")[1], "device at rest"),
+            ("imu_shaking_200hz.csv", 200.0, csv("imu_shaking_200hz.csv")[1], "device shaking"),
+            ("imu_still_400hz.npy", 400.0, npy("imu_still_400hz.npy"), "device at rest"),
+            ("imu_shaking_400hz.npy", 400.0, npy("imu_shaking_400hz.npy"), "device shaking")):
+        for start in (0.0, 1.0, 2.0):
+            got, margin = label(model_window(x, fs, start))
+            good = got == want and margin >= MIN_MARGIN
+            ok &= good
+            rows.append((name, f"{start:.1f}-{start + WINDOW_S:.1f} s", want, got, margin, good))
+    # demo: windows covering mostly one state must get that state's label; windows across a
+    # 50/50 boundary are not asserted
+    t, x = csv("imu_demo_200hz.csv")
+    for start in np.arange(0.0, 11.01, 1.0):
+        shaking_s = sum(max(0.0, min(start + WINDOW_S, b) - max(start, a))
+                        for a, b in ((4.0, 8.0), (12.0, 16.0)))
+        frac = shaking_s / WINDOW_S
+        want = "device shaking" if frac >= 0.6 else "device at rest" if frac <= 0.4 else None
+        got, margin = label(model_window(x, 200.0, start))
+        good = want is None or (got == want and margin >= MIN_MARGIN)
+        ok &= good
+        rows.append(("imu_demo_200hz.csv", f"{start:.1f}-{start + WINDOW_S:.1f} s "
+                     f"({frac:.0%} shaking)", want or "(mixed, any)", got, margin, good))
+    for r in rows:
+        print(f"{r[0]:24s} {r[1]:28s} expected {r[2]:16s} got {r[3]:20s} margin {r[4]:.3f} "
+              f"{'ok' if r[5] else 'FAIL'}")
+    if not ok:
+        sys.exit("recording check FAILED")
+    print("recording check passed")
+
+
+if __name__ == "__main__":
+    main()
