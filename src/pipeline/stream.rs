@@ -56,10 +56,11 @@ pub fn spawn_imu_stream(
                         }
                     },
                 };
+                let mut windows = Vec::new();
                 for s in samples {
-                    let Some(window) = w.push(s.seq, s.t, s.values) else {
-                        continue;
-                    };
+                    w.push(s.seq, s.t, s.values, &mut windows);
+                }
+                for window in windows {
                     stats.add_window(window.gaps);
                     let t0 = Instant::now();
                     let input = match pre.tensor_from_samples(&window.samples) {
@@ -76,7 +77,7 @@ pub fn spawn_imu_stream(
                         seq: window.seq,
                         start: window.start,
                         end: window.end,
-                        sample_count: window.samples.len() as u64,
+                        sample_count: window.samples.len() as u64 - window.gaps,
                         gaps: window.gaps,
                         input,
                         preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,

@@ -65,7 +65,9 @@ impl LinearPlan {
         for (o, &(i0, i1, w0, w1)) in out.iter_mut().zip(&self.taps) {
             let a = x.get(i0).copied().unwrap_or(0.0);
             let b = x.get(i1).copied().unwrap_or(0.0);
-            *o = a * w0 + b * w1;
+            // PyTorch's kernel computes fma(x0, w0, x1 * w1); the same rounding gives the same
+            // bits (a plain a*w0 + b*w1 is up to 1 ulp off).
+            *o = a.mul_add(w0, b * w1);
         }
     }
 }

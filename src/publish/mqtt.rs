@@ -232,8 +232,13 @@ pub async fn run_publisher(
             m = rx.recv(), if input_open && st.backlog.len() < BACKLOG_LIMIT => match m {
                 Some(m) => st.push(m),
                 None => {
+                    // The pipeline has drained: the counters are final, so the retained state
+                    // says exactly how many windows each sensor produced.
                     input_open = false;
                     drain_deadline = Some(Instant::now() + cfg.drain_timeout);
+                    for m in state_messages(&cfg, &telemetry) {
+                        st.push(m);
+                    }
                 }
             },
             () = async {

@@ -76,8 +76,9 @@ pub struct SkippedRow {
 /// A loaded IMU recording.
 #[derive(Debug, Clone)]
 pub struct ImuRecording {
-    /// `[acc xyz, gyro xyz]` per sample.
-    pub samples: Vec<[f32; 6]>,
+    /// `[acc xyz, gyro xyz]` per sample; `None` where a malformed row was skipped, so that the
+    /// replay keeps the timing and the window counts the missing sample as a gap.
+    pub samples: Vec<Option<[f32; 6]>>,
     /// Nominal rate.
     pub sample_rate_hz: f64,
     /// Malformed rows that were skipped (the rest is kept).
@@ -138,6 +139,7 @@ pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFi
                     line,
                     reason: e.to_string(),
                 });
+                samples.push(None);
                 continue;
             }
         };
@@ -176,14 +178,15 @@ pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFi
         };
         if let Some(reason) = bad {
             skipped.push(SkippedRow { line, reason });
+            samples.push(None);
             continue;
         }
-        samples.push(values);
+        samples.push(Some(values));
         if let Some(t) = t {
             times.push(t);
         }
     }
-    if samples.is_empty() {
+    if samples.iter().all(Option::is_none) {
         return Err(ImuFileError::Empty {
             path: path.to_path_buf(),
         });
@@ -252,7 +255,7 @@ pub fn load_npy(path: &Path, rate_hz: f64) -> Result<ImuRecording, ImuFileError>
     let samples = array
         .columns()
         .into_iter()
-        .map(|c| [c[0], c[1], c[2], c[3], c[4], c[5]])
+        .map(|c| Some([c[0], c[1], c[2], c[3], c[4], c[5]]))
         .collect();
     Ok(ImuRecording {
         samples,
@@ -366,19 +369,19 @@ impl Source for ImuReplay {
                 let samples: Vec<ImuSample> = self.recording.samples[i..end]
                     .iter()
                     .enumerate()
-                    .map(|(k, v)| {
+                    .filter_map(|(k, v)| {
                         let s = seq + k as u64;
-                        ImuSample {
+                        v.map(|values| ImuSample {
                             seq: s,
                             t: start.plus_ns((s as f64 * period_ns).round() as u64),
-                            values: *v,
-                        }
+                            values,
+                        })
                     })
                     .collect();
+                let rows = (end - i) as u64;
                 let count = samples.len() as u64;
-                let Some(last) = samples.last().map(|s| s.t) else {
-                    break 'outer;
-                };
+                let last_seq = seq + rows - 1;
+                let last = start.plus_ns((last_seq as f64 * period_ns).round() as u64);
                 if self.speed == ReplaySpeed::Realtime
                     && !sleep_until(&ctx, ctx.clock.instant_of(last.mono_ns))
                 {
@@ -401,7 +404,7 @@ impl Source for ImuReplay {
                     }
                 }
                 ctx.stats.add_samples(count, last.utc_ns);
-                seq += count;
+                seq += rows;
                 i = end;
             }
             if !self.looping {
@@ -453,7 +456,7 @@ mod tests {
     fn csv_columns_may_come_in_any_order() {
         let f = write("gyro_z,gyro_y,gyro_x,acc_z,acc_y,acc_x\n6,5,4,3,2,1\n");
         let r = load_csv(f.path(), Some(100.0)).unwrap();
-        assert_eq!(r.samples, vec![[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]);
+        assert_eq!(r.samples, vec![Some([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])]);
     }
 
     #[test]
@@ -462,7 +465,8 @@ mod tests {
             "acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n1,2,3,4,5,6\n1,2,x,4,5,6\n1,2,3\n7,8,9,10,11,12\n",
         );
         let r = load_csv(f.path(), Some(100.0)).unwrap();
-        assert_eq!(r.samples.len(), 2);
+        assert_eq!(r.samples.iter().flatten().count(), 2);
+        assert_eq!(r.samples[1], None);
         assert_eq!(r.skipped.len(), 2);
         assert_eq!(r.skipped[0].line, 3);
         assert!(r.skipped[0].reason.contains("acc_z"), "{:?}", r.skipped[0]);

@@ -67,37 +67,33 @@ impl WindowSpec {
     }
 }
 
-/// A window of consecutive samples.
+/// A window of consecutive sample slots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window<T> {
     /// Position of this window in its stream (0, 1, 2, …).
     pub seq: u64,
-    /// Capture time of the first sample.
+    /// Capture time of the window's first slot.
     pub start: Timestamp,
-    /// Capture time of the last sample plus one sample period.
+    /// Capture time just after the window's last slot.
     pub end: Timestamp,
-    /// The samples (`window_len` of them).
+    /// One value per slot (`window_len` of them); a missing sample holds the value before it
+    /// (or, at the start, the first value present).
     pub samples: Vec<T>,
-    /// Samples the device should have sent inside this window but did not.
+    /// Slots that had no sample (filled as above).
     pub gaps: u64,
     /// Nominal rate of the samples.
     pub sample_rate_hz: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    t: Timestamp,
-    gap_before: u64,
-}
-
-/// Cuts a stream of samples into overlapping windows.
+/// Cuts a stream of samples into windows of sample *slots*: window k covers the samples with
+/// `seq` in `[origin + k·hop, origin + k·hop + len)`, whether or not each one arrived, so that a
+/// lost sample never shifts time. Missing samples are counted as gaps.
 #[derive(Debug)]
 pub struct Windower<T> {
     spec: WindowSpec,
-    samples: VecDeque<T>,
-    meta: VecDeque<Meta>,
+    buf: VecDeque<(u64, Timestamp, T)>,
+    next_start: Option<u64>,
     last_sample_seq: Option<u64>,
-    skip: usize,
     next_window_seq: u64,
     restarts: u64,
 }
@@ -108,10 +104,9 @@ impl<T: Copy> Windower<T> {
     pub fn new(spec: WindowSpec) -> Self {
         Self {
             spec,
-            samples: VecDeque::with_capacity(spec.window_len),
-            meta: VecDeque::with_capacity(spec.window_len),
+            buf: VecDeque::with_capacity(spec.window_len),
+            next_start: None,
             last_sample_seq: None,
-            skip: 0,
             next_window_seq: 0,
             restarts: 0,
         }
@@ -123,67 +118,91 @@ impl<T: Copy> Windower<T> {
         self.spec
     }
 
-    /// How often a gap longer than a window made the windower start over.
+    /// How often a gap of a whole window or more made the windower start over.
     #[must_use]
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
 
     /// Adds one sample (`seq` counts the samples the device should have sent, so a jump is a
-    /// gap). Returns a window when this sample completes one. A gap of a whole window or more
-    /// starts over, so that no window spans it; an older or repeated `seq` is ignored.
-    pub fn push(&mut self, seq: u64, t: Timestamp, value: T) -> Option<Window<T>> {
-        let gap = match self.last_sample_seq {
-            None => 0,
-            Some(last) if seq <= last => return None,
-            Some(last) => seq - last - 1,
-        };
+    /// gap) and appends every window it completes to `out`. A gap of a whole window or more
+    /// starts over at this sample; an older or repeated `seq` is ignored.
+    pub fn push(&mut self, seq: u64, t: Timestamp, value: T, out: &mut Vec<Window<T>>) {
+        let len = self.spec.window_len as u64;
+        match self.last_sample_seq {
+            Some(last) if seq <= last => return,
+            Some(last) if seq - last > len => {
+                self.buf.clear();
+                self.next_start = Some(seq);
+                self.restarts += 1;
+            }
+            _ => {}
+        }
         self.last_sample_seq = Some(seq);
-        if gap >= self.spec.window_len as u64 {
-            self.samples.clear();
-            self.meta.clear();
-            self.skip = 0;
-            self.restarts += 1;
-        } else if gap > 0 && self.skip > 0 {
-            // Missing samples count against the hop still to be skipped.
-            let g = usize::try_from(gap).unwrap_or(usize::MAX);
-            self.skip = self.skip.saturating_sub(g);
+        let mut start = *self.next_start.get_or_insert(seq);
+        // Windows that end before this sample are complete (their last slots are missing).
+        while seq >= start + len {
+            self.emit(start, out);
+            start += self.spec.hop_len as u64;
         }
-        if self.skip > 0 {
-            self.skip -= 1;
-            return None;
+        self.next_start = Some(start);
+        if seq < start {
+            // Between windows (hop longer than the window).
+            return;
         }
-        let gap_before = if self.samples.is_empty() { 0 } else { gap };
-        self.samples.push_back(value);
-        self.meta.push_back(Meta { t, gap_before });
-        if self.samples.len() < self.spec.window_len {
-            return None;
+        self.buf.push_back((seq, t, value));
+        if seq + 1 == start + len {
+            self.emit(start, out);
+            self.next_start = Some(start + self.spec.hop_len as u64);
         }
-        let window = self.cut();
-        let drain = self.spec.hop_len.min(self.samples.len());
-        self.samples.drain(..drain);
-        self.meta.drain(..drain);
-        self.skip = self.spec.hop_len - drain;
-        if let Some(first) = self.meta.front_mut() {
-            first.gap_before = 0;
+        let keep_from = self.next_start.unwrap_or(0);
+        while self.buf.front().is_some_and(|(s, _, _)| *s < keep_from) {
+            self.buf.pop_front();
         }
-        window
     }
 
-    fn cut(&mut self) -> Option<Window<T>> {
-        let first = self.meta.front()?;
-        let last = self.meta.back()?;
-        let gaps = self.meta.iter().skip(1).map(|m| m.gap_before).sum();
+    fn emit(&mut self, start: u64, out: &mut Vec<Window<T>>) {
+        let len = self.spec.window_len;
+        let end = start + len as u64;
+        let mut present = self
+            .buf
+            .iter()
+            .filter(|(s, _, _)| *s >= start && *s < end)
+            .peekable();
+        let Some(&&(first_seq, first_t, first_v)) = present.peek() else {
+            return;
+        };
+        let period = self.spec.period_ns();
+        let mut samples = Vec::with_capacity(len);
+        let mut held = first_v;
+        let mut last = (first_seq, first_t);
+        let mut found = 0u64;
+        for slot in start..end {
+            if let Some(&&(s, t, v)) = present.peek() {
+                if s == slot {
+                    held = v;
+                    last = (s, t);
+                    found += 1;
+                    present.next();
+                }
+            }
+            samples.push(held);
+        }
+        let before = (first_seq - start) * period;
+        let after = (end - last.0) * period;
         let seq = self.next_window_seq;
         self.next_window_seq += 1;
-        Some(Window {
+        out.push(Window {
             seq,
-            start: first.t,
-            end: last.t.plus_ns(self.spec.period_ns()),
-            samples: self.samples.iter().copied().collect(),
-            gaps,
+            start: Timestamp {
+                mono_ns: first_t.mono_ns.saturating_sub(before),
+                utc_ns: first_t.utc_ns - i64::try_from(before).unwrap_or(0),
+            },
+            end: last.1.plus_ns(after),
+            samples,
+            gaps: len as u64 - found,
             sample_rate_hz: self.spec.sample_rate_hz,
-        })
+        });
     }
 }
 
@@ -201,9 +220,11 @@ mod tests {
     }
 
     fn feed(w: &mut Windower<u64>, seqs: impl IntoIterator<Item = u64>) -> Vec<Window<u64>> {
-        seqs.into_iter()
-            .filter_map(|s| w.push(s, ts(s * 10), s))
-            .collect()
+        let mut out = Vec::new();
+        for s in seqs {
+            w.push(s, ts(s * 10), s, &mut out);
+        }
+        out
     }
 
     #[test]
@@ -254,10 +275,35 @@ mod tests {
         };
         let mut w = Windower::new(spec);
         let out = feed(&mut w, [0, 1, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(out[0].samples, vec![0, 1, 3, 4]);
+        // The lost sample 2 keeps its slot: time does not shift, the value before it is held.
+        assert_eq!(out[0].samples, vec![0, 1, 1, 3]);
         assert_eq!(out[0].gaps, 1);
-        assert_eq!(out[1].samples, vec![5, 6, 7, 8]);
+        assert_eq!(out[1].samples, vec![4, 5, 6, 7]);
         assert_eq!(out[1].gaps, 0);
+        assert_eq!(out[1].start, ts(40));
+    }
+
+    #[test]
+    fn missing_last_slots_complete_the_window_when_a_later_sample_arrives() {
+        let spec = WindowSpec {
+            window_len: 4,
+            hop_len: 1,
+            sample_rate_hz: 1e8,
+        };
+        let mut w = Windower::new(spec);
+        let out = feed(&mut w, [0, 1, 2, 6]);
+        let got: Vec<(Vec<u64>, u64)> = out.iter().map(|w| (w.samples.clone(), w.gaps)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![0, 1, 2, 2], 1),
+                (vec![1, 2, 2, 2], 2),
+                (vec![2, 2, 2, 2], 3),
+                (vec![6, 6, 6, 6], 3),
+            ]
+        );
+        assert_eq!(out[0].end, ts(40));
+        assert_eq!(out[3].start, ts(30));
     }
 
     #[test]
@@ -311,18 +357,27 @@ mod tests {
         }
 
         #[test]
-        fn every_window_is_full_length_whatever_the_gaps(
-            seqs in proptest::collection::vec(0u64..5, 0..300),
+        fn every_window_is_full_length_and_slot_aligned_whatever_the_gaps(
+            steps in proptest::collection::vec(0u64..5, 0..300),
         ) {
             let spec = WindowSpec { window_len: 7, hop_len: 3, sample_rate_hz: 1e8 };
             let mut w = Windower::new(spec);
             let mut seq = 0;
-            for step in seqs {
+            let mut out = Vec::new();
+            for step in steps {
                 seq += step;
-                if let Some(win) = w.push(seq, ts(seq), seq) {
-                    prop_assert_eq!(win.samples.len(), 7);
-                    let span = win.samples[6] - win.samples[0] + 1;
-                    prop_assert_eq!(span, 7 + win.gaps);
+                w.push(seq, ts(seq * 10), seq, &mut out);
+            }
+            for win in &out {
+                prop_assert_eq!(win.samples.len(), 7);
+                prop_assert!(win.gaps < 7);
+                prop_assert_eq!(win.end.mono_ns - win.start.mono_ns, 70);
+                // Each new value sits in its own slot; the rest are held copies.
+                let first_slot = win.start.mono_ns / 10;
+                for i in 1..7 {
+                    if win.samples[i] != win.samples[i - 1] {
+                        prop_assert_eq!(win.samples[i], first_slot + i as u64);
+                    }
                 }
             }
         }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what edgebind needs to build, test and run its demo on Debian 12 / Ubuntu 22.04:
+# Debian packages (mosquitto, pkg-config, ALSA headers), and libonnxruntime from the PyPI
+# onnxruntime wheel into .ort/lib. Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A system mosquitto service is not needed (tests and the demo start their own broker).
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "setup: mosquitto missing" >&2; exit 1; }
+
+bash tools/fetch_onnxruntime.sh >/dev/null
+echo "setup: ok (libonnxruntime in .ort/lib, mosquitto installed)"
