@@ -3,6 +3,7 @@
 //! bounded queue. A source that ends (a non-looping replay) closes its queue.
 
 pub mod imu_replay;
+pub mod imu_serial;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
