@@ -2,3 +2,5 @@
 //! (`../shared/refdata/SPEC.md`). No I/O; tables are computed once and buffers reused.
 
 pub mod imu;
+pub mod pil_resize;
+pub mod thermal;

@@ -4,6 +4,7 @@
 
 pub mod imu_replay;
 pub mod imu_serial;
+pub mod thermal_decode;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
