@@ -117,6 +117,7 @@ pub(super) fn run(config_path: Option<&Path>) -> Result<i32> {
         let printer = tokio::spawn(async move {
             let mut embeddings = 0u64;
             let mut shown_example = false;
+            let mut online = false;
             loop {
                 let ev = match events.poll().await {
                     Ok(ev) => ev,
@@ -128,8 +129,10 @@ pub(super) fn run(config_path: Option<&Path>) -> Result<i32> {
                 let topic = p.topic.as_str();
                 if topic.ends_with("/status") {
                     println!("[{topic}] {}", String::from_utf8_lossy(&p.payload));
-                    if p.payload.as_ref() == b"offline" {
-                        break;
+                    match p.payload.as_ref() {
+                        b"online" => online = true,
+                        b"offline" if online => break,
+                        _ => {}
                     }
                 } else if topic.ends_with("/embedding") {
                     let Ok(v) = serde_json::from_slice::<Value>(&p.payload) else {

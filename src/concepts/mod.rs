@@ -150,7 +150,8 @@ impl ConceptBank {
                 Some(r) => r.iter().zip(embedding).map(|(a, b)| a * b).sum(),
                 None => row.iter().zip(embedding).map(|(a, b)| a * b).sum(),
             };
-            let score = dot / norm;
+            // Rounding can push the cosine of nearly parallel vectors just past 1.
+            let score = (dot / norm).clamp(-1.0, 1.0);
             if score < min_score {
                 continue;
             }

@@ -100,13 +100,27 @@ impl OrtRuntime {
             .with_name("edgebind")
             .build()
             .map_err(|e| RuntimeError::Environment(e.to_string()))?;
-        let version = parse_version(ort::info()).unwrap_or_else(|| "unknown".into());
+        let version = version_from_file_name(&library)
+            .or_else(|| parse_version(ort::info()))
+            .unwrap_or_else(|| "unknown".into());
         Ok(Self {
             env,
             library,
             version,
         })
     }
+}
+
+/// The version from the library's real file name (`libonnxruntime.so.1.31.1`), which both the
+/// PyPI wheels and NVIDIA's Jetson builds carry; the build info often says only `git-branch=HEAD`.
+fn version_from_file_name(library: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(library).ok()?;
+    let name = real.file_name()?.to_str()?;
+    let v = name.split_once(".so.")?.1;
+    let ok = !v.is_empty()
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    ok.then(|| v.to_string())
 }
 
 /// The version from ONNX Runtime's build info (`git-branch=rel-1.31.1, …`).
@@ -123,6 +137,17 @@ fn parse_version(info: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_is_read_from_the_library_file_name() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let real = dir.path().join("libonnxruntime.so.1.22.0");
+        std::fs::write(&real, b"").unwrap_or_else(|e| panic!("{e}"));
+        let link = dir.path().join("libonnxruntime.so");
+        std::os::unix::fs::symlink(&real, &link).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(version_from_file_name(&link).as_deref(), Some("1.22.0"));
+        assert_eq!(version_from_file_name(&dir.path().join("missing.so")), None);
+    }
 
     #[test]
     fn version_is_read_from_build_info() {

@@ -243,6 +243,9 @@ impl Encoder {
                 self.embedding_dim
             )));
         }
+        if let Some(i) = view.iter().position(|v| !v.is_finite()) {
+            return Err(run_err(format!("output element {i} is not finite")));
+        }
         view.into_dimensionality::<ndarray::Ix2>()
             .map(|v| v.to_owned())
             .map_err(|e| run_err(e.to_string()))

@@ -2,6 +2,10 @@
 //! the broker acknowledges it, because rumqttc drops un-acknowledged QoS 1 messages when the
 //! broker comes back without the session: after every (re)connect, everything not yet
 //! acknowledged is sent again, in order (at-least-once). Reconnects back off exponentially.
+//!
+//! rumqttc's `EventLoop::poll` is not cancel-safe while it connects (a dropped poll leaves a
+//! half-open connection, and the broker then fires the Last Will of the abandoned one), so the
+//! event loop lives in its own task that polls without interruption and forwards events.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -175,7 +179,14 @@ pub async fn run_publisher(
             QoS::AtLeastOnce,
             true,
         ));
-    let (client, mut eventloop) = AsyncClient::new(options, CLIENT_CAPACITY);
+    let (client, eventloop) = AsyncClient::new(options, CLIENT_CAPACITY);
+    let (ev_tx, mut events) = mpsc::channel(256);
+    let poller = tokio::spawn(poll_forever(
+        eventloop,
+        ev_tx,
+        cfg.max_backoff,
+        format!("{}:{}", cfg.host, cfg.port),
+    ));
     let stats = &telemetry.publish;
     let mut st = State {
         backlog: VecDeque::new(),
@@ -186,12 +197,10 @@ pub async fn run_publisher(
     };
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
-    let mut backoff = Duration::from_millis(100);
-    let mut retry_at: Option<Instant> = None;
     let mut ever_connected = false;
-    let mut logged_down = false;
     let mut tick = (!cfg.stats_interval.is_zero()).then(|| {
-        let mut t = tokio::time::interval(cfg.stats_interval);
+        let start = Instant::now() + cfg.stats_interval;
+        let mut t = tokio::time::interval_at(start, cfg.stats_interval);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
@@ -226,7 +235,6 @@ pub async fn run_publisher(
             );
             break;
         }
-        let wake = [drain_deadline, retry_at].into_iter().flatten().min();
 
         tokio::select! {
             m = rx.recv(), if input_open && st.backlog.len() < BACKLOG_LIMIT => match m {
@@ -242,15 +250,11 @@ pub async fn run_publisher(
                 }
             },
             () = async {
-                match wake {
-                    Some(w) => tokio::time::sleep_until(w).await,
+                match drain_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
-            } => {
-                if retry_at.is_some_and(|r| Instant::now() >= r) {
-                    retry_at = None;
-                }
-            },
+            } => {},
             _ = async {
                 match tick.as_mut() {
                     Some(t) => t.tick().await,
@@ -266,16 +270,14 @@ pub async fn run_publisher(
                     }
                 }
             },
-            ev = eventloop.poll(), if retry_at.is_none() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+            ev = events.recv() => match ev {
+                Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
                     st.connected = true;
                     stats.connected.store(true, Ordering::Relaxed);
                     if ever_connected {
                         stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     ever_connected = true;
-                    logged_down = false;
-                    backoff = Duration::from_millis(100);
                     let resent = st.requeue_unacked();
                     if resent > 0 {
                         stats.resent.fetch_add(resent, Ordering::Relaxed);
@@ -292,12 +294,12 @@ pub async fn run_publisher(
                     });
                     tracing::info!(host = %cfg.host, port = cfg.port, "connected to MQTT broker");
                 }
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
                     if st.inflight.remove(&ack.pkid).is_some() {
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
                     if let Some(t) = st.handed.pop_front() {
                         if t.msg.qos == Qos::AtMostOnce {
                             stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -306,16 +308,14 @@ pub async fn run_publisher(
                         }
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    if st.connected || !logged_down {
-                        tracing::warn!(host = %cfg.host, port = cfg.port, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT broker unreachable; retrying with backoff");
-                        logged_down = true;
-                    }
+                Some(Ok(_)) => {}
+                Some(Err(())) => {
                     st.connected = false;
                     stats.connected.store(false, Ordering::Relaxed);
-                    retry_at = Some(Instant::now() + jitter(backoff));
-                    backoff = (backoff * 2).min(cfg.max_backoff);
+                }
+                None => {
+                    tracing::error!("MQTT event loop task ended");
+                    break;
                 }
             },
         }
@@ -327,16 +327,16 @@ pub async fn run_publisher(
         let _ = client.try_publish(cfg.topics.status(), QoS::AtLeastOnce, true, "offline");
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut acked = false;
-        while !acked && Instant::now() < deadline {
-            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked = true,
-                Ok(Ok(_)) => {}
+        while !acked {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Ok(Event::Incoming(Packet::PubAck(_))))) => acked = true,
+                Ok(Some(Ok(_))) => {}
                 _ => break,
             }
         }
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
+            while let Some(Ok(ev)) = events.recv().await {
                 if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
                     break;
                 }
@@ -344,10 +344,50 @@ pub async fn run_publisher(
         })
         .await;
     }
+    poller.abort();
     stats.connected.store(false, Ordering::Relaxed);
     PublisherReport {
         delivered: stats.delivered.load(Ordering::Relaxed),
         undelivered,
+    }
+}
+
+/// Owns the rumqttc event loop: polls it without interruption, forwards every event, and backs
+/// off exponentially (with jitter, capped) after a connection error. Ends when the receiver is
+/// gone.
+async fn poll_forever(
+    mut eventloop: rumqttc::EventLoop,
+    events: mpsc::Sender<Result<Event, ()>>,
+    max_backoff: Duration,
+    broker: String,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut logged_down = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(ev) => {
+                if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
+                    backoff = Duration::from_millis(100);
+                    logged_down = false;
+                }
+                if events.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !logged_down {
+                    tracing::warn!(%broker, error = %e, "MQTT broker unreachable; retrying with backoff");
+                    logged_down = true;
+                } else {
+                    tracing::debug!(%broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT reconnect failed");
+                }
+                if events.send(Err(())).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
     }
 }
 
