@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, SourceConfig};
 use crate::inference::worker::{spawn_worker, Job, WorkerContext};
 use crate::inference::{load_model_set, OrtRuntime};
-use crate::pipeline::stream::{spawn_imu_stream, StreamSpec};
+use crate::pipeline::stream::{spawn_stream, Processor};
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
@@ -165,7 +165,8 @@ pub async fn run_until(
     )?;
     let mut built = Vec::new();
     for source in &config.sources {
-        built.push((source.clone(), sources::build(&config, source)?));
+        let processor = Processor::for_source(source)?;
+        built.push((source.clone(), sources::build(&config, source)?, processor));
     }
     let broker = Broker::from_url(&config.mqtt.url)?;
 
@@ -226,32 +227,23 @@ pub async fn run_until(
 
     // Streams and sources.
     let mut source_threads = JoinSet::new();
-    for (source_cfg, source) in built {
+    for (source_cfg, source, processor) in built {
         let name: Arc<str> = Arc::from(source_cfg.name());
         let stats = telemetry.stream(&name);
         let jobs = job_queues
             .get(&source_cfg.modality())
             .with_context(|| format!("no inference worker for {}", source_cfg.modality()))?
             .with_stats(Arc::clone(&stats));
-        let (spec, capacity, policy) = match &source_cfg {
-            SourceConfig::ImuReplay(c) => (
-                StreamSpec {
-                    window_ms: c.window_ms,
-                    hop_ms: c.hop_ms,
-                },
-                c.queue_capacity,
-                c.when_full,
-            ),
-        };
+        let (capacity, policy) = source_cfg.queue();
         let (sample_tx, sample_rx) = bounded::<SourceMessage>(
             capacity,
             policy,
             DropReason::SampleQueueFull,
             Arc::clone(&stats),
         );
-        threads.push(spawn_imu_stream(
+        threads.push(spawn_stream(
             Arc::clone(&name),
-            spec,
+            processor,
             sample_rx,
             jobs,
             Arc::clone(&stats),

@@ -6,12 +6,19 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayD};
 
 use crate::app::{self, RunOptions};
-use crate::config::{self, ConfigError, ExecutionProviderKind, EX_CONFIG};
+use crate::config::{
+    self, ConfigError, ExecutionProviderKind, Radiometric, ThermalAgc, ThermalPreprocessConfig,
+    EX_CONFIG,
+};
 use crate::inference::{Encoder, OrtRuntime};
+use crate::pipeline::stream::thermal_params;
 use crate::preprocess::imu::ImuPreprocessor;
+use crate::preprocess::thermal::ThermalPreprocessor;
+use crate::sources::frame_replay::load_stack;
+use crate::sources::FrameImage;
 use crate::telemetry::init_logging;
 use crate::Modality;
 
@@ -63,9 +70,9 @@ pub enum Command {
         /// Output `.npy`.
         #[arg(short, long)]
         output: PathBuf,
-        /// Sample rate of an IMU input.
-        #[arg(long)]
-        rate_hz: Option<f64>,
+        /// Preprocessing options.
+        #[command(flatten)]
+        options: InputOptions,
     },
     /// Preprocess one file and write the encoder's output `[1, 1024]` as float32 `.npy`.
     Embed {
@@ -79,9 +86,9 @@ pub enum Command {
         /// Output `.npy`.
         #[arg(short, long)]
         output: PathBuf,
-        /// Sample rate of an IMU input.
-        #[arg(long)]
-        rate_hz: Option<f64>,
+        /// Preprocessing options.
+        #[command(flatten)]
+        options: InputOptions,
         /// Execution providers to try, in order.
         #[arg(long, value_delimiter = ',', default_value = "cpu")]
         providers: Vec<ProviderArg>,
@@ -94,16 +101,45 @@ pub enum Command {
 /// Modalities on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModalityArg {
-    /// IMU (`.npy` float32 `[6, N]`).
+    /// IMU (`.npy` float32 `[6, N]`, with `--rate-hz`).
     Imu,
+    /// Thermal (`.npy` uint8 or uint16 `[H, W]`).
+    Thermal,
 }
 
 impl From<ModalityArg> for Modality {
     fn from(m: ModalityArg) -> Self {
         match m {
             ModalityArg::Imu => Modality::Imu,
+            ModalityArg::Thermal => Modality::Thermal,
         }
     }
+}
+
+/// Preprocessing options of the `preprocess` and `embed` commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputOptions {
+    /// Sample rate of an IMU input.
+    #[arg(long)]
+    pub rate_hz: Option<f64>,
+    /// Thermal: map this temperature (°C) to black instead of the per-frame minimum.
+    #[arg(long, requires = "agc_max_c")]
+    pub agc_min_c: Option<f64>,
+    /// Thermal: map this temperature (°C) to white instead of the per-frame maximum.
+    #[arg(long, requires = "agc_min_c")]
+    pub agc_max_c: Option<f64>,
+    /// Thermal: how 16-bit pixels encode temperature (with --agc-min-c/--agc-max-c).
+    #[arg(long, value_enum, default_value = "centi-kelvin")]
+    pub radiometric: RadiometricArg,
+}
+
+/// Radiometric encodings on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RadiometricArg {
+    /// Kelvin × 100 (FLIR Lepton TLinear).
+    CentiKelvin,
+    /// Kelvin × 64 (InfiRay P2 Pro).
+    Infiray64,
 }
 
 /// Execution providers on the command line.
@@ -179,9 +215,9 @@ fn dispatch(command: Command) -> Result<i32> {
             modality,
             input,
             output,
-            rate_hz,
+            options,
         } => {
-            let tensor = preprocess_file(modality.into(), &input, rate_hz)?;
+            let tensor = preprocess_file(modality.into(), &input, &options)?;
             ndarray_npy::write_npy(&output, &tensor)
                 .with_context(|| format!("writing {}", output.display()))?;
             tracing::info!(output = %output.display(), shape = ?tensor.shape(), "model input written");
@@ -192,17 +228,17 @@ fn dispatch(command: Command) -> Result<i32> {
             input,
             model,
             output,
-            rate_hz,
+            options,
             providers,
             ort_library,
         } => {
             let modality: Modality = modality.into();
-            let tensor = preprocess_file(modality, &input, rate_hz)?;
+            let tensor = preprocess_file(modality, &input, &options)?;
             let runtime = OrtRuntime::load(ort_library.as_deref())?;
             let providers: Vec<ExecutionProviderKind> =
                 providers.into_iter().map(Into::into).collect();
             let mut encoder = Encoder::load(&runtime, modality, &model, &providers, false, 1)?;
-            let embedding = encoder.run_one(&tensor.into_dyn())?;
+            let embedding = encoder.run_one(&tensor)?;
             let out = Array2::from_shape_vec((1, embedding.len()), embedding)
                 .context("shaping the embedding")?;
             ndarray_npy::write_npy(&output, &out)
@@ -235,10 +271,14 @@ fn check(path: &Path) -> Result<i32> {
 /// ImageBind's default IMU window.
 const IMU_WINDOW_MS: f64 = 5000.0;
 
-fn preprocess_file(modality: Modality, input: &Path, rate_hz: Option<f64>) -> Result<Array2<f32>> {
+fn preprocess_file(
+    modality: Modality,
+    input: &Path,
+    options: &InputOptions,
+) -> Result<ArrayD<f32>> {
     match modality {
         Modality::Imu => {
-            let Some(rate) = rate_hz else {
+            let Some(rate) = options.rate_hz else {
                 bail!("--rate-hz is required for IMU input");
             };
             if !(rate.is_finite() && rate > 0.0) {
@@ -264,9 +304,42 @@ fn preprocess_file(modality: Modality, input: &Path, rate_hz: Option<f64>) -> Re
                 }
                 x
             };
-            ImuPreprocessor::new()
+            Ok(ImuPreprocessor::new()
                 .tensor_from_array(&x)
-                .with_context(|| format!("{}", input.display()))
+                .with_context(|| format!("{}", input.display()))?
+                .into_dyn())
+        }
+        Modality::Thermal => {
+            let stack = load_stack(input)?;
+            if stack.len() > 1 {
+                tracing::info!(
+                    frames = stack.len(),
+                    "input holds several frames; using the first"
+                );
+            }
+            let cfg = ThermalPreprocessConfig {
+                agc: if options.agc_min_c.is_some() {
+                    ThermalAgc::FixedCelsius
+                } else {
+                    ThermalAgc::MinMax
+                },
+                agc_min_c: options.agc_min_c,
+                agc_max_c: options.agc_max_c,
+                radiometric: match options.radiometric {
+                    RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
+                    RadiometricArg::Infiray64 => Radiometric::Infiray64,
+                },
+                ..ThermalPreprocessConfig::default()
+            };
+            let mut pre = ThermalPreprocessor::new(thermal_params(&cfg))
+                .with_context(|| "thermal preprocessing options")?;
+            let tensor = match stack.frame(0) {
+                Some(FrameImage::U8(a)) => pre.tensor_u8(a.view()),
+                Some(FrameImage::U16(a)) => pre.tensor_u16(a.view()),
+                None => bail!("{}: no frame", input.display()),
+            }
+            .with_context(|| format!("{}", input.display()))?;
+            Ok(tensor.into_dyn())
         }
         other => bail!("{other} files are not supported by this build yet"),
     }

@@ -316,6 +316,8 @@ pub enum ImuFileFormat {
 pub enum SourceConfig {
     /// Replays an IMU recording (CSV or `.npy`) as if it were a live sensor.
     ImuReplay(ImuReplayConfig),
+    /// Replays a stack of thermal frames (`.npy` uint8 or uint16) as if it were a camera.
+    ThermalReplay(ThermalReplayConfig),
 }
 
 impl SourceConfig {
@@ -324,6 +326,7 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             Self::ImuReplay(c) => &c.name,
+            Self::ThermalReplay(c) => &c.name,
         }
     }
 
@@ -332,8 +335,124 @@ impl SourceConfig {
     pub fn modality(&self) -> crate::Modality {
         match self {
             Self::ImuReplay(_) => crate::Modality::Imu,
+            Self::ThermalReplay(_) => crate::Modality::Thermal,
         }
     }
+
+    /// Capacity and policy of the queue between the source and its windower.
+    #[must_use]
+    pub fn queue(&self) -> (usize, WhenFull) {
+        match self {
+            Self::ImuReplay(c) => (c.queue_capacity, c.when_full),
+            Self::ThermalReplay(c) => (c.queue_capacity, c.when_full),
+        }
+    }
+}
+
+/// How 16-bit thermal frames become 8-bit images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThermalAgc {
+    /// Per-frame min/max stretch (the reference convention; any scene gets full contrast).
+    MinMax,
+    /// A fixed temperature window `agc_min_c..agc_max_c` (radiometric cameras: a cold scene
+    /// stays dark).
+    FixedCelsius,
+}
+
+/// How a radiometric camera encodes temperature in 16-bit pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Radiometric {
+    /// Kelvin × 100 (FLIR Lepton TLinear).
+    CentiKelvin,
+    /// Kelvin × 64 (InfiRay P2 Pro / Topdon TC001 temperature plane).
+    Infiray64,
+}
+
+/// Thermal preprocessing options (SPEC.md §4; UNVERIFIED parameters are configurable).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ThermalPreprocessConfig {
+    /// 16-bit → 8-bit mapping.
+    #[serde(default = "default_agc")]
+    pub agc: ThermalAgc,
+    /// Temperature mapped to black with `fixed_celsius`.
+    #[serde(default)]
+    pub agc_min_c: Option<f64>,
+    /// Temperature mapped to white with `fixed_celsius`.
+    #[serde(default)]
+    pub agc_max_c: Option<f64>,
+    /// Pixel encoding for `fixed_celsius`.
+    #[serde(default = "default_radiometric")]
+    pub radiometric: Radiometric,
+    /// Optional `Normalize` mean after `/255` (none by default, as ImageBind PR #73).
+    #[serde(default)]
+    pub normalize_mean: Option<f32>,
+    /// Optional `Normalize` std.
+    #[serde(default)]
+    pub normalize_std: Option<f32>,
+}
+
+impl Default for ThermalPreprocessConfig {
+    fn default() -> Self {
+        Self {
+            agc: default_agc(),
+            agc_min_c: None,
+            agc_max_c: None,
+            radiometric: default_radiometric(),
+            normalize_mean: None,
+            normalize_std: None,
+        }
+    }
+}
+
+fn default_agc() -> ThermalAgc {
+    ThermalAgc::MinMax
+}
+fn default_radiometric() -> Radiometric {
+    Radiometric::CentiKelvin
+}
+
+/// A stack of thermal frames replayed as a camera.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThermalReplayConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// `.npy` uint8 or uint16, `[N, H, W]` (or one `[H, W]` frame).
+    pub path: PathBuf,
+    /// Frame rate of the recording.
+    #[serde(default = "default_thermal_fps")]
+    pub fps: f64,
+    /// Replay pace.
+    #[serde(default = "default_speed")]
+    pub speed: ReplaySpeed,
+    /// Start again at the end.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// One frame is embedded per interval (the others are counted as skipped); 0 = every frame.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Frames waiting for preprocessing.
+    #[serde(default = "default_frame_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy (`drop_oldest` keeps the latest frame, as a live camera would).
+    #[serde(default = "default_block")]
+    pub when_full: WhenFull,
+    /// Preprocessing options.
+    #[serde(default)]
+    pub preprocess: ThermalPreprocessConfig,
+}
+
+fn default_thermal_fps() -> f64 {
+    9.0
+}
+fn default_interval_ms() -> u64 {
+    1000
+}
+fn default_frame_queue() -> usize {
+    4
 }
 
 /// An IMU recording replayed as a sensor.

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::{Config, ExecutionProviderKind, ImuFileFormat, SourceConfig};
+use super::{
+    Config, ExecutionProviderKind, ImuFileFormat, SourceConfig, ThermalAgc, ThermalPreprocessConfig,
+};
 use crate::publish::BrokerUrl;
 
 /// One thing wrong with a configuration.
@@ -44,6 +46,30 @@ fn is_name(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Problems of thermal preprocessing options, as (field, message).
+fn thermal_problems(t: &ThermalPreprocessConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if t.agc == ThermalAgc::FixedCelsius {
+        match (t.agc_min_c, t.agc_max_c) {
+            (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() && lo < hi => {}
+            (Some(_), Some(_)) => {
+                out.push(("agc_max_c", "must be finite and above agc_min_c".into()))
+            }
+            _ => out.push(("agc", "fixed_celsius needs agc_min_c and agc_max_c".into())),
+        }
+    }
+    match (t.normalize_mean, t.normalize_std) {
+        (None, None) => {}
+        (Some(m), Some(s)) if m.is_finite() && s.is_finite() && s > 0.0 => {}
+        (Some(_), Some(_)) => out.push(("normalize_std", "must be a positive number".into())),
+        _ => out.push((
+            "normalize_mean",
+            "normalize_mean and normalize_std go together".into(),
+        )),
+    }
+    out
 }
 
 /// Every problem in `config`, in file order; empty when the configuration is usable.
@@ -198,6 +224,19 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 p.positive(at("window_ms"), c.window_ms);
                 p.positive(at("hop_ms"), c.hop_ms);
                 p.positive(at("queue_capacity"), c.queue_capacity as u64);
+            }
+            SourceConfig::ThermalReplay(c) => {
+                let path = config.resolve(&c.path);
+                if !path.is_file() {
+                    p.add(at("path"), format!("{} does not exist", path.display()));
+                }
+                if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
+                    p.add(at("fps"), "must be > 0 and <= 1000");
+                }
+                p.positive(at("queue_capacity"), c.queue_capacity as u64);
+                for problem in thermal_problems(&c.preprocess) {
+                    p.add(at(&format!("preprocess.{}", problem.0)), problem.1);
+                }
             }
         }
     }

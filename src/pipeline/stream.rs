@@ -1,58 +1,161 @@
-//! The per-stream thread: sample blocks in, windows cut, model inputs made, jobs queued for the
-//! modality's inference worker. It ends when its source closes the sample queue.
+//! The per-stream thread: source messages in, windows cut (or frames sampled), model inputs made
+//! by the modality's processor, jobs queued for the modality's inference worker. It ends when
+//! its source closes the sample queue.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
+use ndarray::ArrayD;
 
 use super::QueueSender;
+use crate::config::{Radiometric, SourceConfig, ThermalAgc, ThermalPreprocessConfig};
 use crate::inference::worker::Job;
 use crate::preprocess::imu::ImuPreprocessor;
-use crate::sources::SourceMessage;
+use crate::preprocess::thermal::{
+    Agc, RadiometricEncoding, ThermalError, ThermalParams, ThermalPreprocessor,
+};
+use crate::sources::{Frame, FrameImage, SourceMessage};
 use crate::telemetry::{DropReason, StreamStats};
-use crate::window::{WindowSpec, Windower};
+use crate::time::Timestamp;
+use crate::window::{FrameSampler, WindowSpec, Windower};
 
-/// How a stream cuts windows.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamSpec {
-    /// Window length.
-    pub window_ms: u64,
-    /// Hop.
-    pub hop_ms: u64,
+/// A window turned into a model input.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Window number in the stream.
+    pub seq: u64,
+    /// First capture time covered.
+    pub start: Timestamp,
+    /// Capture time just after the window.
+    pub end: Timestamp,
+    /// Samples (or frames) present.
+    pub sample_count: u64,
+    /// Samples missing.
+    pub gaps: u64,
+    /// The model input without the batch dimension.
+    pub input: ArrayD<f32>,
+    /// Time spent preprocessing.
+    pub preprocess_ms: f64,
 }
 
-/// Starts the stream thread for the IMU sensor `name`.
-///
-/// # Errors
-/// The OS error when no thread can be started.
-pub fn spawn_imu_stream(
-    name: Arc<str>,
-    spec: StreamSpec,
-    samples: Receiver<SourceMessage>,
-    jobs: QueueSender<Job>,
-    stats: Arc<StreamStats>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("win-{name}"))
-        .spawn(move || {
-            let _span = tracing::info_span!("stream", sensor = %name).entered();
-            let mut windower: Option<Windower<[f32; 6]>> = None;
-            let mut pre = ImuPreprocessor::new();
-            for message in samples.iter() {
-                let SourceMessage::Imu {
+/// Errors building a processor from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// Thermal parameters were rejected.
+    #[error("sensor {sensor}: thermal preprocessing: {source}")]
+    Thermal {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: ThermalError,
+    },
+}
+
+/// Turns one stream's source messages into model inputs (pure apart from the clock reading
+/// for the preprocessing time).
+#[derive(Debug)]
+pub enum Processor {
+    /// IMU: slot-aligned windows → `[6, 2000]`.
+    Imu {
+        /// Window geometry in ms.
+        window_ms: u64,
+        /// Hop in ms.
+        hop_ms: u64,
+        /// Created at the first block, when the rate is known.
+        windower: Option<Windower<[f32; 6]>>,
+        /// The preprocessor.
+        pre: ImuPreprocessor,
+    },
+    /// Thermal: one frame per interval → `[1, 224, 224]`.
+    Thermal {
+        /// Frame picking.
+        sampler: FrameSampler,
+        /// The preprocessor.
+        pre: Box<ThermalPreprocessor>,
+        /// Frame period, for the window's end time.
+        period_ns: u64,
+    },
+}
+
+/// Thermal preprocessing parameters from the config.
+#[must_use]
+pub fn thermal_params(c: &ThermalPreprocessConfig) -> ThermalParams {
+    let agc = match (c.agc, c.agc_min_c, c.agc_max_c) {
+        (ThermalAgc::FixedCelsius, Some(min_c), Some(max_c)) => Agc::FixedCelsius {
+            min_c,
+            max_c,
+            encoding: match c.radiometric {
+                Radiometric::CentiKelvin => RadiometricEncoding::CentiKelvin,
+                Radiometric::Infiray64 => RadiometricEncoding::InfiRay64,
+            },
+        },
+        _ => Agc::MinMax,
+    };
+    ThermalParams {
+        agc,
+        normalize: c.normalize_mean.zip(c.normalize_std),
+        ..ThermalParams::default()
+    }
+}
+
+impl Processor {
+    /// The processor a source needs.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] when preprocessing parameters are rejected.
+    pub fn for_source(source: &SourceConfig) -> Result<Self, ProcessorError> {
+        Ok(match source {
+            SourceConfig::ImuReplay(c) => Self::Imu {
+                window_ms: c.window_ms,
+                hop_ms: c.hop_ms,
+                windower: None,
+                pre: ImuPreprocessor::new(),
+            },
+            SourceConfig::ThermalReplay(c) => Self::Thermal {
+                sampler: FrameSampler::new(c.interval_ms),
+                pre: Box::new(
+                    ThermalPreprocessor::new(thermal_params(&c.preprocess)).map_err(|source| {
+                        ProcessorError::Thermal {
+                            sensor: c.name.clone(),
+                            source,
+                        }
+                    })?,
+                ),
+                period_ns: (1e9 / c.fps).round() as u64,
+            },
+        })
+    }
+
+    /// Processes one message; appends the model inputs it completes to `out` and counts drops.
+    pub fn process(
+        &mut self,
+        message: SourceMessage,
+        stats: &StreamStats,
+        out: &mut Vec<Prepared>,
+    ) {
+        match (self, message) {
+            (
+                Self::Imu {
+                    window_ms,
+                    hop_ms,
+                    windower,
+                    pre,
+                },
+                SourceMessage::Imu {
                     sample_rate_hz,
                     samples,
-                } = message;
-                let w = match &mut windower {
+                },
+            ) => {
+                let w = match windower {
                     Some(w) if w.spec().sample_rate_hz == sample_rate_hz => w,
-                    _ => match WindowSpec::from_ms(spec.window_ms, spec.hop_ms, sample_rate_hz) {
+                    _ => match WindowSpec::from_ms(*window_ms, *hop_ms, sample_rate_hz) {
                         Ok(s) => windower.insert(Windower::new(s)),
                         Err(e) => {
                             stats.add_drops(DropReason::BadInput, samples.len() as u64);
                             tracing::warn!(error = %e, "samples dropped");
-                            continue;
+                            return;
                         }
                     },
                 };
@@ -63,24 +166,94 @@ pub fn spawn_imu_stream(
                 for window in windows {
                     stats.add_window(window.gaps);
                     let t0 = Instant::now();
-                    let input = match pre.tensor_from_samples(&window.samples) {
-                        Ok(t) => t.into_dyn(),
+                    match pre.tensor_from_samples(&window.samples) {
+                        Ok(t) => out.push(Prepared {
+                            seq: window.seq,
+                            start: window.start,
+                            end: window.end,
+                            sample_count: window.samples.len() as u64 - window.gaps,
+                            gaps: window.gaps,
+                            input: t.into_dyn(),
+                            preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+                        }),
                         Err(e) => {
                             stats.add_drops(DropReason::PreprocessError, 1);
                             tracing::warn!(seq = window.seq, error = %e, "window dropped");
-                            continue;
                         }
-                    };
+                    }
+                }
+            }
+            (
+                Self::Thermal {
+                    sampler,
+                    pre,
+                    period_ns,
+                },
+                SourceMessage::Frame(Frame { t, image, .. }),
+            ) => {
+                let Some(seq) = sampler.offer(t.mono_ns) else {
+                    stats.add_drops(DropReason::FrameSkipped, 1);
+                    return;
+                };
+                stats.add_window(0);
+                let t0 = Instant::now();
+                let result = match &image {
+                    FrameImage::U8(a) => pre.tensor_u8(a.view()),
+                    FrameImage::U16(a) => pre.tensor_u16(a.view()),
+                };
+                match result {
+                    Ok(tensor) => out.push(Prepared {
+                        seq,
+                        start: t,
+                        end: t.plus_ns(*period_ns),
+                        sample_count: 1,
+                        gaps: 0,
+                        input: tensor.into_dyn(),
+                        preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    }),
+                    Err(e) => {
+                        stats.add_drops(DropReason::PreprocessError, 1);
+                        tracing::warn!(seq, size = ?image.size_px(), error = %e, "frame dropped");
+                    }
+                }
+            }
+            (_, _) => {
+                stats.add_drops(DropReason::BadInput, 1);
+                tracing::warn!("message of another modality dropped");
+            }
+        }
+    }
+}
+
+/// Starts the stream thread for sensor `name`.
+///
+/// # Errors
+/// The OS error when no thread can be started.
+pub fn spawn_stream(
+    name: Arc<str>,
+    mut processor: Processor,
+    messages: Receiver<SourceMessage>,
+    jobs: QueueSender<Job>,
+    stats: Arc<StreamStats>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("win-{name}"))
+        .spawn(move || {
+            let _span = tracing::info_span!("stream", sensor = %name).entered();
+            let mut prepared = Vec::new();
+            for message in messages.iter() {
+                processor.process(message, &stats, &mut prepared);
+                for p in prepared.drain(..) {
                     let job = Job {
                         sensor: Arc::clone(&name),
                         stats: Arc::clone(&stats),
-                        seq: window.seq,
-                        start: window.start,
-                        end: window.end,
-                        sample_count: window.samples.len() as u64 - window.gaps,
-                        gaps: window.gaps,
-                        input,
-                        preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+                        seq: p.seq,
+                        start: p.start,
+                        end: p.end,
+                        sample_count: p.sample_count,
+                        gaps: p.gaps,
+                        input: p.input,
+                        preprocess_ms: p.preprocess_ms,
                         queued_at: Instant::now(),
                     };
                     if jobs.send(job).is_err() {

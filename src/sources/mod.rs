@@ -2,6 +2,7 @@
 //! then runs on its own named thread, stamping capture times and pushing sample blocks into a
 //! bounded queue. A source that ends (a non-looping replay) closes its queue.
 
+pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
 pub mod thermal_decode;
@@ -27,6 +28,37 @@ pub struct ImuSample {
     pub values: [f32; 6],
 }
 
+/// The pixels of one camera frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameImage {
+    /// 8-bit intensity.
+    U8(ndarray::Array2<u8>),
+    /// 16-bit values (thermal: raw or radiometric; depth: depth units).
+    U16(ndarray::Array2<u16>),
+}
+
+impl FrameImage {
+    /// `(height, width)` in pixels.
+    #[must_use]
+    pub fn size_px(&self) -> (usize, usize) {
+        match self {
+            Self::U8(a) => a.dim(),
+            Self::U16(a) => a.dim(),
+        }
+    }
+}
+
+/// One camera frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// Frame number from the device (a jump means frames were lost before us).
+    pub seq: u64,
+    /// Capture time.
+    pub t: Timestamp,
+    /// The pixels.
+    pub image: FrameImage,
+}
+
 /// What a source sends to its stream's windower.
 #[derive(Debug, Clone)]
 pub enum SourceMessage {
@@ -37,6 +69,8 @@ pub enum SourceMessage {
         /// The samples, in capture order.
         samples: Vec<ImuSample>,
     },
+    /// A camera frame.
+    Frame(Frame),
 }
 
 /// Errors building a source.
@@ -45,6 +79,9 @@ pub enum SourceError {
     /// The IMU recording could not be used.
     #[error(transparent)]
     ImuReplay(#[from] imu_replay::ImuFileError),
+    /// The frame recording could not be used.
+    #[error(transparent)]
+    FrameReplay(#[from] frame_replay::FrameFileError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -85,6 +122,12 @@ pub trait Source: Send + std::fmt::Debug + 'static {
 pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     match source {
         SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
+        SourceConfig::ThermalReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
+            &config.resolve(&c.path),
+            c.fps,
+            c.speed,
+            c.looping,
+        )?)),
     }
 }
 

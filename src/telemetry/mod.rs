@@ -24,16 +24,19 @@ pub enum DropReason {
     PreprocessError,
     /// The model failed on a window.
     InferenceError,
+    /// A camera frame was passed over: one frame per interval is embedded.
+    FrameSkipped,
 }
 
 impl DropReason {
     /// Every reason, in metric order.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         Self::SampleQueueFull,
         Self::InferenceBacklog,
         Self::BadInput,
         Self::PreprocessError,
         Self::InferenceError,
+        Self::FrameSkipped,
     ];
 
     /// The label value.
@@ -45,6 +48,7 @@ impl DropReason {
             Self::BadInput => "bad_input",
             Self::PreprocessError => "preprocess_error",
             Self::InferenceError => "inference_error",
+            Self::FrameSkipped => "frame_skipped",
         }
     }
 

@@ -1,7 +1,11 @@
 //! Pure windowing of a sample stream: fixed-length windows every hop, with capture times and the
 //! number of samples missing inside each window. No clocks, no channels: `push` in, windows out.
 
+pub mod frames;
+
 use std::collections::VecDeque;
+
+pub use frames::FrameSampler;
 
 use crate::time::Timestamp;
 
