@@ -121,6 +121,22 @@ def model_window(x, fs, start_s):
     return w
 
 
+def thermal_demo(seed, n=8, h=120, w=160):
+    """Lepton-style centi-kelvin frames at 9 fps: an empty 20 C room for 4 frames, then a
+    person (35 C) walks in from the left. uint16 [n, h, w]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = np.empty((n, h, w), np.uint16)
+    for k in range(n):
+        room = 29315 + rng.normal(0.0, 4.0, (h, w))           # 20 C +- 0.04 K sensor noise
+        if k >= n // 2:
+            cx = 30 + 25 * (k - n // 2)
+            body = ((yy - 65) / 40.0) ** 2 + ((xx - cx) / 18.0) ** 2 < 1.0
+            room = np.where(body, 30815 + rng.normal(0.0, 10.0, (h, w)), room)
+        frames[k] = np.clip(np.round(room), 0, 65535).astype(np.uint16)
+    return frames
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "recordings"))
@@ -139,6 +155,7 @@ def main():
         np.save(os.path.join(args.out, f"imu_{kind}_400hz.npy"), x4.astype(np.float32))
     t, x = demo_motion(200.0, 21)
     write_csv(os.path.join(args.out, "imu_demo_200hz.csv"), t, x)
+    np.save(os.path.join(args.out, "thermal_demo_160x120_u16.npy"), thermal_demo(31))
 
     # sanity: our resampler equals the refdata's torch output (project convention, SPEC.md s5)
     ref200 = os.path.join(args.refdata, "imu", "imu_200hz_5s_6x1000_f32.npy")

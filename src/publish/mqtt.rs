@@ -370,7 +370,9 @@ async fn poll_forever(
                     backoff = Duration::from_millis(100);
                     logged_down = false;
                 }
-                if events.send(Ok(ev)).await.is_err() {
+                // After our DISCONNECT the broker closes the socket: that is no outage.
+                let done = matches!(ev, Event::Outgoing(Outgoing::Disconnect));
+                if events.send(Ok(ev)).await.is_err() || done {
                     return;
                 }
             }
