@@ -242,6 +242,14 @@ pub async fn run_until(
                 c.queue_capacity,
                 c.when_full,
             ),
+            SourceConfig::ImuSerial(c) => (
+                StreamSpec {
+                    window_ms: c.window_ms,
+                    hop_ms: c.hop_ms,
+                },
+                c.queue_capacity,
+                c.when_full,
+            ),
         };
         let (sample_tx, sample_rx) = bounded::<SourceMessage>(
             capacity,

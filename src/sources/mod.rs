@@ -45,6 +45,9 @@ pub enum SourceError {
     /// The IMU recording could not be used.
     #[error(transparent)]
     ImuReplay(#[from] imu_replay::ImuFileError),
+    /// The serial IMU settings could not be used.
+    #[error(transparent)]
+    ImuSerial(#[from] imu_serial::ImuSerialError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -85,6 +88,7 @@ pub trait Source: Send + std::fmt::Debug + 'static {
 pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     match source {
         SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
+        SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::open(config, c)?)),
     }
 }
 
