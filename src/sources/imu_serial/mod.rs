@@ -246,8 +246,11 @@ fn time_column(column: usize, unit: TimeUnit) -> Option<TimeColumn> {
 enum ReadEnd {
     /// The daemon is stopping (or the windower is gone).
     Stop,
-    /// The port failed or vanished.
-    Lost(std::io::Error),
+    /// The port failed or vanished; `delivered` says whether it had sent any byte.
+    Lost {
+        error: std::io::Error,
+        delivered: bool,
+    },
 }
 
 /// Frames or lines that could not be used, from the parser's counters.
@@ -290,20 +293,24 @@ impl Source for ImuSerial {
                         ),
                     }
                     ctx.stats.set_connected(true, rate);
-                    backoff = INITIAL_BACKOFF;
                     // A reopened port starts mid-frame; whatever was held belongs to the old one.
                     self.parser.get().reset();
                     let end = driver.read_port(port, self.parser.get(), &ctx);
                     ctx.stats.set_connected(false, rate);
                     match end {
                         ReadEnd::Stop => break,
-                        ReadEnd::Lost(e) => {
+                        ReadEnd::Lost { error, delivered } => {
                             tracing::warn!(
                                 path = %self.path.display(),
-                                error = %e,
+                                %error,
                                 "serial port lost; reopening with backoff"
                             );
                             outage_since = Some(Instant::now());
+                            // Only a port that worked resets the backoff: one that opens and
+                            // fails at once is retried ever more slowly, not in a tight loop.
+                            if delivered {
+                                backoff = INITIAL_BACKOFF;
+                            }
                         }
                     }
                 }
@@ -384,6 +391,7 @@ impl Driver {
     ) -> ReadEnd {
         let mut buf = [0u8; READ_BUFFER_BYTES];
         let mut warned_bad_input = false;
+        let mut delivered = false;
         loop {
             if ctx.cancel.is_cancelled() {
                 let _ = self.flush(ctx);
@@ -396,6 +404,7 @@ impl Driver {
                 )),
                 Ok(n) => {
                     let arrival_ns = ctx.clock.now().mono_ns;
+                    delivered = true;
                     parser.push(buf.get(..n).unwrap_or(&[]), &mut self.readings);
                     self.take_readings(arrival_ns, ctx);
                     let bad = frames_lost(parser.stats());
@@ -433,8 +442,8 @@ impl Driver {
             if (due || lost.is_some()) && self.flush(ctx).is_err() {
                 return ReadEnd::Stop;
             }
-            if let Some(e) = lost {
-                return ReadEnd::Lost(e);
+            if let Some(error) = lost {
+                return ReadEnd::Lost { error, delivered };
             }
         }
     }
