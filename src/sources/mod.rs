@@ -88,7 +88,7 @@ pub trait Source: Send + std::fmt::Debug + 'static {
 pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     match source {
         SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
-        SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::open(config, c)?)),
+        SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
     }
 }
 

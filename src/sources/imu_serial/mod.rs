@@ -120,7 +120,7 @@ impl ImuSerial {
     ///
     /// # Errors
     /// [`ImuSerialError`] for settings that validation would have rejected.
-    pub fn open(config: &Config, c: &ImuSerialConfig) -> Result<Self, ImuSerialError> {
+    pub fn new(config: &Config, c: &ImuSerialConfig) -> Result<Self, ImuSerialError> {
         let setting = |field: &'static str, message: String| ImuSerialError::Setting {
             name: c.name.clone(),
             field,
