@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::{
-    Config, ExecutionProviderKind, ImuFileFormat, SourceConfig, ThermalAgc, ThermalPreprocessConfig,
+    Config, CsvColumn, ExecutionProviderKind, ImuFileFormat, ImuSerialConfig, SerialFlowControl,
+    SerialImuProtocol, SourceConfig, ThermalAgc, ThermalPreprocessConfig,
 };
 use crate::publish::BrokerUrl;
 
@@ -238,10 +239,204 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                     p.add(at(&format!("preprocess.{}", problem.0)), problem.1);
                 }
             }
+            SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
         }
     }
     if config.sources.is_empty() {
         p.add("sources", "no sensor is configured");
     }
     p.0
+}
+
+/// Highest baud rate accepted (common USB-UART bridges top out at 3-4 Mbit/s).
+const MAX_BAUD_RATE: u32 = 4_000_000;
+
+/// An `imu_serial` source. The port itself is not checked: a USB device may be plugged in after
+/// the daemon starts, and the source waits for it.
+fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig) {
+    if c.path.as_os_str().is_empty() {
+        p.add(at("path"), "must name a serial device");
+    }
+    if c.baud_rate == 0 || c.baud_rate > MAX_BAUD_RATE {
+        p.add(
+            at("baud_rate"),
+            format!("must be between 1 and {MAX_BAUD_RATE}"),
+        );
+    }
+    if !(5..=8).contains(&c.data_bits) {
+        p.add(at("data_bits"), "must be 5, 6, 7 or 8");
+    }
+    if !(1..=2).contains(&c.stop_bits) {
+        p.add(at("stop_bits"), "must be 1 or 2");
+    }
+    if !(c.sample_rate_hz.is_finite() && c.sample_rate_hz > 0.0 && c.sample_rate_hz <= 100_000.0) {
+        p.add(at("sample_rate_hz"), "must be > 0 and <= 100000");
+    }
+    p.positive(at("window_ms"), c.window_ms);
+    p.positive(at("hop_ms"), c.hop_ms);
+    p.positive(at("queue_capacity"), c.queue_capacity as u64);
+    if c.reconnect_max_backoff_ms < 100 {
+        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
+    }
+
+    let csv_only = [
+        ("csv_columns", c.csv_columns.is_some()),
+        ("csv_delimiter", c.csv_delimiter.is_some()),
+        ("acc_unit", c.acc_unit.is_some()),
+        ("gyro_unit", c.gyro_unit.is_some()),
+    ];
+    let witmotion_only = [
+        ("witmotion_acc_range_g", c.witmotion_acc_range_g.is_some()),
+        (
+            "witmotion_gyro_range_dps",
+            c.witmotion_gyro_range_dps.is_some(),
+        ),
+    ];
+    let (foreign, protocol) = match c.protocol {
+        SerialImuProtocol::Csv => (witmotion_only.as_slice(), "csv"),
+        SerialImuProtocol::Witmotion => (csv_only.as_slice(), "witmotion"),
+    };
+    for (field, _) in foreign.iter().filter(|(_, set)| *set) {
+        p.add(
+            at(field),
+            format!("does not apply to protocol = \"{protocol}\""),
+        );
+    }
+
+    match c.protocol {
+        SerialImuProtocol::Csv => {
+            if c.acc_unit.is_none() {
+                p.add(at("acc_unit"), "is required for csv: \"g\" or \"m/s^2\"");
+            }
+            if c.gyro_unit.is_none() {
+                p.add(
+                    at("gyro_unit"),
+                    "is required for csv: \"deg/s\" or \"rad/s\"",
+                );
+            }
+            if let Some(columns) = &c.csv_columns {
+                csv_columns(p, at, columns);
+            }
+        }
+        SerialImuProtocol::Witmotion => {
+            for (field, value) in [
+                ("witmotion_acc_range_g", c.witmotion_acc_range_g),
+                ("witmotion_gyro_range_dps", c.witmotion_gyro_range_dps),
+            ] {
+                if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                    p.add(at(field), "must be > 0");
+                }
+            }
+            if c.flow_control == SerialFlowControl::Software {
+                p.add(
+                    at("flow_control"),
+                    "software (XON/XOFF) flow control would eat bytes of binary frames",
+                );
+            }
+        }
+    }
+}
+
+fn csv_columns(p: &mut Problems, at: &dyn Fn(&str) -> String, columns: &[CsvColumn]) {
+    use crate::sources::imu_serial::csv_line::MAX_COLUMNS;
+    if columns.len() > MAX_COLUMNS {
+        p.add(
+            at("csv_columns"),
+            format!("lists {} columns; at most {MAX_COLUMNS}", columns.len()),
+        );
+    }
+    for axis in CsvColumn::AXES {
+        match columns.iter().filter(|c| **c == axis).count() {
+            0 => p.add(
+                at("csv_columns"),
+                format!("has no {:?} column", axis.as_str()),
+            ),
+            1 => {}
+            _ => p.add(
+                at("csv_columns"),
+                format!("lists {:?} more than once", axis.as_str()),
+            ),
+        }
+    }
+    if columns.iter().filter(|c| c.is_time()).count() > 1 {
+        p.add(
+            at("csv_columns"),
+            "lists more than one device timestamp column",
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn problems(source: &str) -> Vec<String> {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny");
+        let text = format!(
+            "[device]\nid = \"d\"\n[models]\ndir = \"{models}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+             [[sources]]\ntype = \"imu_replay\"\nname = \"replay\"\n\
+             path = \"{}/tests/fixtures/recordings/imu_still_200hz.csv\"\n\
+             [[sources]]\ntype = \"imu_serial\"\nname = \"imu\"\n{source}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
+        validate(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_serial_port_that_is_not_plugged_in_yet_is_accepted() {
+        let p = problems(
+            "path = \"/dev/serial/by-id/not-plugged-in\"\nprotocol = \"witmotion\"\nsample_rate_hz = 200.0\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn every_serial_problem_is_reported_at_once_with_its_path() {
+        let p = problems(
+            "path = \"\"\nprotocol = \"csv\"\nsample_rate_hz = 0.0\nbaud_rate = 0\ndata_bits = 9\n\
+             stop_bits = 3\nwindow_ms = 0\nreconnect_max_backoff_ms = 10\n\
+             csv_columns = [\"acc_x\", \"acc_x\", \"acc_z\", \"gyro_x\", \"gyro_y\", \"gyro_z\", \"t_s\", \"t_ms\"]\n\
+             witmotion_acc_range_g = 4.0\n",
+        );
+        for want in [
+            "sources[1].path: must name a serial device",
+            "sources[1].baud_rate: must be between 1 and 4000000",
+            "sources[1].data_bits: must be 5, 6, 7 or 8",
+            "sources[1].stop_bits: must be 1 or 2",
+            "sources[1].sample_rate_hz: must be > 0",
+            "sources[1].window_ms: must be > 0",
+            "sources[1].reconnect_max_backoff_ms: must be >= 100",
+            "sources[1].witmotion_acc_range_g: does not apply to protocol = \"csv\"",
+            "sources[1].acc_unit: is required for csv",
+            "sources[1].gyro_unit: is required for csv",
+            "sources[1].csv_columns: has no \"acc_y\" column",
+            "sources[1].csv_columns: lists \"acc_x\" more than once",
+            "sources[1].csv_columns: lists more than one device timestamp column",
+        ] {
+            assert!(
+                p.iter().any(|m| m.starts_with(want)),
+                "missing {want:?} in {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), 13, "{p:#?}");
+    }
+
+    #[test]
+    fn witmotion_rejects_csv_fields_bad_ranges_and_xon_xoff() {
+        let p = problems(
+            "path = \"/dev/ttyUSB0\"\nprotocol = \"witmotion\"\nsample_rate_hz = 100.0\n\
+             acc_unit = \"g\"\nwitmotion_gyro_range_dps = -1.0\nflow_control = \"software\"\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "sources[1].acc_unit: does not apply to protocol = \"witmotion\"",
+                "sources[1].witmotion_gyro_range_dps: must be > 0",
+                "sources[1].flow_control: software (XON/XOFF) flow control would eat bytes of binary frames",
+            ]
+        );
+    }
 }

@@ -101,18 +101,23 @@ pub fn thermal_params(c: &ThermalPreprocessConfig) -> ThermalParams {
 }
 
 impl Processor {
+    fn imu(window_ms: u64, hop_ms: u64) -> Self {
+        Self::Imu {
+            window_ms,
+            hop_ms,
+            windower: None,
+            pre: ImuPreprocessor::new(),
+        }
+    }
+
     /// The processor a source needs.
     ///
     /// # Errors
     /// [`ProcessorError`] when preprocessing parameters are rejected.
     pub fn for_source(source: &SourceConfig) -> Result<Self, ProcessorError> {
         Ok(match source {
-            SourceConfig::ImuReplay(c) => Self::Imu {
-                window_ms: c.window_ms,
-                hop_ms: c.hop_ms,
-                windower: None,
-                pre: ImuPreprocessor::new(),
-            },
+            SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
+            SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
             SourceConfig::ThermalReplay(c) => Self::Thermal {
                 sampler: FrameSampler::new(c.interval_ms),
                 pre: Box::new(

@@ -82,6 +82,9 @@ pub enum SourceError {
     /// The frame recording could not be used.
     #[error(transparent)]
     FrameReplay(#[from] frame_replay::FrameFileError),
+    /// The serial IMU settings could not be used.
+    #[error(transparent)]
+    ImuSerial(#[from] imu_serial::ImuSerialError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -128,6 +131,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
             c.speed,
             c.looping,
         )?)),
+        SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
     }
 }
 

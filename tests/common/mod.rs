@@ -57,7 +57,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(port: u16, filter: &str) -> Self {
-        let id = format!("test-sub-{}-{}", std::process::id(), port);
+        // Unique per subscriber: a second client with the same id would take the first one's
+        // session over (and rumqttc does not re-subscribe after reconnecting).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("test-sub-{}-{}-{n}", std::process::id(), port);
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_max_packet_size(4 << 20, 4 << 20);
         opts.set_keep_alive(Duration::from_secs(5));
