@@ -10,11 +10,12 @@ use ndarray::{Array2, ArrayD};
 
 use crate::app::{self, RunOptions};
 use crate::config::{
-    self, ConfigError, ExecutionProviderKind, Radiometric, ThermalAgc, ThermalPreprocessConfig,
-    EX_CONFIG,
+    self, ConfigError, DepthHoles, DepthNormalizeKind, DepthPreprocessConfig,
+    ExecutionProviderKind, Radiometric, ThermalAgc, ThermalPreprocessConfig, EX_CONFIG,
 };
 use crate::inference::{Encoder, OrtRuntime};
-use crate::pipeline::stream::thermal_params;
+use crate::pipeline::stream::{depth_params, thermal_params};
+use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::ThermalPreprocessor;
 use crate::sources::frame_replay::load_stack;
@@ -105,6 +106,8 @@ pub enum ModalityArg {
     Imu,
     /// Thermal (`.npy` uint8 or uint16 `[H, W]`).
     Thermal,
+    /// Depth (`.npy` uint16 `[H, W]` in depth units, millimetres by default).
+    Depth,
 }
 
 impl From<ModalityArg> for Modality {
@@ -112,6 +115,7 @@ impl From<ModalityArg> for Modality {
         match m {
             ModalityArg::Imu => Modality::Imu,
             ModalityArg::Thermal => Modality::Thermal,
+            ModalityArg::Depth => Modality::Depth,
         }
     }
 }
@@ -131,6 +135,22 @@ pub struct InputOptions {
     /// Thermal: how 16-bit pixels encode temperature (with --agc-min-c/--agc-max-c).
     #[arg(long, value_enum, default_value = "centi-kelvin")]
     pub radiometric: RadiometricArg,
+    /// Depth: focal length of the depth camera, pixels (default: the reference 518.857901).
+    #[arg(long)]
+    pub focal_px: Option<f64>,
+    /// Depth: stereo baseline, metres (default: the reference 0.075).
+    #[arg(long)]
+    pub baseline_m: Option<f64>,
+    /// Depth: metres per raw unit (default 0.001, millimetres).
+    #[arg(long)]
+    pub depth_units_m: Option<f64>,
+    /// Depth: skip the final standardisation (the `prenorm` alternative of SPEC.md §3).
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Depth: fill holes (0) from the nearest valid pixel of the row instead of the spec's
+    /// maximal disparity.
+    #[arg(long)]
+    pub fill_holes: bool,
 }
 
 /// Radiometric encodings on the command line.
@@ -340,6 +360,40 @@ fn preprocess_file(
             }
             .with_context(|| format!("{}", input.display()))?;
             Ok(tensor.into_dyn())
+        }
+        Modality::Depth => {
+            let stack = load_stack(input)?;
+            let Some(FrameImage::U16(raw)) = stack.frame(0) else {
+                bail!("{}: depth input must be uint16 [H, W]", input.display());
+            };
+            if stack.len() > 1 {
+                tracing::info!(
+                    frames = stack.len(),
+                    "input holds several frames; using the first"
+                );
+            }
+            let cfg = DepthPreprocessConfig {
+                focal_px: options.focal_px,
+                baseline_m: options.baseline_m,
+                depth_units_m: options.depth_units_m,
+                normalize: if options.no_normalize {
+                    DepthNormalizeKind::None
+                } else {
+                    DepthNormalizeKind::Standardize
+                },
+                holes: if options.fill_holes {
+                    DepthHoles::NearestInRow
+                } else {
+                    DepthHoles::Spec
+                },
+                ..DepthPreprocessConfig::default()
+            };
+            let mut pre = DepthPreprocessor::new(depth_params(&cfg, None))
+                .with_context(|| "depth preprocessing options")?;
+            Ok(pre
+                .tensor(raw.view())
+                .with_context(|| format!("{}", input.display()))?
+                .into_dyn())
         }
         other => bail!("{other} files are not supported by this build yet"),
     }

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 //! Depth preprocessing against the reference data (SPEC.md section 3) and its properties.
 
 use edgebind::preprocess::depth::{

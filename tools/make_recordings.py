@@ -137,6 +137,22 @@ def thermal_demo(seed, n=8, h=120, w=160):
     return frames
 
 
+def depth_demo(seed, n=4, h=192, w=256):
+    """Millimetre depth frames (a RealSense-like camera at reduced size): an open corridor
+    1.5-8 m deep for two frames, then a box 0.5 m in front of the camera. uint16 [n, h, w]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = np.empty((n, h, w), np.uint16)
+    for k in range(n):
+        corridor = 1500.0 + 6500.0 * (1.0 - yy / h) + rng.normal(0.0, 5.0, (h, w))
+        if k >= n // 2:
+            box = (yy > 30) & (yy < 170) & (xx > 50) & (xx < 210)
+            corridor = np.where(box, 500.0 + rng.normal(0.0, 2.0, (h, w)), corridor)
+        holes = rng.random((h, w)) < 0.01                     # sparse invalid pixels, as stereo has
+        frames[k] = np.where(holes, 0, np.clip(np.round(corridor), 1, 65535)).astype(np.uint16)
+    return frames
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "recordings"))
@@ -156,6 +172,7 @@ def main():
     t, x = demo_motion(200.0, 21)
     write_csv(os.path.join(args.out, "imu_demo_200hz.csv"), t, x)
     np.save(os.path.join(args.out, "thermal_demo_160x120_u16.npy"), thermal_demo(31))
+    np.save(os.path.join(args.out, "depth_demo_256x192_u16.npy"), depth_demo(41))
 
     # sanity: our resampler equals the refdata's torch output (project convention, SPEC.md s5)
     ref200 = os.path.join(args.refdata, "imu", "imu_200hz_5s_6x1000_f32.npy")

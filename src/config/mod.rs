@@ -318,6 +318,8 @@ pub enum SourceConfig {
     ImuReplay(ImuReplayConfig),
     /// Replays a stack of thermal frames (`.npy` uint8 or uint16) as if it were a camera.
     ThermalReplay(ThermalReplayConfig),
+    /// Replays a stack of depth frames (`.npy` uint16 depth units) as if it were a camera.
+    DepthReplay(DepthReplayConfig),
     /// An IMU on a serial port (USB-UART, on-board UART) speaking CSV lines or WitMotion frames.
     ImuSerial(ImuSerialConfig),
 }
@@ -329,6 +331,7 @@ impl SourceConfig {
         match self {
             Self::ImuReplay(c) => &c.name,
             Self::ThermalReplay(c) => &c.name,
+            Self::DepthReplay(c) => &c.name,
             Self::ImuSerial(c) => &c.name,
         }
     }
@@ -339,6 +342,7 @@ impl SourceConfig {
         match self {
             Self::ImuReplay(_) | Self::ImuSerial(_) => crate::Modality::Imu,
             Self::ThermalReplay(_) => crate::Modality::Thermal,
+            Self::DepthReplay(_) => crate::Modality::Depth,
         }
     }
 
@@ -348,6 +352,7 @@ impl SourceConfig {
         match self {
             Self::ImuReplay(c) => (c.queue_capacity, c.when_full),
             Self::ThermalReplay(c) => (c.queue_capacity, c.when_full),
+            Self::DepthReplay(c) => (c.queue_capacity, c.when_full),
             Self::ImuSerial(c) => (c.queue_capacity, c.when_full),
         }
     }
@@ -447,6 +452,145 @@ pub struct ThermalReplayConfig {
     /// Preprocessing options.
     #[serde(default)]
     pub preprocess: ThermalPreprocessConfig,
+}
+
+/// Depth standardisation after resizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepthNormalizeKind {
+    /// `(x - normalize_mean) / normalize_std` (Omnivore's inference transform; the default).
+    Standardize,
+    /// No standardisation (Omnivore's training config; the reference `prenorm` tensor).
+    None,
+}
+
+/// What happens to invalid (0) depth pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepthHoles {
+    /// As the spec: 0 → nearest possible depth → maximal disparity.
+    Spec,
+    /// Each hole takes the nearest valid pixel of its row.
+    NearestInRow,
+}
+
+/// Depth preprocessing options (SPEC.md §3; the parameters are UNVERIFIED upstream, so all are
+/// settable). Calibration left unset comes from the camera, or (for recordings) the reference
+/// values: focal 518.857901 px, baseline 0.075 m, 1 mm depth units.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DepthPreprocessConfig {
+    /// Horizontal focal length of the depth stream, in pixels.
+    #[serde(default)]
+    pub focal_px: Option<f64>,
+    /// Stereo baseline, in metres.
+    #[serde(default)]
+    pub baseline_m: Option<f64>,
+    /// Metres per raw depth unit.
+    #[serde(default)]
+    pub depth_units_m: Option<f64>,
+    /// Depths are clipped to at least this before the disparity conversion.
+    #[serde(default = "default_min_depth_m")]
+    pub min_depth_m: f64,
+    /// Depths are clipped to at most this before the disparity conversion.
+    #[serde(default = "default_max_depth_m")]
+    pub max_depth_m: f64,
+    /// DepthNorm: disparities are clamped to this and divided by it.
+    #[serde(default = "default_norm_max")]
+    pub norm_max: f64,
+    /// DepthNorm: disparities are clamped to at least this.
+    #[serde(default = "default_norm_min")]
+    pub norm_min: f64,
+    /// Final standardisation.
+    #[serde(default = "default_depth_normalize")]
+    pub normalize: DepthNormalizeKind,
+    /// Mean of `standardize`.
+    #[serde(default = "default_depth_mean")]
+    pub normalize_mean: f64,
+    /// Std of `standardize`.
+    #[serde(default = "default_depth_std")]
+    pub normalize_std: f64,
+    /// Treatment of invalid (0) pixels.
+    #[serde(default = "default_holes")]
+    pub holes: DepthHoles,
+}
+
+impl Default for DepthPreprocessConfig {
+    fn default() -> Self {
+        Self {
+            focal_px: None,
+            baseline_m: None,
+            depth_units_m: None,
+            min_depth_m: default_min_depth_m(),
+            max_depth_m: default_max_depth_m(),
+            norm_max: default_norm_max(),
+            norm_min: default_norm_min(),
+            normalize: default_depth_normalize(),
+            normalize_mean: default_depth_mean(),
+            normalize_std: default_depth_std(),
+            holes: default_holes(),
+        }
+    }
+}
+
+fn default_min_depth_m() -> f64 {
+    0.01
+}
+fn default_max_depth_m() -> f64 {
+    50.0
+}
+fn default_norm_max() -> f64 {
+    75.0
+}
+fn default_norm_min() -> f64 {
+    0.01
+}
+fn default_depth_normalize() -> DepthNormalizeKind {
+    DepthNormalizeKind::Standardize
+}
+fn default_depth_mean() -> f64 {
+    0.0418
+}
+fn default_depth_std() -> f64 {
+    0.0295
+}
+fn default_holes() -> DepthHoles {
+    DepthHoles::Spec
+}
+
+/// A stack of depth frames replayed as a camera.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepthReplayConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// `.npy` uint16 `[N, H, W]` (or one `[H, W]` frame) in depth units.
+    pub path: PathBuf,
+    /// Frame rate of the recording.
+    #[serde(default = "default_depth_fps")]
+    pub fps: f64,
+    /// Replay pace.
+    #[serde(default = "default_speed")]
+    pub speed: ReplaySpeed,
+    /// Start again at the end.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// One frame is embedded per interval (the others are counted as skipped); 0 = every frame.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Frames waiting for preprocessing.
+    #[serde(default = "default_frame_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy (`drop_oldest` keeps the latest frame, as a live camera would).
+    #[serde(default = "default_block")]
+    pub when_full: WhenFull,
+    /// Preprocessing options and calibration.
+    #[serde(default)]
+    pub preprocess: DepthPreprocessConfig,
+}
+
+fn default_depth_fps() -> f64 {
+    30.0
 }
 
 fn default_thermal_fps() -> f64 {

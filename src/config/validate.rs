@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::{
-    Config, CsvColumn, ExecutionProviderKind, ImuFileFormat, ImuSerialConfig, SerialFlowControl,
-    SerialImuProtocol, SourceConfig, ThermalAgc, ThermalPreprocessConfig,
+    Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind, ImuFileFormat,
+    ImuSerialConfig, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
+    ThermalPreprocessConfig,
 };
 use crate::publish::BrokerUrl;
 
@@ -47,6 +48,37 @@ fn is_name(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Problems of depth preprocessing options, as (field, message).
+fn depth_problems(d: &DepthPreprocessConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    for (field, v) in [
+        ("focal_px", d.focal_px),
+        ("baseline_m", d.baseline_m),
+        ("depth_units_m", d.depth_units_m),
+    ] {
+        if v.is_some_and(|v| !positive(v)) {
+            out.push((field, "must be a positive number".to_string()));
+        }
+    }
+    if !(positive(d.min_depth_m) && positive(d.max_depth_m) && d.min_depth_m < d.max_depth_m) {
+        out.push((
+            "max_depth_m",
+            "need 0 < min_depth_m < max_depth_m".to_string(),
+        ));
+    }
+    if !(positive(d.norm_min) && positive(d.norm_max) && d.norm_min < d.norm_max) {
+        out.push(("norm_max", "need 0 < norm_min < norm_max".to_string()));
+    }
+    if !positive(d.normalize_std) || !d.normalize_mean.is_finite() {
+        out.push((
+            "normalize_std",
+            "must be a positive number (and normalize_mean finite)".to_string(),
+        ));
+    }
+    out
 }
 
 /// Problems of thermal preprocessing options, as (field, message).
@@ -240,6 +272,19 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 }
             }
             SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
+            SourceConfig::DepthReplay(c) => {
+                let path = config.resolve(&c.path);
+                if !path.is_file() {
+                    p.add(at("path"), format!("{} does not exist", path.display()));
+                }
+                if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
+                    p.add(at("fps"), "must be > 0 and <= 1000");
+                }
+                p.positive(at("queue_capacity"), c.queue_capacity as u64);
+                for (field, message) in depth_problems(&c.preprocess) {
+                    p.add(at(&format!("preprocess.{field}")), message);
+                }
+            }
         }
     }
     if config.sources.is_empty() {

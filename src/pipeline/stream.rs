@@ -10,8 +10,14 @@ use crossbeam_channel::Receiver;
 use ndarray::ArrayD;
 
 use super::QueueSender;
-use crate::config::{Radiometric, SourceConfig, ThermalAgc, ThermalPreprocessConfig};
+use crate::config::{
+    DepthHoles, DepthNormalizeKind, DepthPreprocessConfig, Radiometric, SourceConfig, ThermalAgc,
+    ThermalPreprocessConfig,
+};
 use crate::inference::worker::Job;
+use crate::preprocess::depth::{
+    DepthError, DepthNormalize, DepthParams, DepthPreprocessor, HoleFill,
+};
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::{
     Agc, RadiometricEncoding, ThermalError, ThermalParams, ThermalPreprocessor,
@@ -43,6 +49,14 @@ pub struct Prepared {
 /// Errors building a processor from its config.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
+    /// Depth parameters were rejected.
+    #[error("sensor {sensor}: depth preprocessing: {source}")]
+    Depth {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: DepthError,
+    },
     /// Thermal parameters were rejected.
     #[error("sensor {sensor}: thermal preprocessing: {source}")]
     Thermal {
@@ -68,6 +82,15 @@ pub enum Processor {
         /// The preprocessor.
         pre: ImuPreprocessor,
     },
+    /// Depth: one frame per interval → disparity → `[1, 224, 224]`.
+    Depth {
+        /// Frame picking.
+        sampler: FrameSampler,
+        /// The preprocessor.
+        pre: Box<DepthPreprocessor>,
+        /// Frame period, for the window's end time.
+        period_ns: u64,
+    },
     /// Thermal: one frame per interval → `[1, 224, 224]`.
     Thermal {
         /// Frame picking.
@@ -77,6 +100,53 @@ pub enum Processor {
         /// Frame period, for the window's end time.
         period_ns: u64,
     },
+}
+
+/// Depth preprocessing parameters from the config; unset calibration takes `camera` (from the
+/// device) or else the reference values.
+#[must_use]
+pub fn depth_params(c: &DepthPreprocessConfig, camera: Option<DepthCalibration>) -> DepthParams {
+    let reference = DepthParams::default();
+    DepthParams {
+        focal_px: c
+            .focal_px
+            .or(camera.map(|k| k.focal_px))
+            .unwrap_or(reference.focal_px),
+        baseline_m: c
+            .baseline_m
+            .or(camera.map(|k| k.baseline_m))
+            .unwrap_or(reference.baseline_m),
+        depth_units_m: c
+            .depth_units_m
+            .or(camera.map(|k| k.depth_units_m))
+            .unwrap_or(reference.depth_units_m),
+        min_depth_m: c.min_depth_m,
+        max_depth_m: c.max_depth_m,
+        norm_max: c.norm_max,
+        norm_min: c.norm_min,
+        normalize: match c.normalize {
+            DepthNormalizeKind::Standardize => DepthNormalize::Standardize {
+                mean: c.normalize_mean,
+                std: c.normalize_std,
+            },
+            DepthNormalizeKind::None => DepthNormalize::None,
+        },
+        holes: match c.holes {
+            DepthHoles::Spec => HoleFill::Spec,
+            DepthHoles::NearestInRow => HoleFill::NearestInRow,
+        },
+    }
+}
+
+/// Depth calibration reported by a camera.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DepthCalibration {
+    /// Focal length of the depth stream, pixels.
+    pub focal_px: f64,
+    /// Stereo baseline, metres.
+    pub baseline_m: f64,
+    /// Metres per depth unit.
+    pub depth_units_m: f64,
 }
 
 /// Thermal preprocessing parameters from the config.
@@ -118,6 +188,18 @@ impl Processor {
         Ok(match source {
             SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
             SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
+            SourceConfig::DepthReplay(c) => Self::Depth {
+                sampler: FrameSampler::new(c.interval_ms),
+                pre: Box::new(
+                    DepthPreprocessor::new(depth_params(&c.preprocess, None)).map_err(
+                        |source| ProcessorError::Depth {
+                            sensor: c.name.clone(),
+                            source,
+                        },
+                    )?,
+                ),
+                period_ns: (1e9 / c.fps).round() as u64,
+            },
             SourceConfig::ThermalReplay(c) => Self::Thermal {
                 sampler: FrameSampler::new(c.interval_ms),
                 pre: Box::new(
@@ -219,6 +301,41 @@ impl Processor {
                     Err(e) => {
                         stats.add_drops(DropReason::PreprocessError, 1);
                         tracing::warn!(seq, size = ?image.size_px(), error = %e, "frame dropped");
+                    }
+                }
+            }
+            (
+                Self::Depth {
+                    sampler,
+                    pre,
+                    period_ns,
+                },
+                SourceMessage::Frame(Frame { t, image, .. }),
+            ) => {
+                let FrameImage::U16(raw) = &image else {
+                    stats.add_drops(DropReason::BadInput, 1);
+                    tracing::warn!("depth frame is not 16-bit; dropped");
+                    return;
+                };
+                let Some(seq) = sampler.offer(t.mono_ns) else {
+                    stats.add_drops(DropReason::FrameSkipped, 1);
+                    return;
+                };
+                stats.add_window(0);
+                let t0 = Instant::now();
+                match pre.tensor(raw.view()) {
+                    Ok(tensor) => out.push(Prepared {
+                        seq,
+                        start: t,
+                        end: t.plus_ns(*period_ns),
+                        sample_count: 1,
+                        gaps: 0,
+                        input: tensor.into_dyn(),
+                        preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    }),
+                    Err(e) => {
+                        stats.add_drops(DropReason::PreprocessError, 1);
+                        tracing::warn!(seq, size = ?raw.dim(), error = %e, "frame dropped");
                     }
                 }
             }

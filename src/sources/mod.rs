@@ -131,6 +131,12 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
             c.speed,
             c.looping,
         )?)),
+        SourceConfig::DepthReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
+            &config.resolve(&c.path),
+            c.fps,
+            c.speed,
+            c.looping,
+        )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
     }
 }
