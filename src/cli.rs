@@ -15,9 +15,11 @@ use crate::config::{
 };
 use crate::inference::{Encoder, OrtRuntime};
 use crate::pipeline::stream::{depth_params, thermal_params};
+use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::ThermalPreprocessor;
+use crate::sources::audio_replay::load_wav;
 use crate::sources::frame_replay::load_stack;
 use crate::sources::FrameImage;
 use crate::telemetry::init_logging;
@@ -108,6 +110,8 @@ pub enum ModalityArg {
     Thermal,
     /// Depth (`.npy` uint16 `[H, W]` in depth units, millimetres by default).
     Depth,
+    /// Audio (WAV: any rate and channels; 8/16/24/32-bit integer or 32-bit float).
+    Audio,
 }
 
 impl From<ModalityArg> for Modality {
@@ -116,6 +120,7 @@ impl From<ModalityArg> for Modality {
             ModalityArg::Imu => Modality::Imu,
             ModalityArg::Thermal => Modality::Thermal,
             ModalityArg::Depth => Modality::Depth,
+            ModalityArg::Audio => Modality::Audio,
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct InputOptions {
     /// Sample rate of an IMU input.
     #[arg(long)]
     pub rate_hz: Option<f64>,
+    /// Audio: ImageBind clips taken from the file (its file loader uses 3).
+    #[arg(long, default_value_t = 3)]
+    pub clips: usize,
     /// Thermal: map this temperature (°C) to black instead of the per-frame minimum.
     #[arg(long, requires = "agc_max_c")]
     pub agc_min_c: Option<f64>,
@@ -395,6 +403,14 @@ fn preprocess_file(
                 .with_context(|| format!("{}", input.display()))?
                 .into_dyn())
         }
-        other => bail!("{other} files are not supported by this build yet"),
+        Modality::Audio => {
+            let audio = load_wav(input)?;
+            let mut pre = AudioPreprocessor::new(AudioParams::default())
+                .with_context(|| "audio preprocessing options")?;
+            Ok(pre
+                .file_tensor(&audio.planar, audio.sample_rate_hz, options.clips)
+                .with_context(|| format!("{}", input.display()))?
+                .into_dyn())
+        }
     }
 }

@@ -320,6 +320,8 @@ pub enum SourceConfig {
     ThermalReplay(ThermalReplayConfig),
     /// Replays a stack of depth frames (`.npy` uint16 depth units) as if it were a camera.
     DepthReplay(DepthReplayConfig),
+    /// Replays a WAV file as if it were a microphone.
+    AudioReplay(AudioReplayConfig),
     /// An IMU on a serial port (USB-UART, on-board UART) speaking CSV lines or WitMotion frames.
     ImuSerial(ImuSerialConfig),
 }
@@ -332,6 +334,7 @@ impl SourceConfig {
             Self::ImuReplay(c) => &c.name,
             Self::ThermalReplay(c) => &c.name,
             Self::DepthReplay(c) => &c.name,
+            Self::AudioReplay(c) => &c.name,
             Self::ImuSerial(c) => &c.name,
         }
     }
@@ -343,6 +346,7 @@ impl SourceConfig {
             Self::ImuReplay(_) | Self::ImuSerial(_) => crate::Modality::Imu,
             Self::ThermalReplay(_) => crate::Modality::Thermal,
             Self::DepthReplay(_) => crate::Modality::Depth,
+            Self::AudioReplay(_) => crate::Modality::Audio,
         }
     }
 
@@ -353,6 +357,7 @@ impl SourceConfig {
             Self::ImuReplay(c) => (c.queue_capacity, c.when_full),
             Self::ThermalReplay(c) => (c.queue_capacity, c.when_full),
             Self::DepthReplay(c) => (c.queue_capacity, c.when_full),
+            Self::AudioReplay(c) => (c.queue_capacity, c.when_full),
             Self::ImuSerial(c) => (c.queue_capacity, c.when_full),
         }
     }
@@ -587,6 +592,48 @@ pub struct DepthReplayConfig {
     /// Preprocessing options and calibration.
     #[serde(default)]
     pub preprocess: DepthPreprocessConfig,
+}
+
+/// A WAV file replayed as a microphone.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioReplayConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// WAV file: any rate and channel count; 8/16/24/32-bit integer or 32-bit float.
+    pub path: PathBuf,
+    /// Replay pace.
+    #[serde(default = "default_speed")]
+    pub speed: ReplaySpeed,
+    /// Start again at the end (capture times keep increasing).
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Window length (ImageBind's clip is 2 s).
+    #[serde(default = "default_audio_window_ms")]
+    pub window_ms: u64,
+    /// Step between window starts.
+    #[serde(default = "default_audio_hop_ms")]
+    pub hop_ms: u64,
+    /// ImageBind clips per window (`[S, 1, 128, 204]`); a 2 s window's clips are identical, so
+    /// 1 gives the same embedding at a third of the encoder cost.
+    #[serde(default = "default_clips")]
+    pub clips: usize,
+    /// Sample blocks (~20 ms each) waiting for the windower.
+    #[serde(default = "default_sample_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy; `block` is right for replays.
+    #[serde(default = "default_block")]
+    pub when_full: WhenFull,
+}
+
+fn default_audio_window_ms() -> u64 {
+    2_000
+}
+fn default_audio_hop_ms() -> u64 {
+    1_000
+}
+fn default_clips() -> usize {
+    1
 }
 
 fn default_depth_fps() -> f64 {

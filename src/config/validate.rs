@@ -272,6 +272,21 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 }
             }
             SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
+            SourceConfig::AudioReplay(c) => {
+                let path = config.resolve(&c.path);
+                if !path.is_file() {
+                    p.add(at("path"), format!("{} does not exist", path.display()));
+                }
+                p.positive(at("window_ms"), c.window_ms);
+                p.positive(at("hop_ms"), c.hop_ms);
+                if c.window_ms > 0 && c.window_ms < 25 {
+                    p.add(at("window_ms"), "must be >= 25 (one 25 ms fbank frame)");
+                }
+                if !(1..=16).contains(&c.clips) {
+                    p.add(at("clips"), "must be between 1 and 16");
+                }
+                p.positive(at("queue_capacity"), c.queue_capacity as u64);
+            }
             SourceConfig::DepthReplay(c) => {
                 let path = config.resolve(&c.path);
                 if !path.is_file() {

@@ -15,6 +15,7 @@ use crate::config::{
     ThermalPreprocessConfig,
 };
 use crate::inference::worker::Job;
+use crate::preprocess::audio::{AudioError, AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::{
     DepthError, DepthNormalize, DepthParams, DepthPreprocessor, HoleFill,
 };
@@ -49,6 +50,14 @@ pub struct Prepared {
 /// Errors building a processor from its config.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
+    /// Audio parameters were rejected.
+    #[error("sensor {sensor}: audio preprocessing: {source}")]
+    Audio {
+        /// The sensor.
+        sensor: String,
+        /// Why.
+        source: AudioError,
+    },
     /// Depth parameters were rejected.
     #[error("sensor {sensor}: depth preprocessing: {source}")]
     Depth {
@@ -81,6 +90,19 @@ pub enum Processor {
         windower: Option<Windower<[f32; 6]>>,
         /// The preprocessor.
         pre: ImuPreprocessor,
+    },
+    /// Audio: slot-aligned windows of channel 0 → `[clips, 1, 128, 204]`.
+    Audio {
+        /// Window length in ms.
+        window_ms: u64,
+        /// Hop in ms.
+        hop_ms: u64,
+        /// ImageBind clips per window.
+        clips: usize,
+        /// Created at the first block, when the rate is known.
+        windower: Option<Windower<f32>>,
+        /// The preprocessor (resampling kernels cached per input rate).
+        pre: Box<AudioPreprocessor>,
     },
     /// Depth: one frame per interval → disparity → `[1, 224, 224]`.
     Depth {
@@ -188,6 +210,18 @@ impl Processor {
         Ok(match source {
             SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
             SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
+            SourceConfig::AudioReplay(c) => Self::Audio {
+                window_ms: c.window_ms,
+                hop_ms: c.hop_ms,
+                clips: c.clips,
+                windower: None,
+                pre: Box::new(AudioPreprocessor::new(AudioParams::default()).map_err(
+                    |source| ProcessorError::Audio {
+                        sensor: c.name.clone(),
+                        source,
+                    },
+                )?),
+            },
             SourceConfig::DepthReplay(c) => Self::Depth {
                 sampler: FrameSampler::new(c.interval_ms),
                 pre: Box::new(
@@ -301,6 +335,62 @@ impl Processor {
                     Err(e) => {
                         stats.add_drops(DropReason::PreprocessError, 1);
                         tracing::warn!(seq, size = ?image.size_px(), error = %e, "frame dropped");
+                    }
+                }
+            }
+            (
+                Self::Audio {
+                    window_ms,
+                    hop_ms,
+                    clips,
+                    windower,
+                    pre,
+                },
+                SourceMessage::Audio {
+                    sample_rate_hz,
+                    channels,
+                    first_seq,
+                    first_t,
+                    interleaved,
+                },
+            ) => {
+                let rate = f64::from(sample_rate_hz);
+                let w = match windower {
+                    Some(w) if w.spec().sample_rate_hz == rate => w,
+                    _ => match WindowSpec::from_ms(*window_ms, *hop_ms, rate) {
+                        Ok(s) => windower.insert(Windower::new(s)),
+                        Err(e) => {
+                            stats.add_drops(DropReason::BadInput, 1);
+                            tracing::warn!(error = %e, "audio block dropped");
+                            return;
+                        }
+                    },
+                };
+                let channels = usize::from(channels.max(1));
+                let period_ns = 1e9 / rate;
+                let mut windows = Vec::new();
+                // ImageBind uses channel 0 only (kaldi fbank, channel=-1 → 0).
+                for (k, frame) in interleaved.chunks_exact(channels).enumerate() {
+                    let t = first_t.plus_ns((k as f64 * period_ns).round() as u64);
+                    w.push(first_seq + k as u64, t, frame[0], &mut windows);
+                }
+                for window in windows {
+                    stats.add_window(window.gaps);
+                    let t0 = Instant::now();
+                    match pre.window_tensor(&window.samples, sample_rate_hz, *clips) {
+                        Ok(t) => out.push(Prepared {
+                            seq: window.seq,
+                            start: window.start,
+                            end: window.end,
+                            sample_count: window.samples.len() as u64 - window.gaps,
+                            gaps: window.gaps,
+                            input: t.into_dyn(),
+                            preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+                        }),
+                        Err(e) => {
+                            stats.add_drops(DropReason::PreprocessError, 1);
+                            tracing::warn!(seq = window.seq, error = %e, "window dropped");
+                        }
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! then runs on its own named thread, stamping capture times and pushing sample blocks into a
 //! bounded queue. A source that ends (a non-looping replay) closes its queue.
 
+pub mod audio_replay;
 pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
@@ -71,6 +72,19 @@ pub enum SourceMessage {
     },
     /// A camera frame.
     Frame(Frame),
+    /// Consecutive audio frames (one sample per channel each).
+    Audio {
+        /// Sample rate of the device.
+        sample_rate_hz: u32,
+        /// Channels per frame.
+        channels: u16,
+        /// Stream position of the first frame (a jump means frames were lost).
+        first_seq: u64,
+        /// Capture time of the first frame.
+        first_t: Timestamp,
+        /// Interleaved samples in [-1, 1].
+        interleaved: Vec<f32>,
+    },
 }
 
 /// Errors building a source.
@@ -79,6 +93,9 @@ pub enum SourceError {
     /// The IMU recording could not be used.
     #[error(transparent)]
     ImuReplay(#[from] imu_replay::ImuFileError),
+    /// The WAV recording could not be used.
+    #[error(transparent)]
+    AudioReplay(#[from] audio_replay::WavError),
     /// The frame recording could not be used.
     #[error(transparent)]
     FrameReplay(#[from] frame_replay::FrameFileError),
@@ -128,6 +145,11 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         SourceConfig::ThermalReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
             &config.resolve(&c.path),
             c.fps,
+            c.speed,
+            c.looping,
+        )?)),
+        SourceConfig::AudioReplay(c) => Ok(Box::new(audio_replay::AudioReplay::open(
+            &config.resolve(&c.path),
             c.speed,
             c.looping,
         )?)),

@@ -1,0 +1,251 @@
+//! Audio replay: a WAV file (any rate and channel count; 8/16/24/32-bit integer or 32-bit float)
+//! played back as a microphone, paced in real time or as fast as the pipeline takes it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Source, SourceContext, SourceMessage};
+use crate::config::ReplaySpeed;
+
+/// Problems with a WAV file.
+#[derive(Debug, thiserror::Error)]
+pub enum WavError {
+    /// Unreadable, truncated or not a WAV file.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// hound's message.
+        message: String,
+    },
+    /// A sample format torchaudio would not give us either.
+    #[error("{path}: unsupported WAV format: {format}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        format: String,
+    },
+    /// No samples.
+    #[error("{path}: no samples")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Decoded audio, one `Vec` per channel, scaled to [-1, 1] as `torchaudio.load` does.
+#[derive(Debug, Clone)]
+pub struct WavAudio {
+    /// Sample rate.
+    pub sample_rate_hz: u32,
+    /// Samples per channel.
+    pub planar: Vec<Vec<f32>>,
+}
+
+/// Reads a WAV file. Integer samples are divided by 2^(bits-1) (int16 / 32768, as torchaudio).
+///
+/// # Errors
+/// [`WavError`] naming the file.
+pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
+    let read_err = |e: hound::Error| WavError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut reader = hound::WavReader::open(path).map_err(read_err)?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels);
+    if channels == 0 || spec.sample_rate == 0 {
+        return Err(WavError::Unsupported {
+            path: path.to_path_buf(),
+            format: format!("{} channels at {} Hz", spec.channels, spec.sample_rate),
+        });
+    }
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => reader
+            .samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?,
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / f64::from(1u32 << (bits - 1));
+            reader
+                .samples::<i32>()
+                .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
+                .collect::<Result<_, _>>()
+                .map_err(read_err)?
+        }
+        (format, bits) => {
+            return Err(WavError::Unsupported {
+                path: path.to_path_buf(),
+                format: format!("{bits}-bit {format:?}"),
+            })
+        }
+    };
+    let frames = interleaved.len() / channels;
+    if frames == 0 {
+        return Err(WavError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut planar = vec![Vec::with_capacity(frames); channels];
+    for frame in interleaved.chunks_exact(channels) {
+        for (ch, v) in planar.iter_mut().zip(frame) {
+            ch.push(*v);
+        }
+    }
+    Ok(WavAudio {
+        sample_rate_hz: spec.sample_rate,
+        planar,
+    })
+}
+
+/// The WAV replay source.
+#[derive(Debug)]
+pub struct AudioReplay {
+    path: PathBuf,
+    audio: WavAudio,
+    speed: ReplaySpeed,
+    looping: bool,
+}
+
+impl AudioReplay {
+    /// Loads the file.
+    ///
+    /// # Errors
+    /// [`WavError`].
+    pub fn open(path: &Path, speed: ReplaySpeed, looping: bool) -> Result<Self, WavError> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            audio: load_wav(path)?,
+            speed,
+            looping,
+        })
+    }
+}
+
+impl Source for AudioReplay {
+    fn sample_rate_hz(&self) -> f64 {
+        f64::from(self.audio.sample_rate_hz)
+    }
+
+    fn run(self: Box<Self>, ctx: SourceContext) {
+        let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
+        let rate = self.audio.sample_rate_hz;
+        let channels = self.audio.planar.len();
+        let frames = self.audio.planar.first().map_or(0, Vec::len);
+        ctx.stats.set_connected(true, f64::from(rate));
+        tracing::info!(file = %self.path.display(), sample_rate_hz = rate, channels, frames, "replaying audio");
+        let period_ns = 1e9 / f64::from(rate);
+        // ~20 ms blocks, as a capture callback would deliver them.
+        let block = ((f64::from(rate) * 0.02) as usize).max(1);
+        let start = ctx.clock.now();
+        let mut seq: u64 = 0;
+        'outer: loop {
+            let mut i = 0;
+            while i < frames {
+                if ctx.cancel.is_cancelled() {
+                    break 'outer;
+                }
+                let end = (i + block).min(frames);
+                let first_t = start.plus_ns((seq as f64 * period_ns).round() as u64);
+                let last_t =
+                    start.plus_ns(((seq + (end - i) as u64) as f64 * period_ns).round() as u64);
+                if self.speed == ReplaySpeed::Realtime {
+                    let deadline = ctx.clock.instant_of(last_t.mono_ns);
+                    while std::time::Instant::now() < deadline {
+                        if ctx.cancel.is_cancelled() {
+                            break 'outer;
+                        }
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        std::thread::sleep(left.min(Duration::from_millis(50)));
+                    }
+                }
+                let mut interleaved = Vec::with_capacity((end - i) * channels);
+                for k in i..end {
+                    for ch in &self.audio.planar {
+                        interleaved.push(ch.get(k).copied().unwrap_or(0.0));
+                    }
+                }
+                let mut pending = Some(SourceMessage::Audio {
+                    sample_rate_hz: rate,
+                    channels: channels as u16,
+                    first_seq: seq,
+                    first_t,
+                    interleaved,
+                });
+                while let Some(m) = pending.take() {
+                    if ctx.cancel.is_cancelled() {
+                        break 'outer;
+                    }
+                    match ctx.out.send_timeout_keep(m, Duration::from_millis(100)) {
+                        Ok(None) => {}
+                        Ok(Some(back)) => pending = Some(back),
+                        Err(_) => break 'outer,
+                    }
+                }
+                ctx.stats.add_samples((end - i) as u64, last_t.utc_ns);
+                seq += (end - i) as u64;
+                i = end;
+            }
+            if !self.looping {
+                tracing::info!("audio recording finished");
+                break;
+            }
+        }
+        ctx.stats.set_connected(false, f64::from(rate));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, spec: hound::WavSpec, samples: &[i32]) {
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for s in samples {
+            w.write_sample(*s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn int16_is_scaled_like_torchaudio_and_split_by_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        write(&p, spec, &[16384, -32768, 0, 32767]);
+        let a = load_wav(&p).unwrap();
+        assert_eq!(
+            a.planar,
+            vec![vec![0.5, 0.0], vec![-1.0, 32767.0 / 32768.0]]
+        );
+    }
+
+    #[test]
+    fn empty_truncated_and_missing_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        write(&p, spec, &[]);
+        assert!(matches!(load_wav(&p), Err(WavError::Empty { .. })));
+        let t = dir.path().join("t.wav");
+        write(&t, spec, &[1, 2, 3, 4, 5, 6]);
+        let bytes = std::fs::read(&t).unwrap();
+        std::fs::write(&t, &bytes[..bytes.len() - 4]).unwrap();
+        let e = load_wav(&t).unwrap_err();
+        assert!(e.to_string().contains("t.wav"), "{e}");
+        let m = load_wav(&dir.path().join("missing.wav")).unwrap_err();
+        assert!(m.to_string().contains("missing.wav"), "{m}");
+    }
+}
