@@ -58,6 +58,8 @@ pub struct Broker {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `mqtts://`.
+    pub tls: bool,
     _local: Option<LocalBroker>,
 }
 
@@ -71,6 +73,13 @@ impl Broker {
             BrokerUrl::Tcp { host, port } => Ok(Self {
                 host,
                 port,
+                tls: false,
+                _local: None,
+            }),
+            BrokerUrl::Tls { host, port } => Ok(Self {
+                host,
+                port,
+                tls: true,
                 _local: None,
             }),
             BrokerUrl::Local => {
@@ -79,6 +88,7 @@ impl Broker {
                 Ok(Self {
                     host: "127.0.0.1".into(),
                     port: local.port(),
+                    tls: false,
                     _local: Some(local),
                 })
             }
@@ -169,6 +179,8 @@ pub async fn run_until(
         built.push((source.clone(), sources::build(&config, source)?, processor));
     }
     let broker = Broker::from_url(&config.mqtt.url)?;
+    let connection = crate::publish::connection::build(&config, broker.tls)?;
+    let outbox = crate::publish::connection::open_outbox(&config, &telemetry).await?;
 
     // Publisher.
     let topics = Topics::new(config.topic_prefix());
@@ -176,6 +188,10 @@ pub async fn run_until(
     let publisher_cfg = PublisherConfig {
         host: broker.host.clone(),
         port: broker.port,
+        tls: connection.tls,
+        credentials: connection.credentials,
+        fsync: config.outbox.fsync,
+        fsync_interval: Duration::from_millis(config.outbox.fsync_interval_ms),
         client_id: config
             .mqtt
             .client_id
@@ -194,7 +210,12 @@ pub async fn run_until(
         max_backoff: Duration::from_millis(config.mqtt.reconnect_max_backoff_ms),
         drain_timeout: options.shutdown_timeout,
     };
-    let publisher = tokio::spawn(run_publisher(publisher_cfg, out_rx, Arc::clone(&telemetry)));
+    let publisher = tokio::spawn(run_publisher(
+        publisher_cfg,
+        outbox,
+        out_rx,
+        Arc::clone(&telemetry),
+    ));
 
     // Inference workers, one per modality.
     let mut threads: Vec<JoinHandle<()>> = Vec::new();

@@ -26,17 +26,20 @@ pub enum DropReason {
     InferenceError,
     /// A camera frame was passed over: one frame per interval is embedded.
     FrameSkipped,
+    /// The on-disk outbox was full (broker unreachable for long): the oldest message was dropped.
+    OutboxFull,
 }
 
 impl DropReason {
     /// Every reason, in metric order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         Self::SampleQueueFull,
         Self::InferenceBacklog,
         Self::BadInput,
         Self::PreprocessError,
         Self::InferenceError,
         Self::FrameSkipped,
+        Self::OutboxFull,
     ];
 
     /// The label value.
@@ -49,6 +52,7 @@ impl DropReason {
             Self::PreprocessError => "preprocess_error",
             Self::InferenceError => "inference_error",
             Self::FrameSkipped => "frame_skipped",
+            Self::OutboxFull => "outbox_full",
         }
     }
 
@@ -166,6 +170,16 @@ pub struct PublishStats {
     pub connected: AtomicBool,
     /// Messages waiting for acknowledgement.
     pub unacked: AtomicU64,
+    /// Bytes the outbox uses on disk.
+    pub outbox_bytes: AtomicU64,
+    /// Messages in the outbox (not yet acknowledged).
+    pub outbox_messages: AtomicU64,
+    /// Messages dropped because the outbox was full.
+    pub outbox_dropped: AtomicU64,
+    /// Corrupt tails truncated when the outbox was opened.
+    pub outbox_corrupt_tails: AtomicU64,
+    /// Connection attempts refused by the broker (bad credentials, not authorised).
+    pub refused: AtomicU64,
 }
 
 /// All counters of one daemon.
@@ -218,6 +232,11 @@ impl Telemetry {
             "messages_resent_total": self.publish.resent.load(Ordering::Relaxed),
             "messages_unacked": self.publish.unacked.load(Ordering::Relaxed),
             "broker_reconnects_total": self.publish.reconnects.load(Ordering::Relaxed),
+            "broker_refused_total": self.publish.refused.load(Ordering::Relaxed),
+            "outbox_bytes": self.publish.outbox_bytes.load(Ordering::Relaxed),
+            "outbox_messages": self.publish.outbox_messages.load(Ordering::Relaxed),
+            "outbox_dropped_total": self.publish.outbox_dropped.load(Ordering::Relaxed),
+            "outbox_corrupt_tails_total": self.publish.outbox_corrupt_tails.load(Ordering::Relaxed),
             "streams": streams,
         })
     }
