@@ -255,7 +255,7 @@ fn a_full_outbox_drops_the_oldest_counts_them_and_stays_under_its_limit() {
     let path = write_config(
         dir.path(),
         &config("full", gate.port, &outbox, &demo_source("imu", false), "")
-            .replace("[outbox]\n", &format!("[outbox]\nmax_bytes = \"256KiB\"\n")),
+            .replace("[outbox]\n", "[outbox]\nmax_bytes = \"256KiB\"\n"),
     );
     let log = dir.path().join("daemon.log");
     let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "60"]);
