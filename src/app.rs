@@ -132,10 +132,21 @@ async fn wait_for_signal(cancel: &CancellationToken) -> bool {
         cancel.cancelled().await;
         return false;
     };
-    tokio::select! {
-        _ = term.recv() => true,
-        _ = int.recv() => true,
-        () = cancel.cancelled() => false,
+    // SIGHUP's default action would kill the daemon; reloading is not implemented yet, so it is
+    // acknowledged and ignored.
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return true,
+            _ = int.recv() => return true,
+            () = cancel.cancelled() => return false,
+            Some(()) = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => tracing::warn!("SIGHUP: reloading is not supported yet; restart the service to apply changes"),
+        }
     }
 }
 
@@ -152,6 +163,7 @@ pub async fn run_until(
     let telemetry = Arc::new(Telemetry::new(config.sources.iter().map(|s| s.name())));
 
     // Build and check everything before anything runs.
+    crate::service::status("starting: loading ONNX Runtime and the models");
     let runtime = OrtRuntime::load(
         config
             .runtime
@@ -287,6 +299,12 @@ pub async fn run_until(
         broker = %format!("{}:{}", broker.host, broker.port),
         "edgebind running"
     );
+    let status = format!("running: {} sensor(s)", config.sources.len());
+    crate::service::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    let watchdog = crate::service::spawn_watchdog(Arc::clone(&telemetry), cancel.child_token());
 
     // Run until a stop is requested or every source has ended.
     let mut sources_left = source_threads.len();
@@ -307,6 +325,13 @@ pub async fn run_until(
         tracing::info!("every source has ended; finishing the queued windows");
     }
     cancel.cancel();
+    crate::service::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: draining the pipeline and the outbox"),
+    ]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
 
     // Ordered shutdown: sources have been told; when they return, their queues close and the
     // streams, then the workers, drain and finish; the publisher drains last.
