@@ -169,15 +169,13 @@ pub fn spawn_worker(
             let stall_after: Option<u64> = std::env::var("EDGEBIND_FAULT_STALL_INFERENCE_AFTER")
                 .ok()
                 .and_then(|v| v.parse().ok());
-            let mut done = 0u64;
-            for job in jobs.iter() {
-                if stall_after.is_some_and(|n| done >= n) {
+            for (done, job) in jobs.iter().enumerate() {
+                if stall_after.is_some_and(|n| done as u64 >= n) {
                     tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
                     loop {
                         std::thread::sleep(std::time::Duration::from_secs(3600));
                     }
                 }
-                done += 1;
                 let queue_ms = job.queued_at.elapsed().as_secs_f64() * 1e3;
                 let t0 = Instant::now();
                 let raw = match encoder.run_one(&job.input) {
