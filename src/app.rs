@@ -193,6 +193,14 @@ pub async fn run_until(
     let broker = Broker::from_url(&config.mqtt.url)?;
     let connection = crate::publish::connection::build(&config, broker.tls)?;
     let outbox = crate::publish::connection::open_outbox(&config, &telemetry).await?;
+    let metrics_listener = match &config.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .with_context(|| format!("metrics.listen {}", m.listen))?,
+        ),
+        None => None,
+    };
 
     // Publisher.
     let topics = Topics::new(config.topic_prefix());
@@ -305,6 +313,16 @@ pub async fn run_until(
         sd_notify::NotifyState::Status(&status),
     ]);
     let watchdog = crate::service::spawn_watchdog(Arc::clone(&telemetry), cancel.child_token());
+    // The endpoint outlives the pipeline's cancellation until the publisher is done.
+    let metrics_stop = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
+        tokio::spawn(crate::telemetry::http::serve(
+            listener,
+            Arc::clone(&telemetry),
+            metrics_stop.clone(),
+        ));
+    }
 
     // Run until a stop is requested or every source has ended.
     let mut sources_left = source_threads.len();
@@ -359,15 +377,16 @@ pub async fn run_until(
             }
         };
     if report.undelivered > 0 {
-        tracing::error!(
+        tracing::warn!(
             undelivered = report.undelivered,
-            "messages not acknowledged by the broker at shutdown"
+            "messages not acknowledged by the broker at shutdown (kept in the outbox)"
         );
     }
     let windows = telemetry
         .stream_names()
         .map(|n| (n.to_string(), telemetry.stream(n).windows()))
         .collect();
+    metrics_stop.cancel();
     drop(broker);
     Ok(RunReport {
         publisher: report,

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod http;
+
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -311,6 +313,80 @@ impl Telemetry {
             out,
             "edgebind_broker_connected {}",
             u8::from(self.publish.connected.load(Ordering::Relaxed))
+        );
+        let p = &self.publish;
+        for (name, kind, help, value) in [
+            (
+                "edgebind_embeddings_total",
+                "counter",
+                "Embeddings produced, all sensors.",
+                self.streams
+                    .values()
+                    .map(|s| s.embeddings.load(Ordering::Relaxed))
+                    .sum(),
+            ),
+            (
+                "edgebind_broker_reconnects_total",
+                "counter",
+                "Successful MQTT connections after the first.",
+                p.reconnects.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_broker_refused_total",
+                "counter",
+                "Connection attempts refused by the broker.",
+                p.refused.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_messages_resent_total",
+                "counter",
+                "MQTT messages sent again after a reconnect.",
+                p.resent.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_messages_unacked",
+                "gauge",
+                "MQTT messages waiting for acknowledgement.",
+                p.unacked.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_bytes",
+                "gauge",
+                "Bytes the on-disk outbox uses.",
+                p.outbox_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_messages",
+                "gauge",
+                "Messages in the outbox not yet acknowledged.",
+                p.outbox_messages.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_dropped_total",
+                "counter",
+                "Messages dropped because the outbox was full.",
+                p.outbox_dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_corrupt_tails_total",
+                "counter",
+                "Corrupt outbox tails truncated at start.",
+                p.outbox_corrupt_tails.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        metric(
+            &mut out,
+            "edgebind_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+        );
+        let _ = writeln!(
+            out,
+            "edgebind_uptime_seconds {:.3}",
+            self.started.elapsed().as_secs_f64()
         );
         out
     }
