@@ -503,6 +503,10 @@ pub async fn run_publisher(
                     // says exactly how many windows each sensor produced.
                     input_open = false;
                     drain_deadline = Some(Instant::now() + cfg.drain_timeout);
+                    tracing::info!(
+                        outbox_pending = outbox.pending(),
+                        "pipeline drained; every message is in the outbox"
+                    );
                     st.control.extend(state_messages(&cfg, &telemetry));
                 }
             },
