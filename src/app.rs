@@ -58,6 +58,8 @@ pub struct Broker {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `mqtts://`.
+    pub tls: bool,
     _local: Option<LocalBroker>,
 }
 
@@ -71,6 +73,13 @@ impl Broker {
             BrokerUrl::Tcp { host, port } => Ok(Self {
                 host,
                 port,
+                tls: false,
+                _local: None,
+            }),
+            BrokerUrl::Tls { host, port } => Ok(Self {
+                host,
+                port,
+                tls: true,
                 _local: None,
             }),
             BrokerUrl::Local => {
@@ -79,6 +88,7 @@ impl Broker {
                 Ok(Self {
                     host: "127.0.0.1".into(),
                     port: local.port(),
+                    tls: false,
                     _local: Some(local),
                 })
             }
@@ -122,10 +132,21 @@ async fn wait_for_signal(cancel: &CancellationToken) -> bool {
         cancel.cancelled().await;
         return false;
     };
-    tokio::select! {
-        _ = term.recv() => true,
-        _ = int.recv() => true,
-        () = cancel.cancelled() => false,
+    // SIGHUP's default action would kill the daemon; reloading is not implemented yet, so it is
+    // acknowledged and ignored.
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return true,
+            _ = int.recv() => return true,
+            () = cancel.cancelled() => return false,
+            Some(()) = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => tracing::warn!("SIGHUP: reloading is not supported yet; restart the service to apply changes"),
+        }
     }
 }
 
@@ -142,6 +163,7 @@ pub async fn run_until(
     let telemetry = Arc::new(Telemetry::new(config.sources.iter().map(|s| s.name())));
 
     // Build and check everything before anything runs.
+    crate::service::status("starting: loading ONNX Runtime and the models");
     let runtime = OrtRuntime::load(
         config
             .runtime
@@ -169,6 +191,16 @@ pub async fn run_until(
         built.push((source.clone(), sources::build(&config, source)?, processor));
     }
     let broker = Broker::from_url(&config.mqtt.url)?;
+    let connection = crate::publish::connection::build(&config, broker.tls)?;
+    let outbox = crate::publish::connection::open_outbox(&config, &telemetry).await?;
+    let metrics_listener = match &config.metrics {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(&m.listen)
+                .await
+                .with_context(|| format!("metrics.listen {}", m.listen))?,
+        ),
+        None => None,
+    };
 
     // Publisher.
     let topics = Topics::new(config.topic_prefix());
@@ -176,6 +208,10 @@ pub async fn run_until(
     let publisher_cfg = PublisherConfig {
         host: broker.host.clone(),
         port: broker.port,
+        tls: connection.tls,
+        credentials: connection.credentials,
+        fsync: config.outbox.fsync,
+        fsync_interval: Duration::from_millis(config.outbox.fsync_interval_ms),
         client_id: config
             .mqtt
             .client_id
@@ -194,7 +230,12 @@ pub async fn run_until(
         max_backoff: Duration::from_millis(config.mqtt.reconnect_max_backoff_ms),
         drain_timeout: options.shutdown_timeout,
     };
-    let publisher = tokio::spawn(run_publisher(publisher_cfg, out_rx, Arc::clone(&telemetry)));
+    let publisher = tokio::spawn(run_publisher(
+        publisher_cfg,
+        outbox,
+        out_rx,
+        Arc::clone(&telemetry),
+    ));
 
     // Inference workers, one per modality.
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -266,6 +307,22 @@ pub async fn run_until(
         broker = %format!("{}:{}", broker.host, broker.port),
         "edgebind running"
     );
+    let status = format!("running: {} sensor(s)", config.sources.len());
+    crate::service::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    let watchdog = crate::service::spawn_watchdog(Arc::clone(&telemetry), cancel.child_token());
+    // The endpoint outlives the pipeline's cancellation until the publisher is done.
+    let metrics_stop = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
+        tokio::spawn(crate::telemetry::http::serve(
+            listener,
+            Arc::clone(&telemetry),
+            metrics_stop.clone(),
+        ));
+    }
 
     // Run until a stop is requested or every source has ended.
     let mut sources_left = source_threads.len();
@@ -286,6 +343,13 @@ pub async fn run_until(
         tracing::info!("every source has ended; finishing the queued windows");
     }
     cancel.cancel();
+    crate::service::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: draining the pipeline and the outbox"),
+    ]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
 
     // Ordered shutdown: sources have been told; when they return, their queues close and the
     // streams, then the workers, drain and finish; the publisher drains last.
@@ -313,15 +377,16 @@ pub async fn run_until(
             }
         };
     if report.undelivered > 0 {
-        tracing::error!(
+        tracing::warn!(
             undelivered = report.undelivered,
-            "messages not acknowledged by the broker at shutdown"
+            "messages not acknowledged by the broker at shutdown (kept in the outbox)"
         );
     }
     let windows = telemetry
         .stream_names()
         .map(|n| (n.to_string(), telemetry.stream(n).windows()))
         .collect();
+    metrics_stop.cancel();
     drop(broker);
     Ok(RunReport {
         publisher: report,

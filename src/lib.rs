@@ -14,7 +14,8 @@
 //! - [`concepts`]: the concept bank and cosine top-k matching (pure).
 //! - [`publish`]: MQTT payloads (pure), the publisher owning the event loop, a local broker.
 //! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
-//! - [`telemetry`]: counters, drops by reason, logging set-up.
+//! - [`telemetry`]: counters, drops by reason, logging set-up, the Prometheus endpoint.
+//! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
 
 pub mod app;
@@ -25,6 +26,7 @@ pub mod inference;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;
+pub mod service;
 pub mod sources;
 pub mod telemetry;
 pub mod time;

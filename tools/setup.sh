@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates)
+# systemd: systemd-analyze for tools/check_systemd.sh; openssl: test certificates for TLS tests.
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates systemd openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ export CARGO_TERM_COLOR=never
 bash tools/setup.sh
 start=$(date +%s)
 cargo fmt --all -- --check
+bash tools/check_systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
 echo "test.sh: passed in $(( $(date +%s) - start )) s"

@@ -61,6 +61,12 @@ pub struct Config {
     pub concepts: ConceptsConfig,
     /// The MQTT broker and what is published.
     pub mqtt: MqttConfig,
+    /// The on-disk outbox between the pipeline and the broker.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// The Prometheus metrics endpoint (off when absent).
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// The sensors.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -263,6 +269,158 @@ pub struct MqttConfig {
     /// Longest wait between reconnection attempts (exponential backoff from 100 ms).
     #[serde(default = "default_max_backoff_ms")]
     pub reconnect_max_backoff_ms: u64,
+    /// User name sent in CONNECT (none: anonymous).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (first line; never put the password in this file).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password (alternative to `password_file`).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// TLS settings for `mqtts://` URLs.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS to the broker (`mqtts://`). The server name is always verified.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) to trust; the system roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// A size in bytes: an integer, or a string with a unit (`"1GiB"`, `"512MiB"`, `"64KiB"`,
+/// `"10MB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"<number>[B|KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB]"`.
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size like \"1GiB\" or \"512MiB\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (use B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+                ))
+            }
+        };
+        let bytes = num * mult as f64;
+        if !bytes.is_finite() || bytes > u64::MAX as f64 {
+            return Err(format!("{text:?} is too large"));
+        }
+        Ok(Self(bytes as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self(n)),
+            Raw::S(s) => Self::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// When outbox appends are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// fsync every `fsync_interval_ms` (a power loss loses at most that much).
+    Interval,
+    /// fsync before each message is sent (slowest, nothing lost).
+    EveryMessage,
+}
+
+/// The on-disk outbox: every message for the broker is written here first and deleted after its
+/// PUBACK.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Directory of the outbox (created if missing; relative to the config file).
+    #[serde(default = "default_outbox_dir")]
+    pub dir: PathBuf,
+    /// Most disk space the outbox may use.
+    #[serde(default = "default_outbox_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// When full: `drop_oldest` (default, counted as `outbox_full`), `drop_newest` (counted), or
+    /// `block` (the publisher stops taking messages; the pipeline's own queue policies apply).
+    #[serde(default = "default_drop_oldest")]
+    pub when_full: WhenFull,
+    /// When appends are made durable.
+    #[serde(default = "default_fsync")]
+    pub fsync: FsyncPolicy,
+    /// Period of the fsync with `fsync = "interval"`.
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_outbox_dir(),
+            max_bytes: default_outbox_max_bytes(),
+            when_full: default_drop_oldest(),
+            fsync: default_fsync(),
+            fsync_interval_ms: default_fsync_interval_ms(),
+        }
+    }
+}
+
+fn default_outbox_dir() -> PathBuf {
+    PathBuf::from("outbox")
+}
+fn default_outbox_max_bytes() -> ByteSize {
+    ByteSize(1 << 30)
+}
+fn default_fsync() -> FsyncPolicy {
+    FsyncPolicy::Interval
+}
+fn default_fsync_interval_ms() -> u64 {
+    100
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: String,
 }
 
 fn default_qos() -> Qos {
@@ -1024,6 +1182,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(ByteSize::parse("1GiB"), Ok(ByteSize(1 << 30)));
+        assert_eq!(ByteSize::parse("512 MiB"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("10MB"), Ok(ByteSize(10_000_000)));
+        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        assert!(ByteSize::parse("1 gigabyte").is_err());
+        assert!(ByteSize::parse("lots").is_err());
+    }
 
     #[test]
     fn line_column_counts_from_one() {

@@ -105,6 +105,102 @@ fn thermal_problems(t: &ThermalPreprocessConfig) -> Vec<(&'static str, String)> 
     out
 }
 
+fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
+    let mqtt = &config.mqtt;
+    if let Some(u) = &mqtt.username {
+        if u.is_empty() || u.len() > 1024 {
+            p.add("mqtt.username", "must be 1-1024 characters");
+        }
+    }
+    match (&mqtt.password_file, &mqtt.password_env) {
+        (Some(_), Some(_)) => p.add(
+            "mqtt.password_env",
+            "set either password_file or password_env, not both",
+        ),
+        (Some(f), None) => {
+            let f = config.resolve(f);
+            if !f.is_file() {
+                p.add(
+                    "mqtt.password_file",
+                    format!("{} does not exist", f.display()),
+                );
+            }
+        }
+        (None, Some(var)) => {
+            if var.is_empty() || std::env::var_os(var).is_none() {
+                p.add(
+                    "mqtt.password_env",
+                    format!("environment variable {var:?} is not set"),
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    if (mqtt.password_file.is_some() || mqtt.password_env.is_some()) && mqtt.username.is_none() {
+        p.add("mqtt.username", "a password is configured but no username");
+    }
+    let tls_url = matches!(BrokerUrl::parse(&mqtt.url), Ok(BrokerUrl::Tls { .. }));
+    if let Some(tls) = &mqtt.tls {
+        if !tls_url {
+            p.add("mqtt.tls", "is set but mqtt.url is not mqtts://");
+        }
+        for (field, file) in [
+            ("ca_file", &tls.ca_file),
+            ("client_cert_file", &tls.client_cert_file),
+            ("client_key_file", &tls.client_key_file),
+        ] {
+            if let Some(f) = file {
+                let f = config.resolve(f);
+                if !f.is_file() {
+                    p.add(
+                        format!("mqtt.tls.{field}"),
+                        format!("{} does not exist", f.display()),
+                    );
+                }
+            }
+        }
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            p.add(
+                "mqtt.tls.client_key_file",
+                "client_cert_file and client_key_file go together",
+            );
+        }
+    }
+}
+
+fn check_outbox(config: &Config, p: &mut Problems) {
+    let o = &config.outbox;
+    if o.max_bytes.0 < 64 * 1024 {
+        p.add("outbox.max_bytes", "must be at least 64KiB");
+    }
+    if o.fsync == super::FsyncPolicy::Interval && !(1..=60_000).contains(&o.fsync_interval_ms) {
+        p.add("outbox.fsync_interval_ms", "must be between 1 and 60000");
+    }
+    let dir = config.resolve(&o.dir);
+    if let Err(message) = writable_dir(&dir) {
+        p.add("outbox.dir", format!("{}: {message}", dir.display()));
+    }
+}
+
+/// Whether `dir` is (or can be created as) a writable directory; probes with a file that is
+/// removed at once.
+fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        existing = existing.parent().ok_or("no existing parent directory")?;
+        if existing.as_os_str().is_empty() {
+            existing = std::path::Path::new(".");
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".edgebind-write-test-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("not writable ({e})"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Every problem in `config`, in file order; empty when the configuration is usable.
 /// Files the configuration points to are checked for existence.
 #[must_use]
@@ -206,6 +302,16 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     p.positive("mqtt.queue_capacity", mqtt.queue_capacity as u64);
     if mqtt.reconnect_max_backoff_ms < 100 {
         p.add("mqtt.reconnect_max_backoff_ms", "must be >= 100");
+    }
+    check_credentials_and_tls(config, &mut p);
+    check_outbox(config, &mut p);
+    if let Some(m) = &config.metrics {
+        if m.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.add(
+                "metrics.listen",
+                format!("{:?} is not an address like \"127.0.0.1:9464\"", m.listen),
+            );
+        }
     }
 
     let mut names = HashSet::new();

@@ -165,7 +165,17 @@ pub fn spawn_worker(
         .spawn(move || {
             let _span = tracing::info_span!("inference", %modality).entered();
             let provider = encoder.provider.as_str();
-            for job in jobs.iter() {
+            // Fault injection for the watchdog test: the worker hangs after N windows.
+            let stall_after: Option<u64> = std::env::var("EDGEBIND_FAULT_STALL_INFERENCE_AFTER")
+                .ok()
+                .and_then(|v| v.parse().ok());
+            for (done, job) in jobs.iter().enumerate() {
+                if stall_after.is_some_and(|n| done as u64 >= n) {
+                    tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    }
+                }
                 let queue_ms = job.queued_at.elapsed().as_secs_f64() * 1e3;
                 let t0 = Instant::now();
                 let raw = match encoder.run_one(&job.input) {

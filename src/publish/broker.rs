@@ -17,6 +17,13 @@ pub enum BrokerUrl {
         /// Port.
         port: u16,
     },
+    /// A TLS broker (`mqtts://`, port 8883 by default).
+    Tls {
+        /// Host name (also the name verified in the server's certificate).
+        host: String,
+        /// Port.
+        port: u16,
+    },
     /// Start a private mosquitto on loopback.
     Local,
 }
@@ -24,11 +31,11 @@ pub enum BrokerUrl {
 /// A broker URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Not `mqtt://…` or `local`.
-    #[error("{0:?} is not a broker URL: use mqtt://host[:port] or \"local\"")]
+    /// Not `mqtt://…`, `mqtts://…` or `local`.
+    #[error("{0:?} is not a broker URL: use mqtt://host[:port], mqtts://host[:port] or \"local\"")]
     Scheme(String),
     /// TLS is not available in this build.
-    #[error("{0:?}: mqtts:// (TLS) is not supported by this build yet; use mqtt://")]
+    #[error("{0:?}: mqtts:// (TLS) needs a build with the `tls` feature; use mqtt://")]
     Tls(String),
     /// The host or port is malformed.
     #[error("{url:?}: {message}")]
@@ -50,13 +57,18 @@ impl BrokerUrl {
         if url == "local" {
             return Ok(Self::Local);
         }
-        if url.starts_with("mqtts://") {
-            return Err(UrlError::Tls(url.to_string()));
-        }
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            if !cfg!(feature = "tls") {
+                return Err(UrlError::Tls(url.to_string()));
+            }
+            (true, rest)
+        } else {
+            let rest = url
+                .strip_prefix("mqtt://")
+                .or_else(|| url.strip_prefix("tcp://"))
+                .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+            (false, rest)
+        };
         let rest = rest.trim_end_matches('/');
         let malformed = |message: &str| UrlError::Malformed {
             url: url.to_string(),
@@ -87,9 +99,14 @@ impl BrokerUrl {
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| malformed("port must be 1-65535"))?,
+            None if tls => 8883,
             None => 1883,
         };
-        Ok(Self::Tcp { host, port })
+        Ok(if tls {
+            Self::Tls { host, port }
+        } else {
+            Self::Tcp { host, port }
+        })
     }
 }
 
@@ -247,10 +264,13 @@ mod tests {
             BrokerUrl::parse("http://x"),
             Err(UrlError::Scheme(_))
         ));
-        assert!(matches!(
-            BrokerUrl::parse("mqtts://x"),
-            Err(UrlError::Tls(_))
-        ));
+        assert_eq!(
+            BrokerUrl::parse("mqtts://broker.lan"),
+            Ok(BrokerUrl::Tls {
+                host: "broker.lan".into(),
+                port: 8883
+            })
+        );
         assert!(matches!(
             BrokerUrl::parse("mqtt://x:99999"),
             Err(UrlError::Malformed { .. })

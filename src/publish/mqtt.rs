@@ -1,11 +1,16 @@
-//! The one task that owns the MQTT connection. It keeps its own record of every message until
-//! the broker acknowledges it, because rumqttc drops un-acknowledged QoS 1 messages when the
-//! broker comes back without the session: after every (re)connect, everything not yet
-//! acknowledged is sent again, in order (at-least-once). Reconnects back off exponentially.
+//! The one task that owns the MQTT connection. Every message from the pipeline is first
+//! appended to the on-disk [`Outbox`] and forgotten only after its PUBACK, because rumqttc drops
+//! un-acknowledged QoS 1 messages when the broker comes back without the session: after every
+//! (re)connect, everything not yet acknowledged is sent again, in outbox id order
+//! (at-least-once), and after a restart the outbox still holds what the last run did not deliver.
+//! Reconnects back off exponentially with jitter.
 //!
 //! rumqttc's `EventLoop::poll` is not cancel-safe while it connects (a dropped poll leaves a
 //! half-open connection, and the broker then fires the Last Will of the abandoned one), so the
-//! event loop lives in its own task that polls without interruption and forwards events.
+//! event loop lives in its own task that polls without interruption and forwards events. After a
+//! connection error that task waits until this one has stopped handing it messages, then empties
+//! rumqttc's request queue before reconnecting: every `Outgoing::Publish` after a ConnAck is then
+//! one this task handed after that ConnAck, which keeps the packet-id → outbox-id pairing exact.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -13,20 +18,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
+    Packet, QoS,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::outbox::{Outbox, Record};
 use super::payload::{StateMessage, Topics, ENVELOPE_VERSION};
-use crate::config::Qos;
-use crate::telemetry::Telemetry;
+use super::tls::TlsClient;
+use crate::config::{FsyncPolicy, Qos};
+use crate::telemetry::{DropReason, Telemetry};
 use crate::Modality;
 
 /// Requests rumqttc may hold in its own channel at once.
-const CLIENT_CAPACITY: usize = 64;
-/// Messages the publisher takes from the pipeline while they cannot be sent yet.
-const BACKLOG_LIMIT: usize = 1024;
+const CLIENT_CAPACITY: usize = 256;
+/// QoS 1 messages rumqttc keeps in flight (written, waiting for PUBACK).
+const INFLIGHT: u16 = 256;
+/// Messages taken from the pipeline per outbox write batch.
+const BATCH: usize = 256;
 
 /// A message for the broker.
 #[derive(Debug, Clone)]
@@ -41,6 +52,24 @@ pub struct OutMessage {
     pub qos: Qos,
 }
 
+/// A user name and password for the broker; the password never appears in logs.
+#[derive(Clone)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// How the publisher connects and what it publishes on its own.
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -48,6 +77,10 @@ pub struct PublisherConfig {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// TLS (for `mqtts://`).
+    pub tls: Option<TlsClient>,
+    /// User name and password.
+    pub credentials: Option<Credentials>,
     /// Client id.
     pub client_id: String,
     /// Keep-alive.
@@ -66,6 +99,10 @@ pub struct PublisherConfig {
     pub max_backoff: Duration,
     /// How long to keep trying to deliver what is queued once the pipeline has stopped.
     pub drain_timeout: Duration,
+    /// When outbox appends are made durable.
+    pub fsync: FsyncPolicy,
+    /// Period of the fsync with [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
 }
 
 /// What the publisher achieved.
@@ -73,7 +110,7 @@ pub struct PublisherConfig {
 pub struct PublisherReport {
     /// Messages acknowledged (or written, for QoS 0).
     pub delivered: u64,
-    /// Messages still unacknowledged when it gave up at shutdown.
+    /// Messages still unacknowledged when it stopped (they stay in the outbox).
     pub undelivered: u64,
 }
 
@@ -84,48 +121,44 @@ fn qos(q: Qos) -> QoS {
     }
 }
 
-#[derive(Debug)]
-struct Tracked {
-    id: u64,
-    msg: OutMessage,
+/// A message handed to rumqttc: an outbox id, or a control message (status, state, stats) that
+/// lives only in memory because it is rebuilt at every connect.
+#[derive(Debug, Clone, Copy)]
+struct Handed {
+    id: Option<u64>,
+    qos: Qos,
 }
 
 struct State {
-    backlog: VecDeque<Tracked>,
+    /// Control messages, sent before outbox messages.
+    control: VecDeque<OutMessage>,
+    /// The next outbox id to hand to rumqttc (everything pending below it was handed).
+    cursor: u64,
+    /// Outbox ids below this are durable and may be sent (fsync policy).
+    durable_below: u64,
     /// Handed to rumqttc, not yet written (no packet id seen).
-    handed: VecDeque<Tracked>,
+    handed: VecDeque<Handed>,
     /// Written, waiting for PUBACK, by packet id.
-    inflight: HashMap<u16, Tracked>,
-    next_id: u64,
+    inflight: HashMap<u16, Handed>,
     connected: bool,
 }
 
 impl State {
-    fn push(&mut self, msg: OutMessage) {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.backlog.push_back(Tracked { id, msg });
+    fn in_rumqttc(&self) -> usize {
+        self.handed.len() + self.inflight.len()
     }
 
-    fn push_front(&mut self, msg: OutMessage) {
-        // Control messages (status, state) go first; their id only orders resends.
-        let id = self.backlog.front().map_or(self.next_id, |t| t.id);
-        self.backlog.push_front(Tracked { id, msg });
-    }
-
-    fn unacked(&self) -> usize {
-        self.backlog.len() + self.handed.len() + self.inflight.len()
-    }
-
-    /// Everything rumqttc held is gone after a session-less reconnect: queue it again in order.
+    /// Everything rumqttc held is gone after a session-less reconnect: send it all again.
     fn requeue_unacked(&mut self) -> u64 {
-        let mut again: Vec<Tracked> = self.handed.drain(..).collect();
-        again.extend(self.inflight.drain().map(|(_, t)| t));
-        let n = again.len() as u64;
-        again.sort_by_key(|t| t.id);
-        for t in again.into_iter().rev() {
-            self.backlog.push_front(t);
-        }
+        let n = self
+            .handed
+            .iter()
+            .chain(self.inflight.values())
+            .filter(|h| h.id.is_some())
+            .count() as u64;
+        self.handed.clear();
+        self.inflight.clear();
+        self.cursor = 0;
         n
     }
 }
@@ -161,10 +194,114 @@ fn stats_message(cfg: &PublisherConfig, telemetry: &Telemetry) -> Option<OutMess
         })
 }
 
-/// Runs the publisher until `rx` is closed and everything taken from it is acknowledged (or
-/// `drain_timeout` passes after the close), then marks the device offline and disconnects.
+/// The sensor a topic `<prefix>/<sensor>/<kind>` belongs to.
+fn sensor_of<'a>(topics: &Topics, topic: &'a str) -> Option<&'a str> {
+    let prefix = topics.status();
+    let prefix = prefix.strip_suffix("status")?;
+    topic.strip_prefix(prefix)?.split('/').next()
+}
+
+fn publish_gauges(telemetry: &Telemetry, outbox: &Outbox, st: &State) {
+    let stats = &telemetry.publish;
+    stats.unacked.store(
+        (outbox.pending() + st.control.len()) as u64,
+        Ordering::Relaxed,
+    );
+    stats
+        .outbox_bytes
+        .store(outbox.disk_bytes(), Ordering::Relaxed);
+    stats
+        .outbox_messages
+        .store(outbox.pending() as u64, Ordering::Relaxed);
+}
+
+/// Hands control messages, then durable outbox messages in id order, to rumqttc.
+fn hand_over(client: &AsyncClient, outbox: &mut Outbox, st: &mut State) {
+    while st.connected && st.handed.len() < CLIENT_CAPACITY {
+        if let Some(m) = st.control.pop_front() {
+            match client.try_publish(m.topic.clone(), qos(m.qos), m.retain, m.payload.clone()) {
+                Ok(()) => st.handed.push_back(Handed {
+                    id: None,
+                    qos: m.qos,
+                }),
+                Err(_) => {
+                    st.control.push_front(m);
+                    return;
+                }
+            }
+            continue;
+        }
+        let Some(id) = outbox.next_pending(st.cursor) else {
+            return;
+        };
+        if id >= st.durable_below {
+            return;
+        }
+        let record = match outbox.get(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                st.cursor = id + 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, id, "cannot read a message back from the outbox; skipping it");
+                let _ = outbox.ack(id);
+                st.cursor = id + 1;
+                continue;
+            }
+        };
+        let Record {
+            topic,
+            qos: q,
+            retain,
+            payload,
+            ..
+        } = record;
+        match client.try_publish(topic, qos(q), retain, payload) {
+            Ok(()) => {
+                st.handed.push_back(Handed {
+                    id: Some(id),
+                    qos: q,
+                });
+                st.cursor = id + 1;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT client queue full; will retry");
+                return;
+            }
+        }
+    }
+}
+
+fn count_outbox_drops(cfg: &PublisherConfig, telemetry: &Telemetry, dropped: &[Record]) {
+    if dropped.is_empty() {
+        return;
+    }
+    telemetry
+        .publish
+        .outbox_dropped
+        .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+    for r in dropped {
+        if let Some(sensor) = sensor_of(&cfg.topics, &r.topic) {
+            telemetry
+                .stream(sensor)
+                .add_drops(DropReason::OutboxFull, 1);
+        }
+    }
+    tracing::warn!(
+        dropped = dropped.len(),
+        "outbox full: dropped the oldest messages (counted as outbox_full)"
+    );
+}
+
+type SyncTask = (u64, JoinHandle<std::io::Result<()>>);
+
+/// Runs the publisher until `rx` is closed and everything in the outbox is acknowledged (or
+/// `drain_timeout` passes after the close), then marks the device offline and disconnects. What
+/// is not acknowledged stays in the outbox for the next start.
 pub async fn run_publisher(
     cfg: PublisherConfig,
+    mut outbox: Outbox,
     mut rx: mpsc::Receiver<OutMessage>,
     telemetry: Arc<Telemetry>,
 ) -> PublisherReport {
@@ -173,28 +310,48 @@ pub async fn run_publisher(
         .set_keep_alive(cfg.keep_alive.max(Duration::from_secs(1)))
         .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes)
         .set_clean_session(true)
+        .set_inflight(INFLIGHT)
         .set_last_will(LastWill::new(
             cfg.topics.status(),
             "offline",
             QoS::AtLeastOnce,
             true,
         ));
+    if let Some(tls) = &cfg.tls {
+        options.set_transport(tls.transport());
+    }
+    if let Some(c) = &cfg.credentials {
+        options.set_credentials(c.username.clone(), c.password.clone());
+    }
     let (client, eventloop) = AsyncClient::new(options, CLIENT_CAPACITY);
-    let (ev_tx, mut events) = mpsc::channel(256);
+    let (ev_tx, mut events) = mpsc::channel(1024);
+    let resume = Arc::new(Notify::new());
     let poller = tokio::spawn(poll_forever(
         eventloop,
         ev_tx,
+        Arc::clone(&resume),
         cfg.max_backoff,
         format!("{}:{}", cfg.host, cfg.port),
+        Arc::clone(&telemetry),
     ));
     let stats = &telemetry.publish;
+    let every_message = cfg.fsync == FsyncPolicy::EveryMessage;
     let mut st = State {
-        backlog: VecDeque::new(),
+        control: VecDeque::new(),
+        cursor: 0,
+        durable_below: if every_message { 0 } else { u64::MAX },
         handed: VecDeque::new(),
         inflight: HashMap::new(),
-        next_id: 0,
         connected: false,
     };
+    if every_message {
+        // What a previous run left is on disk already.
+        st.durable_below = outbox.next_id();
+    }
+    let mut sync_task: Option<SyncTask> = None;
+    let mut sync_due = false;
+    let mut held: Option<OutMessage> = None;
+    let mut held_batch: VecDeque<OutMessage> = VecDeque::new();
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
     let mut ever_connected = false;
@@ -204,49 +361,163 @@ pub async fn run_publisher(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    let mut fsync_tick = {
+        let period = cfg.fsync_interval.max(Duration::from_millis(1));
+        let mut t = tokio::time::interval_at(Instant::now() + period, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
 
     loop {
-        while st.connected && st.handed.len() < CLIENT_CAPACITY {
-            let Some(t) = st.backlog.pop_front() else {
-                break;
-            };
-            match client.try_publish(
-                t.msg.topic.clone(),
-                qos(t.msg.qos),
-                t.msg.retain,
-                t.msg.payload.clone(),
-            ) {
-                Ok(()) => st.handed.push_back(t),
-                Err(e) => {
-                    tracing::debug!(error = %e, "MQTT client queue full; will retry");
-                    st.backlog.push_front(t);
-                    break;
+        hand_over(&client, &mut outbox, &mut st);
+        if sync_due && sync_task.is_none() {
+            sync_due = false;
+            match outbox.sync_handle() {
+                Ok(h) => {
+                    let upto = outbox.next_id();
+                    sync_task = Some((upto, tokio::task::spawn_blocking(move || h.sync())));
                 }
+                Err(e) => tracing::error!(error = %e, "outbox write failed"),
             }
         }
-        stats.unacked.store(st.unacked() as u64, Ordering::Relaxed);
-        if !input_open && st.unacked() == 0 {
+        publish_gauges(&telemetry, &outbox, &st);
+        let idle = outbox.pending() == 0 && st.control.is_empty() && st.in_rumqttc() == 0;
+        if !input_open && idle && held.is_none() {
             break;
         }
         if drain_deadline.is_some_and(|d| Instant::now() >= d) {
-            tracing::error!(
-                undelivered = st.unacked(),
-                "giving up on unacknowledged MQTT messages at shutdown"
+            tracing::warn!(
+                undelivered = outbox.pending(),
+                "stopping with unacknowledged MQTT messages; they stay in the outbox for the next start"
             );
             break;
         }
+        let can_take = input_open && held.is_none();
 
         tokio::select! {
-            m = rx.recv(), if input_open && st.backlog.len() < BACKLOG_LIMIT => match m {
-                Some(m) => st.push(m),
+            biased;
+            ev = events.recv() => match ev {
+                Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
+                    st.connected = true;
+                    stats.connected.store(true, Ordering::Relaxed);
+                    if ever_connected {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ever_connected = true;
+                    let resent = st.requeue_unacked();
+                    if resent > 0 {
+                        stats.resent.fetch_add(resent, Ordering::Relaxed);
+                        tracing::warn!(resent, "broker session lost; re-sending unacknowledged messages");
+                    }
+                    st.control.clear();
+                    st.control.push_back(OutMessage {
+                        topic: cfg.topics.status(),
+                        payload: b"online".to_vec(),
+                        retain: true,
+                        qos: Qos::AtLeastOnce,
+                    });
+                    st.control.extend(state_messages(&cfg, &telemetry));
+                    let pending = outbox.pending();
+                    tracing::info!(host = %cfg.host, port = cfg.port, outbox_pending = pending, "connected to MQTT broker");
+                }
+                Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    if let Some(h) = st.inflight.remove(&ack.pkid) {
+                        stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        if let Some(id) = h.id {
+                            if let Err(e) = outbox.ack(id) {
+                                tracing::error!(error = %e, "outbox ack failed");
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                    if let Some(h) = st.handed.pop_front() {
+                        if h.qos == Qos::AtMostOnce {
+                            stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            if let Some(id) = h.id {
+                                let _ = outbox.ack(id);
+                            }
+                        } else {
+                            st.inflight.insert(pkid, h);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(())) => {
+                    if st.connected {
+                        tracing::info!("MQTT connection lost");
+                    }
+                    st.connected = false;
+                    stats.connected.store(false, Ordering::Relaxed);
+                    // Nothing more is handed until the next ConnAck: the poller may now empty
+                    // rumqttc's queue and reconnect.
+                    resume.notify_one();
+                }
+                None => {
+                    tracing::error!("MQTT event loop task ended");
+                    break;
+                }
+            },
+            done = async {
+                match sync_task.as_mut() {
+                    Some((_, h)) => h.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let upto = sync_task.take().map_or(0, |(u, _)| u);
+                match done {
+                    Ok(Ok(())) => {
+                        if every_message {
+                            st.durable_below = st.durable_below.max(upto);
+                        }
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "outbox fsync failed"),
+                    Err(e) => tracing::error!(error = %e, "outbox fsync task failed"),
+                }
+            },
+            m = rx.recv(), if can_take => match m {
+                Some(m) => {
+                    let mut batch = vec![m];
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    // With `block` and a full outbox the first refused message is held (and the
+                    // rest of the batch with it, in order) until acknowledgements make room.
+                    let mut rest = batch.into_iter();
+                    for m in rest.by_ref() {
+                        if let Some(m) = append(&cfg, &telemetry, &mut outbox, m) {
+                            held = Some(m);
+                            break;
+                        }
+                    }
+                    held_batch.extend(rest);
+                    if every_message {
+                        sync_due = true;
+                    }
+                }
                 None => {
                     // The pipeline has drained: the counters are final, so the retained state
                     // says exactly how many windows each sensor produced.
                     input_open = false;
                     drain_deadline = Some(Instant::now() + cfg.drain_timeout);
-                    for m in state_messages(&cfg, &telemetry) {
-                        st.push(m);
+                    tracing::info!(
+                        outbox_pending = outbox.pending(),
+                        "pipeline drained; every message is in the outbox"
+                    );
+                    st.control.extend(state_messages(&cfg, &telemetry));
+                }
+            },
+            _ = fsync_tick.tick() => {
+                sync_due |= !every_message;
+                while let Some(m) = held.take() {
+                    if let Some(m) = append(&cfg, &telemetry, &mut outbox, m) {
+                        held = Some(m);
+                        break;
                     }
+                    held = held_batch.pop_front();
                 }
             },
             () = async {
@@ -263,65 +534,22 @@ pub async fn run_publisher(
             } => {
                 if st.connected {
                     if let Some(m) = stats_message(&cfg, &telemetry) {
-                        st.push(m);
+                        st.control.push_back(m);
                     }
-                    for m in state_messages(&cfg, &telemetry) {
-                        st.push(m);
-                    }
-                }
-            },
-            ev = events.recv() => match ev {
-                Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
-                    st.connected = true;
-                    stats.connected.store(true, Ordering::Relaxed);
-                    if ever_connected {
-                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ever_connected = true;
-                    let resent = st.requeue_unacked();
-                    if resent > 0 {
-                        stats.resent.fetch_add(resent, Ordering::Relaxed);
-                        tracing::warn!(resent, "broker session lost; re-sending unacknowledged messages");
-                    }
-                    for m in state_messages(&cfg, &telemetry).into_iter().rev() {
-                        st.push_front(m);
-                    }
-                    st.push_front(OutMessage {
-                        topic: cfg.topics.status(),
-                        payload: b"online".to_vec(),
-                        retain: true,
-                        qos: Qos::AtLeastOnce,
-                    });
-                    tracing::info!(host = %cfg.host, port = cfg.port, "connected to MQTT broker");
-                }
-                Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                    if st.inflight.remove(&ack.pkid).is_some() {
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    if let Some(t) = st.handed.pop_front() {
-                        if t.msg.qos == Qos::AtMostOnce {
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            st.inflight.insert(pkid, t);
-                        }
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(())) => {
-                    st.connected = false;
-                    stats.connected.store(false, Ordering::Relaxed);
-                }
-                None => {
-                    tracing::error!("MQTT event loop task ended");
-                    break;
+                    st.control.extend(state_messages(&cfg, &telemetry));
                 }
             },
         }
     }
 
-    let undelivered = st.unacked() as u64;
+    if let Some((_, h)) = sync_task.take() {
+        let _ = h.await;
+    }
+    if let Err(e) = outbox.sync() {
+        tracing::error!(error = %e, "outbox fsync at shutdown failed");
+    }
+    publish_gauges(&telemetry, &outbox, &st);
+    let undelivered = outbox.pending() as u64;
     if st.connected {
         // A clean stop: say so (the Last Will only covers crashes), then disconnect.
         let _ = client.try_publish(cfg.topics.status(), QoS::AtLeastOnce, true, "offline");
@@ -352,14 +580,46 @@ pub async fn run_publisher(
     }
 }
 
+/// Appends `m` to the outbox. Returns it back when the outbox is full and its policy is `block`.
+fn append(
+    cfg: &PublisherConfig,
+    telemetry: &Telemetry,
+    outbox: &mut Outbox,
+    m: OutMessage,
+) -> Option<OutMessage> {
+    match outbox.append(&m.topic, m.qos, m.retain, &m.payload) {
+        Ok(Some((_, dropped))) => {
+            // drop_oldest: older messages made room; drop_newest: `m` itself (id u64::MAX).
+            count_outbox_drops(cfg, telemetry, &dropped);
+            None
+        }
+        Ok(None) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, topic = %m.topic, "cannot write to the outbox; message dropped");
+            if let Some(sensor) = sensor_of(&cfg.topics, &m.topic) {
+                telemetry
+                    .stream(sensor)
+                    .add_drops(DropReason::OutboxFull, 1);
+            }
+            telemetry
+                .publish
+                .outbox_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// Owns the rumqttc event loop: polls it without interruption, forwards every event, and backs
 /// off exponentially (with jitter, capped) after a connection error. Ends when the receiver is
 /// gone.
 async fn poll_forever(
     mut eventloop: rumqttc::EventLoop,
     events: mpsc::Sender<Result<Event, ()>>,
+    resume: Arc<Notify>,
     max_backoff: Duration,
     broker: String,
+    telemetry: Arc<Telemetry>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut logged_down = false;
@@ -377,7 +637,16 @@ async fn poll_forever(
                 }
             }
             Err(e) => {
-                if !logged_down {
+                if let ConnectionError::ConnectionRefused(code) = &e {
+                    telemetry.publish.refused.fetch_add(1, Ordering::Relaxed);
+                    // Refused credentials do not fix themselves quickly: say so clearly, once
+                    // per outage, and keep backing off (never a crash loop).
+                    if !logged_down {
+                        tracing::error!(%broker, reason = ?code, retry_in_ms = backoff.as_millis() as u64,
+                            "MQTT broker refused the connection (check mqtt.username and the password, or the broker's ACL); retrying with backoff");
+                        logged_down = true;
+                    }
+                } else if !logged_down {
                     tracing::warn!(%broker, error = %e, "MQTT broker unreachable; retrying with backoff");
                     logged_down = true;
                 } else {
@@ -386,7 +655,13 @@ async fn poll_forever(
                 if events.send(Err(())).await.is_err() {
                     return;
                 }
+                // Wait until the publisher has stopped handing messages, then drop whatever it
+                // handed meanwhile (rumqttc would send those after the ConnAck, out of step
+                // with the publisher's bookkeeping; the outbox sends them again).
+                resume.notified().await;
                 tokio::time::sleep(jitter(backoff)).await;
+                eventloop.clean();
+                eventloop.pending.clear();
                 backoff = (backoff * 2).min(max_backoff);
             }
         }

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod http;
+
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,17 +28,20 @@ pub enum DropReason {
     InferenceError,
     /// A camera frame was passed over: one frame per interval is embedded.
     FrameSkipped,
+    /// The on-disk outbox was full (broker unreachable for long): the oldest message was dropped.
+    OutboxFull,
 }
 
 impl DropReason {
     /// Every reason, in metric order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         Self::SampleQueueFull,
         Self::InferenceBacklog,
         Self::BadInput,
         Self::PreprocessError,
         Self::InferenceError,
         Self::FrameSkipped,
+        Self::OutboxFull,
     ];
 
     /// The label value.
@@ -49,6 +54,7 @@ impl DropReason {
             Self::PreprocessError => "preprocess_error",
             Self::InferenceError => "inference_error",
             Self::FrameSkipped => "frame_skipped",
+            Self::OutboxFull => "outbox_full",
         }
     }
 
@@ -166,6 +172,16 @@ pub struct PublishStats {
     pub connected: AtomicBool,
     /// Messages waiting for acknowledgement.
     pub unacked: AtomicU64,
+    /// Bytes the outbox uses on disk.
+    pub outbox_bytes: AtomicU64,
+    /// Messages in the outbox (not yet acknowledged).
+    pub outbox_messages: AtomicU64,
+    /// Messages dropped because the outbox was full.
+    pub outbox_dropped: AtomicU64,
+    /// Corrupt tails truncated when the outbox was opened.
+    pub outbox_corrupt_tails: AtomicU64,
+    /// Connection attempts refused by the broker (bad credentials, not authorised).
+    pub refused: AtomicU64,
 }
 
 /// All counters of one daemon.
@@ -218,6 +234,11 @@ impl Telemetry {
             "messages_resent_total": self.publish.resent.load(Ordering::Relaxed),
             "messages_unacked": self.publish.unacked.load(Ordering::Relaxed),
             "broker_reconnects_total": self.publish.reconnects.load(Ordering::Relaxed),
+            "broker_refused_total": self.publish.refused.load(Ordering::Relaxed),
+            "outbox_bytes": self.publish.outbox_bytes.load(Ordering::Relaxed),
+            "outbox_messages": self.publish.outbox_messages.load(Ordering::Relaxed),
+            "outbox_dropped_total": self.publish.outbox_dropped.load(Ordering::Relaxed),
+            "outbox_corrupt_tails_total": self.publish.outbox_corrupt_tails.load(Ordering::Relaxed),
             "streams": streams,
         })
     }
@@ -292,6 +313,80 @@ impl Telemetry {
             out,
             "edgebind_broker_connected {}",
             u8::from(self.publish.connected.load(Ordering::Relaxed))
+        );
+        let p = &self.publish;
+        for (name, kind, help, value) in [
+            (
+                "edgebind_embeddings_total",
+                "counter",
+                "Embeddings produced, all sensors.",
+                self.streams
+                    .values()
+                    .map(|s| s.embeddings.load(Ordering::Relaxed))
+                    .sum(),
+            ),
+            (
+                "edgebind_broker_reconnects_total",
+                "counter",
+                "Successful MQTT connections after the first.",
+                p.reconnects.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_broker_refused_total",
+                "counter",
+                "Connection attempts refused by the broker.",
+                p.refused.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_messages_resent_total",
+                "counter",
+                "MQTT messages sent again after a reconnect.",
+                p.resent.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_messages_unacked",
+                "gauge",
+                "MQTT messages waiting for acknowledgement.",
+                p.unacked.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_bytes",
+                "gauge",
+                "Bytes the on-disk outbox uses.",
+                p.outbox_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_messages",
+                "gauge",
+                "Messages in the outbox not yet acknowledged.",
+                p.outbox_messages.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_dropped_total",
+                "counter",
+                "Messages dropped because the outbox was full.",
+                p.outbox_dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_corrupt_tails_total",
+                "counter",
+                "Corrupt outbox tails truncated at start.",
+                p.outbox_corrupt_tails.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        metric(
+            &mut out,
+            "edgebind_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+        );
+        let _ = writeln!(
+            out,
+            "edgebind_uptime_seconds {:.3}",
+            self.started.elapsed().as_secs_f64()
         );
         out
     }

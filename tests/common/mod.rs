@@ -180,3 +180,130 @@ pub fn npy_f32_2d(path: &Path) -> ndarray::Array2<f32> {
 pub fn top_label(v: &serde_json::Value) -> String {
     v["labels"][0]["label"].as_str().unwrap_or("").to_string()
 }
+
+/// A TCP forwarder standing in for the network between the daemon and its broker: while closed,
+/// nothing listens on its port (connections are refused, as with a broker that is down); while
+/// open, it forwards to `target`. Lets a test bring a broker "up" only once its subscriber is
+/// ready, so the subscriber cannot miss a message.
+pub struct Gate {
+    pub port: u16,
+    target: Arc<Mutex<u16>>,
+    listener: Arc<Mutex<Option<std::net::TcpListener>>>,
+}
+
+impl Gate {
+    /// A closed gate on a free port.
+    pub fn closed(target: u16) -> Self {
+        let port = edgebind::publish::broker::free_port().unwrap();
+        Self {
+            port,
+            target: Arc::new(Mutex::new(target)),
+            listener: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn set_target(&self, target: u16) {
+        *self.target.lock().unwrap() = target;
+    }
+
+    /// Starts listening and forwarding.
+    pub fn open(&self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        let accept = listener.try_clone().unwrap();
+        *self.listener.lock().unwrap() = Some(listener);
+        let target = Arc::clone(&self.target);
+        let current = Arc::clone(&self.listener);
+        std::thread::spawn(move || {
+            for client in accept.incoming() {
+                if current.lock().unwrap().is_none() {
+                    break;
+                }
+                let Ok(client) = client else { break };
+                let port = *target.lock().unwrap();
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                for (mut a, mut b) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = a.shutdown(std::net::Shutdown::Both);
+                        let _ = b.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+    }
+
+    /// Stops listening (existing connections die with their broker).
+    pub fn close(&self) {
+        if let Some(l) = self.listener.lock().unwrap().take() {
+            // Wake the accept loop so it sees the gate closed and drops the socket.
+            let _ = std::net::TcpStream::connect(l.local_addr().unwrap());
+        }
+    }
+}
+
+/// Embedding `seq`s received per sensor, sorted, duplicates removed.
+pub fn seqs_of(sub: &Subscriber, sensor: &str) -> Vec<u64> {
+    let mut seqs: Vec<u64> = sub
+        .on(&format!("/{sensor}/embedding"))
+        .iter()
+        .map(|m| m.json()["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
+}
+
+/// Bytes of every file in `dir` (not recursive).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `path` (a log file) contains `needle`.
+pub fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Starts the daemon with stderr to `log`.
+pub fn spawn_daemon(config: &Path, log: &Path, extra: &[&str]) -> Child {
+    let err = std::fs::File::create(log).unwrap();
+    edgebind()
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+pub fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

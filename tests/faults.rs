@@ -1,0 +1,303 @@
+//! Fault tests of delivery: a real mosquitto killed and restarted, a broker that is down when the
+//! daemon starts, a daemon killed while its broker is down, a full outbox and a corrupt outbox
+//! tail. Every test checks windows by `seq`: none may be missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// 16 s of IMU at 200 Hz with a 100 ms hop: (3200 - 1000) / 20 + 1 windows.
+const DEMO_WINDOWS: u64 = 111;
+
+fn config(device: &str, port: u16, outbox: &Path, sources: &str, extra: &str) -> String {
+    let base = base_config(device, port).replace(
+        "[models]\n",
+        "[models]\nwhen_full = \"block\"\nqueue_capacity = 4\n",
+    );
+    format!(
+        "{base}reconnect_max_backoff_ms = 500\n{extra}\n[outbox]\ndir = \"{}\"\n{sources}",
+        outbox.display()
+    )
+}
+
+fn demo_source(name: &str, looping: bool) -> String {
+    format!(
+        "\n[[sources]]\ntype = \"imu_replay\"\nname = \"{name}\"\npath = \"{}\"\nspeed = \"max\"\nhop_ms = 100\nloop = {looping}\n",
+        fixture("recordings/imu_demo_200hz.csv").display()
+    )
+}
+
+fn still_source(name: &str) -> String {
+    format!(
+        "\n[[sources]]\ntype = \"imu_replay\"\nname = \"{name}\"\npath = \"{}\"\nspeed = \"max\"\n",
+        fixture("recordings/imu_still_200hz.csv").display()
+    )
+}
+
+fn count(sub: &Subscriber, suffix: &str) -> usize {
+    sub.on(suffix).len()
+}
+
+#[test]
+fn broker_killed_mid_stream_and_restarted_empty_loses_no_window() {
+    let mut broker = LocalBroker::start(&[]).unwrap();
+    let gate = Gate::closed(broker.port());
+    gate.open();
+    let sub1 = Subscriber::start(broker.port(), "edgebind/kill/#");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(
+            "kill",
+            gate.port,
+            &dir.path().join("outbox"),
+            &demo_source("imu", true),
+            "",
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let mut child = spawn_daemon(&path, &log, &[]);
+    assert!(
+        sub1.wait_for(Duration::from_secs(30), |m| m.len() >= 60),
+        "no stream before the kill"
+    );
+    // The broker dies with messages in flight, and comes back with an empty store.
+    gate.close();
+    broker.kill();
+    let port = broker.port();
+    drop(broker);
+    std::thread::sleep(Duration::from_millis(300));
+    let broker = LocalBroker::start_on(port, &[]).unwrap();
+    let sub2 = Subscriber::start(broker.port(), "edgebind/kill/#");
+    gate.open();
+    assert!(
+        sub2.wait_for(Duration::from_secs(30), |m| m
+            .iter()
+            .filter(|s| s.topic.ends_with("/embedding"))
+            .count()
+            >= 60),
+        "no stream after the broker came back: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    sigterm(&child);
+    // The shutdown timeout (10 s) plus the publisher's drain, with room for a loaded machine.
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(45)).expect("daemon stops");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{text}");
+    assert!(
+        sub2.wait_for(Duration::from_secs(5), |m| m
+            .iter()
+            .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")),
+        "{text}"
+    );
+    let mut seqs = seqs_of(&sub1, "imu");
+    seqs.extend(seqs_of(&sub2, "imu"));
+    seqs.sort_unstable();
+    seqs.dedup();
+    // The clean exit above means nothing was left unacknowledged; no hole below the newest.
+    let windows = seqs.last().copied().unwrap_or(0) + 1;
+    let state_windows = sub2.on("/imu/state").last().unwrap().json()["windows_total"]
+        .as_u64()
+        .unwrap();
+    assert!(windows >= state_windows, "{windows} < {state_windows}");
+    assert_eq!(
+        seqs,
+        (0..windows).collect::<Vec<_>>(),
+        "a window is missing after the broker crash"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("connected to MQTT broker").count(), 2, "{log}");
+}
+
+#[test]
+fn broker_down_at_start_then_up_20_s_later_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::closed(0);
+    let path = write_config(
+        dir.path(),
+        &config(
+            "late",
+            gate.port,
+            &dir.path().join("outbox"),
+            &demo_source("imu", false),
+            "",
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let t0 = Instant::now();
+    let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "60"]);
+    assert!(wait_for_log(
+        &log,
+        "broker unreachable",
+        Duration::from_secs(15)
+    ));
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(t0.elapsed()));
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/late/#");
+    gate.set_target(broker.port());
+    gate.open();
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(60)).expect("daemon stops");
+    assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(sub.wait_for(Duration::from_secs(5), |m| m
+        .iter()
+        .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
+    assert_eq!(seqs_of(&sub, "imu"), (0..DEMO_WINDOWS).collect::<Vec<_>>());
+    assert_eq!(count(&sub, "/imu/labels"), DEMO_WINDOWS as usize);
+}
+
+/// Runs a daemon whose broker is down until its replay is in the outbox, then SIGKILLs it.
+fn fill_outbox_and_kill(dir: &Path, gate: &Gate, outbox: &Path) {
+    let path = write_config(
+        dir,
+        &config(
+            "restart",
+            gate.port,
+            outbox,
+            &demo_source("first", false),
+            "",
+        ),
+    );
+    let log = dir.join("first.log");
+    let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "60"]);
+    assert!(
+        wait_for_log(
+            &log,
+            "every message is in the outbox",
+            Duration::from_secs(90)
+        ),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // The outbox is fsynced every 100 ms.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn restart_and_collect(dir: &Path, gate: &Gate, outbox: &Path) -> (Subscriber, String) {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/restart/#");
+    gate.set_target(broker.port());
+    gate.open();
+    let path = write_config(
+        dir,
+        &config("restart", gate.port, outbox, &still_source("second"), ""),
+    );
+    let log = dir.join("second.log");
+    let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "30"]);
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(60)).expect("daemon stops");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{text}");
+    assert!(sub.wait_for(Duration::from_secs(5), |m| m
+        .iter()
+        .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
+    std::mem::forget(broker); // dropped by the test process' exit; keeps `sub` connected
+    (sub, text)
+}
+
+#[test]
+fn daemon_killed_while_the_broker_is_down_delivers_its_outbox_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let gate = Gate::closed(0);
+    fill_outbox_and_kill(dir.path(), &gate, &outbox);
+    let (sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
+    assert_eq!(
+        seqs_of(&sub, "first"),
+        (0..DEMO_WINDOWS).collect::<Vec<_>>(),
+        "{log}"
+    );
+    assert_eq!(seqs_of(&sub, "second"), vec![0, 1, 2]);
+    assert!(log.contains("outbox recovered"), "{log}");
+    // Everything was acknowledged: a third start finds nothing to send.
+    let options = edgebind::publish::OutboxOptions::new(
+        outbox.clone(),
+        1 << 30,
+        edgebind::config::WhenFull::DropOldest,
+    );
+    let (_, recovery) = edgebind::publish::Outbox::open(options).unwrap();
+    assert_eq!(recovery.pending, 0);
+}
+
+#[test]
+fn a_corrupt_outbox_tail_is_truncated_counted_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let gate = Gate::closed(0);
+    fill_outbox_and_kill(dir.path(), &gate, &outbox);
+    // A power loss mid-write: half a record at the end of the newest segment.
+    let mut segs: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg") && dir_file_len(p) > 0)
+        .collect();
+    segs.sort();
+    let seg = segs.last().unwrap();
+    let mut data = std::fs::read(seg).unwrap();
+    let half = data[..600].to_vec();
+    data.extend_from_slice(&half);
+    std::fs::write(seg, &data).unwrap();
+    let (sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
+    assert!(log.contains("corrupt tail"), "{log}");
+    assert!(log.contains("corrupt_tails=1"), "{log}");
+    assert_eq!(
+        seqs_of(&sub, "first"),
+        (0..DEMO_WINDOWS).collect::<Vec<_>>()
+    );
+}
+
+fn dir_file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn a_full_outbox_drops_the_oldest_counts_them_and_stays_under_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let gate = Gate::closed(0);
+    let limit = 256 * 1024;
+    let path = write_config(
+        dir.path(),
+        &config("full", gate.port, &outbox, &demo_source("imu", false), "")
+            .replace("[outbox]\n", "[outbox]\nmax_bytes = \"256KiB\"\n"),
+    );
+    let log = dir.path().join("daemon.log");
+    let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "60"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut peak = 0;
+    while Instant::now() < deadline {
+        peak = peak.max(dir_bytes(&outbox));
+        if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("every message is in the outbox"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    peak = peak.max(dir_bytes(&outbox));
+    assert!(peak <= limit, "outbox used {peak} bytes > {limit}");
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/full/#");
+    gate.set_target(broker.port());
+    gate.open();
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(60)).expect("daemon stops");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{text}");
+    assert!(text.contains("outbox full"), "{text}");
+    assert!(sub.wait_for(Duration::from_secs(5), |m| m
+        .iter()
+        .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
+    let seqs = seqs_of(&sub, "imu");
+    assert!(!seqs.is_empty());
+    let first = seqs[0];
+    assert!(first > 0, "nothing was dropped");
+    // The oldest were dropped: what arrived is the newest windows, without a hole.
+    assert_eq!(seqs, (first..DEMO_WINDOWS).collect::<Vec<_>>());
+    let state = sub.on("/imu/state").last().unwrap().json();
+    let dropped = state["drops_total"]["outbox_full"].as_u64().unwrap();
+    assert!(dropped >= first, "{state}");
+}
