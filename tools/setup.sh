@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what edgebind needs to build, test and run its demo on Debian 12 / Ubuntu 22.04:
-# Debian packages (mosquitto, pkg-config, ALSA headers), and libonnxruntime from the PyPI
-# onnxruntime wheel into .ort/lib. Idempotent: installs only what is missing.
+# Debian packages (mosquitto, pkg-config, ALSA headers, libclang for the bindgen build of the
+# v4l crate), and libonnxruntime from the PyPI onnxruntime wheel into .ort/lib. Idempotent:
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates)
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev libclang-dev python3-pip ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
