@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what edgebind needs to build, test and run its demo on Debian 12 / Ubuntu 22.04:
-# Debian packages (mosquitto, pkg-config, ALSA headers), and libonnxruntime from the PyPI
-# onnxruntime wheel into .ort/lib. Idempotent: installs only what is missing.
+# Debian packages (mosquitto, pkg-config, ALSA headers, libclang for the bindgen build of the
+# v4l crate), and libonnxruntime from the PyPI onnxruntime wheel into .ort/lib. Idempotent:
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# systemd: systemd-analyze for tools/check_systemd.sh; openssl: test certificates for TLS tests.
-packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates systemd openssl)
+# systemd: systemd-analyze for tools/check_systemd.sh; openssl: test certificates for TLS tests;
+# libclang-dev: bindgen for the v4l crate (feature v4l2).
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev libclang-dev python3-pip ca-certificates systemd openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,5 +8,8 @@ start=$(date +%s)
 cargo fmt --all -- --check
 bash tools/check_systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features v4l2 -- -D warnings
 cargo test --all-targets --locked
+# The v4l2 feature changes only the V4L2 source: its unit tests and the real v4l error paths.
+cargo test --locked --features v4l2 --lib --test v4l2_device --test v4l2_thermal
 echo "test.sh: passed in $(( $(date +%s) - start )) s"

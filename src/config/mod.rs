@@ -482,6 +482,9 @@ pub enum SourceConfig {
     AudioReplay(AudioReplayConfig),
     /// An IMU on a serial port (USB-UART, on-board UART) speaking CSV lines or WitMotion frames.
     ImuSerial(ImuSerialConfig),
+    /// A thermal camera through V4L2 (FLIR Lepton on PureThermal, InfiRay P2 Pro / Topdon
+    /// TC001); needs the `v4l2` Cargo feature at run time.
+    V4l2Thermal(V4l2ThermalConfig),
 }
 
 impl SourceConfig {
@@ -494,6 +497,7 @@ impl SourceConfig {
             Self::DepthReplay(c) => &c.name,
             Self::AudioReplay(c) => &c.name,
             Self::ImuSerial(c) => &c.name,
+            Self::V4l2Thermal(c) => &c.name,
         }
     }
 
@@ -502,7 +506,7 @@ impl SourceConfig {
     pub fn modality(&self) -> crate::Modality {
         match self {
             Self::ImuReplay(_) | Self::ImuSerial(_) => crate::Modality::Imu,
-            Self::ThermalReplay(_) => crate::Modality::Thermal,
+            Self::ThermalReplay(_) | Self::V4l2Thermal(_) => crate::Modality::Thermal,
             Self::DepthReplay(_) => crate::Modality::Depth,
             Self::AudioReplay(_) => crate::Modality::Audio,
         }
@@ -517,6 +521,7 @@ impl SourceConfig {
             Self::DepthReplay(c) => (c.queue_capacity, c.when_full),
             Self::AudioReplay(c) => (c.queue_capacity, c.when_full),
             Self::ImuSerial(c) => (c.queue_capacity, c.when_full),
+            Self::V4l2Thermal(c) => (c.queue_capacity, c.when_full),
         }
     }
 }
@@ -615,6 +620,93 @@ pub struct ThermalReplayConfig {
     /// Preprocessing options.
     #[serde(default)]
     pub preprocess: ThermalPreprocessConfig,
+}
+
+/// A V4L2 pixel format a thermal camera delivers (the FourCC, space included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum V4l2PixelFormat {
+    /// `"Y16 "`: 16-bit little-endian (Lepton raw counts, or centi-kelvin with radiometry on).
+    #[serde(rename = "Y16 ", alias = "Y16")]
+    Y16,
+    /// `"GREY"`: 8-bit greyscale.
+    #[serde(rename = "GREY")]
+    Grey,
+    /// `"YUYV"`: packed 4:2:2, the luma is used (InfiRay P2 Pro / TC001).
+    #[serde(rename = "YUYV")]
+    Yuyv,
+    /// `"UYVY"`: packed 4:2:2, the luma is used (PureThermal's colourised default).
+    #[serde(rename = "UYVY")]
+    Uyvy,
+}
+
+/// How the rows of a thermal camera's buffer are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThermalLayout {
+    /// Every row is image.
+    Plain,
+    /// FLIR Lepton: a 4:3 image, optionally followed by `telemetry_rows` rows that are stripped.
+    Lepton,
+    /// InfiRay P2 Pro / TC001 256x384 `YUYV` mode: top half image, bottom half temperature
+    /// (little-endian u16, kelvin × 64); the temperature half is used.
+    InfiraySplit,
+}
+
+/// A thermal camera through V4L2, captured with memory-mapped streaming. The device need not
+/// exist when the daemon starts; while it is missing or after it disappears the source logs
+/// once, publishes `connected: false` and reopens it with exponential backoff.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2ThermalConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// `/dev/video0` (better a stable `/dev/v4l/by-id/…` link), or `card:<name>` for the first
+    /// `/dev/video*` capture device whose card name contains `<name>` (`card:PureThermal`).
+    pub device: String,
+    /// Format to request; default: the best the camera offers (`Y16 `, `GREY`, `YUYV`, `UYVY`
+    /// in that order; `YUYV` for `infiray_split`).
+    #[serde(default)]
+    pub pixel_format: Option<V4l2PixelFormat>,
+    /// How the buffer's rows are used.
+    #[serde(default = "default_thermal_layout")]
+    pub layout: ThermalLayout,
+    /// `lepton`: telemetry rows after the image when telemetry is on (default 2, Lepton 3.x).
+    #[serde(default)]
+    pub telemetry_rows: Option<u32>,
+    /// Buffer width to request (with `height_px`); default: the largest size offered.
+    #[serde(default)]
+    pub width_px: Option<u32>,
+    /// Buffer height to request, telemetry rows or both halves of a split frame included.
+    #[serde(default)]
+    pub height_px: Option<u32>,
+    /// One frame is embedded per interval (the latest; the others are counted as skipped);
+    /// 0 = every frame.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Frames waiting for preprocessing.
+    #[serde(default = "default_frame_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy; `drop_oldest` (default): the latest frame wins, the camera never waits.
+    #[serde(default = "default_drop_oldest")]
+    pub when_full: WhenFull,
+    /// Longest wait between attempts to reopen a missing or failed camera (exponential backoff
+    /// from 100 ms).
+    #[serde(default = "default_camera_max_backoff_ms")]
+    pub reconnect_max_backoff_ms: u64,
+    /// Preprocessing options (`infiray_split` frames are kelvin × 64: `radiometric =
+    /// "infiray64"` with `fixed_celsius`).
+    #[serde(default)]
+    pub preprocess: ThermalPreprocessConfig,
+}
+
+/// Telemetry rows of a Lepton 3.x with telemetry on (160x122 for 160x120).
+pub const DEFAULT_LEPTON_TELEMETRY_ROWS: u32 = 2;
+
+fn default_thermal_layout() -> ThermalLayout {
+    ThermalLayout::Plain
+}
+fn default_camera_max_backoff_ms() -> u64 {
+    5_000
 }
 
 /// Depth standardisation after resizing.

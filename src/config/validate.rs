@@ -6,8 +6,8 @@ use std::fmt;
 
 use super::{
     Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind, ImuFileFormat,
-    ImuSerialConfig, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
-    ThermalPreprocessConfig,
+    ImuSerialConfig, Radiometric, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
+    ThermalLayout, ThermalPreprocessConfig, V4l2PixelFormat, V4l2ThermalConfig,
 };
 use crate::publish::BrokerUrl;
 
@@ -393,6 +393,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 }
                 p.positive(at("queue_capacity"), c.queue_capacity as u64);
             }
+            SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
             SourceConfig::DepthReplay(c) => {
                 let path = config.resolve(&c.path);
                 if !path.is_file() {
@@ -412,6 +413,89 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         p.add("sources", "no sensor is configured");
     }
     p.0
+}
+
+/// A `v4l2_thermal` source. The device itself is not checked: a USB camera may be plugged in
+/// after the daemon starts, and the source waits for it.
+fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalConfig) {
+    match c.device.strip_prefix("card:") {
+        Some(card) if card.trim().is_empty() => p.add(at("device"), "card: needs a card name"),
+        Some(_) => {}
+        None if !c.device.starts_with('/') => p.add(
+            at("device"),
+            format!(
+                "{:?} must be a device path such as /dev/video0, or card:<name>",
+                c.device
+            ),
+        ),
+        None => {}
+    }
+    let split = c.layout == ThermalLayout::InfiraySplit;
+    if split && c.pixel_format.is_some_and(|f| f != V4l2PixelFormat::Yuyv) {
+        p.add(
+            at("pixel_format"),
+            "layout \"infiray_split\" is a \"YUYV\" mode",
+        );
+    }
+    if c.telemetry_rows.is_some() && c.layout != ThermalLayout::Lepton {
+        p.add(at("telemetry_rows"), "only applies to layout = \"lepton\"");
+    }
+    if c.telemetry_rows.is_some_and(|r| r > 64) {
+        p.add(at("telemetry_rows"), "must be <= 64");
+    }
+    match (c.width_px, c.height_px) {
+        (None, None) => {}
+        (Some(w), Some(h)) if w == 0 || h == 0 => {
+            p.add(at("width_px"), "width_px and height_px must be > 0");
+        }
+        (Some(w), Some(h)) => match c.layout {
+            ThermalLayout::InfiraySplit if h % 2 != 0 => {
+                p.add(at("height_px"), "a split frame has an even height");
+            }
+            ThermalLayout::Lepton => {
+                let rows = c
+                    .telemetry_rows
+                    .unwrap_or(super::DEFAULT_LEPTON_TELEMETRY_ROWS);
+                if w % 4 != 0 || (h != w / 4 * 3 && h != w / 4 * 3 + rows) {
+                    p.add(
+                        at("height_px"),
+                        format!(
+                            "a Lepton frame is width*3/4 rows, or width*3/4 + telemetry_rows ({rows})"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        },
+        _ => p.add(at("width_px"), "width_px and height_px go together"),
+    }
+    p.positive(at("queue_capacity"), c.queue_capacity as u64);
+    if c.reconnect_max_backoff_ms < 100 {
+        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
+    }
+    for (field, message) in thermal_problems(&c.preprocess) {
+        p.add(at(&format!("preprocess.{field}")), message);
+    }
+    // The preprocessing must read temperature the way this camera encodes it.
+    if c.preprocess.agc == ThermalAgc::FixedCelsius {
+        match (split, c.preprocess.radiometric) {
+            (true, Radiometric::CentiKelvin) => p.add(
+                at("preprocess.radiometric"),
+                "infiray_split frames are kelvin x 64: set \"infiray64\"",
+            ),
+            (false, Radiometric::Infiray64) => p.add(
+                at("preprocess.radiometric"),
+                "\"infiray64\" is the encoding of layout = \"infiray_split\"; \"Y16 \" frames are centi_kelvin",
+            ),
+            _ => {}
+        }
+        if !split && c.pixel_format.is_some_and(|f| f != V4l2PixelFormat::Y16) {
+            p.add(
+                at("preprocess.agc"),
+                "fixed_celsius needs 16-bit frames (pixel_format \"Y16 \" or layout \"infiray_split\")",
+            );
+        }
+    }
 }
 
 /// Highest baud rate accepted (common USB-UART bridges top out at 3-4 Mbit/s).

@@ -246,6 +246,19 @@ impl Processor {
                 ),
                 period_ns: (1e9 / c.fps).round() as u64,
             },
+            SourceConfig::V4l2Thermal(c) => Self::Thermal {
+                sampler: FrameSampler::new(c.interval_ms),
+                pre: Box::new(
+                    ThermalPreprocessor::new(thermal_params(&c.preprocess)).map_err(|source| {
+                        ProcessorError::Thermal {
+                            sensor: c.name.clone(),
+                            source,
+                        }
+                    })?,
+                ),
+                period_ns: (1e9 / crate::sources::v4l2_thermal::nominal_fps(c.layout)).round()
+                    as u64,
+            },
         })
     }
 

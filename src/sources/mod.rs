@@ -7,6 +7,7 @@ pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
 pub mod thermal_decode;
+pub mod v4l2_thermal;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -102,6 +103,9 @@ pub enum SourceError {
     /// The serial IMU settings could not be used.
     #[error(transparent)]
     ImuSerial(#[from] imu_serial::ImuSerialError),
+    /// The V4L2 camera settings could not be used (or V4L2 support is not built in).
+    #[error(transparent)]
+    V4l2Thermal(#[from] v4l2_thermal::V4l2ThermalError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -160,6 +164,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
             c.looping,
         )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
+        SourceConfig::V4l2Thermal(c) => Ok(Box::new(v4l2_thermal::V4l2Thermal::new(c)?)),
     }
 }
 

@@ -1,0 +1,135 @@
+//! The real `v4l` error paths (feature `v4l2`): no camera can exist on CI machines, so what is
+//! tested against the kernel is what happens when the configured node is not a camera.
+#![cfg(feature = "v4l2")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgebind::config::WhenFull;
+use edgebind::pipeline::bounded;
+use edgebind::sources::thermal_decode::FrameLayout;
+use edgebind::sources::v4l2_thermal::capture::{run_capture, CaptureSettings, DeviceError};
+use edgebind::sources::v4l2_thermal::device::V4l2Camera;
+use edgebind::sources::v4l2_thermal::negotiate::FormatRequest;
+use edgebind::sources::v4l2_thermal::DeviceSelector;
+use edgebind::sources::{SourceContext, SourceMessage};
+use edgebind::telemetry::{DropReason, StreamStats};
+use edgebind::time::Clock;
+use tokio_util::sync::CancellationToken;
+
+fn request() -> FormatRequest {
+    FormatRequest {
+        pixel_format: None,
+        layout: FrameLayout::Lepton { telemetry_rows: 2 },
+        size_px: None,
+    }
+}
+
+fn open(device: &str) -> DeviceError {
+    match V4l2Camera::open(&DeviceSelector::parse(device), &request()) {
+        Ok(camera) => panic!("{device} opened as a camera: {camera:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_device_node_that_does_not_exist_is_not_found_by_name() {
+    let e = open("/dev/video-edgebind-missing");
+    assert!(matches!(e, DeviceError::NotFound { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "/dev/video-edgebind-missing: no such device node (is the camera plugged in?)"
+    );
+}
+
+#[test]
+fn dev_null_is_not_a_v4l2_device() {
+    let e = open("/dev/null");
+    assert!(matches!(e, DeviceError::NotV4l2 { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.starts_with("/dev/null: not a V4L2 device: "),
+        "{message}"
+    );
+    // VIDIOC_QUERYCAP on a character device that is not V4L2.
+    assert!(message.contains("os error 25"), "{message}");
+}
+
+#[test]
+fn a_regular_file_is_not_a_v4l2_device() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), vec![0u8; 4096]).unwrap();
+    let e = open(file.path().to_str().unwrap());
+    assert!(matches!(e, DeviceError::NotV4l2 { .. }), "{e:?}");
+    assert!(e.to_string().contains(file.path().to_str().unwrap()));
+}
+
+#[test]
+fn a_directory_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path().to_str().unwrap());
+    assert!(matches!(e, DeviceError::Open { .. }), "{e:?}");
+    assert!(e.to_string().contains("cannot open"), "{e}");
+}
+
+#[test]
+fn a_card_name_no_camera_has_is_not_found() {
+    let e = open("card:edgebind-no-such-camera");
+    assert!(matches!(e, DeviceError::NotFound { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.starts_with("card:edgebind-no-such-camera: no "),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
+    let stats = Arc::new(StreamStats::default());
+    let (tx, rx) = bounded::<SourceMessage>(
+        4,
+        WhenFull::DropOldest,
+        DropReason::SampleQueueFull,
+        Arc::clone(&stats),
+    );
+    let cancel = CancellationToken::new();
+    let ctx = SourceContext {
+        name: "thermal".into(),
+        clock: Clock::new(),
+        cancel: cancel.clone(),
+        stats: Arc::clone(&stats),
+        out: tx,
+    };
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let thread = {
+        let attempts = Arc::clone(&attempts);
+        std::thread::spawn(move || {
+            let selector = DeviceSelector::parse("/dev/null");
+            let settings = CaptureSettings {
+                layout: FrameLayout::Plain,
+                nominal_fps: 9.0,
+                max_backoff: Duration::from_millis(200),
+                stall_timeout: Duration::from_secs(5),
+            };
+            run_capture(
+                || {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    V4l2Camera::open(&selector, &request())
+                },
+                &settings,
+                &ctx,
+            );
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!stats.snapshot().connected);
+    // 0, 100, 300, 500 ms: retried with backoff, not in a tight loop.
+    let n = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((3..=5).contains(&n), "{n} attempts");
+    let t = Instant::now();
+    cancel.cancel();
+    thread.join().unwrap();
+    assert!(t.elapsed() < Duration::from_millis(200));
+    assert!(rx.is_empty());
+}
