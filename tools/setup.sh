@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what edgebind needs to build, test and run its demo on Debian 12 / Ubuntu 22.04:
-# Debian packages (mosquitto, pkg-config, ALSA headers), and libonnxruntime from the PyPI
-# onnxruntime wheel into .ort/lib. Idempotent: installs only what is missing.
+# Debian packages (mosquitto, pkg-config, ALSA headers, librealsense's run-time libraries),
+# libonnxruntime from the PyPI onnxruntime wheel into .ort/lib, and librealsense2 from the PyPI
+# pyrealsense2 wheel into .realsense (tools/setup_realsense.sh). Idempotent: installs only what
+# is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates)
+# libusb-1.0-0, libudev1, libpython3.11: what the pyrealsense2 wheel's library links against.
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev python3-pip ca-certificates
+  libusb-1.0-0 libudev1 libpython3.11)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,4 +26,5 @@ fi
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "setup: mosquitto missing" >&2; exit 1; }
 
 bash tools/fetch_onnxruntime.sh >/dev/null
-echo "setup: ok (libonnxruntime in .ort/lib, mosquitto installed)"
+bash tools/setup_realsense.sh >/dev/null
+echo "setup: ok (libonnxruntime in .ort/lib, librealsense2 in .realsense, mosquitto installed)"

@@ -8,4 +8,8 @@ start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The realsense feature links librealsense2 from .realsense (tools/setup_realsense.sh).
+export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+cargo clippy --all-targets --locked --features realsense -- -D warnings
+cargo test --locked --features realsense --lib --test realsense
 echo "test.sh: passed in $(( $(date +%s) - start )) s"

@@ -88,6 +88,10 @@ pub enum Processor {
         sampler: FrameSampler,
         /// The preprocessor.
         pre: Box<DepthPreprocessor>,
+        /// The options it was built from (rebuilt when the camera's calibration changes).
+        config: Box<DepthPreprocessConfig>,
+        /// The camera calibration in effect, if a camera reported one.
+        camera: Option<DepthCalibration>,
         /// Frame period, for the window's end time.
         period_ns: u64,
     },
@@ -180,6 +184,26 @@ impl Processor {
         }
     }
 
+    fn depth(
+        sensor: &str,
+        interval_ms: u64,
+        config: &DepthPreprocessConfig,
+        period_ns: f64,
+    ) -> Result<Self, ProcessorError> {
+        Ok(Self::Depth {
+            sampler: FrameSampler::new(interval_ms),
+            pre: Box::new(DepthPreprocessor::new(depth_params(config, None)).map_err(
+                |source| ProcessorError::Depth {
+                    sensor: sensor.to_string(),
+                    source,
+                },
+            )?),
+            config: Box::new(config.clone()),
+            camera: None,
+            period_ns: period_ns.round() as u64,
+        })
+    }
+
     /// The processor a source needs.
     ///
     /// # Errors
@@ -188,18 +212,15 @@ impl Processor {
         Ok(match source {
             SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
             SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
-            SourceConfig::DepthReplay(c) => Self::Depth {
-                sampler: FrameSampler::new(c.interval_ms),
-                pre: Box::new(
-                    DepthPreprocessor::new(depth_params(&c.preprocess, None)).map_err(
-                        |source| ProcessorError::Depth {
-                            sensor: c.name.clone(),
-                            source,
-                        },
-                    )?,
-                ),
-                period_ns: (1e9 / c.fps).round() as u64,
-            },
+            SourceConfig::DepthReplay(c) => {
+                Self::depth(&c.name, c.interval_ms, &c.preprocess, 1e9 / c.fps)?
+            }
+            SourceConfig::Realsense(c) => Self::depth(
+                &c.name,
+                c.interval_ms,
+                &c.preprocess,
+                1e9 / f64::from(c.fps.max(1)),
+            )?,
             SourceConfig::ThermalReplay(c) => Self::Thermal {
                 sampler: FrameSampler::new(c.interval_ms),
                 pre: Box::new(
@@ -308,9 +329,16 @@ impl Processor {
                 Self::Depth {
                     sampler,
                     pre,
+                    config,
+                    camera,
                     period_ns,
                 },
-                SourceMessage::Frame(Frame { t, image, .. }),
+                SourceMessage::Frame(Frame {
+                    t,
+                    image,
+                    calibration,
+                    ..
+                }),
             ) => {
                 let FrameImage::U16(raw) = &image else {
                     stats.add_drops(DropReason::BadInput, 1);
@@ -321,6 +349,20 @@ impl Processor {
                     stats.add_drops(DropReason::FrameSkipped, 1);
                     return;
                 };
+                if calibration.is_some() && calibration != *camera {
+                    // Config values override the camera's (depth_params).
+                    match DepthPreprocessor::new(depth_params(config, calibration)) {
+                        Ok(p) => {
+                            **pre = p;
+                            *camera = calibration;
+                        }
+                        Err(e) => {
+                            stats.add_drops(DropReason::PreprocessError, 1);
+                            tracing::warn!(?calibration, error = %e, "camera calibration rejected; frame dropped (once per interval)");
+                            return;
+                        }
+                    }
+                }
                 stats.add_window(0);
                 let t0 = Instant::now();
                 match pre.tensor(raw.view()) {

@@ -5,6 +5,8 @@
 pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
+#[cfg(feature = "realsense")]
+pub mod realsense;
 pub mod thermal_decode;
 
 use std::sync::Arc;
@@ -57,6 +59,9 @@ pub struct Frame {
     pub t: Timestamp,
     /// The pixels.
     pub image: FrameImage,
+    /// Depth calibration the camera reports (depth cameras only); the stream rebuilds its
+    /// preprocessing when it changes.
+    pub calibration: Option<crate::pipeline::stream::DepthCalibration>,
 }
 
 /// What a source sends to its stream's windower.
@@ -85,6 +90,18 @@ pub enum SourceError {
     /// The serial IMU settings could not be used.
     #[error(transparent)]
     ImuSerial(#[from] imu_serial::ImuSerialError),
+    /// The RealSense camera or recording could not be used.
+    #[cfg(feature = "realsense")]
+    #[error(transparent)]
+    Realsense(#[from] realsense::RealsenseError),
+    /// The source needs a Cargo feature this build does not have.
+    #[error("source {name}: edgebind was built without the {feature} feature")]
+    NotBuilt {
+        /// The source.
+        name: String,
+        /// The missing feature.
+        feature: &'static str,
+    },
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -138,6 +155,13 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
             c.looping,
         )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
+        #[cfg(feature = "realsense")]
+        SourceConfig::Realsense(c) => Ok(Box::new(realsense::Realsense::new(config, c)?)),
+        #[cfg(not(feature = "realsense"))]
+        SourceConfig::Realsense(c) => Err(SourceError::NotBuilt {
+            name: c.name.clone(),
+            feature: "realsense",
+        }),
     }
 }
 
