@@ -429,3 +429,66 @@ pub fn spawn_stream(
             tracing::debug!("source closed; stream done");
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::RealsenseConfig;
+    use crate::sources::Frame;
+    use crate::time::Clock;
+
+    fn realsense(preprocess: &str) -> SourceConfig {
+        let c: RealsenseConfig = toml::from_str(&format!(
+            "name = \"depth\"\ninterval_ms = 0\n[preprocess]\n{preprocess}"
+        ))
+        .unwrap();
+        SourceConfig::Realsense(c)
+    }
+
+    fn frame(calibration: Option<DepthCalibration>, k: u64) -> SourceMessage {
+        SourceMessage::Frame(Frame {
+            seq: k,
+            t: Clock::new().at_mono_ns(k * 33_000_000),
+            image: FrameImage::U16(ndarray::Array2::from_elem((48, 64), 1000)),
+            calibration,
+        })
+    }
+
+    fn params(p: &Processor) -> DepthParams {
+        match p {
+            Processor::Depth { pre, .. } => *pre.params(),
+            other => panic!("not depth: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_camera_calibration_is_used_where_the_config_sets_none() {
+        let mut p = Processor::for_source(&realsense("focal_px = 600.0\n")).unwrap();
+        let stats = StreamStats::default();
+        let mut out = Vec::new();
+        let camera = DepthCalibration {
+            focal_px: 383.5,
+            baseline_m: 0.05,
+            depth_units_m: 0.0001,
+        };
+        p.process(frame(Some(camera), 0), &stats, &mut out);
+        assert_eq!(out.len(), 1);
+        let got = params(&p);
+        assert_eq!(
+            (got.focal_px, got.baseline_m, got.depth_units_m),
+            (600.0, 0.05, 0.0001)
+        );
+        // A changed calibration (another camera after a reconnect) is taken up.
+        let other = DepthCalibration {
+            baseline_m: 0.095,
+            ..camera
+        };
+        p.process(frame(Some(other), 1), &stats, &mut out);
+        assert_eq!(params(&p).baseline_m, 0.095);
+        // Frames without calibration keep what is in effect.
+        p.process(frame(None, 2), &stats, &mut out);
+        assert_eq!(params(&p).baseline_m, 0.095);
+        assert_eq!(out.len(), 3);
+    }
+}
