@@ -26,11 +26,14 @@ dest="${1:-${script_dir}/../.realsense}"
 mkdir -p "${dest}"
 dest="$(cd "${dest}" && pwd)"
 
+# PyPI has pyrealsense2 wheels for x86_64 Linux only (checked for 2.56.5: none for aarch64). On a
+# Jetson, install librealsense2 itself (Intel's apt repository or a source build): it ships the
+# realsense2.pc that realsense-sys finds, and nothing here is needed.
 case "$(uname -m)" in
     x86_64 | amd64) arch=x86_64 ;;
-    aarch64 | arm64) arch=aarch64 ;;
     *)
-        echo "setup_realsense: unsupported architecture $(uname -m)" >&2
+        echo "setup_realsense: no pyrealsense2 wheel for $(uname -m) on PyPI; install librealsense2" \
+            "(it provides realsense2.pc) to build with --features realsense" >&2
         exit 1
         ;;
 esac
