@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what edgebind needs to build, test and run its demo on Debian 12 / Ubuntu 22.04:
 # Debian packages (mosquitto, pkg-config, ALSA headers, libclang for the bindgen build of the
-# v4l crate), and libonnxruntime from the PyPI onnxruntime wheel into .ort/lib. Idempotent:
-# installs only what is missing.
+# v4l crate, librealsense's run-time libraries), libonnxruntime from the PyPI onnxruntime wheel
+# into .ort/lib, and librealsense2 from the PyPI pyrealsense2 wheel into .realsense
+# (tools/setup_realsense.sh). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # systemd: systemd-analyze for tools/check_systemd.sh; openssl: test certificates for TLS tests;
-# libclang-dev: bindgen for the v4l crate (feature v4l2).
-packages=(mosquitto mosquitto-clients pkg-config libasound2-dev libclang-dev python3-pip ca-certificates systemd openssl)
+# libclang-dev: bindgen for the v4l crate (feature v4l2); libusb-1.0-0, libudev1, libpython3.11:
+# what the pyrealsense2 wheel's library links against (feature realsense).
+packages=(mosquitto mosquitto-clients pkg-config libasound2-dev libclang-dev python3-pip
+  ca-certificates systemd openssl libusb-1.0-0 libudev1 libpython3.11)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,4 +28,6 @@ fi
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "setup: mosquitto missing" >&2; exit 1; }
 
 bash tools/fetch_onnxruntime.sh >/dev/null
-echo "setup: ok (libonnxruntime in .ort/lib, mosquitto installed)"
+# librealsense2 for the realsense feature: PyPI has the wheel for x86_64 only (see the script).
+if [ "$(uname -m)" = x86_64 ]; then bash tools/setup_realsense.sh >/dev/null; fi
+echo "setup: ok (libonnxruntime in .ort/lib, librealsense2 in .realsense, mosquitto installed)"

@@ -12,4 +12,13 @@ cargo clippy --all-targets --locked --features v4l2 -- -D warnings
 cargo test --all-targets --locked
 # The v4l2 feature changes only the V4L2 source: its unit tests and the real v4l error paths.
 cargo test --locked --features v4l2 --lib --test v4l2_device --test v4l2_thermal
+# The realsense feature links librealsense2 from .realsense (tools/setup_realsense.sh, x86_64)
+# or from the system.
+export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+if pkg-config --exists realsense2; then
+  cargo clippy --all-targets --locked --features realsense -- -D warnings
+  cargo test --locked --features realsense --lib --test realsense
+else
+  echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
+fi
 echo "test.sh: passed in $(( $(date +%s) - start )) s"

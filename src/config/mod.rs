@@ -485,6 +485,9 @@ pub enum SourceConfig {
     /// A thermal camera through V4L2 (FLIR Lepton on PureThermal, InfiRay P2 Pro / Topdon
     /// TC001); needs the `v4l2` Cargo feature at run time.
     V4l2Thermal(V4l2ThermalConfig),
+    /// An Intel RealSense depth camera, or a RealSense recording played back (needs a build
+    /// with the `realsense` feature).
+    Realsense(RealsenseConfig),
 }
 
 impl SourceConfig {
@@ -498,6 +501,7 @@ impl SourceConfig {
             Self::AudioReplay(c) => &c.name,
             Self::ImuSerial(c) => &c.name,
             Self::V4l2Thermal(c) => &c.name,
+            Self::Realsense(c) => &c.name,
         }
     }
 
@@ -507,7 +511,7 @@ impl SourceConfig {
         match self {
             Self::ImuReplay(_) | Self::ImuSerial(_) => crate::Modality::Imu,
             Self::ThermalReplay(_) | Self::V4l2Thermal(_) => crate::Modality::Thermal,
-            Self::DepthReplay(_) => crate::Modality::Depth,
+            Self::DepthReplay(_) | Self::Realsense(_) => crate::Modality::Depth,
             Self::AudioReplay(_) => crate::Modality::Audio,
         }
     }
@@ -522,6 +526,7 @@ impl SourceConfig {
             Self::AudioReplay(c) => (c.queue_capacity, c.when_full),
             Self::ImuSerial(c) => (c.queue_capacity, c.when_full),
             Self::V4l2Thermal(c) => (c.queue_capacity, c.when_full),
+            Self::Realsense(c) => (c.queue_capacity, c.when_full),
         }
     }
 }
@@ -884,6 +889,63 @@ fn default_audio_hop_ms() -> u64 {
 }
 fn default_clips() -> usize {
     1
+}
+
+/// An Intel RealSense depth camera (D400 family), or a recording of one played back.
+/// Calibration comes from the camera (or the recording); `preprocess` values override it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealsenseConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// Serial number of the camera to use; the first camera found when omitted.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// A RealSense recording (`.bag`, or `.db3` from librealsense 2.57+) to play back instead of
+    /// a live camera; librealsense paces playback in real time.
+    #[serde(default)]
+    pub recording: Option<PathBuf>,
+    /// With `recording`: start again at the end.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Depth stream width.
+    #[serde(default = "default_realsense_width_px")]
+    pub width_px: u32,
+    /// Depth stream height.
+    #[serde(default = "default_realsense_height_px")]
+    pub height_px: u32,
+    /// Depth stream frame rate (a mode the camera offers: 6, 15, 30, 60, 90).
+    #[serde(default = "default_realsense_fps")]
+    pub fps: u32,
+    /// One frame is embedded per interval (the others are counted as skipped); 0 = every frame.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Frames waiting for preprocessing.
+    #[serde(default = "default_realsense_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy (`drop_oldest`, the default, keeps the latest frame).
+    #[serde(default = "default_drop_oldest")]
+    pub when_full: WhenFull,
+    /// Longest wait between attempts to reopen a missing or failed camera (exponential backoff
+    /// from 100 ms).
+    #[serde(default = "default_serial_max_backoff_ms")]
+    pub reconnect_max_backoff_ms: u64,
+    /// Preprocessing options; calibration set here overrides the camera's.
+    #[serde(default)]
+    pub preprocess: DepthPreprocessConfig,
+}
+
+fn default_realsense_width_px() -> u32 {
+    640
+}
+fn default_realsense_height_px() -> u32 {
+    480
+}
+fn default_realsense_fps() -> u32 {
+    30
+}
+fn default_realsense_queue() -> usize {
+    2
 }
 
 fn default_depth_fps() -> f64 {

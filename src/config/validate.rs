@@ -6,8 +6,9 @@ use std::fmt;
 
 use super::{
     Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind, ImuFileFormat,
-    ImuSerialConfig, Radiometric, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
-    ThermalLayout, ThermalPreprocessConfig, V4l2PixelFormat, V4l2ThermalConfig,
+    ImuSerialConfig, Radiometric, RealsenseConfig, SerialFlowControl, SerialImuProtocol,
+    SourceConfig, ThermalAgc, ThermalLayout, ThermalPreprocessConfig, V4l2PixelFormat,
+    V4l2ThermalConfig,
 };
 use crate::publish::BrokerUrl;
 
@@ -394,6 +395,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 p.positive(at("queue_capacity"), c.queue_capacity as u64);
             }
             SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
+            SourceConfig::Realsense(c) => realsense(&mut p, &at, config, c),
             SourceConfig::DepthReplay(c) => {
                 let path = config.resolve(&c.path);
                 if !path.is_file() {
@@ -413,6 +415,55 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         p.add("sources", "no sensor is configured");
     }
     p.0
+}
+
+/// A `realsense` source. A live camera is not looked for (it may be plugged in later); a
+/// recording must exist.
+fn realsense(p: &mut Problems, at: &dyn Fn(&str) -> String, config: &Config, c: &RealsenseConfig) {
+    if !cfg!(feature = "realsense") {
+        p.add(
+            at("type"),
+            "edgebind was built without the realsense feature (cargo build --features realsense)",
+        );
+    }
+    match &c.recording {
+        Some(rec) => {
+            let path = config.resolve(rec);
+            if !path.is_file() {
+                p.add(
+                    at("recording"),
+                    format!("{} does not exist", path.display()),
+                );
+            }
+            if c.serial.is_some() {
+                p.add(at("serial"), "does not apply to a recording");
+            }
+        }
+        None if c.looping => p.add(at("loop"), "applies only to a recording"),
+        None => {}
+    }
+    if c.serial.as_ref().is_some_and(|s| s.trim().is_empty()) {
+        p.add(
+            at("serial"),
+            "must not be empty (omit it for the first camera)",
+        );
+    }
+    for (field, v, max) in [
+        ("width_px", c.width_px, 4096),
+        ("height_px", c.height_px, 4096),
+        ("fps", c.fps, 300),
+    ] {
+        if v == 0 || v > max {
+            p.add(at(field), format!("must be between 1 and {max}"));
+        }
+    }
+    p.positive(at("queue_capacity"), c.queue_capacity as u64);
+    if c.reconnect_max_backoff_ms < 100 {
+        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
+    }
+    for (field, message) in depth_problems(&c.preprocess) {
+        p.add(at(&format!("preprocess.{field}")), message);
+    }
 }
 
 /// A `v4l2_thermal` source. The device itself is not checked: a USB camera may be plugged in
@@ -687,6 +738,60 @@ mod tests {
                 "sources[1].witmotion_gyro_range_dps: must be > 0",
                 "sources[1].flow_control: software (XON/XOFF) flow control would eat bytes of binary frames",
             ]
+        );
+    }
+
+    fn realsense_problems(source: &str) -> Vec<String> {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny");
+        let text = format!(
+            "[device]\nid = \"d\"\n[models]\ndir = \"{models}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+             [[sources]]\ntype = \"realsense\"\nname = \"depth\"\n{source}"
+        );
+        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
+        validate(&config).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_realsense_camera_that_is_not_plugged_in_validates_only_with_the_feature() {
+        let p = realsense_problems("serial = \"123456789012\"\n");
+        if cfg!(feature = "realsense") {
+            assert!(p.is_empty(), "{p:?}");
+        } else {
+            assert_eq!(
+                p,
+                vec!["sources[0].type: edgebind was built without the realsense feature (cargo build --features realsense)"]
+            );
+        }
+    }
+
+    #[test]
+    fn every_realsense_problem_is_reported_at_once_with_its_path() {
+        let p = realsense_problems(
+            "serial = \"1\"\nrecording = \"/nonexistent/x.bag\"\nwidth_px = 0\nfps = 1000\n\
+             queue_capacity = 0\nreconnect_max_backoff_ms = 5\n[sources.preprocess]\nfocal_px = -1.0\n",
+        );
+        let p: Vec<&str> = p
+            .iter()
+            .map(String::as_str)
+            .filter(|m| !m.starts_with("sources[0].type"))
+            .collect();
+        assert_eq!(
+            p,
+            vec![
+                "sources[0].recording: /nonexistent/x.bag does not exist",
+                "sources[0].serial: does not apply to a recording",
+                "sources[0].width_px: must be between 1 and 4096",
+                "sources[0].fps: must be between 1 and 300",
+                "sources[0].queue_capacity: must be > 0",
+                "sources[0].reconnect_max_backoff_ms: must be >= 100",
+                "sources[0].preprocess.focal_px: must be a positive number",
+            ]
+        );
+        let p = realsense_problems("loop = true\n");
+        assert!(
+            p.iter()
+                .any(|m| m == "sources[0].loop: applies only to a recording"),
+            "{p:?}"
         );
     }
 }

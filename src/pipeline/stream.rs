@@ -110,6 +110,10 @@ pub enum Processor {
         sampler: FrameSampler,
         /// The preprocessor.
         pre: Box<DepthPreprocessor>,
+        /// The options it was built from (rebuilt when the camera's calibration changes).
+        config: Box<DepthPreprocessConfig>,
+        /// The camera calibration in effect, if a camera reported one.
+        camera: Option<DepthCalibration>,
         /// Frame period, for the window's end time.
         period_ns: u64,
     },
@@ -202,6 +206,26 @@ impl Processor {
         }
     }
 
+    fn depth(
+        sensor: &str,
+        interval_ms: u64,
+        config: &DepthPreprocessConfig,
+        period_ns: f64,
+    ) -> Result<Self, ProcessorError> {
+        Ok(Self::Depth {
+            sampler: FrameSampler::new(interval_ms),
+            pre: Box::new(DepthPreprocessor::new(depth_params(config, None)).map_err(
+                |source| ProcessorError::Depth {
+                    sensor: sensor.to_string(),
+                    source,
+                },
+            )?),
+            config: Box::new(config.clone()),
+            camera: None,
+            period_ns: period_ns.round() as u64,
+        })
+    }
+
     /// The processor a source needs.
     ///
     /// # Errors
@@ -222,18 +246,15 @@ impl Processor {
                     },
                 )?),
             },
-            SourceConfig::DepthReplay(c) => Self::Depth {
-                sampler: FrameSampler::new(c.interval_ms),
-                pre: Box::new(
-                    DepthPreprocessor::new(depth_params(&c.preprocess, None)).map_err(
-                        |source| ProcessorError::Depth {
-                            sensor: c.name.clone(),
-                            source,
-                        },
-                    )?,
-                ),
-                period_ns: (1e9 / c.fps).round() as u64,
-            },
+            SourceConfig::DepthReplay(c) => {
+                Self::depth(&c.name, c.interval_ms, &c.preprocess, 1e9 / c.fps)?
+            }
+            SourceConfig::Realsense(c) => Self::depth(
+                &c.name,
+                c.interval_ms,
+                &c.preprocess,
+                1e9 / f64::from(c.fps.max(1)),
+            )?,
             SourceConfig::ThermalReplay(c) => Self::Thermal {
                 sampler: FrameSampler::new(c.interval_ms),
                 pre: Box::new(
@@ -411,9 +432,16 @@ impl Processor {
                 Self::Depth {
                     sampler,
                     pre,
+                    config,
+                    camera,
                     period_ns,
                 },
-                SourceMessage::Frame(Frame { t, image, .. }),
+                SourceMessage::Frame(Frame {
+                    t,
+                    image,
+                    calibration,
+                    ..
+                }),
             ) => {
                 let FrameImage::U16(raw) = &image else {
                     stats.add_drops(DropReason::BadInput, 1);
@@ -424,6 +452,20 @@ impl Processor {
                     stats.add_drops(DropReason::FrameSkipped, 1);
                     return;
                 };
+                if calibration.is_some() && calibration != *camera {
+                    // Config values override the camera's (depth_params).
+                    match DepthPreprocessor::new(depth_params(config, calibration)) {
+                        Ok(p) => {
+                            **pre = p;
+                            *camera = calibration;
+                        }
+                        Err(e) => {
+                            stats.add_drops(DropReason::PreprocessError, 1);
+                            tracing::warn!(?calibration, error = %e, "camera calibration rejected; frame dropped (once per interval)");
+                            return;
+                        }
+                    }
+                }
                 stats.add_window(0);
                 let t0 = Instant::now();
                 match pre.tensor(raw.view()) {
@@ -489,4 +531,67 @@ pub fn spawn_stream(
             }
             tracing::debug!("source closed; stream done");
         })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::RealsenseConfig;
+    use crate::sources::Frame;
+    use crate::time::Clock;
+
+    fn realsense(preprocess: &str) -> SourceConfig {
+        let c: RealsenseConfig = toml::from_str(&format!(
+            "name = \"depth\"\ninterval_ms = 0\n[preprocess]\n{preprocess}"
+        ))
+        .unwrap();
+        SourceConfig::Realsense(c)
+    }
+
+    fn frame(calibration: Option<DepthCalibration>, k: u64) -> SourceMessage {
+        SourceMessage::Frame(Frame {
+            seq: k,
+            t: Clock::new().at_mono_ns(k * 33_000_000),
+            image: FrameImage::U16(ndarray::Array2::from_elem((48, 64), 1000)),
+            calibration,
+        })
+    }
+
+    fn params(p: &Processor) -> DepthParams {
+        match p {
+            Processor::Depth { pre, .. } => *pre.params(),
+            other => panic!("not depth: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_camera_calibration_is_used_where_the_config_sets_none() {
+        let mut p = Processor::for_source(&realsense("focal_px = 600.0\n")).unwrap();
+        let stats = StreamStats::default();
+        let mut out = Vec::new();
+        let camera = DepthCalibration {
+            focal_px: 383.5,
+            baseline_m: 0.05,
+            depth_units_m: 0.0001,
+        };
+        p.process(frame(Some(camera), 0), &stats, &mut out);
+        assert_eq!(out.len(), 1);
+        let got = params(&p);
+        assert_eq!(
+            (got.focal_px, got.baseline_m, got.depth_units_m),
+            (600.0, 0.05, 0.0001)
+        );
+        // A changed calibration (another camera after a reconnect) is taken up.
+        let other = DepthCalibration {
+            baseline_m: 0.095,
+            ..camera
+        };
+        p.process(frame(Some(other), 1), &stats, &mut out);
+        assert_eq!(params(&p).baseline_m, 0.095);
+        // Frames without calibration keep what is in effect.
+        p.process(frame(None, 2), &stats, &mut out);
+        assert_eq!(params(&p).baseline_m, 0.095);
+        assert_eq!(out.len(), 3);
+    }
 }

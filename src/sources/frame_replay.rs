@@ -159,7 +159,12 @@ impl Source for FrameReplay {
                         std::thread::sleep(left.min(Duration::from_millis(50)));
                     }
                 }
-                let mut pending = Some(SourceMessage::Frame(Frame { seq, t, image }));
+                let mut pending = Some(SourceMessage::Frame(Frame {
+                    seq,
+                    t,
+                    image,
+                    calibration: None,
+                }));
                 while let Some(m) = pending.take() {
                     if ctx.cancel.is_cancelled() {
                         break 'outer;

@@ -6,6 +6,8 @@ pub mod audio_replay;
 pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
+#[cfg(feature = "realsense")]
+pub mod realsense;
 pub mod thermal_decode;
 pub mod v4l2_thermal;
 
@@ -59,6 +61,9 @@ pub struct Frame {
     pub t: Timestamp,
     /// The pixels.
     pub image: FrameImage,
+    /// Depth calibration the camera reports (depth cameras only); the stream rebuilds its
+    /// preprocessing when it changes.
+    pub calibration: Option<crate::pipeline::stream::DepthCalibration>,
 }
 
 /// What a source sends to its stream's windower.
@@ -106,6 +111,18 @@ pub enum SourceError {
     /// The V4L2 camera settings could not be used (or V4L2 support is not built in).
     #[error(transparent)]
     V4l2Thermal(#[from] v4l2_thermal::V4l2ThermalError),
+    /// The RealSense camera or recording could not be used.
+    #[cfg(feature = "realsense")]
+    #[error(transparent)]
+    Realsense(#[from] realsense::RealsenseError),
+    /// The source needs a Cargo feature this build does not have.
+    #[error("source {name}: edgebind was built without the {feature} feature")]
+    NotBuilt {
+        /// The source.
+        name: String,
+        /// The missing feature.
+        feature: &'static str,
+    },
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -165,6 +182,13 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
         SourceConfig::V4l2Thermal(c) => Ok(Box::new(v4l2_thermal::V4l2Thermal::new(c)?)),
+        #[cfg(feature = "realsense")]
+        SourceConfig::Realsense(c) => Ok(Box::new(realsense::Realsense::new(config, c)?)),
+        #[cfg(not(feature = "realsense"))]
+        SourceConfig::Realsense(c) => Err(SourceError::NotBuilt {
+            name: c.name.clone(),
+            feature: "realsense",
+        }),
     }
 }
 

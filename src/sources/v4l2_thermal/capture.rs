@@ -386,7 +386,12 @@ fn capture<D: FrameDevice>(
                 continue;
             }
         };
-        let mut pending = Some(SourceMessage::Frame(Frame { seq, t, image }));
+        let mut pending = Some(SourceMessage::Frame(Frame {
+            seq,
+            t,
+            image,
+            calibration: None,
+        }));
         while let Some(m) = pending.take() {
             if ctx.cancel.is_cancelled() {
                 return CaptureEnd::Stop;
