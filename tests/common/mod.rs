@@ -132,7 +132,9 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
-/// The common part of a test config: tiny models, CPU, the given broker.
+/// The common part of a test config: tiny models, CPU, the given broker. The inference queue
+/// blocks instead of dropping the oldest window: tests replay at `speed = "max"` and count every
+/// window, and a loaded CI machine must not turn back-pressure into missing windows.
 pub fn base_config(device: &str, port: u16) -> String {
     format!(
         r#"[device]
@@ -141,6 +143,7 @@ id = "{device}"
 execution_providers = ["cpu"]
 [models]
 dir = "{models}"
+when_full = "block"
 [concepts]
 top_k = 3
 min_score = 0.1
