@@ -15,8 +15,8 @@ const DEMO_WINDOWS: u64 = 111;
 
 fn config(device: &str, port: u16, outbox: &Path, sources: &str, extra: &str) -> String {
     let base = base_config(device, port).replace(
-        "[models]\n",
-        "[models]\nwhen_full = \"block\"\nqueue_capacity = 4\n",
+        "when_full = \"block\"\n",
+        "when_full = \"block\"\nqueue_capacity = 4\n",
     );
     format!(
         "{base}reconnect_max_backoff_ms = 500\n{extra}\n[outbox]\ndir = \"{}\"\n{sources}",
