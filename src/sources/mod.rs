@@ -2,6 +2,7 @@
 //! then runs on its own named thread, stamping capture times and pushing sample blocks into a
 //! bounded queue. A source that ends (a non-looping replay) closes its queue.
 
+pub mod alsa_audio;
 pub mod audio_replay;
 pub mod frame_replay;
 pub mod imu_replay;
@@ -106,6 +107,9 @@ pub enum SourceError {
     /// The V4L2 camera settings could not be used (or V4L2 support is not built in).
     #[error(transparent)]
     V4l2Thermal(#[from] v4l2_thermal::V4l2ThermalError),
+    /// The ALSA microphone could not be used (or ALSA support is not built in).
+    #[error(transparent)]
+    AlsaAudio(#[from] alsa_audio::AlsaAudioError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -165,6 +169,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
         SourceConfig::V4l2Thermal(c) => Ok(Box::new(v4l2_thermal::V4l2Thermal::new(c)?)),
+        SourceConfig::AlsaAudio(c) => Ok(Box::new(alsa_audio::AlsaAudio::new(c)?)),
     }
 }
 
