@@ -238,31 +238,6 @@ fn a_device_that_does_not_exist_is_a_clear_error_naming_it() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-#[cfg(feature = "alsa")]
-#[test]
-fn a_format_the_device_cannot_deliver_lists_what_it_supports() {
-    let dir = tempfile::tempdir().unwrap();
-    let alsa_config = file_pcm(dir.path(), 200.0, 1.0);
-    tone_wav(&dir.path().join("high.wav"), 4000.0, 1.0, 16_000);
-    let path = write_config(
-        dir.path(),
-        &config_text(
-            1883,
-            dir.path(),
-            "device = \"testcap\"\nchannels = 32\nsample_rate_hz = 384000\n",
-        ),
-    );
-    let out = run(edgebind()
-        .env("ALSA_CONFIG_PATH", &alsa_config)
-        .arg("run")
-        .arg("--config")
-        .arg(&path));
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("source mic: ALSA device \"testcap\" does not support 32 ch 384000 Hz"),
-        "{err}"
-    );
-    assert!(err.contains("it supports: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
+// A format the device cannot deliver is not testable here: the `file` plugin over `null` accepts
+// any rate, channel count and format. The message listing the supported configurations is
+// unit-tested in `sources::alsa_audio::negotiate`.
