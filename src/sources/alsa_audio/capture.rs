@@ -532,4 +532,119 @@ mod tests {
         let p = t.place(0, 2_300 * MS, 100);
         assert_eq!((p.seq, p.lost), (2_300, 0));
     }
+
+    /// A scripted microphone: a thread plays its script into the sinks, as cpal's callback
+    /// thread would.
+    struct FakeMic {
+        format: CaptureFormat,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl AudioDevice for FakeMic {
+        fn format(&self) -> CaptureFormat {
+            self.format
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    impl Drop for FakeMic {
+        fn drop(&mut self) {
+            if let Some(t) = self.thread.take() {
+                t.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_device_is_reopened_overruns_are_counted_and_max_frames_ends_the_source() {
+        use crate::config::WhenFull;
+        use crate::pipeline::bounded;
+        use tokio_util::sync::CancellationToken;
+
+        let format = CaptureFormat {
+            channels: 2,
+            sample_rate_hz: 100,
+            kind: super::super::negotiate::SampleKind::I16,
+        };
+        let stats = Arc::new(StreamStats::default());
+        let (tx, rx) = bounded(
+            64,
+            WhenFull::Block,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        let ctx = SourceContext {
+            name: "mic".into(),
+            clock: Clock::new(),
+            cancel: CancellationToken::new(),
+            stats: Arc::clone(&stats),
+            out: tx,
+        };
+        let settings = CaptureSettings {
+            nominal_rate_hz: 100,
+            block_queue: 16,
+            max_backoff: Duration::from_millis(100),
+            stall_timeout: Duration::from_secs(5),
+            max_frames: Some(500),
+        };
+        let mut opens = 0;
+        run_capture(
+            |blocks, faults| {
+                opens += 1;
+                if opens == 2 {
+                    return Err(DeviceError {
+                        device: "fake".into(),
+                        message: "no such device".into(),
+                    });
+                }
+                let first = opens == 1;
+                let mut blocks = blocks.with_channels(2);
+                let thread = std::thread::spawn(move || {
+                    // 100-frame blocks (1 s each at 100 Hz), delivered in a burst.
+                    for k in 0..3u128 {
+                        let v = vec![0.25f32; 200];
+                        blocks.push(v, k * 1_000_000_000, k * 1_000_000_000);
+                        if first && k == 1 {
+                            faults.report(Fault::Xrun);
+                        }
+                    }
+                    if first {
+                        std::thread::sleep(Duration::from_millis(50));
+                        faults.report(Fault::Lost("unplugged".into()));
+                    }
+                });
+                Ok(FakeMic {
+                    format,
+                    thread: Some(thread),
+                })
+            },
+            &settings,
+            &ctx,
+        );
+        drop(ctx);
+        assert_eq!(opens, 3, "open, lost, one failed reopen, reopened");
+        let mut seqs = Vec::new();
+        let mut frames = 0;
+        for m in rx.try_iter() {
+            let SourceMessage::Audio {
+                first_seq,
+                interleaved,
+                channels,
+                ..
+            } = m
+            else {
+                panic!("not audio");
+            };
+            assert_eq!(channels, 2);
+            seqs.push(first_seq);
+            frames += interleaved.len() / 2;
+        }
+        // The reopened stream continues the numbering; capture stops at max_frames.
+        assert_eq!(seqs, vec![0, 100, 200, 300, 400]);
+        assert_eq!(frames, 500);
+        assert_eq!(stats.drops(DropReason::DeviceOverrun), 1);
+        assert!(!stats.snapshot().connected);
+    }
 }
