@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 
@@ -122,7 +122,7 @@ fn without_the_feature_running_says_so() {
 /// `testcap` that reads it. Returns the value for `ALSA_CONFIG_PATH`.
 #[cfg(feature = "alsa")]
 fn file_pcm(dir: &Path, freq_hz: f64, seconds: f64) -> String {
-    let raw: PathBuf = dir.join("in.raw");
+    let raw = dir.join("in.raw");
     let mut samples = tone(freq_hz, seconds, 16_000);
     samples.resize(samples.len() + 16_000, 0);
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
