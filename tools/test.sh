@@ -8,10 +8,11 @@ start=$(date +%s)
 cargo fmt --all -- --check
 bash tools/check_systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
-cargo clippy --all-targets --locked --features v4l2 -- -D warnings
+cargo clippy --all-targets --locked --features v4l2,alsa -- -D warnings
 cargo test --all-targets --locked
-# The v4l2 feature changes only the V4L2 source: its unit tests and the real v4l error paths.
-cargo test --locked --features v4l2 --lib --test v4l2_device --test v4l2_thermal
+# The v4l2 and alsa features change only their sources: their unit tests, the real v4l error
+# paths, and cpal's real capture path on an ALSA `file`-plugin PCM.
+cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_thermal --test alsa_audio
 # The realsense feature links librealsense2 from .realsense (tools/setup_realsense.sh, x86_64)
 # or from the system.
 export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"

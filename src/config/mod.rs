@@ -488,6 +488,8 @@ pub enum SourceConfig {
     /// An Intel RealSense depth camera, or a RealSense recording played back (needs a build
     /// with the `realsense` feature).
     Realsense(RealsenseConfig),
+    /// A microphone through ALSA (cpal); needs the `alsa` Cargo feature at run time.
+    AlsaAudio(AlsaAudioConfig),
 }
 
 impl SourceConfig {
@@ -502,6 +504,7 @@ impl SourceConfig {
             Self::ImuSerial(c) => &c.name,
             Self::V4l2Thermal(c) => &c.name,
             Self::Realsense(c) => &c.name,
+            Self::AlsaAudio(c) => &c.name,
         }
     }
 
@@ -512,7 +515,7 @@ impl SourceConfig {
             Self::ImuReplay(_) | Self::ImuSerial(_) => crate::Modality::Imu,
             Self::ThermalReplay(_) | Self::V4l2Thermal(_) => crate::Modality::Thermal,
             Self::DepthReplay(_) | Self::Realsense(_) => crate::Modality::Depth,
-            Self::AudioReplay(_) => crate::Modality::Audio,
+            Self::AudioReplay(_) | Self::AlsaAudio(_) => crate::Modality::Audio,
         }
     }
 
@@ -527,6 +530,7 @@ impl SourceConfig {
             Self::ImuSerial(c) => (c.queue_capacity, c.when_full),
             Self::V4l2Thermal(c) => (c.queue_capacity, c.when_full),
             Self::Realsense(c) => (c.queue_capacity, c.when_full),
+            Self::AlsaAudio(c) => (c.queue_capacity, c.when_full),
         }
     }
 }
@@ -879,6 +883,70 @@ pub struct AudioReplayConfig {
     /// Queue policy; `block` is right for replays.
     #[serde(default = "default_block")]
     pub when_full: WhenFull,
+}
+
+/// A sample format an ALSA device can deliver (converted to f32 in [-1, 1] on capture).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioSampleFormat {
+    /// Signed 16-bit (divided by 32768, as torchaudio).
+    I16,
+    /// Signed 32-bit (divided by 2^31).
+    I32,
+    /// 32-bit float.
+    F32,
+}
+
+/// A microphone through ALSA, captured with cpal. Rate, channels and format left unset are
+/// negotiated from what the device supports (its default configuration first). The device is
+/// opened when the daemon starts (a name that does not exist stops the start with the list of
+/// devices); a device that disappears later is reopened with exponential backoff.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlsaAudioConfig {
+    /// Sensor name (topic segment).
+    pub name: String,
+    /// ALSA PCM name: `default`, `hw:1,0`, `plughw:CARD=Device,DEV=0`, or a PCM defined in an
+    /// asoundrc (it must carry a `hint { show on }` block to be listed).
+    #[serde(default = "default_alsa_device")]
+    pub device: String,
+    /// Sample rate to request; default: the device's default rate.
+    #[serde(default)]
+    pub sample_rate_hz: Option<u32>,
+    /// Channels to request (channel 0 is embedded); default: the device's default.
+    #[serde(default)]
+    pub channels: Option<u16>,
+    /// Sample format to request: `i16`, `i32` or `f32`; default: the device's default.
+    #[serde(default)]
+    pub sample_format: Option<AudioSampleFormat>,
+    /// Window length (ImageBind's clip is 2 s).
+    #[serde(default = "default_audio_window_ms")]
+    pub window_ms: u64,
+    /// Step between window starts.
+    #[serde(default = "default_audio_hop_ms")]
+    pub hop_ms: u64,
+    /// ImageBind clips per window.
+    #[serde(default = "default_clips")]
+    pub clips: usize,
+    /// Sample blocks (one capture period each, ~10-20 ms) waiting for the windower.
+    #[serde(default = "default_sample_queue")]
+    pub queue_capacity: usize,
+    /// Queue policy; `drop_oldest` (default): capture never waits for the pipeline.
+    #[serde(default = "default_drop_oldest")]
+    pub when_full: WhenFull,
+    /// Longest wait between attempts to reopen a device that disappeared (exponential backoff
+    /// from 100 ms).
+    #[serde(default = "default_serial_max_backoff_ms")]
+    pub reconnect_max_backoff_ms: u64,
+    /// Test/diagnostic option: stop after this many frames (the source then ends like a finished
+    /// replay). The ALSA `file` plugin repeats its last period forever at end of file, so tests
+    /// feeding a known signal through it need this. Leave unset on a real microphone.
+    #[serde(default)]
+    pub max_frames: Option<u64>,
+}
+
+fn default_alsa_device() -> String {
+    "default".to_string()
 }
 
 fn default_audio_window_ms() -> u64 {

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::{
-    Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind, ImuFileFormat,
-    ImuSerialConfig, Radiometric, RealsenseConfig, SerialFlowControl, SerialImuProtocol,
-    SourceConfig, ThermalAgc, ThermalLayout, ThermalPreprocessConfig, V4l2PixelFormat,
-    V4l2ThermalConfig,
+    AlsaAudioConfig, Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind,
+    ImuFileFormat, ImuSerialConfig, Radiometric, RealsenseConfig, SerialFlowControl,
+    SerialImuProtocol, SourceConfig, ThermalAgc, ThermalLayout, ThermalPreprocessConfig,
+    V4l2PixelFormat, V4l2ThermalConfig,
 };
 use crate::publish::BrokerUrl;
 
@@ -396,6 +396,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             }
             SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
             SourceConfig::Realsense(c) => realsense(&mut p, &at, config, c),
+            SourceConfig::AlsaAudio(c) => alsa_audio(&mut p, &at, c),
             SourceConfig::DepthReplay(c) => {
                 let path = config.resolve(&c.path);
                 if !path.is_file() {
@@ -546,6 +547,49 @@ fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalCo
                 "fixed_celsius needs 16-bit frames (pixel_format \"Y16 \" or layout \"infiray_split\")",
             );
         }
+    }
+}
+
+/// Highest sample rate accepted from a microphone.
+const MAX_AUDIO_RATE_HZ: u32 = 384_000;
+
+/// An `alsa_audio` source. The device itself is not checked here (`check` must not need the
+/// sound card); the daemon opens it when it starts.
+fn alsa_audio(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &AlsaAudioConfig) {
+    if c.device.trim().is_empty() {
+        p.add(
+            at("device"),
+            "must name an ALSA PCM such as \"default\" or \"hw:1,0\"",
+        );
+    }
+    if c.sample_rate_hz
+        .is_some_and(|r| !(1..=MAX_AUDIO_RATE_HZ).contains(&r))
+    {
+        p.add(
+            at("sample_rate_hz"),
+            format!("must be between 1 and {MAX_AUDIO_RATE_HZ}"),
+        );
+    }
+    if c.channels.is_some_and(|n| !(1..=32).contains(&n)) {
+        p.add(at("channels"), "must be between 1 and 32");
+    }
+    p.positive(at("window_ms"), c.window_ms);
+    p.positive(at("hop_ms"), c.hop_ms);
+    if c.window_ms > 0 && c.window_ms < 25 {
+        p.add(at("window_ms"), "must be >= 25 (one 25 ms fbank frame)");
+    }
+    if !(1..=16).contains(&c.clips) {
+        p.add(at("clips"), "must be between 1 and 16");
+    }
+    p.positive(at("queue_capacity"), c.queue_capacity as u64);
+    if c.reconnect_max_backoff_ms < 100 {
+        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
+    }
+    if c.max_frames == Some(0) {
+        p.add(
+            at("max_frames"),
+            "must be > 0 (leave it unset to capture forever)",
+        );
     }
 }
 

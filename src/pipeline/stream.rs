@@ -226,6 +226,28 @@ impl Processor {
         })
     }
 
+    fn audio(
+        sensor: &str,
+        window_ms: u64,
+        hop_ms: u64,
+        clips: usize,
+    ) -> Result<Self, ProcessorError> {
+        Ok(Self::Audio {
+            window_ms,
+            hop_ms,
+            clips,
+            windower: None,
+            pre: Box::new(
+                AudioPreprocessor::new(AudioParams::default()).map_err(|source| {
+                    ProcessorError::Audio {
+                        sensor: sensor.to_string(),
+                        source,
+                    }
+                })?,
+            ),
+        })
+    }
+
     /// The processor a source needs.
     ///
     /// # Errors
@@ -234,18 +256,8 @@ impl Processor {
         Ok(match source {
             SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
             SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
-            SourceConfig::AudioReplay(c) => Self::Audio {
-                window_ms: c.window_ms,
-                hop_ms: c.hop_ms,
-                clips: c.clips,
-                windower: None,
-                pre: Box::new(AudioPreprocessor::new(AudioParams::default()).map_err(
-                    |source| ProcessorError::Audio {
-                        sensor: c.name.clone(),
-                        source,
-                    },
-                )?),
-            },
+            SourceConfig::AudioReplay(c) => Self::audio(&c.name, c.window_ms, c.hop_ms, c.clips)?,
+            SourceConfig::AlsaAudio(c) => Self::audio(&c.name, c.window_ms, c.hop_ms, c.clips)?,
             SourceConfig::DepthReplay(c) => {
                 Self::depth(&c.name, c.interval_ms, &c.preprocess, 1e9 / c.fps)?
             }

@@ -2,6 +2,7 @@
 //! then runs on its own named thread, stamping capture times and pushing sample blocks into a
 //! bounded queue. A source that ends (a non-looping replay) closes its queue.
 
+pub mod alsa_audio;
 pub mod audio_replay;
 pub mod frame_replay;
 pub mod imu_replay;
@@ -123,6 +124,9 @@ pub enum SourceError {
         /// The missing feature.
         feature: &'static str,
     },
+    /// The ALSA microphone could not be used (or ALSA support is not built in).
+    #[error(transparent)]
+    AlsaAudio(#[from] alsa_audio::AlsaAudioError),
     /// The thread could not be started.
     #[error("source {name}: cannot start its thread: {source}")]
     Spawn {
@@ -189,6 +193,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
             name: c.name.clone(),
             feature: "realsense",
         }),
+        SourceConfig::AlsaAudio(c) => Ok(Box::new(alsa_audio::AlsaAudio::new(c)?)),
     }
 }
 

@@ -30,11 +30,14 @@ pub enum DropReason {
     FrameSkipped,
     /// The on-disk outbox was full (broker unreachable for long): the oldest message was dropped.
     OutboxFull,
+    /// The capture device overran (ALSA xrun): it lost frames before the daemon read them. Counts
+    /// overrun events; the frames missing show as gaps.
+    DeviceOverrun,
 }
 
 impl DropReason {
     /// Every reason, in metric order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         Self::SampleQueueFull,
         Self::InferenceBacklog,
         Self::BadInput,
@@ -42,6 +45,7 @@ impl DropReason {
         Self::InferenceError,
         Self::FrameSkipped,
         Self::OutboxFull,
+        Self::DeviceOverrun,
     ];
 
     /// The label value.
@@ -55,6 +59,7 @@ impl DropReason {
             Self::InferenceError => "inference_error",
             Self::FrameSkipped => "frame_skipped",
             Self::OutboxFull => "outbox_full",
+            Self::DeviceOverrun => "device_overrun",
         }
     }
 
