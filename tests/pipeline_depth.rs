@@ -9,14 +9,6 @@ use std::time::Duration;
 use common::*;
 use ndarray::Array3;
 
-fn max_abs_diff(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    a.iter()
-        .zip(b.iter())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn preprocess_depth_matches_refdata_and_its_prenorm_alternative() {
     let dir = tempfile::tempdir().unwrap();

@@ -310,3 +310,12 @@ pub fn sigterm(child: &Child) {
         .success();
     assert!(ok);
 }
+
+/// Largest absolute element difference of two tensors of the same shape.
+pub fn max_abs_diff(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
