@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Incremental artefacts only help rebuilds; CI builds once, and disk is not free.
+export CARGO_INCREMENTAL=0
 bash tools/setup.sh
 start=$(date +%s)
 cargo fmt --all -- --check
@@ -22,4 +24,5 @@ if pkg-config --exists realsense2; then
 else
   echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
 fi
+echo "test.sh: target/ uses $(du -sh target | cut -f1); free: $(df -h --output=avail . | tail -1)"
 echo "test.sh: passed in $(( $(date +%s) - start )) s"
