@@ -241,14 +241,24 @@ fn metrics_are_served_in_prometheus_text_format() {
         "serving Prometheus metrics",
         Duration::from_secs(20)
     ));
+    // Scraped until an acknowledged embedding shows in the end-to-end latency histogram.
+    let e2e_count = "edgebind_stage_latency_seconds_count{sensor=\"imu\",stage=\"end_to_end\"} ";
     let mut body = String::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
+        body.clear();
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
                 .unwrap();
             s.read_to_string(&mut body).unwrap();
-            break;
+            let acked = body
+                .lines()
+                .find_map(|l| l.strip_prefix(e2e_count))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if acked > 0 {
+                break;
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -262,7 +272,19 @@ fn metrics_are_served_in_prometheus_text_format() {
         "edgebind_outbox_bytes",
         "edgebind_outbox_messages",
         "edgebind_broker_reconnects_total",
+        "edgebind_stage_latency_seconds_bucket{sensor=\"imu\",stage=\"preprocess\",le=\"+Inf\"}",
     ] {
         assert!(body.contains(name), "{name} missing:\n{body}");
+    }
+    // Every stage of an acknowledged window was measured.
+    for stage in ["preprocess", "queue", "inference", "publish", "end_to_end"] {
+        let prefix =
+            format!("edgebind_stage_latency_seconds_count{{sensor=\"imu\",stage=\"{stage}\"}} ");
+        let n: u64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "no {stage} latency recorded:\n{body}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::ArrayD;
 use tokio::sync::mpsc;
@@ -15,8 +15,8 @@ use crate::publish::payload::{
     unit_norm, EmbeddingEnvelope, EmbeddingField, LabelsMessage, Latency, ModelInfo, Topics,
     WindowInfo, ENVELOPE_VERSION,
 };
-use crate::publish::OutMessage;
-use crate::telemetry::{DropReason, StreamStats};
+use crate::publish::{MessageTiming, OutMessage};
+use crate::telemetry::{DropReason, Stage, StreamStats};
 use crate::time::{Clock, Timestamp};
 
 /// A preprocessed window waiting for its model.
@@ -128,6 +128,11 @@ pub fn messages_for(
             payload,
             retain: false,
             qos: ctx.qos,
+            timing: Some(MessageTiming {
+                stats: Arc::clone(&job.stats),
+                handed_at: Instant::now(),
+                window_end_age: Duration::from_nanos(now.mono_ns.saturating_sub(job.end.mono_ns)),
+            }),
         });
     }
     let labels = LabelsMessage {
@@ -143,6 +148,7 @@ pub fn messages_for(
             payload,
             retain: false,
             qos: ctx.qos,
+            timing: None,
         });
     }
     out
@@ -176,7 +182,9 @@ pub fn spawn_worker(
                         std::thread::sleep(std::time::Duration::from_secs(3600));
                     }
                 }
-                let queue_ms = job.queued_at.elapsed().as_secs_f64() * 1e3;
+                let queued = job.queued_at.elapsed();
+                job.stats.record_latency(Stage::Queue, queued);
+                let queue_ms = queued.as_secs_f64() * 1e3;
                 let t0 = Instant::now();
                 let raw = match encoder.run_one(&job.input) {
                     Ok(r) => r,
@@ -186,7 +194,9 @@ pub fn spawn_worker(
                         continue;
                     }
                 };
-                let inference_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let inference = t0.elapsed();
+                job.stats.record_latency(Stage::Inference, inference);
+                let inference_ms = inference.as_secs_f64() * 1e3;
                 for m in messages_for(&ctx, provider, modality, &job, &raw, inference_ms, queue_ms)
                 {
                     if out.blocking_send(m).is_err() {

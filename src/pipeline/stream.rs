@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ndarray::ArrayD;
@@ -24,7 +24,7 @@ use crate::preprocess::thermal::{
     Agc, RadiometricEncoding, ThermalError, ThermalParams, ThermalPreprocessor,
 };
 use crate::sources::{Frame, FrameImage, SourceMessage};
-use crate::telemetry::{DropReason, StreamStats};
+use crate::telemetry::{DropReason, Stage, StreamStats};
 use crate::time::Timestamp;
 use crate::window::{FrameSampler, WindowSpec, Windower};
 
@@ -523,6 +523,10 @@ pub fn spawn_stream(
             for message in messages.iter() {
                 processor.process(message, &stats, &mut prepared);
                 for p in prepared.drain(..) {
+                    stats.record_latency(
+                        Stage::Preprocess,
+                        Duration::from_secs_f64(p.preprocess_ms.max(0.0) / 1e3),
+                    );
                     let job = Job {
                         sensor: Arc::clone(&name),
                         stats: Arc::clone(&stats),

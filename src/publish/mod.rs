@@ -9,5 +9,7 @@ pub mod payload;
 pub mod tls;
 
 pub use broker::{BrokerUrl, LocalBroker};
-pub use mqtt::{run_publisher, Credentials, OutMessage, PublisherConfig, PublisherReport};
+pub use mqtt::{
+    run_publisher, Credentials, MessageTiming, OutMessage, PublisherConfig, PublisherReport,
+};
 pub use outbox::{Outbox, OutboxError, OutboxOptions, Recovery};

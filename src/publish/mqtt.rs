@@ -12,7 +12,7 @@
 //! rumqttc's request queue before reconnecting: every `Outgoing::Publish` after a ConnAck is then
 //! one this task handed after that ConnAck, which keeps the packet-id → outbox-id pairing exact.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use super::outbox::{Outbox, Record};
 use super::payload::{StateMessage, Topics, ENVELOPE_VERSION};
 use super::tls::TlsClient;
 use crate::config::{FsyncPolicy, Qos};
-use crate::telemetry::{DropReason, Telemetry};
+use crate::telemetry::{DropReason, Stage, Telemetry};
 use crate::Modality;
 
 /// Requests rumqttc may hold in its own channel at once.
@@ -50,6 +50,41 @@ pub struct OutMessage {
     pub retain: bool,
     /// Delivery guarantee.
     pub qos: Qos,
+    /// For an embedding: what the publisher needs to record the publish and end-to-end latency
+    /// at the broker's acknowledgement.
+    pub timing: Option<MessageTiming>,
+}
+
+/// Latency bookkeeping carried by an embedding message (memory only; a message replayed from
+/// the outbox after a restart has none).
+#[derive(Debug, Clone)]
+pub struct MessageTiming {
+    /// The sensor's counters, where the latencies are recorded.
+    pub stats: Arc<crate::telemetry::StreamStats>,
+    /// When the worker handed the message over.
+    pub handed_at: std::time::Instant,
+    /// Window end → handed over.
+    pub window_end_age: Duration,
+}
+
+impl MessageTiming {
+    fn record_delivered(&self) {
+        let publish = self.handed_at.elapsed();
+        self.stats.record_latency(Stage::Publish, publish);
+        self.stats
+            .record_latency(Stage::EndToEnd, self.window_end_age + publish);
+    }
+}
+
+/// Timings kept for messages waiting for their acknowledgement. Bounded: a long broker outage
+/// must not grow memory; the oldest timings are forgotten first (their latency goes unrecorded).
+const MAX_TIMINGS: usize = 65_536;
+
+fn keep_timing(timings: &mut BTreeMap<u64, MessageTiming>, id: u64, timing: MessageTiming) {
+    timings.insert(id, timing);
+    while timings.len() > MAX_TIMINGS {
+        timings.pop_first();
+    }
 }
 
 /// A user name and password for the broker; the password never appears in logs.
@@ -130,6 +165,8 @@ struct Handed {
 }
 
 struct State {
+    /// Latency bookkeeping by outbox id.
+    timings: BTreeMap<u64, MessageTiming>,
     /// Control messages, sent before outbox messages.
     control: VecDeque<OutMessage>,
     /// The next outbox id to hand to rumqttc (everything pending below it was handed).
@@ -178,6 +215,7 @@ fn state_messages(cfg: &PublisherConfig, telemetry: &Telemetry) -> Vec<OutMessag
                 payload,
                 retain: true,
                 qos: cfg.qos,
+                timing: None,
             })
         })
         .collect()
@@ -191,6 +229,7 @@ fn stats_message(cfg: &PublisherConfig, telemetry: &Telemetry) -> Option<OutMess
             payload,
             retain: false,
             qos: Qos::AtMostOnce,
+            timing: None,
         })
 }
 
@@ -338,6 +377,7 @@ pub async fn run_publisher(
     let every_message = cfg.fsync == FsyncPolicy::EveryMessage;
     let mut st = State {
         control: VecDeque::new(),
+        timings: BTreeMap::new(),
         cursor: 0,
         durable_below: if every_message { 0 } else { u64::MAX },
         handed: VecDeque::new(),
@@ -415,6 +455,7 @@ pub async fn run_publisher(
                         payload: b"online".to_vec(),
                         retain: true,
                         qos: Qos::AtLeastOnce,
+                        timing: None,
                     });
                     st.control.extend(state_messages(&cfg, &telemetry));
                     let pending = outbox.pending();
@@ -424,6 +465,9 @@ pub async fn run_publisher(
                     if let Some(h) = st.inflight.remove(&ack.pkid) {
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
                         if let Some(id) = h.id {
+                            if let Some(t) = st.timings.remove(&id) {
+                                t.record_delivered();
+                            }
                             if let Err(e) = outbox.ack(id) {
                                 tracing::error!(error = %e, "outbox ack failed");
                             }
@@ -435,6 +479,9 @@ pub async fn run_publisher(
                         if h.qos == Qos::AtMostOnce {
                             stats.delivered.fetch_add(1, Ordering::Relaxed);
                             if let Some(id) = h.id {
+                                if let Some(t) = st.timings.remove(&id) {
+                                    t.record_delivered();
+                                }
                                 let _ = outbox.ack(id);
                             }
                         } else {
@@ -488,7 +535,7 @@ pub async fn run_publisher(
                     // rest of the batch with it, in order) until acknowledgements make room.
                     let mut rest = batch.into_iter();
                     for m in rest.by_ref() {
-                        if let Some(m) = append(&cfg, &telemetry, &mut outbox, m) {
+                        if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st.timings, m) {
                             held = Some(m);
                             break;
                         }
@@ -513,7 +560,7 @@ pub async fn run_publisher(
             _ = fsync_tick.tick() => {
                 sync_due |= !every_message;
                 while let Some(m) = held.take() {
-                    if let Some(m) = append(&cfg, &telemetry, &mut outbox, m) {
+                    if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st.timings, m) {
                         held = Some(m);
                         break;
                     }
@@ -585,10 +632,20 @@ fn append(
     cfg: &PublisherConfig,
     telemetry: &Telemetry,
     outbox: &mut Outbox,
+    timings: &mut BTreeMap<u64, MessageTiming>,
     m: OutMessage,
 ) -> Option<OutMessage> {
     match outbox.append(&m.topic, m.qos, m.retain, &m.payload) {
-        Ok(Some((_, dropped))) => {
+        Ok(Some((id, dropped))) => {
+            if let Some(t) = m.timing {
+                // drop_newest answers u64::MAX: `m` itself was dropped.
+                if id != u64::MAX {
+                    keep_timing(timings, id, t);
+                }
+            }
+            for d in &dropped {
+                timings.remove(&d.id);
+            }
             // drop_oldest: older messages made room; drop_newest: `m` itself (id u64::MAX).
             count_outbox_drops(cfg, telemetry, &dropped);
             None

@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod histogram;
 pub mod http;
+
+pub use histogram::{LatencyHistogram, Stage, StageLatencies, StageSummary};
 
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -79,6 +82,7 @@ pub struct StreamStats {
     last_sample_utc_ns: AtomicI64,
     sample_rate_millihz: AtomicU64,
     connected: AtomicBool,
+    latency: StageLatencies,
 }
 
 impl StreamStats {
@@ -116,6 +120,15 @@ impl StreamStats {
         self.drops
             .get(reason.index())
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+    /// Records the time one window spent in `stage`.
+    pub fn record_latency(&self, stage: Stage, d: std::time::Duration) {
+        self.latency.record(stage, d);
+    }
+    /// The stage latency histograms.
+    #[must_use]
+    pub fn latency(&self) -> &StageLatencies {
+        &self.latency
     }
     /// Windows cut so far.
     #[must_use]
@@ -245,6 +258,11 @@ impl Telemetry {
             "outbox_dropped_total": self.publish.outbox_dropped.load(Ordering::Relaxed),
             "outbox_corrupt_tails_total": self.publish.outbox_corrupt_tails.load(Ordering::Relaxed),
             "streams": streams,
+            "latency": self
+                .streams
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.latency.summary()))
+                .collect::<BTreeMap<_, _>>(),
         })
     }
 
@@ -384,6 +402,22 @@ impl Telemetry {
         }
         metric(
             &mut out,
+            "edgebind_stage_latency_seconds",
+            "histogram",
+            "Time a window spends per stage (preprocess, queue, inference, publish = handed to the \
+             publisher until PUBACK, end_to_end = window end until PUBACK).",
+        );
+        for (s, st) in &self.streams {
+            for stage in Stage::ALL {
+                st.latency.get(stage).render_prometheus(
+                    &mut out,
+                    "edgebind_stage_latency_seconds",
+                    &format!("sensor=\"{s}\",stage=\"{}\"", stage.as_str()),
+                );
+            }
+        }
+        metric(
+            &mut out,
             "edgebind_uptime_seconds",
             "gauge",
             "Seconds since the daemon started.",
@@ -425,6 +459,22 @@ mod tests {
         assert!(t
             .render_prometheus()
             .contains("edgebind_drops_total{sensor=\"imu0\",reason=\"inference_backlog\"} 3"));
+    }
+
+    #[test]
+    fn stage_latencies_reach_stats_and_metrics() {
+        let t = Telemetry::new(["imu0"]);
+        t.stream("imu0")
+            .record_latency(Stage::Inference, std::time::Duration::from_millis(4));
+        let stats = t.stats_json();
+        let inf = &stats["latency"]["imu0"]["inference"];
+        assert_eq!(inf["count"], 1);
+        let p50 = inf["p50_ms"].as_f64().unwrap_or(0.0);
+        assert!((3.0..5.0).contains(&p50), "{p50}");
+        assert_eq!(stats["latency"]["imu0"]["queue"]["count"], 0);
+        assert!(t.render_prometheus().contains(
+            "edgebind_stage_latency_seconds_count{sensor=\"imu0\",stage=\"inference\"} 1"
+        ));
     }
 
     #[test]
