@@ -9,6 +9,7 @@ pub mod imu_replay;
 pub mod imu_serial;
 #[cfg(feature = "realsense")]
 pub mod realsense;
+pub mod reconnect;
 pub mod thermal_decode;
 pub mod v4l2_thermal;
 

@@ -22,6 +22,7 @@ use realsense_rust::frame::{DepthFrame, FrameEx, PixelKind};
 use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2Option, Rs2StreamKind};
 use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
 
+use super::reconnect::{Reconnect, INITIAL_BACKOFF};
 use super::{Frame, FrameImage, Source, SourceContext, SourceMessage};
 use crate::config::{Config, DepthPreprocessConfig, RealsenseConfig};
 use crate::pipeline::stream::{depth_params, DepthCalibration};
@@ -30,8 +31,6 @@ use crate::telemetry::DropReason;
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
 const WAIT: Duration = Duration::from_millis(200);
-/// First wait before reopening a camera; doubled after each failure up to the configured cap.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// A live camera that sends nothing for this long is treated as lost and reopened.
 const LIVE_SILENCE: Duration = Duration::from_secs(5);
 /// A non-looping recording that sends nothing for this long after a frame has ended.
@@ -214,25 +213,19 @@ impl Source for Realsense {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
         let fps = self.sample_rate_hz();
         let what = self.spec.describe();
-        let mut backoff = INITIAL_BACKOFF;
-        let mut outage_since: Option<Instant> = None;
+        let mut reconnect = Reconnect::new("RealSense", self.max_backoff);
         ctx.stats.set_connected(false, fps);
         while !ctx.cancel.is_cancelled() {
             match open(&self.spec) {
                 Ok(mut open) => {
-                    match outage_since.take() {
-                        Some(t) => tracing::info!(
-                            device = %what,
-                            outage_s = format!("{:.1}", t.elapsed().as_secs_f64()),
-                            "RealSense reopened"
-                        ),
-                        None => tracing::info!(
+                    if !reconnect.opened(&what) {
+                        tracing::info!(
                             device = %what,
                             width_px = self.spec.width_px,
                             height_px = self.spec.height_px,
                             fps = self.spec.fps,
                             "RealSense streaming"
-                        ),
+                        );
                     }
                     ctx.stats.set_connected(true, fps);
                     let end = Stream::new(&self).run(&mut open.pipeline, &ctx);
@@ -248,32 +241,15 @@ impl Source for Realsense {
                             return;
                         }
                         End::Lost { error, delivered } => {
-                            tracing::warn!(device = %what, %error, "RealSense lost; reopening with backoff");
-                            outage_since = Some(Instant::now());
-                            if delivered {
-                                backoff = INITIAL_BACKOFF;
-                            }
+                            reconnect.lost(&what, &error, delivered);
                         }
                     }
                 }
-                Err(error) => {
-                    if outage_since.is_none() {
-                        tracing::warn!(
-                            device = %what,
-                            %error,
-                            max_backoff_ms = self.max_backoff.as_millis() as u64,
-                            "cannot open RealSense; retrying with backoff"
-                        );
-                        outage_since = Some(Instant::now());
-                    } else {
-                        tracing::debug!(device = %what, %error, "reopen failed");
-                    }
-                }
+                Err(error) => reconnect.open_failed(&format!("{what}: {error}")),
             }
-            if !sleep_unless_cancelled(&ctx, backoff) {
+            if !reconnect.wait(&ctx) {
                 break;
             }
-            backoff = (backoff * 2).min(self.max_backoff);
         }
         ctx.stats.set_connected(false, fps);
         tracing::debug!("RealSense source stopped");
@@ -417,21 +393,6 @@ impl<'a> Stream<'a> {
             );
             self.warned_bad_frame = true;
         }
-    }
-}
-
-/// Sleeps `d` in slices that check for cancellation; false when cancelled.
-fn sleep_unless_cancelled(ctx: &SourceContext, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(WAIT));
     }
 }
 

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{self as cb, Receiver, Sender};
 
 use super::negotiate::CaptureFormat;
+use crate::sources::reconnect::Reconnect;
+pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::{SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, StreamStats};
 use crate::time::Clock;
 
 /// How often the loop looks at cancellation while waiting.
 pub const POLL_SLICE: Duration = Duration::from_millis(100);
-/// First wait before reopening a device.
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A device could not be opened, or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,9 +239,7 @@ pub fn run_capture<D: AudioDevice>(
     settings: &CaptureSettings,
     ctx: &SourceContext,
 ) {
-    let mut backoff = INITIAL_BACKOFF;
-    let max_backoff = settings.max_backoff.max(INITIAL_BACKOFF);
-    let mut outage_since: Option<Instant> = None;
+    let mut reconnect = Reconnect::new("audio device", settings.max_backoff);
     let mut timeline: Option<Timeline> = None;
     let mut state = LoopState::default();
     ctx.stats
@@ -265,15 +263,8 @@ pub fn run_capture<D: AudioDevice>(
         match open(block_sink, fault_sink) {
             Ok(device) => {
                 let format = device.format();
-                match outage_since.take() {
-                    Some(t) => tracing::info!(
-                        device = %device.describe(),
-                        outage_s = format!("{:.1}", t.elapsed().as_secs_f64()),
-                        "audio device reopened"
-                    ),
-                    None => {
-                        tracing::info!(device = %device.describe(), %format, "audio device open")
-                    }
+                if !reconnect.opened(&device.describe()) {
+                    tracing::info!(device = %device.describe(), %format, "audio device open");
                 }
                 ctx.stats
                     .set_connected(true, f64::from(format.sample_rate_hz));
@@ -289,37 +280,20 @@ pub fn run_capture<D: AudioDevice>(
                 );
                 ctx.stats
                     .set_connected(false, f64::from(format.sample_rate_hz));
+                let what = device.describe();
                 drop(device);
                 match end {
                     CaptureEnd::Stop => break,
                     CaptureEnd::Lost { error, delivered } => {
-                        tracing::warn!(%error, "audio device lost; reopening with backoff");
-                        outage_since = Some(Instant::now());
-                        // Only a device that delivered resets the backoff: one that opens and
-                        // fails at once is retried ever more slowly, not in a tight loop.
-                        if delivered {
-                            backoff = INITIAL_BACKOFF;
-                        }
+                        reconnect.lost(&what, &error, delivered);
                     }
                 }
             }
-            Err(error) => {
-                if outage_since.is_none() {
-                    tracing::warn!(
-                        %error,
-                        max_backoff_ms = max_backoff.as_millis() as u64,
-                        "cannot open audio device; retrying with backoff"
-                    );
-                    outage_since = Some(Instant::now());
-                } else {
-                    tracing::debug!(%error, "reopen failed");
-                }
-            }
+            Err(error) => reconnect.open_failed(&error),
         }
-        if !sleep_unless_cancelled(ctx, backoff) {
+        if !reconnect.wait(ctx) {
             break;
         }
-        backoff = (backoff * 2).min(max_backoff);
     }
     ctx.stats
         .set_connected(false, f64::from(settings.nominal_rate_hz));
@@ -452,21 +426,6 @@ fn capture(
             );
             return CaptureEnd::Stop;
         }
-    }
-}
-
-/// Sleeps `d` in slices that check for cancellation; false when cancelled.
-fn sleep_unless_cancelled(ctx: &SourceContext, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(POLL_SLICE));
     }
 }
 

@@ -26,6 +26,7 @@ use self::csv_line::{CsvConfig, CsvConfigError, CsvLayout, CsvLineParser, TimeCo
 use self::protocol::{ImuParser, ImuReading, ParserStats};
 use self::timing::{SampleClock, Stamp};
 use self::witmotion::{WitmotionConfig, WitmotionError, WitmotionParser};
+use super::reconnect::{Reconnect, INITIAL_BACKOFF};
 use super::{ImuSample, Source, SourceContext, SourceMessage};
 use crate::config::{
     AccUnit, Config, CsvColumn, CsvDelimiter, GyroUnit, ImuSerialConfig, SerialFlowControl,
@@ -37,8 +38,6 @@ use crate::telemetry::DropReason;
 
 /// Longest a read waits for data; also how often cancellation is checked while the line is quiet.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
-/// First wait before reopening a port; doubled after each failure up to the configured cap.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Samples are sent to the windower in blocks of about this much sample time…
 const BLOCK_SPAN_S: f64 = 0.02;
 /// …or when the oldest held sample has waited this long (a slow or stalling device).
@@ -272,25 +271,19 @@ impl Source for ImuSerial {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
         let rate = self.sample_rate_hz;
         let mut driver = Driver::new(rate);
-        let mut backoff = INITIAL_BACKOFF;
-        // One warning per outage; the retries in between are at debug level.
-        let mut outage_since: Option<Instant> = None;
+        let mut reconnect = Reconnect::new("serial port", self.max_backoff);
+        let path = self.path.display().to_string();
         ctx.stats.set_connected(false, rate);
         while !ctx.cancel.is_cancelled() {
             match self.open_port() {
                 Ok(port) => {
-                    match outage_since.take() {
-                        Some(t) => tracing::info!(
-                            path = %self.path.display(),
-                            outage_s = format!("{:.1}", t.elapsed().as_secs_f64()),
-                            "serial port reopened"
-                        ),
-                        None => tracing::info!(
-                            path = %self.path.display(),
+                    if !reconnect.opened(&path) {
+                        tracing::info!(
+                            device = %path,
                             baud_rate = self.line.baud_rate,
                             sample_rate_hz = rate,
                             "serial port open"
-                        ),
+                        );
                     }
                     ctx.stats.set_connected(true, rate);
                     // A reopened port starts mid-frame; whatever was held belongs to the old one.
@@ -300,56 +293,18 @@ impl Source for ImuSerial {
                     match end {
                         ReadEnd::Stop => break,
                         ReadEnd::Lost { error, delivered } => {
-                            tracing::warn!(
-                                path = %self.path.display(),
-                                %error,
-                                "serial port lost; reopening with backoff"
-                            );
-                            outage_since = Some(Instant::now());
-                            // Only a port that worked resets the backoff: one that opens and
-                            // fails at once is retried ever more slowly, not in a tight loop.
-                            if delivered {
-                                backoff = INITIAL_BACKOFF;
-                            }
+                            reconnect.lost(&path, &error, delivered);
                         }
                     }
                 }
-                Err(e) => {
-                    if outage_since.is_none() {
-                        tracing::warn!(
-                            path = %self.path.display(),
-                            error = %e,
-                            max_backoff_ms = self.max_backoff.as_millis() as u64,
-                            "cannot open serial port; retrying with backoff"
-                        );
-                        outage_since = Some(Instant::now());
-                    } else {
-                        tracing::debug!(path = %self.path.display(), error = %e, "reopen failed");
-                    }
-                }
+                Err(e) => reconnect.open_failed(&format!("{path}: {e}")),
             }
-            if !sleep_unless_cancelled(&ctx, backoff) {
+            if !reconnect.wait(&ctx) {
                 break;
             }
-            backoff = (backoff * 2).min(self.max_backoff);
         }
         ctx.stats.set_connected(false, rate);
         tracing::debug!("serial source stopped");
-    }
-}
-
-/// Sleeps `d` in slices that check for cancellation; false when cancelled.
-fn sleep_unless_cancelled(ctx: &SourceContext, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(READ_TIMEOUT));
     }
 }
 

@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::negotiate::NegotiationError;
+use crate::sources::reconnect::Reconnect;
+pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::thermal_decode::{
     BufferGeometry, DecodeError, FrameLayout, PixelFormat, ThermalDecoder, ThermalFrame,
 };
@@ -13,8 +15,6 @@ use crate::telemetry::DropReason;
 
 /// Longest one wait for a frame lasts: how often cancellation is checked while a camera is quiet.
 pub const POLL_SLICE: Duration = Duration::from_millis(100);
-/// First wait before reopening a camera; doubled after each failure up to the configured cap.
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One filled buffer as the driver handed it over, borrowed until the next call.
 #[derive(Debug, Clone, Copy)]
@@ -256,58 +256,34 @@ pub fn run_capture<D: FrameDevice>(
     settings: &CaptureSettings,
     ctx: &SourceContext,
 ) {
-    let mut backoff = INITIAL_BACKOFF;
-    let max_backoff = settings.max_backoff.max(INITIAL_BACKOFF);
-    let mut outage_since: Option<Instant> = None;
+    let mut reconnect = Reconnect::new("camera", settings.max_backoff);
     let mut state = StreamState::default();
     ctx.stats.set_connected(false, settings.nominal_fps);
     while !ctx.cancel.is_cancelled() {
         match open() {
             Ok(mut device) => {
                 let fps = device.frame_rate_hz().unwrap_or(settings.nominal_fps);
-                match outage_since.take() {
-                    Some(t) => tracing::info!(
-                        camera = %device.describe(),
-                        outage_s = format!("{:.1}", t.elapsed().as_secs_f64()),
-                        "camera reopened"
-                    ),
-                    None => tracing::info!(camera = %device.describe(), fps, "camera open"),
+                if !reconnect.opened(&device.describe()) {
+                    tracing::info!(device = %device.describe(), fps, "camera open");
                 }
                 ctx.stats.set_connected(true, fps);
                 state.frames.reopened();
                 let end = capture(&mut device, &mut state, settings, ctx);
                 ctx.stats.set_connected(false, fps);
+                let what = device.describe();
                 drop(device);
                 match end {
                     CaptureEnd::Stop => break,
                     CaptureEnd::Lost { error, delivered } => {
-                        tracing::warn!(%error, "camera lost; reopening with backoff");
-                        outage_since = Some(Instant::now());
-                        // Only a camera that delivered resets the backoff: one that opens and
-                        // fails at once is retried ever more slowly, not in a tight loop.
-                        if delivered {
-                            backoff = INITIAL_BACKOFF;
-                        }
+                        reconnect.lost(&what, &error, delivered);
                     }
                 }
             }
-            Err(error) => {
-                if outage_since.is_none() {
-                    tracing::warn!(
-                        %error,
-                        max_backoff_ms = max_backoff.as_millis() as u64,
-                        "cannot open camera; retrying with backoff"
-                    );
-                    outage_since = Some(Instant::now());
-                } else {
-                    tracing::debug!(%error, "reopen failed");
-                }
-            }
+            Err(error) => reconnect.open_failed(&error),
         }
-        if !sleep_unless_cancelled(ctx, backoff) {
+        if !reconnect.wait(ctx) {
             break;
         }
-        backoff = (backoff * 2).min(max_backoff);
     }
     ctx.stats.set_connected(false, settings.nominal_fps);
     tracing::debug!("camera source stopped");
@@ -403,21 +379,6 @@ fn capture<D: FrameDevice>(
             }
         }
         ctx.stats.add_samples(1, t.utc_ns);
-    }
-}
-
-/// Sleeps `d` in slices that check for cancellation; false when cancelled.
-fn sleep_unless_cancelled(ctx: &SourceContext, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(POLL_SLICE));
     }
 }
 
