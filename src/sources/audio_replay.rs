@@ -2,7 +2,6 @@
 //! played back as a microphone, paced in real time or as fast as the pipeline takes it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::{Source, SourceContext, SourceMessage};
 use crate::config::ReplaySpeed;
@@ -150,15 +149,10 @@ impl Source for AudioReplay {
                 let first_t = start.plus_ns((seq as f64 * period_ns).round() as u64);
                 let last_t =
                     start.plus_ns(((seq + (end - i) as u64) as f64 * period_ns).round() as u64);
-                if self.speed == ReplaySpeed::Realtime {
-                    let deadline = ctx.clock.instant_of(last_t.mono_ns);
-                    while std::time::Instant::now() < deadline {
-                        if ctx.cancel.is_cancelled() {
-                            break 'outer;
-                        }
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        std::thread::sleep(left.min(Duration::from_millis(50)));
-                    }
+                if self.speed == ReplaySpeed::Realtime
+                    && !ctx.sleep_until(ctx.clock.instant_of(last_t.mono_ns))
+                {
+                    break 'outer;
                 }
                 let mut interleaved = Vec::with_capacity((end - i) * channels);
                 for k in i..end {
@@ -166,22 +160,14 @@ impl Source for AudioReplay {
                         interleaved.push(ch.get(k).copied().unwrap_or(0.0));
                     }
                 }
-                let mut pending = Some(SourceMessage::Audio {
+                if !ctx.send(SourceMessage::Audio {
                     sample_rate_hz: rate,
                     channels: channels as u16,
                     first_seq: seq,
                     first_t,
                     interleaved,
-                });
-                while let Some(m) = pending.take() {
-                    if ctx.cancel.is_cancelled() {
-                        break 'outer;
-                    }
-                    match ctx.out.send_timeout_keep(m, Duration::from_millis(100)) {
-                        Ok(None) => {}
-                        Ok(Some(back)) => pending = Some(back),
-                        Err(_) => break 'outer,
-                    }
+                }) {
+                    break 'outer;
                 }
                 ctx.stats.add_samples((end - i) as u64, last_t.utc_ns);
                 seq += (end - i) as u64;

@@ -2,7 +2,6 @@
 //! frame) played back as a camera at its frame rate, or as fast as the pipeline takes it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ndarray::{Array2, Array3, Axis};
 
@@ -149,31 +148,18 @@ impl Source for FrameReplay {
                     break 'outer;
                 };
                 let t = start.plus_ns((seq as f64 * period_ns).round() as u64);
-                if self.speed == ReplaySpeed::Realtime {
-                    let deadline = ctx.clock.instant_of(t.mono_ns);
-                    while std::time::Instant::now() < deadline {
-                        if ctx.cancel.is_cancelled() {
-                            break 'outer;
-                        }
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        std::thread::sleep(left.min(Duration::from_millis(50)));
-                    }
+                if self.speed == ReplaySpeed::Realtime
+                    && !ctx.sleep_until(ctx.clock.instant_of(t.mono_ns))
+                {
+                    break 'outer;
                 }
-                let mut pending = Some(SourceMessage::Frame(Frame {
+                if !ctx.send(SourceMessage::Frame(Frame {
                     seq,
                     t,
                     image,
                     calibration: None,
-                }));
-                while let Some(m) = pending.take() {
-                    if ctx.cancel.is_cancelled() {
-                        break 'outer;
-                    }
-                    match ctx.out.send_timeout_keep(m, Duration::from_millis(100)) {
-                        Ok(None) => {}
-                        Ok(Some(back)) => pending = Some(back),
-                        Err(_) => break 'outer,
-                    }
+                })) {
+                    break 'outer;
                 }
                 ctx.stats.add_samples(1, t.utc_ns);
                 seq += 1;

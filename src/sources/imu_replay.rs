@@ -2,7 +2,6 @@
 //! as fast as the pipeline takes it, optionally looping (capture times keep increasing).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ndarray::Array2;
 
@@ -383,25 +382,15 @@ impl Source for ImuReplay {
                 let last_seq = seq + rows - 1;
                 let last = start.plus_ns((last_seq as f64 * period_ns).round() as u64);
                 if self.speed == ReplaySpeed::Realtime
-                    && !sleep_until(&ctx, ctx.clock.instant_of(last.mono_ns))
+                    && !ctx.sleep_until(ctx.clock.instant_of(last.mono_ns))
                 {
                     break 'outer;
                 }
-                let message = SourceMessage::Imu {
+                if !ctx.send(SourceMessage::Imu {
                     sample_rate_hz: rate,
                     samples,
-                };
-                // Wait in slices so that a full queue never hides cancellation.
-                let mut pending = Some(message);
-                while let Some(m) = pending.take() {
-                    if ctx.cancel.is_cancelled() {
-                        break 'outer;
-                    }
-                    match ctx.out.send_timeout_keep(m, Duration::from_millis(100)) {
-                        Ok(None) => {}
-                        Ok(Some(back)) => pending = Some(back),
-                        Err(_) => break 'outer,
-                    }
+                }) {
+                    break 'outer;
                 }
                 ctx.stats.add_samples(count, last.utc_ns);
                 seq += rows;
@@ -413,20 +402,6 @@ impl Source for ImuReplay {
             }
         }
         ctx.stats.set_connected(false, rate);
-    }
-}
-
-/// Sleeps until `deadline` unless cancelled first; returns false when cancelled.
-fn sleep_until(ctx: &SourceContext, deadline: std::time::Instant) -> bool {
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }
 }
 

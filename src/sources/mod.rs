@@ -15,6 +15,7 @@ pub mod v4l2_thermal;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -151,6 +152,44 @@ pub struct SourceContext {
     pub stats: Arc<StreamStats>,
     /// Where sample blocks go.
     pub out: QueueSender<SourceMessage>,
+}
+
+/// How long one wait of a source on its queue or its clock lasts before it looks at cancellation.
+const CANCEL_SLICE: Duration = Duration::from_millis(50);
+
+impl SourceContext {
+    /// Hands `m` to the windower, under the queue's policy. Under `block` it waits in slices, so
+    /// a stalled pipeline never hides cancellation. `false` when the daemon is stopping or the
+    /// windower is gone: the source should return.
+    #[must_use]
+    pub fn send(&self, m: SourceMessage) -> bool {
+        let mut pending = Some(m);
+        while let Some(m) = pending.take() {
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            match self.out.send_timeout_keep(m, CANCEL_SLICE) {
+                Ok(back) => pending = back,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Sleeps until `deadline` unless cancelled first; `false` when cancelled.
+    #[must_use]
+    pub fn sleep_until(&self, deadline: std::time::Instant) -> bool {
+        loop {
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            std::thread::sleep((deadline - now).min(CANCEL_SLICE));
+        }
+    }
 }
 
 /// A source ready to run.

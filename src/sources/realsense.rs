@@ -362,21 +362,13 @@ impl<'a> Stream<'a> {
             self.bad_frame(ctx, "no valid depth (every pixel is 0)");
             return true;
         }
-        let mut pending = Some(SourceMessage::Frame(Frame {
+        if !ctx.send(SourceMessage::Frame(Frame {
             seq: frame.frame_number(),
             t,
             image: FrameImage::U16(image),
             calibration: self.calibration,
-        }));
-        while let Some(m) = pending.take() {
-            if ctx.cancel.is_cancelled() {
-                return false;
-            }
-            match ctx.out.send_timeout_keep(m, Duration::from_millis(100)) {
-                Ok(None) => {}
-                Ok(Some(back)) => pending = Some(back),
-                Err(_) => return false,
-            }
+        })) {
+            return false;
         }
         ctx.stats.add_samples(1, t.utc_ns);
         self.delivered = true;

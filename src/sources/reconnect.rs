@@ -14,9 +14,6 @@ use super::SourceContext;
 /// First retry delay after a failure.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How often a backoff sleep looks at the cancellation token.
-const SLEEP_SLICE: Duration = Duration::from_millis(50);
-
 /// Backoff and outage state of one device.
 #[derive(Debug)]
 pub struct Reconnect {
@@ -94,19 +91,9 @@ impl Reconnect {
     }
 }
 
-/// Sleeps `d` in slices that check for cancellation; `false` when cancelled.
+/// Sleeps `d` unless cancelled first; `false` when cancelled.
 pub fn sleep_unless_cancelled(ctx: &SourceContext, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(SLEEP_SLICE));
-    }
+    ctx.sleep_until(Instant::now() + d)
 }
 
 #[cfg(test)]

@@ -400,22 +400,14 @@ fn capture(
         if frames > 0 {
             let first_t = ctx.clock.at_mono_ns(placed.mono_ns);
             let last_t = first_t.plus_ns(((frames - 1) as f64 * 1e9 / timeline.rate_hz()) as u64);
-            let mut pending = Some(SourceMessage::Audio {
+            if !ctx.send(SourceMessage::Audio {
                 sample_rate_hz: format.sample_rate_hz,
                 channels: format.channels,
                 first_seq: placed.seq,
                 first_t,
                 interleaved,
-            });
-            while let Some(m) = pending.take() {
-                if ctx.cancel.is_cancelled() {
-                    return CaptureEnd::Stop;
-                }
-                match ctx.out.send_timeout_keep(m, POLL_SLICE) {
-                    Ok(None) => {}
-                    Ok(Some(back)) => pending = Some(back),
-                    Err(_) => return CaptureEnd::Stop,
-                }
+            }) {
+                return CaptureEnd::Stop;
             }
             ctx.stats.add_samples(frames, last_t.utc_ns);
         }

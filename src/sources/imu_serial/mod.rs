@@ -448,17 +448,11 @@ impl Driver {
         let last_utc_ns = last.t.utc_ns;
         let samples = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_len));
         self.block_since = None;
-        let mut pending = Some(SourceMessage::Imu {
+        if !ctx.send(SourceMessage::Imu {
             sample_rate_hz: self.rate_hz,
             samples,
-        });
-        // Under `block` the queue hands the message back after a slice, so that a stalled
-        // pipeline never hides cancellation.
-        while let Some(message) = pending.take() {
-            if ctx.cancel.is_cancelled() {
-                return Err(Disconnected);
-            }
-            pending = ctx.out.send_timeout_keep(message, READ_TIMEOUT)?;
+        }) {
+            return Err(Disconnected);
         }
         ctx.stats.add_samples(count, last_utc_ns);
         Ok(())

@@ -362,21 +362,13 @@ fn capture<D: FrameDevice>(
                 continue;
             }
         };
-        let mut pending = Some(SourceMessage::Frame(Frame {
+        if !ctx.send(SourceMessage::Frame(Frame {
             seq,
             t,
             image,
             calibration: None,
-        }));
-        while let Some(m) = pending.take() {
-            if ctx.cancel.is_cancelled() {
-                return CaptureEnd::Stop;
-            }
-            match ctx.out.send_timeout_keep(m, POLL_SLICE) {
-                Ok(None) => {}
-                Ok(Some(back)) => pending = Some(back),
-                Err(_) => return CaptureEnd::Stop,
-            }
+        })) {
+            return CaptureEnd::Stop;
         }
         ctx.stats.add_samples(1, t.utc_ns);
     }
@@ -735,13 +727,15 @@ mod tests {
         // While the camera is away the sensor is reported disconnected.
         assert!(attempts[1..].iter().all(|(_, connected)| !connected));
         // The backoff restarts at 100 ms after a camera that delivered, then doubles (capped).
+        // Only lower bounds are exact: a loaded machine may wake a thread late (the arithmetic
+        // itself is tested in `sources::reconnect`); the upper bounds catch a backoff gone wrong.
         let gaps: Vec<u128> = attempts
             .windows(2)
             .map(|w| (w[1].0 - w[0].0).as_millis())
             .collect();
-        assert!(gaps[0] >= 100 && gaps[0] < 250, "{gaps:?}");
-        assert!(gaps[1] >= 200 && gaps[1] < 350, "{gaps:?}");
-        assert!(gaps[2] >= 400 && gaps[2] < 550, "{gaps:?}");
+        assert!(gaps[0] >= 100 && gaps[0] < 1_000, "{gaps:?}");
+        assert!(gaps[1] >= 200 && gaps[1] < 1_000, "{gaps:?}");
+        assert!(gaps[2] >= 400 && gaps[2] < 1_500, "{gaps:?}");
         wait_for("connected again", || run.stats.snapshot().connected);
         assert!(run.stop() < Duration::from_millis(250));
     }
@@ -749,7 +743,9 @@ mod tests {
     #[test]
     fn the_backoff_is_capped() {
         let run = Running::start(Vec::new(), settings(FrameLayout::Plain), 8);
-        std::thread::sleep(Duration::from_millis(1900));
+        wait_for("five open attempts", || {
+            run.attempts.lock().unwrap().len() >= 5
+        });
         let attempts = run.attempts.lock().unwrap().clone();
         run.stop();
         // 0, 100, 300, 700, 1100, 1500, 1900 ms: 100, 200, 400 (the cap), 400, …
@@ -758,7 +754,8 @@ mod tests {
             .map(|w| (w[1].0 - w[0].0).as_millis())
             .collect();
         assert!(gaps.len() >= 4, "{gaps:?}");
-        assert!(gaps[3] >= 400 && gaps[3] < 550, "{gaps:?}");
+        // Uncapped it would be 800 ms.
+        assert!(gaps[3] >= 400 && gaps[3] < 800, "{gaps:?}");
     }
 
     #[test]
