@@ -26,7 +26,7 @@ use crate::preprocess::thermal::{
 use crate::sources::{Frame, FrameImage, SourceMessage};
 use crate::telemetry::{DropReason, Stage, StreamStats};
 use crate::time::Timestamp;
-use crate::window::{FrameSampler, WindowSpec, Windower};
+use crate::window::{FrameSampler, Window, WindowError, WindowSpec, Windower};
 
 /// A window turned into a model input.
 #[derive(Debug)]
@@ -315,16 +315,13 @@ impl Processor {
                     samples,
                 },
             ) => {
-                let w = match windower {
-                    Some(w) if w.spec().sample_rate_hz == sample_rate_hz => w,
-                    _ => match WindowSpec::from_ms(*window_ms, *hop_ms, sample_rate_hz) {
-                        Ok(s) => windower.insert(Windower::new(s)),
-                        Err(e) => {
-                            stats.add_drops(DropReason::BadInput, samples.len() as u64);
-                            tracing::warn!(error = %e, "samples dropped");
-                            return;
-                        }
-                    },
+                let w = match windower_at(windower, *window_ms, *hop_ms, sample_rate_hz) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        stats.add_drops(DropReason::BadInput, samples.len() as u64);
+                        tracing::warn!(error = %e, "samples dropped");
+                        return;
+                    }
                 };
                 let mut windows = Vec::new();
                 for s in samples {
@@ -332,22 +329,9 @@ impl Processor {
                 }
                 for window in windows {
                     stats.add_window(window.gaps);
-                    let t0 = Instant::now();
-                    match pre.tensor_from_samples(&window.samples) {
-                        Ok(t) => out.push(Prepared {
-                            seq: window.seq,
-                            start: window.start,
-                            end: window.end,
-                            sample_count: window.samples.len() as u64 - window.gaps,
-                            gaps: window.gaps,
-                            input: t.into_dyn(),
-                            preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
-                        }),
-                        Err(e) => {
-                            stats.add_drops(DropReason::PreprocessError, 1);
-                            tracing::warn!(seq = window.seq, error = %e, "window dropped");
-                        }
-                    }
+                    prepare(stats, out, Placement::of(&window), || {
+                        pre.tensor_from_samples(&window.samples)
+                    });
                 }
             }
             (
@@ -363,26 +347,15 @@ impl Processor {
                     return;
                 };
                 stats.add_window(0);
-                let t0 = Instant::now();
-                let result = match &image {
-                    FrameImage::U8(a) => pre.tensor_u8(a.view()),
-                    FrameImage::U16(a) => pre.tensor_u16(a.view()),
-                };
-                match result {
-                    Ok(tensor) => out.push(Prepared {
-                        seq,
-                        start: t,
-                        end: t.plus_ns(*period_ns),
-                        sample_count: 1,
-                        gaps: 0,
-                        input: tensor.into_dyn(),
-                        preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
-                    }),
-                    Err(e) => {
-                        stats.add_drops(DropReason::PreprocessError, 1);
-                        tracing::warn!(seq, size = ?image.size_px(), error = %e, "frame dropped");
-                    }
-                }
+                prepare(
+                    stats,
+                    out,
+                    Placement::frame(seq, t, *period_ns),
+                    || match &image {
+                        FrameImage::U8(a) => pre.tensor_u8(a.view()),
+                        FrameImage::U16(a) => pre.tensor_u16(a.view()),
+                    },
+                );
             }
             (
                 Self::Audio {
@@ -401,16 +374,13 @@ impl Processor {
                 },
             ) => {
                 let rate = f64::from(sample_rate_hz);
-                let w = match windower {
-                    Some(w) if w.spec().sample_rate_hz == rate => w,
-                    _ => match WindowSpec::from_ms(*window_ms, *hop_ms, rate) {
-                        Ok(s) => windower.insert(Windower::new(s)),
-                        Err(e) => {
-                            stats.add_drops(DropReason::BadInput, 1);
-                            tracing::warn!(error = %e, "audio block dropped");
-                            return;
-                        }
-                    },
+                let w = match windower_at(windower, *window_ms, *hop_ms, rate) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        stats.add_drops(DropReason::BadInput, 1);
+                        tracing::warn!(error = %e, "audio block dropped");
+                        return;
+                    }
                 };
                 let channels = usize::from(channels.max(1));
                 let period_ns = 1e9 / rate;
@@ -422,22 +392,9 @@ impl Processor {
                 }
                 for window in windows {
                     stats.add_window(window.gaps);
-                    let t0 = Instant::now();
-                    match pre.window_tensor(&window.samples, sample_rate_hz, *clips) {
-                        Ok(t) => out.push(Prepared {
-                            seq: window.seq,
-                            start: window.start,
-                            end: window.end,
-                            sample_count: window.samples.len() as u64 - window.gaps,
-                            gaps: window.gaps,
-                            input: t.into_dyn(),
-                            preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
-                        }),
-                        Err(e) => {
-                            stats.add_drops(DropReason::PreprocessError, 1);
-                            tracing::warn!(seq = window.seq, error = %e, "window dropped");
-                        }
-                    }
+                    prepare(stats, out, Placement::of(&window), || {
+                        pre.window_tensor(&window.samples, sample_rate_hz, *clips)
+                    });
                 }
             }
             (
@@ -479,22 +436,9 @@ impl Processor {
                     }
                 }
                 stats.add_window(0);
-                let t0 = Instant::now();
-                match pre.tensor(raw.view()) {
-                    Ok(tensor) => out.push(Prepared {
-                        seq,
-                        start: t,
-                        end: t.plus_ns(*period_ns),
-                        sample_count: 1,
-                        gaps: 0,
-                        input: tensor.into_dyn(),
-                        preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
-                    }),
-                    Err(e) => {
-                        stats.add_drops(DropReason::PreprocessError, 1);
-                        tracing::warn!(seq, size = ?raw.dim(), error = %e, "frame dropped");
-                    }
-                }
+                prepare(stats, out, Placement::frame(seq, t, *period_ns), || {
+                    pre.tensor(raw.view())
+                });
             }
             (_, _) => {
                 stats.add_drops(DropReason::BadInput, 1);
@@ -502,6 +446,79 @@ impl Processor {
             }
         }
     }
+}
+
+/// The window a tensor belongs to.
+struct Placement {
+    seq: u64,
+    start: Timestamp,
+    end: Timestamp,
+    sample_count: u64,
+    gaps: u64,
+}
+
+impl Placement {
+    fn of<T>(w: &Window<T>) -> Self {
+        Self {
+            seq: w.seq,
+            start: w.start,
+            end: w.end,
+            sample_count: w.samples.len() as u64 - w.gaps,
+            gaps: w.gaps,
+        }
+    }
+
+    /// A camera frame stands for one frame period.
+    fn frame(seq: u64, t: Timestamp, period_ns: u64) -> Self {
+        Self {
+            seq,
+            start: t,
+            end: t.plus_ns(period_ns),
+            sample_count: 1,
+            gaps: 0,
+        }
+    }
+}
+
+/// Runs one window's preprocessing, timed: the tensor goes to `out`; a rejection is counted as
+/// `preprocess_error` and logged (the stream goes on).
+fn prepare<D: ndarray::Dimension, E: std::fmt::Display>(
+    stats: &StreamStats,
+    out: &mut Vec<Prepared>,
+    at: Placement,
+    run: impl FnOnce() -> Result<ndarray::Array<f32, D>, E>,
+) {
+    let t0 = Instant::now();
+    match run() {
+        Ok(tensor) => out.push(Prepared {
+            seq: at.seq,
+            start: at.start,
+            end: at.end,
+            sample_count: at.sample_count,
+            gaps: at.gaps,
+            input: tensor.into_dyn(),
+            preprocess_ms: t0.elapsed().as_secs_f64() * 1e3,
+        }),
+        Err(e) => {
+            stats.add_drops(DropReason::PreprocessError, 1);
+            tracing::warn!(seq = at.seq, error = %e, "window dropped");
+        }
+    }
+}
+
+/// The windower for `rate_hz`, made anew when the rate changes (a device reopened at another
+/// rate).
+fn windower_at<T: Copy>(
+    windower: &mut Option<Windower<T>>,
+    window_ms: u64,
+    hop_ms: u64,
+    rate_hz: f64,
+) -> Result<&mut Windower<T>, WindowError> {
+    let spec = WindowSpec::from_ms(window_ms, hop_ms, rate_hz)?;
+    if windower.as_ref().is_some_and(|w| w.spec() != spec) {
+        *windower = None;
+    }
+    Ok(windower.get_or_insert_with(|| Windower::new(spec)))
 }
 
 /// Starts the stream thread for sensor `name`.
