@@ -600,16 +600,23 @@ fn default_radiometric() -> Radiometric {
     Radiometric::CentiKelvin
 }
 
-/// A stack of thermal frames replayed as a camera.
+/// A stack of camera frames replayed as a camera (`thermal_replay`, `depth_replay`): the same
+/// options for both, with the preprocessing of the modality (`P`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThermalReplayConfig {
+#[serde(
+    deny_unknown_fields,
+    bound(
+        deserialize = "P: Deserialize<'de> + Default + FrameReplayKind",
+        serialize = "P: Serialize"
+    )
+)]
+pub struct FrameReplayConfig<P> {
     /// Sensor name (topic segment).
     pub name: String,
-    /// `.npy` uint8 or uint16, `[N, H, W]` (or one `[H, W]` frame).
+    /// `.npy` `[N, H, W]` (or one `[H, W]` frame): uint8 or uint16 thermal, uint16 depth units.
     pub path: PathBuf,
-    /// Frame rate of the recording.
-    #[serde(default = "default_thermal_fps")]
+    /// Frame rate of the recording (thermal 9, depth 30 by default).
+    #[serde(default = "P::default_fps")]
     pub fps: f64,
     /// Replay pace.
     #[serde(default = "default_speed")]
@@ -626,10 +633,31 @@ pub struct ThermalReplayConfig {
     /// Queue policy (`drop_oldest` keeps the latest frame, as a live camera would).
     #[serde(default = "default_block")]
     pub when_full: WhenFull,
-    /// Preprocessing options.
+    /// Preprocessing options (and, for depth, calibration).
     #[serde(default)]
-    pub preprocess: ThermalPreprocessConfig,
+    pub preprocess: P,
 }
+
+/// What differs between replayed frame kinds besides their preprocessing.
+pub trait FrameReplayKind {
+    /// Frame rate of a recording that does not say.
+    fn default_fps() -> f64;
+}
+
+impl FrameReplayKind for ThermalPreprocessConfig {
+    fn default_fps() -> f64 {
+        9.0
+    }
+}
+
+impl FrameReplayKind for DepthPreprocessConfig {
+    fn default_fps() -> f64 {
+        30.0
+    }
+}
+
+/// A stack of thermal frames replayed as a camera.
+pub type ThermalReplayConfig = FrameReplayConfig<ThermalPreprocessConfig>;
 
 /// A V4L2 pixel format a thermal camera delivers (the FourCC, space included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -823,35 +851,7 @@ fn default_holes() -> DepthHoles {
 }
 
 /// A stack of depth frames replayed as a camera.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DepthReplayConfig {
-    /// Sensor name (topic segment).
-    pub name: String,
-    /// `.npy` uint16 `[N, H, W]` (or one `[H, W]` frame) in depth units.
-    pub path: PathBuf,
-    /// Frame rate of the recording.
-    #[serde(default = "default_depth_fps")]
-    pub fps: f64,
-    /// Replay pace.
-    #[serde(default = "default_speed")]
-    pub speed: ReplaySpeed,
-    /// Start again at the end.
-    #[serde(default, rename = "loop")]
-    pub looping: bool,
-    /// One frame is embedded per interval (the others are counted as skipped); 0 = every frame.
-    #[serde(default = "default_interval_ms")]
-    pub interval_ms: u64,
-    /// Frames waiting for preprocessing.
-    #[serde(default = "default_frame_queue")]
-    pub queue_capacity: usize,
-    /// Queue policy (`drop_oldest` keeps the latest frame, as a live camera would).
-    #[serde(default = "default_block")]
-    pub when_full: WhenFull,
-    /// Preprocessing options and calibration.
-    #[serde(default)]
-    pub preprocess: DepthPreprocessConfig,
-}
+pub type DepthReplayConfig = FrameReplayConfig<DepthPreprocessConfig>;
 
 /// A WAV file replayed as a microphone.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -1016,13 +1016,6 @@ fn default_realsense_queue() -> usize {
     2
 }
 
-fn default_depth_fps() -> f64 {
-    30.0
-}
-
-fn default_thermal_fps() -> f64 {
-    9.0
-}
 fn default_interval_ms() -> u64 {
     1000
 }
