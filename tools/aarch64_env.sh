@@ -51,8 +51,9 @@ aarch64_glibc_gate() {
     return 1
   fi
   if [ "$(printf '%s\n%s\n' "$highest" "$max" | sort -V | tail -1)" != "$max" ]; then
-    too_new=$(aarch64-linux-gnu-objdump -T "$bin" | grep -o 'GLIBC_[0-9][0-9.]* .*' \
-      | awk -v max="$max" '{ v = $1; sub("GLIBC_", "", v); print v, $NF }' \
+    # objdump -T prints "(GLIBC_2.36) arc4random" (or without parentheses for a default version).
+    too_new=$(aarch64-linux-gnu-objdump -T "$bin" \
+      | sed -n 's/.*[( ]GLIBC_\([0-9][0-9.]*\)[) ] *\([^ ]*\)$/\1 \2/p' \
       | while read -r v sym; do
           [ "$(printf '%s\n%s\n' "$v" "$max" | sort -V | tail -1)" = "$max" ] || echo "$sym@GLIBC_$v"
         done | sort -u | tr '\n' ' ')
