@@ -5,8 +5,8 @@
 # ImageBind reference data (../shared/refdata or $EDGEBIND_REFDATA, same tolerances as on x86),
 # then the release binary's --version and `check` on the shipped configurations, one embedding
 # through the aarch64 ONNX Runtime compared with x86, and a self-test of the glibc gate. Needs
-# root (a private mount namespace, see below). Run tools/build_aarch64.sh first (its artefacts
-# are reused).
+# a private mount namespace (root, or unprivileged user namespaces; see below). Run
+# tools/build_aarch64.sh first (its artefacts are reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tools/aarch64_env.sh
@@ -67,8 +67,11 @@ for b in target/debug/edgebind target/release/edgebind; do [ -x "$b" ] && x86_bi
 if [ -z "$x86_bin" ]; then cargo build --locked --bin edgebind && x86_bin=target/debug/edgebind; fi
 input=tests/fixtures/recordings/imu_shaking_400hz.npy
 "$x86_bin" embed imu "$input" --rate-hz 400 --model models/tiny/imu.onnx -o "$tmp/x86.npy" 2>/dev/null
+# As root a mount namespace needs nothing else; otherwise a user namespace provides the right.
+unshare_args=(--mount)
+[ "$(id -u)" = 0 ] || unshare_args+=(--map-root-user)
 # shellcheck disable=SC2016 # $1 and $@ belong to the inner shell
-unshare --mount sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$tmp/cpuinfo" \
+unshare "${unshare_args[@]}" sh -c 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"' sh "$tmp/cpuinfo" \
   env ORT_DYLIB_PATH="$ort_lib" qemu-aarch64-static "$bin" \
   embed imu "$input" --rate-hz 400 --model models/tiny/imu.onnx -o "$tmp/arm.npy"
 python3 - "$tmp/x86.npy" "$tmp/arm.npy" <<'PY'
