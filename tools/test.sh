@@ -24,5 +24,18 @@ if pkg-config --exists realsense2; then
 else
   echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
 fi
+# aarch64 (Jetson, JetPack 6), on x86_64 machines: the release cross build with its glibc <= 2.35
+# gate, the unit and preprocessing-parity tests and the binary under QEMU, then the Debian
+# packages for amd64 and arm64, the amd64 one installed, checked and purged (docs/deployment.md).
+if [ "$(uname -m)" = x86_64 ] && [ "${EDGEBIND_SETUP_AARCH64:-1}" != 0 ]; then
+  aarch64_start=$(date +%s)
+  bash tools/build_aarch64.sh
+  bash tools/test_aarch64.sh
+  bash tools/package_deb.sh amd64 arm64
+  bash tools/test_deb.sh
+  echo "test.sh: aarch64 build, QEMU tests and packages: $(( $(date +%s) - aarch64_start )) s"
+else
+  echo "test.sh: SKIPPING the aarch64 build and the packages (not an x86_64 machine, or EDGEBIND_SETUP_AARCH64=0)" >&2
+fi
 echo "test.sh: target/ uses $(du -sh target | cut -f1); free: $(df -h --output=avail . | tail -1)"
 echo "test.sh: passed in $(( $(date +%s) - start )) s"
