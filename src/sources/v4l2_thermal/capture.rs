@@ -819,21 +819,27 @@ mod tests {
     }
 
     #[test]
-    fn cancellation_is_seen_within_100_ms_while_waiting_or_backing_off() {
+    fn cancellation_is_seen_promptly_while_waiting_or_backing_off() {
+        // Bounds are generous (a loaded machine wakes threads late) but below what a missed
+        // cancellation would cost: a quiet camera is waited for forever, and the fifth backoff
+        // sleep lasts 1.6 s.
         let run = Running::start(
             vec![Ok(FakeCamera::new(Vec::new()))],
             settings(FrameLayout::Plain),
             8,
         );
         wait_for("open", || run.stats.snapshot().connected);
-        assert!(run.stop() < Duration::from_millis(200));
+        assert!(run.stop() < Duration::from_millis(1_000));
 
         let mut s = settings(FrameLayout::Plain);
         s.max_backoff = Duration::from_secs(60);
         let run = Running::start(Vec::new(), s, 8);
-        std::thread::sleep(Duration::from_millis(800));
+        wait_for("five open attempts", || {
+            run.attempts.lock().unwrap().len() >= 5
+        });
+        std::thread::sleep(Duration::from_millis(100));
         assert!(!run.stats.snapshot().connected);
-        assert!(run.stop() < Duration::from_millis(200));
+        assert!(run.stop() < Duration::from_millis(1_000));
     }
 
     #[test]
