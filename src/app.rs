@@ -14,14 +14,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceConfig};
-use crate::inference::worker::{spawn_worker, Job, WorkerContext};
-use crate::inference::{load_model_set, OrtRuntime};
+use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
+use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
 use crate::pipeline::stream::{spawn_stream, Processor};
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
 use crate::sources::{self, SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, Telemetry};
+use crate::telemetry::{DropReason, ModelStats, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
 
@@ -172,7 +172,12 @@ pub async fn run_until(
             .map(|p| config.resolve(p))
             .as_deref(),
     )?;
-    tracing::info!(library = %runtime.library.display(), version = %runtime.version, "ONNX Runtime loaded");
+    tracing::info!(
+        library = %runtime.library.display(),
+        version = %runtime.version,
+        api = crate::inference::runtime::REQUIRED_MINOR,
+        "ONNX Runtime loaded"
+    );
     let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
     modalities.sort();
     modalities.dedup();
@@ -181,10 +186,9 @@ pub async fn run_until(
         &runtime,
         &models_dir,
         &modalities,
-        &config.runtime.execution_providers,
-        config.runtime.require_gpu,
-        config.runtime.intra_threads,
+        &LoadOptions::from_config(&config),
     )?;
+    crate::service::status("starting: models warm; opening the sources");
     let mut built = Vec::new();
     for source in &config.sources {
         let processor = Processor::for_source(source)?;
@@ -241,7 +245,23 @@ pub async fn run_until(
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut job_queues: BTreeMap<Modality, QueueSender<Job>> = BTreeMap::new();
     let detached = telemetry.stream("");
+    let batching = Batching {
+        max_batch: config.models.max_batch.max(1),
+        max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
+    };
     for (modality, loaded) in model_set.encoders {
+        let model_stats = Arc::new(ModelStats::new(
+            modality,
+            loaded.encoder.provider.as_str(),
+            &runtime.version,
+            &loaded.sha256,
+        ));
+        telemetry.add_model(Arc::clone(&model_stats));
+        for source in config.sources.iter().filter(|s| s.modality() == modality) {
+            telemetry
+                .stream(source.name())
+                .set_model(Arc::clone(&model_stats));
+        }
         let (tx, rx) = bounded::<Job>(
             config.models.queue_capacity,
             config.models.when_full,
@@ -260,6 +280,8 @@ pub async fn run_until(
             qos: config.mqtt.qos,
             encoding: config.mqtt.embedding_encoding,
             clock,
+            batching,
+            model_stats,
         };
         threads.push(spawn_worker(loaded.encoder, ctx, rx, out_tx.clone())?);
         job_queues.insert(modality, tx);
