@@ -96,6 +96,63 @@ impl Broker {
     }
 }
 
+/// One model as `edgebind warm` loaded it.
+#[derive(Debug, Clone)]
+pub struct WarmedModel {
+    /// The modality.
+    pub modality: Modality,
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// The provider in use.
+    pub provider: &'static str,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+    /// The parity check's result (`None`: no reference).
+    pub parity: Option<crate::inference::ParityReport>,
+    /// Seconds from the start of the command until every model was warm.
+    pub load_s: f64,
+}
+
+/// Loads ONNX Runtime and every model the configuration's sources need exactly as [`run`] does: TensorRT engines are built
+/// into the cache, each model is warmed up and parity-checked. Nothing else starts.
+///
+/// # Errors
+/// As the start of [`run`]: runtime, cache directory, models, providers, parity.
+pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
+    let started = std::time::Instant::now();
+    let runtime = OrtRuntime::load(
+        config
+            .runtime
+            .library_path
+            .as_ref()
+            .map(|p| config.resolve(p))
+            .as_deref(),
+    )?;
+    let models_dir = config.resolve(&config.models.dir);
+    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
+    modalities.sort();
+    modalities.dedup();
+    let set = load_model_set(
+        &runtime,
+        &models_dir,
+        &modalities,
+        &LoadOptions::from_config(config),
+    )?;
+    let load_s = started.elapsed().as_secs_f64();
+    Ok(set
+        .encoders
+        .into_iter()
+        .map(|(modality, loaded)| WarmedModel {
+            modality,
+            path: loaded.encoder.path.clone(),
+            provider: loaded.encoder.provider.as_str(),
+            ort_version: runtime.version.clone(),
+            parity: loaded.parity,
+            load_s,
+        })
+        .collect())
+}
+
 /// Runs the daemon until a signal or until every source has ended.
 ///
 /// # Errors

@@ -37,6 +37,24 @@ fn config_with_runtime(device: &str, port: u16, runtime: &str) -> String {
     )
 }
 
+fn schema_for(def: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo().join("docs/mqtt.schema.json")).unwrap();
+    let mut schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let obj = schema.as_object_mut().unwrap();
+    obj.remove("oneOf");
+    obj.insert("$ref".into(), format!("#/$defs/{def}").into());
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn assert_valid(def: &str, v: &serde_json::Value) {
+    let validator = schema_for(def);
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{def} does not match the schema: {errors:?}\n{v}"
+    );
+}
+
 fn scrape_metrics(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -72,12 +90,14 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
         ),
         imu_source(&fixture("recordings/imu_demo_200hz.csv"), "loop = true\nhop_ms = 200\n")
     );
+    let config = config.replace("stats_interval_s = 0", "stats_interval_s = 1");
     let path = write_config(dir.path(), &config);
     let sub = Subscriber::start(broker.port(), "edgebind/fallback/#");
     let log = dir.path().join("daemon.log");
     let mut child = spawn_daemon(&path, &log, &[]);
     let embedded = sub.wait_for(Duration::from_secs(60), |seen| {
         seen.iter().any(|m| m.topic.ends_with("/imu/embedding"))
+            && seen.iter().any(|m| m.topic.ends_with("/stats"))
     });
     // The retained state and the metrics say which provider is in use.
     let mut body = String::new();
@@ -117,6 +137,7 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
     );
 
     let embedding = sub.on("/imu/embedding")[0].json();
+    assert_valid("embedding", &embedding);
     assert_eq!(embedding["model"]["provider"], "cpu");
     assert_eq!(embedding["model"]["ort_version"], "1.31.1");
     let state = sub
@@ -124,8 +145,13 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
         .last()
         .map(Seen::json)
         .unwrap_or_else(|| panic!("no state message:\n{text}"));
+    assert_valid("state", &state);
     assert_eq!(state["inference"]["provider"], "cpu", "{state}");
     assert_eq!(state["inference"]["ort_version"], "1.31.1", "{state}");
+    let stats = sub.on("/stats").last().map(Seen::json).unwrap();
+    assert_valid("stats", &stats);
+    assert_eq!(stats["inference"]["imu"]["provider"], "cpu", "{stats}");
+    assert_eq!(stats["streams"]["imu"]["inference"]["provider"], "cpu");
     assert!(
         body.contains(
             "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
@@ -168,6 +194,69 @@ fn require_gpu_on_a_cpu_only_library_is_a_clear_start_up_error() {
     assert!(
         error.contains("tensorrt: ") && error.contains("cuda: "),
         "{error}"
+    );
+}
+
+#[test]
+fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // One source per modality; audio with 3 clips (its reference input has 1).
+    let config = format!(
+        "{}{}\n[[sources]]\ntype = \"thermal_replay\"\nname = \"thermal\"\npath = \"{}\"\n\
+         [[sources]]\ntype = \"depth_replay\"\nname = \"depth\"\npath = \"{}\"\n\
+         [[sources]]\ntype = \"audio_replay\"\nname = \"mic\"\npath = \"{}\"\nclips = 3\n",
+        config_with_runtime(
+            "warm",
+            1883,
+            &format!(
+                "execution_providers = [\"tensorrt\", \"cpu\"]\n[runtime.tensorrt]\ncache_dir = \"{}\"",
+                cache.display()
+            ),
+        ),
+        imu_source(&fixture("recordings/imu_still_200hz.csv"), ""),
+        fixture("recordings/thermal_demo_160x120_u16.npy").display(),
+        fixture("recordings/depth_demo_256x192_u16.npy").display(),
+        refdata_dir().join("audio/short_16k_mono_1s2.wav").display(),
+    );
+    let path = write_config(dir.path(), &config);
+    let out = run(edgebind().arg("warm").arg("--config").arg(&path));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for modality in ["imu", "audio", "depth", "thermal"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{modality}: ")))
+            .unwrap_or_else(|| panic!("no {modality} line:\n{stdout}"));
+        assert!(
+            line.contains("on cpu (ONNX Runtime 1.31.1), parity cosine 1.000000"),
+            "{line}"
+        );
+    }
+    assert!(stdout.contains("4 model(s) warm in"), "{stdout}");
+    // One cache key directory per model (and the shared timing cache), even though this
+    // library has no TensorRT: the layout does not depend on the machine.
+    let mut keys: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k == "timing-ort1.31.1-fp16"),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k == "imu-7dd81bd922f0c08b-ort1.31.1-fp16-b4"),
+        "{keys:?}"
+    );
+    // The audio profile spans the source's 3 clips and the reference's 1.
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("audio-") && k.ends_with("-b4-1x1x128x204-3x1x128x204")),
+        "{keys:?}"
     );
 }
 

@@ -216,17 +216,26 @@ fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
     })
 }
 
-/// The TensorRT settings of one model, with its cache directories created.
+/// The TensorRT settings of one model, with its cache directories created. The profile covers
+/// the windows' shapes and the parity reference's.
 fn tensorrt_settings(
     opts: &LoadOptions,
-    modality: Modality,
-    sha256: &str,
+    target: &LoadTarget<'_>,
     ort_version: &str,
 ) -> Result<Option<TensorrtSettings>, ModelSetError> {
     if !opts.providers.contains(&ExecutionProviderKind::Tensorrt) {
         return Ok(None);
     }
-    let profile = Profile::covering(modality.as_str(), &opts.shapes(modality), opts.max_batch);
+    let modality = target.modality;
+    let sha256 = target.sha256.as_str();
+    let mut shapes = opts.shapes(modality);
+    if let Some(r) = target.reference {
+        let item = r.input.shape().get(1..).unwrap_or_default().to_vec();
+        if !shapes.contains(&item) {
+            shapes.push(item);
+        }
+    }
+    let profile = Profile::covering(modality.as_str(), &shapes, opts.max_batch);
     let key = CacheKey::new(modality, sha256, ort_version, &opts.tensorrt, &profile);
     let cache = CacheDirs::prepare(&opts.tensorrt_cache_dir, key, ort_version, &opts.tensorrt)?;
     Ok(Some(TensorrtSettings {
@@ -315,7 +324,7 @@ fn load_one(
     let LoadTarget { modality, path, .. } = *target;
     let settings = SessionSettings {
         intra_threads: opts.intra_threads.max(1),
-        tensorrt: tensorrt_settings(opts, modality, &target.sha256, &runtime.version)?,
+        tensorrt: tensorrt_settings(opts, target, &runtime.version)?,
         cuda: opts.cuda.clone(),
     };
     let mut refused: Vec<String> = Vec::new();
@@ -411,14 +420,6 @@ fn load_one(
                 detail,
             });
         }
-        tracing::warn!(
-            %modality,
-            model = %path.display(),
-            provider,
-            reference = %reference.output_path.display(),
-            %detail,
-            "output disagrees with the manifest reference; provider refused, trying the next"
-        );
         refused.extend(encoder.fallback_reasons.iter().cloned());
         refused.push(format!(
             "{provider}: output disagrees with the reference {} ({detail})",
@@ -435,6 +436,15 @@ fn load_one(
             .unwrap_or_default()
             .iter()
             .any(|p| !(opts.require_gpu && *p == ExecutionProviderKind::Cpu));
+        tracing::warn!(
+            %modality,
+            model = %path.display(),
+            provider,
+            reference = %reference.output_path.display(),
+            %detail,
+            "output disagrees with the manifest reference; provider refused{}",
+            if left { ", trying the next" } else { "" }
+        );
         if !left {
             return Err(ModelSetError::NoParity {
                 path: path.to_path_buf(),
