@@ -731,3 +731,61 @@ listen = "127.0.0.1:{metrics_port}"
     assert!(slowest < Duration::from_secs(2), "metrics took {slowest:?}");
     assert!(stop < Duration::from_secs(15), "stop took {stop:?}\n{text}");
 }
+
+#[test]
+fn start_up_reports_each_model_as_systemd_status_and_sends_ready_only_when_all_are_warm() {
+    use std::os::unix::net::UnixDatagram;
+    let broker = LocalBroker::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let config = format!(
+        "{}{}[[sources]]\ntype = \"thermal_replay\"\nname = \"thermal\"\npath = \"{}\"\nloop = true\n",
+        base_config("notify-models", broker.port()),
+        imu_source(&fixture("recordings/imu_demo_200hz.csv"), "loop = true\n"),
+        fixture("recordings/thermal_demo_160x120_u16.npy").display(),
+    );
+    let path = write_config(dir.path(), &config);
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = edgebind()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env_remove("WATCHDOG_USEC")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !lines.iter().any(|l: &String| l == "READY=1") {
+        let Ok(n) = sock.recv(&mut buf) else { break };
+        lines.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    sigterm(&child);
+    let _ = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let position = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:#?}"))
+    };
+    let ready = position("READY=1");
+    for step in [
+        "STATUS=starting: model 1/2 (imu): loading",
+        "STATUS=starting: model 1/2 (imu): warming up on cpu",
+        "STATUS=starting: model 2/2 (thermal): loading",
+        "STATUS=starting: model 2/2 (thermal): warming up on cpu",
+        "STATUS=starting: models warm",
+    ] {
+        assert!(position(step) < ready, "{step} after READY: {lines:#?}");
+    }
+}
