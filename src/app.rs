@@ -14,14 +14,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceConfig};
-use crate::inference::worker::{spawn_worker, Job, WorkerContext};
-use crate::inference::{load_model_set, OrtRuntime};
+use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
+use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
 use crate::pipeline::stream::{spawn_stream, Processor};
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
 use crate::sources::{self, SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, Telemetry};
+use crate::telemetry::{DropReason, ModelStats, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
 
@@ -94,6 +94,63 @@ impl Broker {
             }
         }
     }
+}
+
+/// One model as `edgebind warm` loaded it.
+#[derive(Debug, Clone)]
+pub struct WarmedModel {
+    /// The modality.
+    pub modality: Modality,
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// The provider in use.
+    pub provider: &'static str,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+    /// The parity check's result (`None`: no reference).
+    pub parity: Option<crate::inference::ParityReport>,
+    /// Seconds from the start of the command until every model was warm.
+    pub load_s: f64,
+}
+
+/// Loads ONNX Runtime and every model the configuration's sources need exactly as [`run`] does: TensorRT engines are built
+/// into the cache, each model is warmed up and parity-checked. Nothing else starts.
+///
+/// # Errors
+/// As the start of [`run`]: runtime, cache directory, models, providers, parity.
+pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
+    let started = std::time::Instant::now();
+    let runtime = OrtRuntime::load(
+        config
+            .runtime
+            .library_path
+            .as_ref()
+            .map(|p| config.resolve(p))
+            .as_deref(),
+    )?;
+    let models_dir = config.resolve(&config.models.dir);
+    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
+    modalities.sort();
+    modalities.dedup();
+    let set = load_model_set(
+        &runtime,
+        &models_dir,
+        &modalities,
+        &LoadOptions::from_config(config),
+    )?;
+    let load_s = started.elapsed().as_secs_f64();
+    Ok(set
+        .encoders
+        .into_iter()
+        .map(|(modality, loaded)| WarmedModel {
+            modality,
+            path: loaded.encoder.path.clone(),
+            provider: loaded.encoder.provider.as_str(),
+            ort_version: runtime.version.clone(),
+            parity: loaded.parity,
+            load_s,
+        })
+        .collect())
 }
 
 /// Runs the daemon until a signal or until every source has ended.
@@ -172,7 +229,12 @@ pub async fn run_until(
             .map(|p| config.resolve(p))
             .as_deref(),
     )?;
-    tracing::info!(library = %runtime.library.display(), version = %runtime.version, "ONNX Runtime loaded");
+    tracing::info!(
+        library = %runtime.library.display(),
+        version = %runtime.version,
+        api = crate::inference::runtime::REQUIRED_MINOR,
+        "ONNX Runtime loaded"
+    );
     let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
     modalities.sort();
     modalities.dedup();
@@ -181,10 +243,9 @@ pub async fn run_until(
         &runtime,
         &models_dir,
         &modalities,
-        &config.runtime.execution_providers,
-        config.runtime.require_gpu,
-        config.runtime.intra_threads,
+        &LoadOptions::from_config(&config),
     )?;
+    crate::service::status("starting: models warm; opening the sources");
     let mut built = Vec::new();
     for source in &config.sources {
         let processor = Processor::for_source(source)?;
@@ -241,7 +302,23 @@ pub async fn run_until(
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut job_queues: BTreeMap<Modality, QueueSender<Job>> = BTreeMap::new();
     let detached = telemetry.stream("");
+    let batching = Batching {
+        max_batch: config.models.max_batch.max(1),
+        max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
+    };
     for (modality, loaded) in model_set.encoders {
+        let model_stats = Arc::new(ModelStats::new(
+            modality,
+            loaded.encoder.provider.as_str(),
+            &runtime.version,
+            &loaded.sha256,
+        ));
+        telemetry.add_model(Arc::clone(&model_stats));
+        for source in config.sources.iter().filter(|s| s.modality() == modality) {
+            telemetry
+                .stream(source.name())
+                .set_model(Arc::clone(&model_stats));
+        }
         let (tx, rx) = bounded::<Job>(
             config.models.queue_capacity,
             config.models.when_full,
@@ -260,6 +337,8 @@ pub async fn run_until(
             qos: config.mqtt.qos,
             encoding: config.mqtt.embedding_encoding,
             clock,
+            batching,
+            model_stats,
         };
         threads.push(spawn_worker(loaded.encoder, ctx, rx, out_tx.clone())?);
         job_queues.insert(modality, tx);

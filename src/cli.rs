@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo`, `preprocess`, `embed`. Errors are reported here,
+//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`. Errors are reported here,
 //! once, with their context; configuration errors exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
@@ -53,6 +53,14 @@ pub enum Command {
     },
     /// Validate a configuration file and report every problem (exit 78 if any).
     Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Load every model the configured sources need exactly as `run` does (providers in order, TensorRT
+    /// engines built into the cache, warm-up, parity check), report, and exit: pre-builds the
+    /// engines so that the service starts fast.
+    Warm {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
@@ -238,6 +246,7 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(i32::from(report.publisher.undelivered > 0))
         }
         Command::Check { config } => check(&config),
+        Command::Warm { config } => warm(&config),
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Preprocess {
             modality,
@@ -275,6 +284,27 @@ fn dispatch(command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+#[allow(clippy::print_stdout, reason = "warm reports to the terminal")]
+fn warm(path: &Path) -> Result<i32> {
+    let cfg = config::load(path)?;
+    let models = app::warm(&cfg)?;
+    for m in &models {
+        let parity = m.parity.map_or("no parity reference".to_string(), |p| {
+            format!("parity cosine {:.6}", p.min_cosine)
+        });
+        println!(
+            "{}: {} on {} (ONNX Runtime {}), {parity}",
+            m.modality,
+            m.path.display(),
+            m.provider,
+            m.ort_version
+        );
+    }
+    let total_s = models.first().map_or(0.0, |m| m.load_s);
+    println!("{} model(s) warm in {total_s:.1} s", models.len());
+    Ok(0)
 }
 
 #[allow(clippy::print_stdout, reason = "check reports to the terminal")]

@@ -4,7 +4,7 @@
 //! space and publishes the embeddings and their nearest text concepts over MQTT.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`run`, `check`, `demo`, `preprocess`, `embed`).
+//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`).
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
 //! - [`sources`]: one module per sensor source; each runs on its own named thread.

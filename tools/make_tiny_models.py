@@ -11,6 +11,8 @@ normalisation, flipped mel axis, inverted thermal polarity ...) lands on a diffe
 
 Outputs (all deterministic: fixed seeds, no timestamps; re-running gives byte-identical files):
   <out>/imu.onnx audio.onnx depth.onnx thermal.onnx concepts.txt concepts.npy manifest.json
+  <out>/<modality>_reference_input.npy, <modality>_reference_output.npy: one synthetic input per
+      encoder and its output from ONNX Runtime's CPU provider (the daemon's parity check)
   <fixtures>/models/imu_wrong_shape.onnx  imu_ref_input.npy  imu_ref_output.npy
 
 Usage: tools/make_tiny_models.py [--out models/tiny] [--fixtures tests/fixtures] [--refdata DIR]
@@ -530,6 +532,42 @@ def verify(out_dir, unit_rows, refdata):
     return ok
 
 
+# --------------------------------------------------------------------------- parity references
+def reference_inputs():
+    """One signal per encoder, batch of one, exactly as the model takes it."""
+    return {
+        "imu": imu_window("still", seed=1)[None].astype(np.float32),
+        "audio": audio_input(tone(200.0, seed=6), 1),
+        "depth": depth_input(depth_scene("close", 1)),
+        "thermal": thermal_scene("warm", 1),
+    }
+
+
+def write_references(out_dir):
+    """The parity check's pairs: each encoder's output for its reference input from ONNX
+    Runtime's CPU provider. The daemon refuses a provider whose output for the same input has a
+    cosine below runtime.parity.min_cosine with this one."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    entries = {}
+    for name, x in reference_inputs().items():
+        sess = ort.InferenceSession(os.path.join(out_dir, f"{name}.onnx"), opts,
+                                    providers=["CPUExecutionProvider"])
+        y = sess.run(["embedding"], {name: x})[0]
+        assert y.shape == (x.shape[0], DIM) and y.dtype == np.float32 and np.isfinite(y).all()
+        files = {}
+        for kind, arr in (("input", x), ("output", y)):
+            fn = f"{name}_reference_{kind}.npy"
+            np.save(os.path.join(out_dir, fn), np.ascontiguousarray(arr))
+            files[kind] = fn
+        entries[name] = {"input": files["input"],
+                         "input_sha256": sha256(os.path.join(out_dir, files["input"])),
+                         "output": files["output"],
+                         "output_sha256": sha256(os.path.join(out_dir, files["output"]))}
+    return entries
+
+
 # --------------------------------------------------------------------------- main
 def sha256(path):
     with open(path, "rb") as f:
@@ -560,6 +598,7 @@ def main():
     with open(os.path.join(args.out, "concepts.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("".join(lab + "\n" for lab in LABELS))
     np.save(os.path.join(args.out, "concepts.npy"), bank)
+    references = write_references(args.out)
 
     manifest = {
         "format": 1,
@@ -569,7 +608,8 @@ def main():
         "embedding_dim": DIM,
         "models": {name: {"file": f"{name}.onnx",
                           "sha256": sha256(os.path.join(args.out, f"{name}.onnx")),
-                          "input": name, "output": "embedding"} for name in builders},
+                          "input": name, "output": "embedding",
+                          "reference": references[name]} for name in builders},
         "concepts": {"labels": "concepts.txt", "embeddings": "concepts.npy",
                      "sha256": {fn: sha256(os.path.join(args.out, fn))
                                 for fn in ("concepts.txt", "concepts.npy")}},

@@ -100,6 +100,15 @@ pub struct RuntimeConfig {
     /// Threads ONNX Runtime may use inside one operator (per session).
     #[serde(default = "default_intra_threads")]
     pub intra_threads: usize,
+    /// TensorRT provider options (used when `tensorrt` is listed).
+    #[serde(default)]
+    pub tensorrt: TensorrtConfig,
+    /// CUDA provider options (used when `cuda` is listed).
+    #[serde(default)]
+    pub cuda: CudaConfig,
+    /// The check of each model's output against its manifest reference after warm-up.
+    #[serde(default)]
+    pub parity: ParityConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -109,8 +118,165 @@ impl Default for RuntimeConfig {
             execution_providers: default_providers(),
             require_gpu: false,
             intra_threads: default_intra_threads(),
+            tensorrt: TensorrtConfig::default(),
+            cuda: CudaConfig::default(),
+            parity: ParityConfig::default(),
         }
     }
+}
+
+/// TensorRT execution provider options.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorrtConfig {
+    /// Let TensorRT pick FP16 kernels (about twice as fast on Jetson; the parity check guards
+    /// against a model that FP16 breaks).
+    #[serde(default = "default_true")]
+    pub fp16: bool,
+    /// INT8 kernels (needs a calibration table in the cache directory; off by default).
+    #[serde(default)]
+    pub int8: bool,
+    /// Directory of the engine and timing caches, created at start and checked writable.
+    /// Default: `$CACHE_DIRECTORY/tensorrt` (systemd's `CacheDirectory=`), else
+    /// `$XDG_CACHE_HOME/edgebind/tensorrt`, else `~/.cache/edgebind/tensorrt`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Workspace TensorRT may use while building an engine (default: ONNX Runtime's).
+    #[serde(default)]
+    pub max_workspace_bytes: Option<ByteSize>,
+    /// GPU to run on.
+    #[serde(default)]
+    pub device_id: u32,
+    /// Deep Learning Accelerator core to run on (Jetson AGX/NX Orin have 0 and 1); layers the
+    /// DLA cannot run fall back to the GPU. Default: no DLA.
+    #[serde(default)]
+    pub dla_core: Option<u32>,
+    /// TensorRT builder optimisation level, 0 (fast build) to 5 (slowest build, best engine).
+    #[serde(default = "default_builder_optimization_level")]
+    pub builder_optimization_level: u8,
+}
+
+impl Default for TensorrtConfig {
+    fn default() -> Self {
+        Self {
+            fp16: true,
+            int8: false,
+            cache_dir: None,
+            max_workspace_bytes: None,
+            device_id: 0,
+            dla_core: None,
+            builder_optimization_level: default_builder_optimization_level(),
+        }
+    }
+}
+
+impl TensorrtConfig {
+    /// The cache directory in effect: the configured one (relative to `base_dir`), else the
+    /// default described on [`cache_dir`](Self::cache_dir).
+    #[must_use]
+    pub fn resolved_cache_dir(&self, base_dir: &Path) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return if dir.is_absolute() {
+                dir.clone()
+            } else {
+                base_dir.join(dir)
+            };
+        }
+        let env_dir = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(systemd) = env_dir("CACHE_DIRECTORY") {
+            // systemd may list several directories separated by ':'; the first is ours.
+            let first = systemd
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .map(PathBuf::from)
+                .unwrap_or(systemd);
+            return first.join("tensorrt");
+        }
+        if let Some(xdg) = env_dir("XDG_CACHE_HOME") {
+            return xdg.join("edgebind/tensorrt");
+        }
+        if let Some(home) = env_dir("HOME") {
+            return home.join(".cache/edgebind/tensorrt");
+        }
+        base_dir.join("tensorrt-cache")
+    }
+
+    /// The precision name used in logs and cache keys: `fp32`, `fp16`, `int8` or `int8-fp16`.
+    #[must_use]
+    pub fn precision(&self) -> &'static str {
+        match (self.int8, self.fp16) {
+            (true, true) => "int8-fp16",
+            (true, false) => "int8",
+            (false, true) => "fp16",
+            (false, false) => "fp32",
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_builder_optimization_level() -> u8 {
+    3
+}
+
+/// CUDA execution provider options.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CudaConfig {
+    /// GPU to run on.
+    #[serde(default)]
+    pub device_id: u32,
+}
+
+/// What happens when a provider's output disagrees with the manifest reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParityFailure {
+    /// The provider is refused and the next one in `execution_providers` is tried.
+    NextProvider,
+    /// Start-up fails.
+    Fail,
+}
+
+/// The parity check run after warm-up when the manifest carries a reference input and output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParityConfig {
+    /// Run the check (when the manifest has references).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Lowest accepted cosine similarity between the model's output and the reference output,
+    /// per reference row.
+    #[serde(default = "default_parity_min_cosine")]
+    pub min_cosine: f64,
+    /// `next_provider` (default) or `fail`.
+    #[serde(default = "default_parity_failure")]
+    pub on_failure: ParityFailure,
+}
+
+impl Default for ParityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_cosine: default_parity_min_cosine(),
+            on_failure: default_parity_failure(),
+        }
+    }
+}
+
+fn default_parity_min_cosine() -> f64 {
+    0.99
+}
+
+fn default_parity_failure() -> ParityFailure {
+    ParityFailure::NextProvider
 }
 
 fn default_providers() -> Vec<ExecutionProviderKind> {
@@ -173,6 +339,16 @@ pub struct ModelsConfig {
     /// Policy of the inference queue when the model cannot keep up.
     #[serde(default = "default_drop_oldest")]
     pub when_full: WhenFull,
+    /// Most windows one session run embeds: windows already waiting are batched up to this.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// How long a worker may wait for more windows to fill a batch (0: only those waiting).
+    #[serde(default)]
+    pub max_batch_wait_ms: u64,
+}
+
+fn default_max_batch() -> usize {
+    4
 }
 
 fn default_inference_queue() -> usize {
@@ -516,6 +692,17 @@ impl SourceConfig {
             Self::ThermalReplay(_) | Self::V4l2Thermal(_) => crate::Modality::Thermal,
             Self::DepthReplay(_) | Self::Realsense(_) => crate::Modality::Depth,
             Self::AudioReplay(_) | Self::AlsaAudio(_) => crate::Modality::Audio,
+        }
+    }
+
+    /// ImageBind clips per window of an audio source (`None` for other modalities): the
+    /// model's second input dimension.
+    #[must_use]
+    pub fn audio_clips(&self) -> Option<usize> {
+        match self {
+            Self::AudioReplay(c) => Some(c.clips),
+            Self::AlsaAudio(c) => Some(c.clips),
+            _ => None,
         }
     }
 

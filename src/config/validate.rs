@@ -169,6 +169,45 @@ fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
     }
 }
 
+fn check_providers(config: &Config, p: &mut Problems) {
+    let rt = &config.runtime;
+    let trt = &rt.tensorrt;
+    if rt
+        .execution_providers
+        .contains(&ExecutionProviderKind::Tensorrt)
+    {
+        let dir = trt.resolved_cache_dir(&config.base_dir);
+        if let Err(message) = writable_dir(&dir) {
+            p.add(
+                "runtime.tensorrt.cache_dir",
+                format!("{}: {message}", dir.display()),
+            );
+        }
+    }
+    if trt.builder_optimization_level > 5 {
+        p.add(
+            "runtime.tensorrt.builder_optimization_level",
+            "must be between 0 and 5",
+        );
+    }
+    if trt.max_workspace_bytes.is_some_and(|b| b.0 < 1 << 20) {
+        p.add(
+            "runtime.tensorrt.max_workspace_bytes",
+            "must be at least 1MiB",
+        );
+    }
+    if i32::try_from(trt.device_id).is_err() {
+        p.add("runtime.tensorrt.device_id", "is too large");
+    }
+    if i32::try_from(rt.cuda.device_id).is_err() {
+        p.add("runtime.cuda.device_id", "is too large");
+    }
+    let c = rt.parity.min_cosine;
+    if !(c.is_finite() && (-1.0..=1.0).contains(&c)) {
+        p.add("runtime.parity.min_cosine", "must be a cosine in [-1, 1]");
+    }
+}
+
 fn check_outbox(config: &Config, p: &mut Problems) {
     let o = &config.outbox;
     if o.max_bytes.0 < 64 * 1024 {
@@ -255,6 +294,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     p.positive("runtime.intra_threads", rt.intra_threads as u64);
+    check_providers(config, &mut p);
 
     let models_dir = config.resolve(&config.models.dir);
     if !models_dir.join("manifest.json").is_file() {
@@ -264,6 +304,21 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         );
     }
     p.positive("models.queue_capacity", config.models.queue_capacity as u64);
+    let m = &config.models;
+    if !(1..=64).contains(&m.max_batch) {
+        p.add("models.max_batch", "must be between 1 and 64");
+    } else if m.max_batch > m.queue_capacity.max(1) {
+        p.add(
+            "models.max_batch",
+            format!(
+                "{} is larger than models.queue_capacity ({}): a batch is made of waiting windows",
+                m.max_batch, m.queue_capacity
+            ),
+        );
+    }
+    if m.max_batch_wait_ms > 1000 {
+        p.add("models.max_batch_wait_ms", "must be at most 1000");
+    }
 
     p.positive("concepts.top_k", config.concepts.top_k as u64);
     if !(-1.0..=1.0).contains(&config.concepts.min_score) {
@@ -837,5 +892,64 @@ mod tests {
                 .any(|m| m == "sources[0].loop: applies only to a recording"),
             "{p:?}"
         );
+    }
+
+    fn runtime_problems(runtime: &str, models: &str) -> Vec<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny");
+        let text = format!(
+            "[device]\nid = \"d\"\n[runtime]\n{runtime}\n[models]\ndir = \"{dir}\"\n{models}\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n"
+        );
+        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
+        validate(&config)
+            .iter()
+            .map(ToString::to_string)
+            .filter(|p| !p.starts_with("sources:"))
+            .collect()
+    }
+
+    #[test]
+    fn every_provider_and_batching_problem_is_reported_with_its_path() {
+        let p = runtime_problems(
+            "execution_providers = [\"cuda\", \"cpu\"]\n[runtime.tensorrt]\n\
+             builder_optimization_level = 9\nmax_workspace_bytes = \"1KiB\"\n\
+             [runtime.parity]\nmin_cosine = 1.5",
+            "queue_capacity = 2\nmax_batch = 4\nmax_batch_wait_ms = 5000",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "runtime.tensorrt.builder_optimization_level: must be between 0 and 5",
+                "runtime.tensorrt.max_workspace_bytes: must be at least 1MiB",
+                "runtime.parity.min_cosine: must be a cosine in [-1, 1]",
+                "models.max_batch: 4 is larger than models.queue_capacity (2): a batch is made of waiting windows",
+                "models.max_batch_wait_ms: must be at most 1000",
+            ]
+        );
+        assert!(runtime_problems("", "max_batch = 0")
+            .contains(&"models.max_batch: must be between 1 and 64".to_string()));
+    }
+
+    #[test]
+    fn the_tensorrt_cache_directory_is_checked_only_when_tensorrt_is_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let cache = file.join("cache");
+        let trt = format!(
+            "execution_providers = [\"tensorrt\", \"cpu\"]\n[runtime.tensorrt]\ncache_dir = \"{}\"",
+            cache.display()
+        );
+        let p = runtime_problems(&trt, "");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(&format!(
+                "runtime.tensorrt.cache_dir: {}: ",
+                cache.display()
+            )),
+            "{p:?}"
+        );
+        let cpu = trt.replace("\"tensorrt\", ", "");
+        assert!(runtime_problems(&cpu, "").is_empty());
     }
 }

@@ -53,6 +53,24 @@ pub struct ModelEntry {
     pub input: String,
     /// Output name (`embedding`).
     pub output: String,
+    /// A reference input and the output the model must give for it (the parity check).
+    #[serde(default)]
+    pub reference: Option<ReferenceEntry>,
+}
+
+/// A reference pair for the parity check: `.npy` float32 files next to the manifest, the input
+/// with its batch dimension (`[B, …]`), the output `[B, dim]` as the exporter's runtime gave it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceEntry {
+    /// Model input, relative to the manifest.
+    pub input: PathBuf,
+    /// sha256 of the input file.
+    pub input_sha256: String,
+    /// Expected model output, relative to the manifest.
+    pub output: PathBuf,
+    /// sha256 of the output file.
+    pub output_sha256: String,
 }
 
 /// The concept bank files.

@@ -23,6 +23,16 @@ pub enum RuntimeError {
         /// ort's explanation (includes the version for a too-old library).
         message: String,
     },
+    /// The library is older than the ONNX Runtime API this binary was built against.
+    #[error("{path}: ONNX Runtime {version} is older than this edgebind build supports: it was built with ort's api-{required_minor} and needs libonnxruntime >= 1.{required_minor}. The library was refused before any session was created (an older library with a newer API level can abort the process). Install ONNX Runtime >= 1.{required_minor} (CPU: tools/fetch_onnxruntime.sh; Jetson: docs/inference.md) and point runtime.library_path or ORT_DYLIB_PATH at it")]
+    TooOld {
+        /// The library.
+        path: PathBuf,
+        /// Its version (from its file name, or as ONNX Runtime reported it).
+        version: String,
+        /// The minor version the binary needs (`ort` `api-N`).
+        required_minor: u32,
+    },
     /// The ONNX Runtime environment could not be created.
     #[error("ONNX Runtime environment: {0}")]
     Environment(String),
@@ -86,15 +96,28 @@ impl OrtRuntime {
     /// [`RuntimeError`] with the path and reason.
     pub fn load(configured: Option<&Path>) -> Result<Self, RuntimeError> {
         let library = resolve_library(configured)?;
+        // First guard, before the library is even opened: the version in its file name.
+        if let Some(version) = version_from_file_name(&library) {
+            check_version(&library, &version)?;
+        }
+        // Second guard: ort asks the opened library (`OrtGetApiBase()->GetVersionString()`) and
+        // refuses an older one before any API call; that refusal gets the same explanation.
         // ort panics on some bad paths inside `init_from`; keep that from taking the process down.
         let builder = std::panic::catch_unwind(|| ort::init_from(&library))
             .map_err(|_| RuntimeError::Load {
                 path: library.clone(),
                 message: "ONNX Runtime loader panicked".into(),
             })?
-            .map_err(|e| RuntimeError::Load {
-                path: library.clone(),
-                message: e.to_string(),
+            .map_err(|e| match e {
+                ort::LoadDynamicError::BadVersion { version_str, .. } => RuntimeError::TooOld {
+                    path: library.clone(),
+                    version: version_str,
+                    required_minor: REQUIRED_MINOR,
+                },
+                other => RuntimeError::Load {
+                    path: library.clone(),
+                    message: other.to_string(),
+                },
             })?;
         let env = builder
             .with_name("edgebind")
@@ -108,6 +131,35 @@ impl OrtRuntime {
             library,
             version,
         })
+    }
+}
+
+/// The ONNX Runtime minor version this binary needs: the API level `ort` was built with
+/// (`api-31` → ONNX Runtime 1.31).
+pub const REQUIRED_MINOR: u32 = ort::MINOR_VERSION;
+
+/// The minor number of a version string (`1.22.0` → 22).
+#[must_use]
+pub fn minor_version(version: &str) -> Option<u32> {
+    let minor = version.split('.').nth(1)?;
+    let digits: String = minor.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Refuses a library whose `version` is older than [`REQUIRED_MINOR`].
+///
+/// # Errors
+/// [`RuntimeError::TooOld`] explaining what to install.
+pub fn check_version(library: &Path, version: &str) -> Result<(), RuntimeError> {
+    match minor_version(version) {
+        Some(minor) if version.starts_with("1.") && minor < REQUIRED_MINOR => {
+            Err(RuntimeError::TooOld {
+                path: library.to_path_buf(),
+                version: version.to_string(),
+                required_minor: REQUIRED_MINOR,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -147,6 +199,22 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(version_from_file_name(&link).as_deref(), Some("1.22.0"));
         assert_eq!(version_from_file_name(&dir.path().join("missing.so")), None);
+    }
+
+    #[test]
+    fn a_library_older_than_the_api_level_is_refused_with_an_explanation() {
+        let lib = Path::new("/opt/ort/libonnxruntime.so.1.22.0");
+        let err = match check_version(lib, "1.22.0") {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("1.22.0 accepted"),
+        };
+        assert!(err.contains("1.22.0"), "{err}");
+        assert!(err.contains(&format!("api-{REQUIRED_MINOR}")), "{err}");
+        assert!(err.contains(&format!(">= 1.{REQUIRED_MINOR}")), "{err}");
+        assert!(check_version(lib, &format!("1.{REQUIRED_MINOR}.0")).is_ok());
+        assert!(check_version(lib, "1.40.2").is_ok());
+        assert_eq!(minor_version("1.9.1"), Some(9));
+        assert_eq!(minor_version("garbage"), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::OrtRuntime;
-use crate::config::ExecutionProviderKind;
+use super::tensorrt::{CacheDirs, Profile};
+use crate::config::{CudaConfig, ExecutionProviderKind, TensorrtConfig};
 use crate::Modality;
 
 /// Errors creating or running an encoder.
@@ -111,12 +112,79 @@ pub struct Encoder {
     embedding_dim: usize,
 }
 
-fn provider_dispatch(kind: ExecutionProviderKind) -> Option<ort::ep::ExecutionProviderDispatch> {
-    match kind {
-        ExecutionProviderKind::Tensorrt => {
-            Some(ort::ep::TensorRT::default().build().error_on_failure())
+/// TensorRT options for one model's session.
+#[derive(Debug, Clone)]
+pub struct TensorrtSettings {
+    /// The configured options.
+    pub config: TensorrtConfig,
+    /// The model's engine and timing cache directories (created).
+    pub cache: CacheDirs,
+    /// The optimisation profile.
+    pub profile: Profile,
+}
+
+/// How a session is created, besides the provider order.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Threads inside one operator.
+    pub intra_threads: usize,
+    /// TensorRT options; `None`: ONNX Runtime's defaults (no engine cache).
+    pub tensorrt: Option<TensorrtSettings>,
+    /// CUDA options.
+    pub cuda: CudaConfig,
+}
+
+impl SessionSettings {
+    /// ONNX Runtime's defaults with `intra_threads` threads.
+    #[must_use]
+    pub fn defaults(intra_threads: usize) -> Self {
+        Self {
+            intra_threads,
+            tensorrt: None,
+            cuda: CudaConfig::default(),
         }
-        ExecutionProviderKind::Cuda => Some(ort::ep::CUDA::default().build().error_on_failure()),
+    }
+}
+
+fn tensorrt_dispatch(settings: Option<&TensorrtSettings>) -> ort::ep::ExecutionProviderDispatch {
+    let Some(s) = settings else {
+        return ort::ep::TensorRT::default().build().error_on_failure();
+    };
+    let c = &s.config;
+    let (min, opt, max) = s.profile.shapes();
+    let mut ep = ort::ep::TensorRT::default()
+        .with_device_id(i32::try_from(c.device_id).unwrap_or(0))
+        .with_fp16(c.fp16)
+        .with_int8(c.int8)
+        .with_engine_cache(true)
+        .with_engine_cache_path(s.cache.engine_dir.display())
+        .with_timing_cache(true)
+        .with_timing_cache_path(s.cache.timing_dir.display())
+        .with_builder_optimization_level(c.builder_optimization_level)
+        .with_profile_min_shapes(min)
+        .with_profile_opt_shapes(opt)
+        .with_profile_max_shapes(max);
+    if let Some(bytes) = c.max_workspace_bytes {
+        ep = ep.with_max_workspace_size(usize::try_from(bytes.0).unwrap_or(usize::MAX));
+    }
+    if let Some(core) = c.dla_core {
+        ep = ep.with_dla(true).with_dla_core(core);
+    }
+    ep.build().error_on_failure()
+}
+
+fn provider_dispatch(
+    kind: ExecutionProviderKind,
+    settings: &SessionSettings,
+) -> Option<ort::ep::ExecutionProviderDispatch> {
+    match kind {
+        ExecutionProviderKind::Tensorrt => Some(tensorrt_dispatch(settings.tensorrt.as_ref())),
+        ExecutionProviderKind::Cuda => Some(
+            ort::ep::CUDA::default()
+                .with_device_id(i32::try_from(settings.cuda.device_id).unwrap_or(0))
+                .build()
+                .error_on_failure(),
+        ),
         ExecutionProviderKind::Cpu => None,
     }
 }
@@ -125,13 +193,13 @@ fn try_create(
     runtime: &OrtRuntime,
     path: &Path,
     kind: ExecutionProviderKind,
-    intra_threads: usize,
+    settings: &SessionSettings,
 ) -> Result<Session, String> {
     let builder = Session::builder(&runtime.env).map_err(|e| e.to_string())?;
     let builder = builder
-        .with_intra_threads(intra_threads)
+        .with_intra_threads(settings.intra_threads.max(1))
         .map_err(|e| e.to_string())?;
-    let mut builder = match provider_dispatch(kind) {
+    let mut builder = match provider_dispatch(kind, settings) {
         Some(ep) => builder
             .with_execution_providers([ep])
             .map_err(|e| e.to_string())?,
@@ -156,6 +224,28 @@ impl Encoder {
         require_gpu: bool,
         intra_threads: usize,
     ) -> Result<Self, SessionError> {
+        Self::load_with(
+            runtime,
+            modality,
+            path,
+            providers,
+            require_gpu,
+            &SessionSettings::defaults(intra_threads),
+        )
+    }
+
+    /// Like [`load`](Self::load), with the providers' options.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with(
+        runtime: &OrtRuntime,
+        modality: Modality,
+        path: &Path,
+        providers: &[ExecutionProviderKind],
+        require_gpu: bool,
+        settings: &SessionSettings,
+    ) -> Result<Self, SessionError> {
         if !path.is_file() {
             return Err(SessionError::Missing {
                 path: path.to_path_buf(),
@@ -167,7 +257,7 @@ impl Encoder {
             if require_gpu && kind == ExecutionProviderKind::Cpu {
                 continue;
             }
-            match try_create(runtime, path, kind, intra_threads.max(1)) {
+            match try_create(runtime, path, kind, settings) {
                 Ok(s) => {
                     created = Some((s, kind));
                     break;
@@ -218,8 +308,25 @@ impl Encoder {
     /// Runs a batch (`[B, …]` in the modality's input shape) and returns `[B, dim]`.
     ///
     /// # Errors
-    /// [`SessionError::Run`] with ONNX Runtime's message, or when the output is malformed.
+    /// [`SessionError::Run`] with ONNX Runtime's message, or when the output is malformed or
+    /// not finite.
     pub fn run(&mut self, batch: &ArrayD<f32>) -> Result<Array2<f32>, SessionError> {
+        let out = self.run_unchecked(batch)?;
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(SessionError::Run {
+                path: self.path.clone(),
+                message: format!("output element {i} is not finite"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Like [`run`](Self::run), but leaves non-finite values for the caller to judge per row
+    /// (one broken window must not take the rest of its batch with it).
+    ///
+    /// # Errors
+    /// [`SessionError::Run`] with ONNX Runtime's message, or when the output shape is wrong.
+    pub fn run_unchecked(&mut self, batch: &ArrayD<f32>) -> Result<Array2<f32>, SessionError> {
         let run_err = |message: String| SessionError::Run {
             path: self.path.clone(),
             message,
@@ -242,9 +349,6 @@ impl Encoder {
                 view.shape(),
                 self.embedding_dim
             )));
-        }
-        if let Some(i) = view.iter().position(|v| !v.is_finite()) {
-            return Err(run_err(format!("output element {i} is not finite")));
         }
         view.into_dimensionality::<ndarray::Ix2>()
             .map(|v| v.to_owned())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayView2, Axis};
 use tokio::sync::mpsc;
 
 use super::session::Encoder;
@@ -16,7 +16,7 @@ use crate::publish::payload::{
     WindowInfo, ENVELOPE_VERSION,
 };
 use crate::publish::{MessageTiming, OutMessage};
-use crate::telemetry::{DropReason, Stage, StreamStats};
+use crate::telemetry::{DropReason, ModelStats, Stage, StreamStats};
 use crate::time::{Clock, Timestamp};
 
 /// A preprocessed window waiting for its model.
@@ -69,6 +69,27 @@ pub struct WorkerContext {
     pub encoding: EmbeddingEncoding,
     /// The daemon's clock.
     pub clock: Clock,
+    /// How windows are batched.
+    pub batching: Batching,
+    /// The model's run counters (and the provider in use).
+    pub model_stats: Arc<ModelStats>,
+}
+
+/// How the worker batches windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most windows per session run.
+    pub max_batch: usize,
+    /// How long to wait for more windows once one is there (zero: only those already waiting).
+    pub max_wait: Duration,
+}
+
+impl Batching {
+    /// One window per run.
+    pub const NONE: Self = Self {
+        max_batch: 1,
+        max_wait: Duration::ZERO,
+    };
 }
 
 /// Errors starting a worker.
@@ -154,8 +175,100 @@ pub fn messages_for(
     out
 }
 
-/// Starts the worker thread. It ends when every job sender is dropped and the queue is empty,
-/// or when the publisher is gone.
+/// Takes the next batch: blocks for the first job (or takes `held`), then adds jobs of the
+/// same input shape that are waiting (or arrive within `batching.max_wait`), up to
+/// `batching.max_batch`. A job of another shape (audio sources with different clip counts) is
+/// held for the next batch. `None` when the queue is closed and empty.
+fn next_batch(
+    jobs: &crossbeam_channel::Receiver<Job>,
+    held: &mut Option<Job>,
+    batching: Batching,
+) -> Option<Vec<Job>> {
+    let first = match held.take() {
+        Some(job) => job,
+        None => jobs.recv().ok()?,
+    };
+    let deadline = Instant::now() + batching.max_wait;
+    let mut batch = vec![first];
+    while batch.len() < batching.max_batch.max(1) {
+        let next = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(_) if batching.max_wait.is_zero() => break,
+            Err(_) => match jobs.recv_deadline(deadline) {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        if next.input.shape() == batch[0].input.shape() {
+            batch.push(next);
+        } else {
+            *held = Some(next);
+            break;
+        }
+    }
+    Some(batch)
+}
+
+/// Stacks the inputs of `batch` into one `[B, …]` tensor.
+fn stack_inputs(batch: &[Job]) -> Result<ArrayD<f32>, ndarray::ShapeError> {
+    let views: Vec<_> = batch.iter().map(|j| j.input.view()).collect();
+    ndarray::stack(Axis(0), &views)
+}
+
+/// Counts every window of `batch` as dropped by a failed run.
+fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display) {
+    for job in batch {
+        job.stats.add_drops(DropReason::InferenceError, 1);
+    }
+    let seqs: Vec<u64> = batch.iter().map(|j| j.seq).collect();
+    tracing::warn!(windows = batch.len(), ?seqs, error = %error, "windows dropped");
+}
+
+/// One session run over a batch.
+struct BatchRun<'a> {
+    /// Row `i` is the output of window `i`.
+    rows: ArrayView2<'a, f32>,
+    /// How long the run took (every window of the batch waited for all of it).
+    inference: Duration,
+    /// How long each window waited in the queue, in ms.
+    queue_ms: Vec<f64>,
+}
+
+/// Publishes the embedding of each window of `batch`. Returns `false` when the publisher is
+/// gone.
+fn publish_batch(
+    ctx: &WorkerContext,
+    provider: &str,
+    modality: crate::Modality,
+    batch: &[Job],
+    run: &BatchRun<'_>,
+    out: &mpsc::Sender<OutMessage>,
+) -> bool {
+    let inference = run.inference;
+    let inference_ms = inference.as_secs_f64() * 1e3;
+    for ((job, row), &queue_ms) in batch.iter().zip(run.rows.rows()).zip(&run.queue_ms) {
+        // A non-finite row is one broken window; the rest of the batch is fine.
+        if row.iter().any(|v| !v.is_finite()) {
+            job.stats.add_drops(DropReason::InferenceError, 1);
+            tracing::warn!(sensor = %job.sensor, seq = job.seq, "window dropped: the model's output is not finite");
+            continue;
+        }
+        job.stats.record_latency(Stage::Inference, inference);
+        let raw: Vec<f32> = row.to_vec();
+        for m in messages_for(ctx, provider, modality, job, &raw, inference_ms, queue_ms) {
+            if out.blocking_send(m).is_err() {
+                tracing::error!("publisher stopped; inference worker exits");
+                return false;
+            }
+        }
+        job.stats.add_embedding();
+    }
+    true
+}
+
+/// Starts the worker thread. It takes windows in batches (see [`Batching`]), runs them through
+/// the session in one call, and publishes each. It ends when every job sender is dropped and
+/// the queue is empty, or when the publisher is gone.
 ///
 /// # Errors
 /// [`WorkerSpawnError`] when the OS refuses a thread.
@@ -175,37 +288,133 @@ pub fn spawn_worker(
             let stall_after: Option<u64> = std::env::var("EDGEBIND_FAULT_STALL_INFERENCE_AFTER")
                 .ok()
                 .and_then(|v| v.parse().ok());
-            for (done, job) in jobs.iter().enumerate() {
-                if stall_after.is_some_and(|n| done as u64 >= n) {
+            let mut done: u64 = 0;
+            let mut held = None;
+            while let Some(batch) = next_batch(&jobs, &mut held, ctx.batching) {
+                if stall_after.is_some_and(|n| done >= n) {
                     tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
                     loop {
                         std::thread::sleep(std::time::Duration::from_secs(3600));
                     }
                 }
-                let queued = job.queued_at.elapsed();
-                job.stats.record_latency(Stage::Queue, queued);
-                let queue_ms = queued.as_secs_f64() * 1e3;
-                let t0 = Instant::now();
-                let raw = match encoder.run_one(&job.input) {
-                    Ok(r) => r,
+                done += batch.len() as u64;
+                let queue_ms: Vec<f64> = batch
+                    .iter()
+                    .map(|job| {
+                        let queued = job.queued_at.elapsed();
+                        job.stats.record_latency(Stage::Queue, queued);
+                        queued.as_secs_f64() * 1e3
+                    })
+                    .collect();
+                let input = match stack_inputs(&batch) {
+                    Ok(input) => input,
                     Err(e) => {
-                        job.stats.add_drops(DropReason::InferenceError, 1);
-                        tracing::warn!(sensor = %job.sensor, seq = job.seq, error = %e, "window dropped");
+                        drop_batch(&batch, &e);
                         continue;
                     }
                 };
+                let t0 = Instant::now();
+                let result = encoder.run_unchecked(&input);
                 let inference = t0.elapsed();
-                job.stats.record_latency(Stage::Inference, inference);
-                let inference_ms = inference.as_secs_f64() * 1e3;
-                for m in messages_for(&ctx, provider, modality, &job, &raw, inference_ms, queue_ms)
-                {
-                    if out.blocking_send(m).is_err() {
-                        tracing::error!("publisher stopped; inference worker exits");
-                        return;
+                ctx.model_stats.add_run(batch.len());
+                let rows = match result {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        drop_batch(&batch, &e);
+                        continue;
                     }
+                };
+                let run = BatchRun {
+                    rows: rows.view(),
+                    inference,
+                    queue_ms,
+                };
+                if !publish_batch(&ctx, provider, modality, &batch, &run, &out) {
+                    return;
                 }
-                job.stats.add_embedding();
             }
         })
         .map_err(|source| WorkerSpawnError { modality, source })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(seq: u64, shape: &[usize]) -> Job {
+        let now = crate::time::Clock::new().now();
+        Job {
+            sensor: Arc::from("s"),
+            stats: Arc::new(StreamStats::default()),
+            seq,
+            start: now,
+            end: now,
+            sample_count: 1,
+            gaps: 0,
+            input: ArrayD::zeros(ndarray::IxDyn(shape)),
+            preprocess_ms: 0.0,
+            queued_at: Instant::now(),
+        }
+    }
+
+    fn seqs(batch: &[Job]) -> Vec<u64> {
+        batch.iter().map(|j| j.seq).collect()
+    }
+
+    #[test]
+    fn waiting_windows_are_batched_up_to_max_batch() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        for seq in 0..7 {
+            tx.send(job(seq, &[6, 2000])).unwrap();
+        }
+        drop(tx);
+        let b = Batching {
+            max_batch: 3,
+            max_wait: Duration::ZERO,
+        };
+        let mut held = None;
+        let mut batches = Vec::new();
+        while let Some(batch) = next_batch(&rx, &mut held, b) {
+            batches.push(seqs(&batch));
+        }
+        assert_eq!(batches, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+    }
+
+    #[test]
+    fn a_window_of_another_shape_waits_for_the_next_batch() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        tx.send(job(0, &[1, 1, 128, 204])).unwrap();
+        tx.send(job(1, &[3, 1, 128, 204])).unwrap();
+        tx.send(job(2, &[3, 1, 128, 204])).unwrap();
+        drop(tx);
+        let b = Batching {
+            max_batch: 4,
+            max_wait: Duration::ZERO,
+        };
+        let mut held = None;
+        assert_eq!(seqs(&next_batch(&rx, &mut held, b).unwrap()), vec![0]);
+        assert_eq!(seqs(&next_batch(&rx, &mut held, b).unwrap()), vec![1, 2]);
+        assert!(next_batch(&rx, &mut held, b).is_none());
+    }
+
+    #[test]
+    fn the_worker_waits_for_more_windows_only_when_allowed() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        tx.send(job(0, &[6, 2000])).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            tx.send(job(1, &[6, 2000])).unwrap();
+            tx
+        });
+        let b = Batching {
+            max_batch: 2,
+            max_wait: Duration::from_secs(10),
+        };
+        let mut held = None;
+        // Waits (at most 10 s) for the second window rather than running the first alone.
+        assert_eq!(seqs(&next_batch(&rx, &mut held, b).unwrap()), vec![0, 1]);
+        drop(sender.join().unwrap());
+        assert!(next_batch(&rx, &mut held, b).is_none());
+    }
 }

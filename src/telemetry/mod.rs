@@ -5,15 +5,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
 
 pub mod histogram;
 pub mod http;
+pub mod inference;
 
 pub use histogram::{LatencyHistogram, Stage, StageLatencies, StageSummary};
+pub use inference::{ModelIdentity, ModelSnapshot, ModelStats};
 
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,6 +85,7 @@ pub struct StreamStats {
     sample_rate_millihz: AtomicU64,
     connected: AtomicBool,
     latency: StageLatencies,
+    model: OnceLock<Arc<ModelStats>>,
 }
 
 impl StreamStats {
@@ -130,6 +133,10 @@ impl StreamStats {
     pub fn latency(&self) -> &StageLatencies {
         &self.latency
     }
+    /// Records which model embeds this stream's windows (once, at start).
+    pub fn set_model(&self, model: Arc<ModelStats>) {
+        let _ = self.model.set(model);
+    }
     /// Windows cut so far.
     #[must_use]
     pub fn windows(&self) -> u64 {
@@ -152,6 +159,7 @@ impl StreamStats {
                 .iter()
                 .map(|r| (r.as_str(), self.drops(*r)))
                 .collect(),
+            inference: self.model.get().map(|m| m.identity()),
         }
     }
 }
@@ -175,6 +183,9 @@ pub struct StreamSnapshot {
     pub gap_samples_total: u64,
     /// Drops by reason.
     pub drops_total: BTreeMap<&'static str, u64>,
+    /// The model embedding this stream's windows: provider in use, ONNX Runtime version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference: Option<ModelIdentity>,
 }
 
 /// Counters of the publisher.
@@ -209,6 +220,7 @@ pub struct Telemetry {
     streams: BTreeMap<String, Arc<StreamStats>>,
     /// The publisher's counters.
     pub publish: PublishStats,
+    models: Mutex<Vec<Arc<ModelStats>>>,
 }
 
 impl Telemetry {
@@ -222,7 +234,21 @@ impl Telemetry {
                 .map(|n| (n.to_string(), Arc::new(StreamStats::default())))
                 .collect(),
             publish: PublishStats::default(),
+            models: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers a loaded model (its provider and run counters join stats and metrics).
+    pub fn add_model(&self, model: Arc<ModelStats>) {
+        if let Ok(mut models) = self.models.lock() {
+            models.push(model);
+        }
+    }
+
+    /// The loaded models.
+    #[must_use]
+    pub fn models(&self) -> Vec<Arc<ModelStats>> {
+        self.models.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// The counters of one stream; a name not configured gets a detached set (never panics).
@@ -262,6 +288,11 @@ impl Telemetry {
                 .streams
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.latency.summary()))
+                .collect::<BTreeMap<_, _>>(),
+            "inference": self
+                .models()
+                .iter()
+                .map(|m| (m.modality.as_str(), m.snapshot()))
                 .collect::<BTreeMap<_, _>>(),
         })
     }
@@ -416,6 +447,8 @@ impl Telemetry {
                 );
             }
         }
+        let models = self.models();
+        inference::render_prometheus(&mut out, models.iter().map(AsRef::as_ref));
         metric(
             &mut out,
             "edgebind_uptime_seconds",
@@ -475,6 +508,32 @@ mod tests {
         assert!(t.render_prometheus().contains(
             "edgebind_stage_latency_seconds_count{sensor=\"imu0\",stage=\"inference\"} 1"
         ));
+    }
+
+    #[test]
+    fn the_provider_in_use_reaches_state_stats_and_metrics() {
+        let t = Telemetry::new(["imu0"]);
+        let m = Arc::new(ModelStats::new(
+            crate::Modality::Imu,
+            "cpu",
+            "1.31.1",
+            "ab12",
+        ));
+        t.add_model(Arc::clone(&m));
+        t.stream("imu0").set_model(Arc::clone(&m));
+        m.add_run(3);
+        let state = serde_json::to_value(t.stream("imu0").snapshot()).unwrap_or_default();
+        assert_eq!(state["inference"]["provider"], "cpu");
+        assert_eq!(state["inference"]["ort_version"], "1.31.1");
+        let stats = t.stats_json();
+        assert_eq!(stats["inference"]["imu"]["runs_total"], 1);
+        assert_eq!(stats["inference"]["imu"]["windows_total"], 3);
+        let text = t.render_prometheus();
+        assert!(text.contains(
+            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
+        ));
+        assert!(text.contains("edgebind_inference_runs_total{model=\"imu\"} 1"));
+        assert!(text.contains("edgebind_inference_windows_total{model=\"imu\"} 3"));
     }
 
     #[test]

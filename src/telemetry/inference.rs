@@ -1,0 +1,160 @@
+//! Counters and identity of each loaded model: the execution provider actually in use, the ONNX
+//! Runtime version, session runs and the windows they embedded (their ratio is the mean batch).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::Modality;
+
+/// One model's identity (fixed after start) and run counters.
+#[derive(Debug)]
+pub struct ModelStats {
+    /// The modality it encodes (the `model` label).
+    pub modality: Modality,
+    /// The execution provider in use (`tensorrt`, `cuda`, `cpu`).
+    pub provider: String,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+    runs: AtomicU64,
+    windows: AtomicU64,
+}
+
+/// What a sensor's `state` says about the model embedding its windows.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// The execution provider in use.
+    pub provider: String,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+}
+
+/// What the `stats` payload says about a model.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ModelSnapshot {
+    /// The execution provider in use.
+    pub provider: String,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+    /// Session runs since start.
+    pub runs_total: u64,
+    /// Windows those runs embedded (more than `runs_total` when windows were batched).
+    pub windows_total: u64,
+}
+
+impl ModelStats {
+    /// A model that has not run yet.
+    #[must_use]
+    pub fn new(modality: Modality, provider: &str, ort_version: &str, model_sha256: &str) -> Self {
+        Self {
+            modality,
+            provider: provider.to_string(),
+            ort_version: ort_version.to_string(),
+            model_sha256: model_sha256.to_string(),
+            runs: AtomicU64::new(0),
+            windows: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one session run over `windows` windows.
+    pub fn add_run(&self, windows: usize) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.windows.fetch_add(windows as u64, Ordering::Relaxed);
+    }
+
+    /// Session runs so far.
+    #[must_use]
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Windows embedded so far.
+    #[must_use]
+    pub fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+
+    /// Provider, ONNX Runtime version and checksum.
+    #[must_use]
+    pub fn identity(&self) -> ModelIdentity {
+        ModelIdentity {
+            provider: self.provider.clone(),
+            ort_version: self.ort_version.clone(),
+            model_sha256: self.model_sha256.clone(),
+        }
+    }
+
+    /// A copy for payloads.
+    #[must_use]
+    pub fn snapshot(&self) -> ModelSnapshot {
+        ModelSnapshot {
+            provider: self.provider.clone(),
+            ort_version: self.ort_version.clone(),
+            model_sha256: self.model_sha256.clone(),
+            runs_total: self.runs(),
+            windows_total: self.windows(),
+        }
+    }
+}
+
+/// Prometheus lines of every model: provider info, runs, windows.
+pub(crate) fn render_prometheus<'a>(
+    out: &mut String,
+    models: impl Iterator<Item = &'a ModelStats> + Clone,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP edgebind_inference_provider_info Execution provider and ONNX Runtime version in use per model (value 1).\n\
+         # TYPE edgebind_inference_provider_info gauge"
+    );
+    for m in models.clone() {
+        let _ = writeln!(
+            out,
+            "edgebind_inference_provider_info{{model=\"{}\",provider=\"{}\",ort_version=\"{}\"}} 1",
+            m.modality,
+            escape(&m.provider),
+            escape(&m.ort_version)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP edgebind_inference_runs_total Session runs per model (one per batch).\n\
+         # TYPE edgebind_inference_runs_total counter"
+    );
+    for m in models.clone() {
+        let _ = writeln!(
+            out,
+            "edgebind_inference_runs_total{{model=\"{}\"}} {}",
+            m.modality,
+            m.runs()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP edgebind_inference_windows_total Windows embedded per model (windows / runs = mean batch size).\n\
+         # TYPE edgebind_inference_windows_total counter"
+    );
+    for m in models {
+        let _ = writeln!(
+            out,
+            "edgebind_inference_windows_total{{model=\"{}\"}} {}",
+            m.modality,
+            m.windows()
+        );
+    }
+}
+
+/// Label values are versions and provider names; escape the three characters the text format
+/// reserves anyway.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
