@@ -9,10 +9,12 @@ AARCH64_TARGET=aarch64-unknown-linux-gnu
 # JetPack 6 is Ubuntu 22.04: glibc 2.35. A binary that needs a newer symbol version does not start
 # there ("GLIBC_2.36 not found"), and Debian 12 links against 2.36, so every build is gated.
 AARCH64_MAX_GLIBC=2.35
-# What a Jetson build turns on: TLS (default), V4L2 thermal cameras, ALSA microphones. Serial IMUs
-# and ONNX Runtime (loaded at run time) are always in. RealSense is left out: no registry offers an
-# aarch64 librealsense2 to link against (docs/deployment.md).
-AARCH64_FEATURES=${EDGEBIND_AARCH64_FEATURES:-v4l2,alsa}
+# What a Jetson build turns on: TLS, V4L2 thermal cameras, ALSA microphones. Serial IMUs and ONNX
+# Runtime (loaded at run time) are always in. Default features are off so that the ONNX Runtime API
+# level stays at 21 (no `ort-api-31`): NVIDIA's JetPack 6 onnxruntime-gpu wheels are 1.22/1.23.
+# RealSense is left out: no registry offers an aarch64 librealsense2 to link against
+# (docs/deployment.md).
+AARCH64_FEATURES=${EDGEBIND_AARCH64_FEATURES:-tls,v4l2,alsa}
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc

@@ -18,9 +18,9 @@ if [ -n "$missing" ]; then
 fi
 
 start=$(date +%s)
-cargo build --release --locked --target "$AARCH64_TARGET" --features "$AARCH64_FEATURES" --bin edgebind "$@"
+cargo build --release --locked --target "$AARCH64_TARGET" --no-default-features --features "$AARCH64_FEATURES" --bin edgebind "$@"
 bin=target/$AARCH64_TARGET/release/edgebind
 aarch64_glibc_gate "$bin"
-echo "build_aarch64.sh: $bin ($(du -h "$bin" | cut -f1), features: default + $AARCH64_FEATURES)" \
+echo "build_aarch64.sh: $bin ($(du -h "$bin" | cut -f1), features: $AARCH64_FEATURES, ONNX Runtime API 21)" \
   "needs: $(LC_ALL=C readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 echo "build_aarch64.sh: built in $(( $(date +%s) - start )) s"

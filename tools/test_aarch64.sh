@@ -27,7 +27,7 @@ start=$(date +%s)
 # tests stay on x86; the binary is exercised directly below.
 # Skipped: one wall-clock test (a V4L2 capture loop must stop within a second), which QEMU's
 # emulation speed on a loaded machine may not meet; it runs natively on x86.
-cargo test --release --locked --target "$AARCH64_TARGET" --features "$AARCH64_FEATURES" \
+cargo test --release --locked --target "$AARCH64_TARGET" --no-default-features --features "$AARCH64_FEATURES" \
   --lib --test preprocess_audio --test preprocess_depth --test preprocess_thermal \
   -- --skip cancellation_is_seen_promptly_while_waiting_or_backing_off
 tests_done=$(date +%s)
