@@ -562,7 +562,13 @@ pub(super) struct DeliveryProbe {
 impl DeliveryProbe {
     pub(super) fn start(port: u16, prefix: &str) -> Result<Self, BenchError> {
         let mut opts = rumqttc::MqttOptions::new(
-            format!("edgebind-bench-probe-{}-{port}", std::process::id()),
+            // One probe per prefix at a time; a shared id would make the broker take the
+            // session from one to the other.
+            format!(
+                "edgebind-bench-probe-{}-{}",
+                std::process::id(),
+                prefix.replace('/', "-")
+            ),
             "127.0.0.1",
             port,
         );
