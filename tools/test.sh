@@ -24,5 +24,11 @@ if pkg-config --exists realsense2; then
 else
   echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
 fi
+# Gross-regression check of the end-to-end figures (docs/performance.md, tools/bench_baseline.json):
+# the daemon on replays of all four sensors against mosquitto for a few seconds, then audio at
+# full speed; fails only beyond 10x the documented figures, so noise never fails a build (~30 s).
+target/debug/edgebind bench --e2e --providers cpu --duration 5s --max-speed-duration 3s \
+  --json target/bench-e2e.json > /dev/null
+python3 tools/bench_regression.py target/bench-e2e.json tools/bench_baseline.json
 echo "test.sh: target/ uses $(du -sh target | cut -f1); free: $(df -h --output=avail . | tail -1)"
 echo "test.sh: passed in $(( $(date +%s) - start )) s"
