@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`. Errors are reported here,
+//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
 //! once, with their context; configuration errors exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,10 @@ use crate::sources::FrameImage;
 use crate::telemetry::init_logging;
 use crate::Modality;
 
+mod bench;
 mod demo;
+
+pub use bench::BenchArgs;
 
 /// Sensor-edge embedding daemon: sensors → ImageBind embeddings → MQTT.
 #[derive(Debug, Parser)]
@@ -107,6 +110,9 @@ pub enum Command {
         #[arg(long)]
         ort_library: Option<PathBuf>,
     },
+    /// Measure what this device and model set sustain: per modality (preprocessing, inference
+    /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
+    Bench(BenchArgs),
 }
 
 /// Modalities on the command line.
@@ -248,6 +254,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Check { config } => check(&config),
         Command::Warm { config } => warm(&config),
         Command::Demo { config } => demo::run(config.as_deref()),
+        Command::Bench(args) => bench::run(args),
         Command::Preprocess {
             modality,
             input,

@@ -4,8 +4,9 @@
 //! space and publishes the embeddings and their nearest text concepts over MQTT.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`).
+//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`).
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
+//! - [`bench`]: `edgebind bench`: per-modality and end-to-end measurements, system info.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
 //! - [`sources`]: one module per sensor source; each runs on its own named thread.
 //! - [`window`]: pure windowing of sample streams (window length, hop, gaps, capture times).
@@ -19,6 +20,7 @@
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod concepts;
 pub mod config;

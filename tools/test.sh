@@ -24,6 +24,12 @@ if pkg-config --exists realsense2; then
 else
   echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
 fi
+# Gross-regression check of the end-to-end figures (docs/performance.md, tools/bench_baseline.json):
+# the daemon on replays of all four sensors against mosquitto for a few seconds, then audio at
+# full speed; fails only beyond 10x the documented figures, so noise never fails a build (~30 s).
+target/debug/edgebind bench --e2e --providers cpu --duration 5s --max-speed-duration 3s \
+  --json target/bench-e2e.json > /dev/null
+python3 tools/bench_regression.py target/bench-e2e.json tools/bench_baseline.json
 # aarch64 (Jetson, JetPack 6), on x86_64 machines: the release cross build with its glibc <= 2.35
 # gate, the unit and preprocessing-parity tests and the binary under QEMU, then the Debian
 # packages for amd64 and arm64, the amd64 one installed, checked and purged (docs/deployment.md).
