@@ -1,8 +1,18 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 //! Per-window cost of the audio preprocessing: one 2 s window of 44.1 kHz stereo
 //! (`refdata/audio/window_2s_44k1_stereo.wav`), single thread.
+//!
+//! `cargo bench --bench preprocess_audio` runs criterion (wall clock). On a loaded machine
+//! `EDGEBIND_BENCH_CPU=1 cargo bench --bench preprocess_audio` instead prints per-call on-CPU
+//! time of this thread (`/proc/thread-self/schedstat`, Linux), median and minimum over batches;
+//! `EDGEBIND_BENCH_BATCHES`, `EDGEBIND_BENCH_CALLS` (calls per batch, rounded up to a multiple
+//! of 16) and `EDGEBIND_BENCH_ONLY` (name filter) tune
+//! it, e.g. for instruction counts under `valgrind --tool=callgrind`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::cell::RefCell;
+use std::hint::black_box;
+
+use criterion::Criterion;
 use edgebind::preprocess::audio::{AudioParams, AudioPreprocessor, SincResampler};
 
 fn refdata_dir() -> std::path::PathBuf {
@@ -25,54 +35,137 @@ fn window_wav() -> (Vec<Vec<f32>>, u32) {
     (planar, spec.sample_rate)
 }
 
-fn bench_window(c: &mut Criterion) {
+/// The benchmarked cases: name and one call each.
+type Case<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// On-CPU time of the calling thread in ns (first field of `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Per-call on-CPU time, median and minimum over batches, one line per case.
+///
+/// The kernel updates a thread's run time at scheduler ticks and switches, so it is read only
+/// around batches of at least 0.25 s of CPU time (error below 3 %), unless
+/// `EDGEBIND_BENCH_CALLS` fixes the calls per batch (for instruction counts).
+fn cpu_time_table(cases: &mut [Case<'_>]) {
+    let batches = env_usize("EDGEBIND_BENCH_BATCHES", 15).max(1);
+    let fixed_calls = env_usize("EDGEBIND_BENCH_CALLS", 0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("on-CPU time per call, {batches} batches of >= 0.25 s CPU, loadavg {load}");
+    println!("{:<40} {:>12} {:>12}", "case", "median ms", "min ms");
+    let only = std::env::var("EDGEBIND_BENCH_ONLY").unwrap_or_default();
+    for (name, call) in cases.iter_mut().filter(|(name, _)| name.contains(&only)) {
+        call(); // tables and buffers
+        let mut per_call_ms: Vec<f64> = (0..batches)
+            .filter_map(|_| {
+                let t0 = thread_cpu_ns()?;
+                let mut calls = 0u64;
+                let mut t1 = t0;
+                while (fixed_calls == 0 && t1 - t0 < 250_000_000) || calls < fixed_calls as u64 {
+                    for _ in 0..16 {
+                        call();
+                    }
+                    calls += 16;
+                    t1 = thread_cpu_ns()?;
+                }
+                Some((t1 - t0) as f64 / calls as f64 / 1e6)
+            })
+            .collect();
+        per_call_ms.sort_by(f64::total_cmp);
+        let median = per_call_ms.get(per_call_ms.len() / 2).copied();
+        let min = per_call_ms.first().copied();
+        match (median, min) {
+            (Some(median), Some(min)) => println!("{name:<40} {median:>12.4} {min:>12.4}"),
+            _ => println!("{name:<40} (no /proc/thread-self/schedstat)"),
+        }
+    }
+}
+
+fn main() {
     let (planar, rate) = window_wav();
     let ch0 = planar[0].clone();
     let resampler = SincResampler::new(rate, 16_000).unwrap();
     let mut resampled = Vec::new();
     resampler.process_into(&ch0, &mut resampled);
-    let mut pre = AudioPreprocessor::new(AudioParams::default()).unwrap();
-
+    let pre = RefCell::new(AudioPreprocessor::new(AudioParams::default()).unwrap());
+    let mut resample_out = Vec::with_capacity(32_000);
+    let mut fbank_out = ndarray::Array2::<f32>::zeros((128, 204));
+    let mut fbank = edgebind::preprocess::audio::KaldiFbank::new(128).unwrap();
+    let mut out3 = ndarray::Array4::<f32>::zeros((3, 1, 128, 204));
+    // S = 1 gives the same embedding as S = 3 for 2 s windows (SPEC §2, daemon window).
+    let mut out1 = ndarray::Array4::<f32>::zeros((1, 1, 128, 204));
+    let (ch0, planar, resampled, pre) = (&ch0, &planar, &resampled, &pre);
+    let mut cases: Vec<Case<'_>> = vec![
+        (
+            "resample_ch0_44k1_to_16k",
+            Box::new(|| {
+                resampler.process_into(black_box(ch0), &mut resample_out);
+                black_box(resample_out.len());
+            }),
+        ),
+        (
+            "fbank_32000_samples",
+            Box::new(|| {
+                fbank
+                    .compute_into(black_box(resampled), fbank_out.view_mut())
+                    .unwrap();
+            }),
+        ),
+        (
+            "window_tensor_into_3_clips",
+            Box::new(|| {
+                pre.borrow_mut()
+                    .window_tensor_into(black_box(ch0), rate, out3.view_mut())
+                    .unwrap()
+            }),
+        ),
+        (
+            "window_tensor_into_1_clip",
+            Box::new(|| {
+                pre.borrow_mut()
+                    .window_tensor_into(black_box(ch0), rate, out1.view_mut())
+                    .unwrap()
+            }),
+        ),
+        (
+            "window_tensor_3_clips_alloc",
+            Box::new(|| {
+                black_box(
+                    pre.borrow_mut()
+                        .window_tensor(black_box(ch0), rate, 3)
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "file_tensor_stereo_3_clips",
+            Box::new(|| {
+                black_box(
+                    pre.borrow_mut()
+                        .file_tensor(black_box(planar), rate, 3)
+                        .unwrap(),
+                );
+            }),
+        ),
+    ];
+    if std::env::var_os("EDGEBIND_BENCH_CPU").is_some() {
+        cpu_time_table(&mut cases);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("audio_window_2s_44k1");
-    group.bench_function("resample_ch0_44k1_to_16k", |b| {
-        let mut out = Vec::with_capacity(32_000);
-        b.iter(|| {
-            resampler.process_into(black_box(&ch0), &mut out);
-            black_box(out.len())
-        })
-    });
-    group.bench_function("fbank_32000_samples", |b| {
-        let mut out = ndarray::Array2::<f32>::zeros((128, 204));
-        let mut fbank = edgebind::preprocess::audio::KaldiFbank::new(128).unwrap();
-        b.iter(|| {
-            fbank
-                .compute_into(black_box(&resampled), out.view_mut())
-                .unwrap()
-        })
-    });
-    group.bench_function("window_tensor_into_3_clips", |b| {
-        let mut out = ndarray::Array4::<f32>::zeros((3, 1, 128, 204));
-        b.iter(|| {
-            pre.window_tensor_into(black_box(&ch0), rate, out.view_mut())
-                .unwrap()
-        })
-    });
-    group.bench_function("window_tensor_into_1_clip", |b| {
-        // S = 1 gives the same embedding as S = 3 for 2 s windows (SPEC §2, daemon window).
-        let mut out = ndarray::Array4::<f32>::zeros((1, 1, 128, 204));
-        b.iter(|| {
-            pre.window_tensor_into(black_box(&ch0), rate, out.view_mut())
-                .unwrap()
-        })
-    });
-    group.bench_function("window_tensor_3_clips_alloc", |b| {
-        b.iter(|| pre.window_tensor(black_box(&ch0), rate, 3).unwrap())
-    });
-    group.bench_function("file_tensor_stereo_3_clips", |b| {
-        b.iter(|| pre.file_tensor(black_box(&planar), rate, 3).unwrap())
-    });
+    for (name, call) in cases.iter_mut() {
+        group.bench_function(*name, |b| b.iter(&mut *call));
+    }
     group.finish();
+    c.final_summary();
 }
-
-criterion_group!(benches, bench_window);
-criterion_main!(benches);

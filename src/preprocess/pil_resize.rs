@@ -723,6 +723,100 @@ mod tests {
             .collect()
     }
 
+    /// Pillow's algorithm written out plainly with the i32 coefficients: one pass, every output
+    /// pixel a `HALF + sum k*p` clipped to u8.
+    fn naive_pass(
+        c: &AxisCoeffs,
+        src: &[u8],
+        w: usize,
+        h: usize,
+        horizontal: bool,
+    ) -> (Vec<u8>, usize, usize) {
+        let (ow, oh) = if horizontal {
+            (c.output_px(), h)
+        } else {
+            (w, c.output_px())
+        };
+        let mut out = vec![0u8; ow * oh];
+        let taps: Vec<(usize, &[i32])> = c.taps().collect();
+        for y in 0..oh {
+            for x in 0..ow {
+                let (start, k) = taps[if horizontal { x } else { y }];
+                let acc = k.iter().enumerate().fold(HALF, |acc, (t, &k)| {
+                    let p = if horizontal {
+                        src[y * w + start + t]
+                    } else {
+                        src[(start + t) * w + x]
+                    };
+                    acc + k * i32::from(p)
+                });
+                out[y * ow + x] = clip8(acc);
+            }
+        }
+        (out, ow, oh)
+    }
+
+    /// Full resize with the naive passes in Pillow 13's order.
+    fn naive_resize(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
+        let hc = (ow != w).then(|| AxisCoeffs::new(Axis::Horizontal, w, ow, 0..ow).unwrap());
+        let vc = (oh != h).then(|| AxisCoeffs::new(Axis::Vertical, h, oh, 0..oh).unwrap());
+        let (mut img, mut cw, mut ch) = (src.to_vec(), w, h);
+        let mut apply = |c: &Option<AxisCoeffs>, horizontal: bool| {
+            if let Some(c) = c {
+                (img, cw, ch) = naive_pass(c, &img, cw, ch, horizontal);
+            }
+        };
+        if vertical_first(w, h, ow, oh) {
+            apply(&vc, false);
+            apply(&hc, true);
+        } else {
+            apply(&hc, true);
+            apply(&vc, false);
+        }
+        assert_eq!((cw, ch), (ow, oh));
+        img
+    }
+
+    #[test]
+    fn fast_passes_equal_the_plain_pillow_algorithm_for_many_sizes() {
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize % m
+        };
+        let mut sizes = vec![
+            (160, 120, 298, 224),
+            (640, 512, 280, 224),
+            (300, 700, 224, 522),
+            (37, 53, 18, 12),
+            (5, 5, 3, 3),
+            (56, 56, 224, 224),
+            (75, 75, 224, 224), // odd integer factor: a weight of exactly 1.0
+            (2000, 9, 40, 9),   // very long windows
+            (9, 700, 9, 11),
+        ];
+        for _ in 0..40 {
+            sizes.push((1 + next(90), 1 + next(90), 1 + next(120), 1 + next(120)));
+        }
+        for (w, h, ow, oh) in sizes {
+            let src: Vec<u8> = (0..w * h)
+                .map(|i| match next(5) {
+                    0 => 0,
+                    1 => 255,
+                    _ => (i * 37 % 251) as u8 ^ next(256) as u8,
+                })
+                .collect();
+            let expected = naive_resize(&src, w, h, ow, oh);
+            let plan = PilResizePlan::full(w, h, ow, oh).unwrap();
+            let mut out = vec![0u8; ow * oh];
+            plan.run(&src, &mut PilResizeScratch::default(), &mut out)
+                .unwrap();
+            assert_eq!(out, expected, "{w}x{h} -> {ow}x{oh}");
+        }
+    }
+
     #[test]
     fn pass_order_follows_pillow_13_rule() {
         // 60x60 -> 40xN: vertical first while 60 - N > 2 * 20.
