@@ -4,6 +4,7 @@
 pub mod manifest;
 pub mod runtime;
 pub mod session;
+pub mod text;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use ndarray::{ArrayD, IxDyn};
 pub use manifest::{Manifest, ManifestError};
 pub use runtime::{OrtRuntime, RuntimeError};
 pub use session::{Encoder, SessionError};
+pub use text::{TextEncoder, TextEncoderError};
 
 use crate::concepts::{ConceptBank, ConceptError};
 use crate::config::ExecutionProviderKind;

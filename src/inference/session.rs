@@ -121,7 +121,8 @@ fn provider_dispatch(kind: ExecutionProviderKind) -> Option<ort::ep::ExecutionPr
     }
 }
 
-fn try_create(
+/// One session with one provider (also used by the text encoder of `edgebind embed`).
+pub(super) fn try_create(
     runtime: &OrtRuntime,
     path: &Path,
     kind: ExecutionProviderKind,
