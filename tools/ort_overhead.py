@@ -54,7 +54,7 @@ def python_times(sess, name, x, iters, warmup):
 
 
 def rust_times(binary, modality, path, threads, iters, warmup, batch):
-    cmd = [binary, "--modality", modality, "--model", path, "--threads", str(threads),
+    cmd = [binary, "--bench", "--modality", modality, "--model", path, "--threads", str(threads),
            "--iters", str(iters), "--warmup", str(warmup), "--batch", str(batch), "--json"]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
