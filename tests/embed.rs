@@ -412,3 +412,23 @@ fn wrong_inputs_are_clear_errors_naming_the_file() {
     );
     assert!(err.contains("/nonexistent/imu.onnx"), "{err}");
 }
+
+#[test]
+fn a_manifest_with_the_exporters_text_entry_loads_and_one_with_a_typo_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(tiny("manifest.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&base).unwrap();
+    v["text"] = serde_json::json!({
+        "file": "text.onnx", "sha256": "00", "input": "text", "output": "embedding",
+        "tokenizer": "bpe_simple_vocab_16e6.txt.gz", "tokenizer_sha256": "00"
+    });
+    std::fs::write(dir.path().join("manifest.json"), v.to_string()).unwrap();
+    let m = edgebind::inference::Manifest::load(dir.path()).unwrap();
+    let text = m.text.unwrap();
+    assert_eq!(text.file, Path::new("text.onnx"));
+    assert_eq!(text.tokenizer, Path::new("bpe_simple_vocab_16e6.txt.gz"));
+    v["text"]["tokeniser"] = serde_json::json!("x");
+    std::fs::write(dir.path().join("manifest.json"), v.to_string()).unwrap();
+    let err = edgebind::inference::Manifest::load(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("tokeniser"), "{err}");
+}
