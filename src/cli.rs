@@ -4,29 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use ndarray::{Array2, ArrayD};
 
 use crate::app::{self, RunOptions};
-use crate::config::{
-    self, ConfigError, DepthHoles, DepthNormalizeKind, DepthPreprocessConfig,
-    ExecutionProviderKind, Radiometric, ThermalAgc, ThermalPreprocessConfig, EX_CONFIG,
-};
-use crate::inference::{Encoder, OrtRuntime};
-use crate::pipeline::stream::{depth_params, thermal_params};
-use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
-use crate::preprocess::depth::DepthPreprocessor;
-use crate::preprocess::imu::ImuPreprocessor;
-use crate::preprocess::thermal::ThermalPreprocessor;
-use crate::sources::audio_replay::load_wav;
-use crate::sources::frame_replay::load_stack;
-use crate::sources::FrameImage;
+use crate::config::{self, ConfigError, ExecutionProviderKind, EX_CONFIG};
 use crate::telemetry::init_logging;
 use crate::Modality;
 
 mod bench;
 mod demo;
+pub mod embed;
 
 pub use bench::BenchArgs;
 
@@ -75,11 +63,11 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Write the exact model input for one file as float32 `.npy`.
+    /// Write the exact model input for one file as `.npy` (float32; text: int64 token ids).
     Preprocess {
         /// Modality of the input.
         modality: ModalityArg,
-        /// Input file (IMU: float32 `.npy` `[6, N]`, rows acc xyz, gyro xyz).
+        /// Input file (see the modalities), or the text itself.
         input: PathBuf,
         /// Output `.npy`.
         #[arg(short, long)]
@@ -88,11 +76,12 @@ pub enum Command {
         #[command(flatten)]
         options: InputOptions,
     },
-    /// Preprocess one file and write the encoder's output `[1, 1024]` as float32 `.npy`.
+    /// Preprocess one input and write the encoder's output `[N, 1024]` as float32 `.npy` (N = 1,
+    /// or one row per text line).
     Embed {
         /// Modality of the input.
         modality: ModalityArg,
-        /// Input file.
+        /// Input file (see the modalities), or the text itself.
         input: PathBuf,
         /// The ONNX encoder.
         #[arg(long)]
@@ -109,6 +98,9 @@ pub enum Command {
         /// libonnxruntime to load (ORT_DYLIB_PATH wins).
         #[arg(long)]
         ort_library: Option<PathBuf>,
+        /// ONNX Runtime intra-op threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
@@ -118,23 +110,29 @@ pub enum Command {
 /// Modalities on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ModalityArg {
-    /// IMU (`.npy` float32 `[6, N]`, with `--rate-hz`).
+    /// IMU: float32 `.npy` `[6, N]` (rows acc xyz, gyro xyz; with `--rate-hz`) or a CSV as the
+    /// `imu_replay` source reads it; the first 5 s are used.
     Imu,
-    /// Thermal (`.npy` uint8 or uint16 `[H, W]`).
+    /// Thermal: `.npy` uint8 or uint16 `[H, W]` (first frame of a stack), or a PNG.
     Thermal,
-    /// Depth (`.npy` uint16 `[H, W]` in depth units, millimetres by default).
+    /// Depth: `.npy` or 16-bit grey PNG, uint16 `[H, W]` in depth units (millimetres by default).
     Depth,
-    /// Audio (WAV: any rate and channels; 8/16/24/32-bit integer or 32-bit float).
+    /// Audio: WAV (any rate and channels; 8/16/24/32-bit integer or 32-bit float).
     Audio,
+    /// Text: the text itself, a UTF-8 file (one text per line), or int64 token ids `.npy`.
+    Text,
 }
 
-impl From<ModalityArg> for Modality {
-    fn from(m: ModalityArg) -> Self {
-        match m {
-            ModalityArg::Imu => Modality::Imu,
-            ModalityArg::Thermal => Modality::Thermal,
-            ModalityArg::Depth => Modality::Depth,
-            ModalityArg::Audio => Modality::Audio,
+impl ModalityArg {
+    /// The daemon's modality; `None` for text, which only the concept bank uses.
+    #[must_use]
+    pub fn sensor(self) -> Option<Modality> {
+        match self {
+            Self::Imu => Some(Modality::Imu),
+            Self::Thermal => Some(Modality::Thermal),
+            Self::Depth => Some(Modality::Depth),
+            Self::Audio => Some(Modality::Audio),
+            Self::Text => None,
         }
     }
 }
@@ -173,6 +171,9 @@ pub struct InputOptions {
     /// maximal disparity.
     #[arg(long)]
     pub fill_holes: bool,
+    /// Text: CLIP BPE vocabulary (default: `bpe_simple_vocab_16e6.txt.gz` next to the model).
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
 }
 
 /// Radiometric encodings on the command line.
@@ -260,13 +261,7 @@ fn dispatch(command: Command) -> Result<i32> {
             input,
             output,
             options,
-        } => {
-            let tensor = preprocess_file(modality.into(), &input, &options)?;
-            ndarray_npy::write_npy(&output, &tensor)
-                .with_context(|| format!("writing {}", output.display()))?;
-            tracing::info!(output = %output.display(), shape = ?tensor.shape(), "model input written");
-            Ok(0)
-        }
+        } => embed::preprocess(modality, &input, &output, &options),
         Command::Embed {
             modality,
             input,
@@ -275,21 +270,17 @@ fn dispatch(command: Command) -> Result<i32> {
             options,
             providers,
             ort_library,
-        } => {
-            let modality: Modality = modality.into();
-            let tensor = preprocess_file(modality, &input, &options)?;
-            let runtime = OrtRuntime::load(ort_library.as_deref())?;
-            let providers: Vec<ExecutionProviderKind> =
-                providers.into_iter().map(Into::into).collect();
-            let mut encoder = Encoder::load(&runtime, modality, &model, &providers, false, 1)?;
-            let embedding = encoder.run_one(&tensor)?;
-            let out = Array2::from_shape_vec((1, embedding.len()), embedding)
-                .context("shaping the embedding")?;
-            ndarray_npy::write_npy(&output, &out)
-                .with_context(|| format!("writing {}", output.display()))?;
-            tracing::info!(output = %output.display(), provider = encoder.provider.as_str(), "embedding written");
-            Ok(0)
-        }
+            threads,
+        } => embed::embed(&embed::EmbedArgs {
+            modality,
+            input,
+            model,
+            output,
+            options,
+            providers,
+            ort_library,
+            threads,
+        }),
     }
 }
 
@@ -329,125 +320,6 @@ fn check(path: &Path) -> Result<i32> {
         Err(e) => {
             eprintln!("{e}");
             Ok(EX_CONFIG)
-        }
-    }
-}
-
-/// ImageBind's default IMU window.
-const IMU_WINDOW_MS: f64 = 5000.0;
-
-fn preprocess_file(
-    modality: Modality,
-    input: &Path,
-    options: &InputOptions,
-) -> Result<ArrayD<f32>> {
-    match modality {
-        Modality::Imu => {
-            let Some(rate) = options.rate_hz else {
-                bail!("--rate-hz is required for IMU input");
-            };
-            if !(rate.is_finite() && rate > 0.0) {
-                bail!("--rate-hz must be a positive number");
-            }
-            let x: Array2<f32> = ndarray_npy::read_npy(input)
-                .with_context(|| format!("{}: not a float32 [6, N] .npy file", input.display()))?;
-            let window = (rate * IMU_WINDOW_MS / 1000.0).round() as usize;
-            let x = if x.ncols() > window {
-                tracing::info!(
-                    samples = x.ncols(),
-                    used = window,
-                    "input is longer than one 5 s window; using the first window"
-                );
-                x.slice(ndarray::s![.., ..window]).to_owned()
-            } else {
-                if x.ncols() < window {
-                    tracing::warn!(
-                        samples = x.ncols(),
-                        expected = window,
-                        "input is shorter than ImageBind's 5 s window; resampling it whole"
-                    );
-                }
-                x
-            };
-            Ok(ImuPreprocessor::new()
-                .tensor_from_array(&x)
-                .with_context(|| format!("{}", input.display()))?
-                .into_dyn())
-        }
-        Modality::Thermal => {
-            let stack = load_stack(input)?;
-            if stack.len() > 1 {
-                tracing::info!(
-                    frames = stack.len(),
-                    "input holds several frames; using the first"
-                );
-            }
-            let cfg = ThermalPreprocessConfig {
-                agc: if options.agc_min_c.is_some() {
-                    ThermalAgc::FixedCelsius
-                } else {
-                    ThermalAgc::MinMax
-                },
-                agc_min_c: options.agc_min_c,
-                agc_max_c: options.agc_max_c,
-                radiometric: match options.radiometric {
-                    RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
-                    RadiometricArg::Infiray64 => Radiometric::Infiray64,
-                },
-                ..ThermalPreprocessConfig::default()
-            };
-            let mut pre = ThermalPreprocessor::new(thermal_params(&cfg))
-                .with_context(|| "thermal preprocessing options")?;
-            let tensor = match stack.frame(0) {
-                Some(FrameImage::U8(a)) => pre.tensor_u8(a.view()),
-                Some(FrameImage::U16(a)) => pre.tensor_u16(a.view()),
-                None => bail!("{}: no frame", input.display()),
-            }
-            .with_context(|| format!("{}", input.display()))?;
-            Ok(tensor.into_dyn())
-        }
-        Modality::Depth => {
-            let stack = load_stack(input)?;
-            let Some(FrameImage::U16(raw)) = stack.frame(0) else {
-                bail!("{}: depth input must be uint16 [H, W]", input.display());
-            };
-            if stack.len() > 1 {
-                tracing::info!(
-                    frames = stack.len(),
-                    "input holds several frames; using the first"
-                );
-            }
-            let cfg = DepthPreprocessConfig {
-                focal_px: options.focal_px,
-                baseline_m: options.baseline_m,
-                depth_units_m: options.depth_units_m,
-                normalize: if options.no_normalize {
-                    DepthNormalizeKind::None
-                } else {
-                    DepthNormalizeKind::Standardize
-                },
-                holes: if options.fill_holes {
-                    DepthHoles::NearestInRow
-                } else {
-                    DepthHoles::Spec
-                },
-                ..DepthPreprocessConfig::default()
-            };
-            let mut pre = DepthPreprocessor::new(depth_params(&cfg, None))
-                .with_context(|| "depth preprocessing options")?;
-            Ok(pre
-                .tensor(raw.view())
-                .with_context(|| format!("{}", input.display()))?
-                .into_dyn())
-        }
-        Modality::Audio => {
-            let audio = load_wav(input)?;
-            let mut pre = AudioPreprocessor::new(AudioParams::default())
-                .with_context(|| "audio preprocessing options")?;
-            Ok(pre
-                .file_tensor(&audio.planar, audio.sample_rate_hz, options.clips)
-                .with_context(|| format!("{}", input.display()))?
-                .into_dyn())
         }
     }
 }

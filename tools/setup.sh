@@ -48,6 +48,8 @@ if ((aarch64)) && ! rustup target list --installed | grep -qx aarch64-unknown-li
 fi
 
 bash tools/fetch_onnxruntime.sh >/dev/null
+# CLIP's BPE vocabulary for the text tokenizer tests (tests/embed.rs), into .bpe.
+bash tools/fetch_clip_bpe.sh >/dev/null
 # librealsense2 for the realsense feature: PyPI has the wheel for x86_64 only (see the script).
 if [ "$(uname -m)" = x86_64 ]; then bash tools/setup_realsense.sh >/dev/null; fi
 echo "setup: ok (libonnxruntime in .ort/lib, librealsense2 in .realsense, mosquitto installed)"

@@ -199,7 +199,17 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             providers,
             duration: args.duration,
             intra_threads: args.intra_threads.max(1),
-            modalities: args.modalities.iter().map(|m| (*m).into()).collect(),
+            modalities: args
+                .modalities
+                .iter()
+                .map(|m| {
+                    m.sensor().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--modalities: text has no sensor window to bench (use `embed` to time it)"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
             max_batch: args.max_batch.max(1),
             recordings: args.recordings.clone(),
         };

@@ -86,6 +86,24 @@ pub struct ConceptFiles {
     pub sha256: BTreeMap<String, String>,
 }
 
+/// The text encoder of an exported set (`edgebind embed text`; the daemon does not load it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextEntry {
+    /// ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Input name (`text`).
+    pub input: String,
+    /// Output name (`embedding`).
+    pub output: String,
+    /// CLIP BPE vocabulary file, relative to the manifest.
+    pub tokenizer: PathBuf,
+    /// Lower-case hex sha256 of the vocabulary.
+    pub tokenizer_sha256: String,
+}
+
 /// A model set's manifest.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +120,9 @@ pub struct Manifest {
     pub models: BTreeMap<Modality, ModelEntry>,
     /// The concept bank.
     pub concepts: ConceptFiles,
+    /// The text encoder, when the set has one (sets made by `tools/export_imagebind.py`).
+    #[serde(default)]
+    pub text: Option<TextEntry>,
     /// Directory of the manifest.
     #[serde(skip)]
     pub dir: PathBuf,

@@ -6,6 +6,7 @@ pub mod parity;
 pub mod runtime;
 pub mod session;
 pub mod tensorrt;
+pub mod text;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use parity::{ParityReport, Reference, ReferenceError};
 pub use runtime::{OrtRuntime, RuntimeError};
 pub use session::{Encoder, SessionError, SessionSettings, TensorrtSettings};
 pub use tensorrt::{CacheDirs, CacheError, CacheKey, Profile};
+pub use text::{TextEncoder, TextEncoderError};
 
 use crate::concepts::{ConceptBank, ConceptError};
 use crate::config::{

@@ -189,7 +189,8 @@ fn provider_dispatch(
     }
 }
 
-fn try_create(
+/// One session with one provider (also used by the text encoder of `edgebind embed`).
+pub(super) fn try_create(
     runtime: &OrtRuntime,
     path: &Path,
     kind: ExecutionProviderKind,

@@ -6,4 +6,5 @@ pub mod depth;
 pub mod imu;
 pub mod pil_resize;
 pub mod resize;
+pub mod text;
 pub mod thermal;
