@@ -51,6 +51,9 @@ pub struct RunReport {
     pub windows: BTreeMap<String, u64>,
     /// Whether the run stopped because of a signal (otherwise every source ended).
     pub stopped_by_signal: bool,
+    /// Whether every window cut was processed before the stop (false: the pipeline was still
+    /// busy, or hung, when the shutdown timeout ran out, and what it held is lost).
+    pub pipeline_drained: bool,
 }
 
 /// Where the broker of a run is; keeps a local broker alive for the run's duration.
@@ -462,12 +465,25 @@ pub async fn run_until(
     // streams, then the workers, drain and finish; the publisher drains last.
     let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
     while let Ok(Some(_)) = tokio::time::timeout_at(deadline, source_threads.join_next()).await {}
-    let joined = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
+    // Joined on a plain thread, not the runtime's blocking pool: a thread that never ends (a
+    // hung model) must not keep the runtime, and so the process, from shutting down.
+    let (joined_tx, joined) = tokio::sync::oneshot::channel();
+    let joiner = std::thread::Builder::new()
+        .name("join-pipeline".into())
+        .spawn(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            let _ = joined_tx.send(());
+        });
+    let pipeline_drained = match joiner {
+        Ok(_) => matches!(tokio::time::timeout_at(deadline, joined).await, Ok(Ok(()))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a thread to join the pipeline");
+            false
         }
-    });
-    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+    };
+    if !pipeline_drained {
         tracing::error!("pipeline threads did not finish within the shutdown timeout");
     }
     // The publisher's own drain ends at `deadline` (it started counting at the cancellation);
@@ -509,5 +525,6 @@ pub async fn run_until(
         publisher: report,
         windows,
         stopped_by_signal: false,
+        pipeline_drained,
     })
 }

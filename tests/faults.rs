@@ -311,3 +311,66 @@ fn a_full_outbox_drops_the_oldest_counts_them_and_stays_under_its_limit() {
     let dropped = state["drops_total"]["outbox_full"].as_u64().unwrap();
     assert!(dropped >= first, "{state}");
 }
+
+#[test]
+fn a_stalled_pipeline_still_stops_within_the_shutdown_timeout_saying_offline_itself() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/stall/#");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(
+            "stall",
+            broker.port(),
+            &dir.path().join("outbox"),
+            &demo_source("imu", true),
+            "",
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let err = std::fs::File::create(&log).unwrap();
+    // The model hangs after 5 windows: the pipeline can never drain.
+    let mut child = edgebind()
+        .args(["run", "--shutdown-timeout-s", "2", "--config"])
+        .arg(&path)
+        .env("EDGEBIND_FAULT_STALL_INFERENCE_AFTER", "5")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    assert!(wait_for_log(
+        &log,
+        "inference worker hangs",
+        Duration::from_secs(30)
+    ));
+    assert!(sub.wait_for(Duration::from_secs(10), |m| m
+        .iter()
+        .filter(|s| s.topic.ends_with("/embedding"))
+        .count()
+        >= 5));
+    let t0 = Instant::now();
+    sigterm(&child);
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(30)).expect("daemon stops");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // 2 s of drain, then `offline` and DISCONNECT: well within the 5 s the supervisor allows.
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "{:?}\n{text}",
+        t0.elapsed()
+    );
+    assert!(
+        text.contains("the pipeline did not drain within the shutdown timeout"),
+        "{text}"
+    );
+    assert!(!text.contains("publisher did not finish"), "{text}");
+    // Windows were left in the hung model: not a clean stop.
+    assert_eq!(exit.code(), Some(1), "{text}");
+    assert!(text.contains("pipeline_drained=false"), "{text}");
+    // `offline` came from the daemon itself: a clean DISCONNECT, so the Last Will never fired
+    // and the broker saw no connection loss.
+    assert!(sub.wait_for(Duration::from_secs(5), |m| m
+        .iter()
+        .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
+    assert_eq!(seqs_of(&sub, "imu"), (0..5).collect::<Vec<_>>());
+}
