@@ -74,6 +74,7 @@ async fn direct(port: u16, n: usize, round: usize) -> Run {
             break;
         }
     }
+    eprintln!("  connected");
     let (t0, c0) = (Instant::now(), cpu_time());
     let producer = tokio::spawn({
         let client = client.clone();
@@ -168,8 +169,18 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
             }
         }
     });
+    let mut last_report = Instant::now();
     while stats.delivered.load(Ordering::Relaxed) < base + n as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "  delivered {} of {n}, outbox {} messages, connected {}",
+                stats.delivered.load(Ordering::Relaxed) - base,
+                stats.outbox_messages.load(Ordering::Relaxed),
+                stats.connected.load(Ordering::Relaxed)
+            );
+        }
     }
     let run = Run {
         wall: t0.elapsed(),
@@ -198,7 +209,9 @@ fn main() {
         .unwrap();
     let mut runs: Vec<(Run, Run)> = Vec::new();
     for round in 0..rounds {
+        eprintln!("round {round}: rumqttc direct");
         let d = rt.block_on(direct(broker.port(), n, round));
+        eprintln!("round {round}: through the outbox");
         let o = rt.block_on(through_outbox(broker.port(), n, round, dir.path()));
         println!(
             "round {round}: direct {:>8.0} msg/s, outbox {:>8.0} msg/s",

@@ -434,3 +434,83 @@ fn queue_depths_are_gauges_and_a_stalled_model_shows_its_queues_full() {
         assert_eq!(metric(&body, line), Some(value), "{line}\n{body}");
     }
 }
+
+/// 20,000 messages handed to the publisher at once: rumqttc reports their writes and PUBACKs
+/// faster than one event per wake-up, so the publisher's event batching is exercised; losing or
+/// mispairing a single event would leave a message unacknowledged (the publisher would then
+/// wait out its drain timeout and report it undelivered).
+#[test]
+fn a_burst_through_the_publisher_is_acknowledged_in_full_and_leaves_the_outbox_empty() {
+    use edgebind::config::{FsyncPolicy, MqttProtocol, Qos, WhenFull};
+    use edgebind::publish::payload::Topics;
+    use edgebind::publish::{run_publisher, OutMessage, Outbox, OutboxOptions, PublisherConfig};
+    const N: usize = 20_000;
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "burst/#");
+    let dir = tempfile::tempdir().unwrap();
+    let options = OutboxOptions::new(dir.path().join("outbox"), 1 << 30, WhenFull::DropOldest);
+    let (outbox, _) = Outbox::open(options.clone()).unwrap();
+    let topics = Topics::new("burst/dev");
+    let cfg = PublisherConfig {
+        protocol: MqttProtocol::V311,
+        device: "dev".into(),
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+        tls: None,
+        credentials: None,
+        client_id: "burst-publisher".into(),
+        keep_alive: Duration::from_secs(30),
+        max_packet_bytes: 1 << 20,
+        topics: topics.clone(),
+        sensors: Vec::new(),
+        qos: Qos::AtLeastOnce,
+        stats_interval: Duration::ZERO,
+        max_backoff: Duration::from_secs(1),
+        drain_timeout: Duration::from_secs(30),
+        fsync: FsyncPolicy::Interval,
+        fsync_interval: Duration::from_millis(100),
+    };
+    let telemetry = Arc::new(edgebind::telemetry::Telemetry::new(
+        std::iter::empty::<&str>(),
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let publisher = tokio::spawn(run_publisher(
+            cfg,
+            outbox,
+            rx,
+            Arc::clone(&telemetry),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        for i in 0..N {
+            let mut payload = vec![b' '; 1024];
+            payload[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let m = OutMessage {
+                topic: topics.embedding("s"),
+                payload,
+                retain: false,
+                qos: Qos::AtLeastOnce,
+                timing: None,
+            };
+            tx.send(m).await.unwrap();
+        }
+        drop(tx);
+        publisher.await.unwrap()
+    });
+    assert_eq!(report.undelivered, 0, "{report:?}");
+    assert!(sub.wait_for(Duration::from_secs(30), |m| m.len() > N));
+    let mut ids: Vec<u64> = sub
+        .on("/s/embedding")
+        .iter()
+        .map(|m| u64::from_le_bytes(m.payload[..8].try_into().unwrap()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids, (0..N as u64).collect::<Vec<_>>());
+    let (_, recovery) = Outbox::open(options).unwrap();
+    assert_eq!(recovery.pending, 0);
+}

@@ -43,7 +43,7 @@ const INFLIGHT: u16 = 256;
 /// Messages taken from the pipeline per outbox write batch.
 const BATCH: usize = 256;
 /// Events of the connection handled per wake-up at most.
-const EVENT_BATCH: usize = 512;
+const EVENT_BATCH: usize = 64;
 
 /// A message for the broker.
 #[derive(Debug, Clone)]
@@ -484,9 +484,15 @@ pub async fn run_publisher(
                 let mut ev = ev;
                 // Everything already reported is handled in one go (fewer wake-ups, and the
                 // pipeline's channel gets its turn in between, however busy the connection).
-                for _ in 0..EVENT_BATCH {
+                // An event is only taken from the channel when it is handled here.
+                let mut handled = 0;
+                loop {
                     if !on_event(ev, &cfg, &telemetry, &mut outbox, &mut st, &resume) {
                         break 'run;
+                    }
+                    handled += 1;
+                    if handled == EVENT_BATCH {
+                        break;
                     }
                     match events.try_recv() {
                         Ok(next) => ev = Some(next),
