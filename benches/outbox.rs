@@ -4,7 +4,8 @@
 //! in the same run. Rounds alternate the two so that machine load hits both alike.
 //!
 //! `cargo bench --bench outbox` (release profile). Environment: `EDGEBIND_BENCH_MESSAGES`
-//! (per round, default 20000), `EDGEBIND_BENCH_ROUNDS` (default 5). Prints a table; CPU time is
+//! (per round, default 20000), `EDGEBIND_BENCH_ROUNDS` (default 5). Under `cargo test` it runs
+//! one round of 2000 as a smoke test. Prints a table; CPU time is
 //! this process's (user + system, from /proc/self/stat), which machine load does not inflate
 //! the way it inflates wall-clock time. The broker's CPU is not included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -172,6 +173,12 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
     let mut last_report = Instant::now();
     while stats.delivered.load(Ordering::Relaxed) < base + n as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
+        // Far beyond any plausible run: something is stuck (a message never acknowledged).
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "outbox path stuck: {} of {n} acknowledged",
+            stats.delivered.load(Ordering::Relaxed) - base
+        );
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
             eprintln!(
@@ -198,9 +205,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this binary takes no arguments.
-    let n = env_usize("EDGEBIND_BENCH_MESSAGES", 20_000);
-    let rounds = env_usize("EDGEBIND_BENCH_ROUNDS", 5).max(1);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` (CI) runs this binary without
+    // it: then one short round checks that both paths deliver everything.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let n = env_usize(
+        "EDGEBIND_BENCH_MESSAGES",
+        if measuring { 20_000 } else { 2_000 },
+    );
+    let rounds = env_usize("EDGEBIND_BENCH_ROUNDS", if measuring { 5 } else { 1 }).max(1);
     let broker = LocalBroker::start(&[]).expect("mosquitto");
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
