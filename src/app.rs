@@ -1,7 +1,7 @@
 //! The supervisor: builds everything from a validated config (runtime, models, sources, broker),
 //! then runs sources → windows → inference → publisher, and stops in order on SIGTERM/SIGINT or
 //! when every (finite) source has ended: sources stop, windows flush, inference drains, the
-//! publisher delivers what it was handed, the connection closes.
+//! publisher delivers what it was handed, the connection closes. SIGHUP reloads the concept bank.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,10 +9,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::concepts::reload::{reload, ReloadError, ReloadOutcome};
+use crate::concepts::SharedConcepts;
 use crate::config::{Config, SourceConfig};
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
@@ -21,7 +23,7 @@ use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
 use crate::sources::{self, SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, ModelStats, Telemetry};
+use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
 
@@ -49,6 +51,9 @@ pub struct RunReport {
     pub windows: BTreeMap<String, u64>,
     /// Whether the run stopped because of a signal (otherwise every source ended).
     pub stopped_by_signal: bool,
+    /// Whether every window cut was processed before the stop (false: the pipeline was still
+    /// busy, or hung, when the shutdown timeout ran out, and what it held is lost).
+    pub pipeline_drained: bool,
 }
 
 /// Where the broker of a run is; keeps a local broker alive for the run's duration.
@@ -159,10 +164,12 @@ pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
 /// Anything that prevents starting (runtime, models, sources, broker URL), with context.
 pub async fn run(config: Config, options: RunOptions) -> Result<RunReport> {
     let cancel = CancellationToken::new();
+    let reload = Arc::new(Notify::new());
     let signal_task = {
         let cancel = cancel.clone();
+        let reload = Arc::clone(&reload);
         tokio::spawn(async move {
-            let stopped = wait_for_signal(&cancel).await;
+            let stopped = wait_for_signal(&cancel, &reload).await;
             if stopped {
                 tracing::info!("stop requested; shutting down in order");
                 cancel.cancel();
@@ -170,7 +177,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunReport> {
             stopped
         })
     };
-    let result = run_until(config, options, cancel.clone()).await;
+    let result = run_until(config, options, cancel.clone(), reload).await;
     cancel.cancel();
     let by_signal = signal_task.await.unwrap_or(false);
     result.map(|mut r| {
@@ -179,7 +186,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunReport> {
     })
 }
 
-async fn wait_for_signal(cancel: &CancellationToken) -> bool {
+/// Waits for SIGTERM/SIGINT (true) or `cancel` (false); each SIGHUP in between asks for a
+/// concept reload (installed first thing, so that an early SIGHUP never kills the daemon).
+async fn wait_for_signal(cancel: &CancellationToken, reload: &Notify) -> bool {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -189,8 +198,6 @@ async fn wait_for_signal(cancel: &CancellationToken) -> bool {
         cancel.cancelled().await;
         return false;
     };
-    // SIGHUP's default action would kill the daemon; reloading is not implemented yet, so it is
-    // acknowledged and ignored.
     let mut hup = signal(SignalKind::hangup()).ok();
     loop {
         tokio::select! {
@@ -202,12 +209,70 @@ async fn wait_for_signal(cancel: &CancellationToken) -> bool {
                     Some(h) => h.recv().await,
                     None => std::future::pending().await,
                 }
-            } => tracing::warn!("SIGHUP: reloading is not supported yet; restart the service to apply changes"),
+            } => {
+                tracing::info!("SIGHUP: reloading the concept bank");
+                // A permit is kept if the pipeline is still starting: the reload runs then.
+                reload.notify_one();
+            }
         }
     }
 }
 
-/// Runs the daemon until `cancel` fires or every source has ended.
+/// Reloads the concept bank of the model set in `dir` each time `reload` is notified, until
+/// `cancel`. A bank that fails any check is refused with a logged error and the old one stays.
+async fn reload_concepts_on_request(
+    shared: SharedConcepts,
+    dir: std::path::PathBuf,
+    dim: usize,
+    reload_requests: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = reload_requests.notified() => {}
+        }
+        let (s, d) = (shared.clone(), dir.clone());
+        let outcome = tokio::task::spawn_blocking(move || reload(&s, &d, dim))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ReloadError::Task {
+                    dir: dir.clone(),
+                    message: e.to_string(),
+                })
+            });
+        let stats = &telemetry.concepts;
+        match outcome {
+            Ok(ReloadOutcome::Replaced {
+                count,
+                sha256,
+                previous_sha256,
+            }) => {
+                stats.set_active(count, &sha256);
+                stats
+                    .reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(concepts = count, %sha256, previous_sha256 = %previous_sha256,
+                    "concept bank reloaded; new windows are matched against it");
+            }
+            Ok(ReloadOutcome::Unchanged { sha256 }) => {
+                tracing::info!(%sha256, "concept bank unchanged on disk; still in use");
+            }
+            Err(e) => {
+                stats
+                    .reload_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let active = shared.current();
+                tracing::error!(error = %e, concepts = active.len(), sha256 = %active.sha256(),
+                    "new concept bank refused; the previous one stays in use");
+            }
+        }
+    }
+}
+
+/// Runs the daemon until `cancel` fires or every source has ended; a notification of
+/// `reload_concepts` reloads the concept bank.
 ///
 /// # Errors
 /// As [`run`].
@@ -215,6 +280,7 @@ pub async fn run_until(
     config: Config,
     options: RunOptions,
     cancel: CancellationToken,
+    reload_concepts: Arc<Notify>,
 ) -> Result<RunReport> {
     let clock = Clock::new();
     let telemetry = Arc::new(Telemetry::new(config.sources.iter().map(|s| s.name())));
@@ -266,7 +332,22 @@ pub async fn run_until(
     // Publisher.
     let topics = Topics::new(config.topic_prefix());
     let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.max(1));
+    {
+        // A weak handle: the probe must not keep the channel open after the workers are done.
+        let weak = out_tx.downgrade();
+        telemetry.register_queue(
+            QueueKind::Publisher,
+            "mqtt",
+            out_tx.max_capacity(),
+            Box::new(move || {
+                weak.upgrade()
+                    .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+            }),
+        );
+    }
     let publisher_cfg = PublisherConfig {
+        protocol: config.mqtt.protocol,
+        device: config.device.id.clone(),
         host: broker.host.clone(),
         port: broker.port,
         tls: connection.tls,
@@ -296,6 +377,23 @@ pub async fn run_until(
         outbox,
         out_rx,
         Arc::clone(&telemetry),
+        cancel.child_token(),
+    ));
+
+    // The concept bank, shared by the workers and replaced on SIGHUP.
+    let concepts = SharedConcepts::new(Arc::unwrap_or_clone(model_set.concepts));
+    {
+        let bank = concepts.current();
+        telemetry.concepts.set_active(bank.len(), bank.sha256());
+        tracing::info!(concepts = bank.len(), sha256 = %bank.sha256(), "concept bank in use");
+    }
+    tokio::spawn(reload_concepts_on_request(
+        concepts.clone(),
+        models_dir.clone(),
+        model_set.manifest.embedding_dim,
+        reload_concepts,
+        Arc::clone(&telemetry),
+        cancel.child_token(),
     ));
 
     // Inference workers, one per modality.
@@ -325,12 +423,18 @@ pub async fn run_until(
             DropReason::InferenceBacklog,
             Arc::clone(&detached),
         );
+        telemetry.register_queue(
+            QueueKind::Inference,
+            modality.as_str(),
+            tx.capacity(),
+            Box::new(tx.depth_probe()),
+        );
         let ctx = WorkerContext {
             device: config.device.id.clone(),
             model_name: model_set.manifest.name.clone(),
             model_sha256: loaded.sha256,
             ort_version: runtime.version.clone(),
-            concepts: Arc::clone(&model_set.concepts),
+            concepts: concepts.clone(),
             top_k: config.concepts.top_k,
             min_score: config.concepts.min_score,
             topics: topics.clone(),
@@ -360,6 +464,12 @@ pub async fn run_until(
             policy,
             DropReason::SampleQueueFull,
             Arc::clone(&stats),
+        );
+        telemetry.register_queue(
+            QueueKind::Sample,
+            &name,
+            sample_tx.capacity(),
+            Box::new(sample_tx.depth_probe()),
         );
         threads.push(spawn_stream(
             Arc::clone(&name),
@@ -434,27 +544,50 @@ pub async fn run_until(
     // streams, then the workers, drain and finish; the publisher drains last.
     let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
     while let Ok(Some(_)) = tokio::time::timeout_at(deadline, source_threads.join_next()).await {}
-    let joined = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
+    // Joined on a plain thread, not the runtime's blocking pool: a thread that never ends (a
+    // hung model) must not keep the runtime, and so the process, from shutting down.
+    let (joined_tx, joined) = tokio::sync::oneshot::channel();
+    let joiner = std::thread::Builder::new()
+        .name("join-pipeline".into())
+        .spawn(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            let _ = joined_tx.send(());
+        });
+    let pipeline_drained = match joiner {
+        Ok(_) => matches!(tokio::time::timeout_at(deadline, joined).await, Ok(Ok(()))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a thread to join the pipeline");
+            false
         }
-    });
-    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+    };
+    if !pipeline_drained {
         tracing::error!("pipeline threads did not finish within the shutdown timeout");
     }
-    let report =
-        match tokio::time::timeout(options.shutdown_timeout + Duration::from_secs(3), publisher)
-            .await
-        {
-            Ok(Ok(r)) => r,
-            _ => {
-                tracing::error!("publisher did not finish within the shutdown timeout");
-                PublisherReport {
-                    delivered: 0,
-                    undelivered: 0,
-                }
+    // The publisher's own drain ends at `deadline` (it started counting at the cancellation);
+    // then come its fsync, `offline` (up to 2 s for the PUBACK) and DISCONNECT (0.5 s).
+    let report = match tokio::time::timeout_at(deadline + Duration::from_secs(5), publisher).await {
+        Ok(Ok(r)) => r,
+        _ => {
+            // Not a clean stop: what it held is unknown, so it must not look delivered.
+            let pending = telemetry
+                .publish
+                .outbox_messages
+                .load(std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                outbox_pending = pending,
+                "publisher did not finish within the shutdown timeout"
+            );
+            PublisherReport {
+                delivered: telemetry
+                    .publish
+                    .delivered
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                undelivered: pending.max(1),
             }
-        };
+        }
+    };
     if report.undelivered > 0 {
         tracing::warn!(
             undelivered = report.undelivered,
@@ -471,5 +604,6 @@ pub async fn run_until(
         publisher: report,
         windows,
         stopped_by_signal: false,
+        pipeline_drained,
     })
 }

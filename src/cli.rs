@@ -248,9 +248,12 @@ fn dispatch(command: Command) -> Result<i32> {
             tracing::info!(
                 delivered = report.publisher.delivered,
                 undelivered = report.publisher.undelivered,
+                pipeline_drained = report.pipeline_drained,
                 "stopped"
             );
-            Ok(i32::from(report.publisher.undelivered > 0))
+            Ok(i32::from(
+                report.publisher.undelivered > 0 || !report.pipeline_drained,
+            ))
         }
         Command::Check { config } => check(&config),
         Command::Warm { config } => warm(&config),

@@ -12,8 +12,10 @@
 //! - [`window`]: pure windowing of sample streams (window length, hop, gaps, capture times).
 //! - [`preprocess`]: pure, ImageBind-exact tensors per modality (SPEC.md).
 //! - [`inference`]: ONNX Runtime loading, the model set and the worker owning each session.
-//! - [`concepts`]: the concept bank and cosine top-k matching (pure).
-//! - [`publish`]: MQTT payloads (pure), the publisher owning the event loop, a local broker.
+//! - [`concepts`]: the concept bank and cosine top-k matching (pure); the shared handle SIGHUP
+//!   reloads.
+//! - [`publish`]: MQTT payloads (pure), the outbox, the publisher owning the event loop (MQTT
+//!   3.1.1 or 5), a local broker.
 //! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
 //! - [`telemetry`]: counters, drops by reason, logging set-up, the Prometheus endpoint.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.

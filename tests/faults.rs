@@ -44,23 +44,34 @@ fn count(sub: &Subscriber, suffix: &str) -> usize {
 
 #[test]
 fn broker_killed_mid_stream_and_restarted_empty_loses_no_window() {
+    broker_killed_mid_stream("kill", "");
+}
+
+#[test]
+fn with_mqtt5_a_broker_killed_mid_stream_loses_no_window() {
+    broker_killed_mid_stream("kill5", "protocol = \"5\"");
+}
+
+fn broker_killed_mid_stream(device: &str, extra: &str) {
+    let filter = format!("edgebind/{device}/#");
     let mut broker = LocalBroker::start(&[]).unwrap();
     let gate = Gate::closed(broker.port());
     gate.open();
-    let sub1 = Subscriber::start(broker.port(), "edgebind/kill/#");
+    let sub1 = Subscriber::start(broker.port(), &filter);
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         dir.path(),
         &config(
-            "kill",
+            device,
             gate.port,
             &dir.path().join("outbox"),
             &demo_source("imu", true),
-            "",
+            extra,
         ),
     );
     let log = dir.path().join("daemon.log");
-    let mut child = spawn_daemon(&path, &log, &[]);
+    // Room for a loaded machine to deliver the backlog the outage left.
+    let mut child = spawn_daemon(&path, &log, &["--shutdown-timeout-s", "30"]);
     assert!(
         sub1.wait_for(Duration::from_secs(30), |m| m.len() >= 60),
         "no stream before the kill"
@@ -72,7 +83,7 @@ fn broker_killed_mid_stream_and_restarted_empty_loses_no_window() {
     drop(broker);
     std::thread::sleep(Duration::from_millis(300));
     let broker = LocalBroker::start_on(port, &[]).unwrap();
-    let sub2 = Subscriber::start(broker.port(), "edgebind/kill/#");
+    let sub2 = Subscriber::start(broker.port(), &filter);
     gate.open();
     assert!(
         sub2.wait_for(Duration::from_secs(30), |m| m
@@ -84,8 +95,7 @@ fn broker_killed_mid_stream_and_restarted_empty_loses_no_window() {
         std::fs::read_to_string(&log).unwrap()
     );
     sigterm(&child);
-    // The shutdown timeout (10 s) plus the publisher's drain, with room for a loaded machine.
-    let exit = wait_with_timeout(&mut child, Duration::from_secs(45)).expect("daemon stops");
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(60)).expect("daemon stops");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(exit.success(), "{text}");
     assert!(
@@ -98,16 +108,16 @@ fn broker_killed_mid_stream_and_restarted_empty_loses_no_window() {
     seqs.extend(seqs_of(&sub2, "imu"));
     seqs.sort_unstable();
     seqs.dedup();
-    // The clean exit above means nothing was left unacknowledged; no hole below the newest.
-    let windows = seqs.last().copied().unwrap_or(0) + 1;
-    let state_windows = sub2.on("/imu/state").last().unwrap().json()["windows_total"]
+    // Exit 0 means everything handed to the publisher was acknowledged (a publisher that
+    // cannot finish in time makes the exit 1), and the final retained state, published after the
+    // pipeline drained, counts every window: all of them arrived.
+    let windows = sub2.on("/imu/state").last().unwrap().json()["windows_total"]
         .as_u64()
         .unwrap();
-    assert!(windows >= state_windows, "{windows} < {state_windows}");
     assert_eq!(
         seqs,
         (0..windows).collect::<Vec<_>>(),
-        "a window is missing after the broker crash"
+        "a window is missing after the broker crash, or the final state is stale"
     );
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.matches("connected to MQTT broker").count(), 2, "{log}");
@@ -300,4 +310,67 @@ fn a_full_outbox_drops_the_oldest_counts_them_and_stays_under_its_limit() {
     let state = sub.on("/imu/state").last().unwrap().json();
     let dropped = state["drops_total"]["outbox_full"].as_u64().unwrap();
     assert!(dropped >= first, "{state}");
+}
+
+#[test]
+fn a_stalled_pipeline_still_stops_within_the_shutdown_timeout_saying_offline_itself() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/stall/#");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(
+            "stall",
+            broker.port(),
+            &dir.path().join("outbox"),
+            &demo_source("imu", true),
+            "",
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let err = std::fs::File::create(&log).unwrap();
+    // The model hangs after 5 windows: the pipeline can never drain.
+    let mut child = edgebind()
+        .args(["run", "--shutdown-timeout-s", "2", "--config"])
+        .arg(&path)
+        .env("EDGEBIND_FAULT_STALL_INFERENCE_AFTER", "5")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    assert!(wait_for_log(
+        &log,
+        "inference worker hangs",
+        Duration::from_secs(30)
+    ));
+    assert!(sub.wait_for(Duration::from_secs(10), |m| m
+        .iter()
+        .filter(|s| s.topic.ends_with("/embedding"))
+        .count()
+        >= 5));
+    let t0 = Instant::now();
+    sigterm(&child);
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(30)).expect("daemon stops");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // 2 s of drain, then `offline` and DISCONNECT: well within the 5 s the supervisor allows.
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "{:?}\n{text}",
+        t0.elapsed()
+    );
+    assert!(
+        text.contains("the pipeline did not drain within the shutdown timeout"),
+        "{text}"
+    );
+    assert!(!text.contains("publisher did not finish"), "{text}");
+    // Windows were left in the hung model: not a clean stop.
+    assert_eq!(exit.code(), Some(1), "{text}");
+    assert!(text.contains("pipeline_drained=false"), "{text}");
+    // `offline` came from the daemon itself: a clean DISCONNECT, so the Last Will never fired
+    // and the broker saw no connection loss.
+    assert!(sub.wait_for(Duration::from_secs(5), |m| m
+        .iter()
+        .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
+    assert_eq!(seqs_of(&sub, "imu"), (0..5).collect::<Vec<_>>());
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use edgebind::concepts::ConceptBank;
+use edgebind::concepts::{ConceptBank, SharedConcepts};
 use edgebind::config::{EmbeddingEncoding, Qos};
 use edgebind::inference::manifest::sha256_file;
 use edgebind::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
@@ -446,9 +446,9 @@ fn a_model_whose_output_disagrees_with_its_manifest_reference_is_refused() {
     );
 }
 
-fn tiny_concepts() -> Arc<ConceptBank> {
+fn tiny_concepts() -> SharedConcepts {
     let tiny = repo().join("models/tiny");
-    Arc::new(
+    SharedConcepts::new(
         ConceptBank::load(&tiny.join("concepts.txt"), &tiny.join("concepts.npy"), 1024).unwrap(),
     )
 }

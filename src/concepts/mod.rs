@@ -1,11 +1,18 @@
 //! The concept bank (labels + text embeddings) and nearest-concept matching: cosine similarity
 //! between the L2-normalised window embedding and each L2-normalised concept, top-k above a
 //! threshold. The per-modality scales of ImageBind's outputs are temperatures, not information.
+//!
+//! The bank in use is a [`SharedConcepts`] handle: the inference workers read it per window, and
+//! SIGHUP swaps in a bank reloaded from the model set ([`reload`]) without stopping anything.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use ndarray::Array2;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub mod reload;
 
 /// Errors loading a concept bank.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,24 @@ pub struct Match {
 pub struct ConceptBank {
     labels: Vec<String>,
     unit: Array2<f32>,
+    sha256: String,
+}
+
+/// sha256 of a bank's content: each label and a newline, then the embeddings as given (shape as
+/// two little-endian u64, then the f32 values little-endian, row-major). Names the bank in logs
+/// and metrics, whatever the files' names or `.npy` header layout.
+fn content_sha256(labels: &[String], embeddings: &Array2<f32>) -> String {
+    let mut h = Sha256::new();
+    for l in labels {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    h.update((embeddings.nrows() as u64).to_le_bytes());
+    h.update((embeddings.ncols() as u64).to_le_bytes());
+    for v in embeddings.iter() {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl ConceptBank {
@@ -60,6 +85,7 @@ impl ConceptBank {
         if let Some(i) = labels.iter().position(|l| l.trim().is_empty()) {
             return Err(format!("label {i} is empty"));
         }
+        let sha256 = content_sha256(&labels, &embeddings);
         let mut unit = embeddings;
         for (i, mut row) in unit.rows_mut().into_iter().enumerate() {
             if row.iter().any(|v| !v.is_finite()) {
@@ -71,7 +97,11 @@ impl ConceptBank {
             }
             row.mapv_inplace(|v| v / norm);
         }
-        Ok(Self { labels, unit })
+        Ok(Self {
+            labels,
+            unit,
+            sha256,
+        })
     }
 
     /// Loads `labels` (UTF-8, one per line; blank trailing lines ignored) and `embeddings`
@@ -133,6 +163,18 @@ impl ConceptBank {
         self.unit.ncols()
     }
 
+    /// sha256 of the bank's labels and embeddings (lower-case hex).
+    #[must_use]
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The labels, in bank order.
+    #[must_use]
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The `k` concepts most similar to `embedding` with a cosine of at least `min_score`, best
     /// first. An embedding of the wrong width, zero or not finite matches nothing.
     #[must_use]
@@ -168,6 +210,50 @@ impl ConceptBank {
                 score,
             })
             .collect()
+    }
+}
+
+/// The concept bank in use, shared by every inference worker and replaced as a whole on reload.
+/// A worker takes the current bank once per window (a cheap `Arc` clone under a read lock held
+/// for nanoseconds), so a window is always matched against one complete bank.
+#[derive(Debug, Clone)]
+pub struct SharedConcepts {
+    current: Arc<RwLock<Arc<ConceptBank>>>,
+}
+
+impl SharedConcepts {
+    /// A handle holding `bank`.
+    #[must_use]
+    pub fn new(bank: ConceptBank) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(bank))),
+        }
+    }
+
+    /// The bank in use now.
+    #[must_use]
+    pub fn current(&self) -> Arc<ConceptBank> {
+        // A poisoned lock only means a writer panicked mid-swap of an `Arc`: the value is whole.
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Puts `bank` in use for every window matched from now on; returns the one it replaces.
+    pub fn replace(&self, bank: ConceptBank) -> Arc<ConceptBank> {
+        let new = Arc::new(bank);
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        std::mem::replace(&mut *g, new)
+    }
+
+    /// [`ConceptBank::top_k`] against the bank in use.
+    #[must_use]
+    pub fn top_k(&self, embedding: &[f32], k: usize, min_score: f32) -> Vec<Match> {
+        self.current().top_k(embedding, k, min_score)
     }
 }
 
@@ -209,6 +295,40 @@ mod tests {
         assert!(ConceptBank::new(vec![], e.clone()).is_err());
         let z = ndarray::arr2(&[[0.0, 0.0]]);
         assert!(ConceptBank::new(vec!["z".into()], z).is_err());
+    }
+
+    #[test]
+    fn a_replaced_bank_answers_the_next_match_and_the_old_one_is_handed_back() {
+        let shared = SharedConcepts::new(bank());
+        let old_sha = shared.current().sha256().to_string();
+        assert_eq!(shared.top_k(&[1.0, 0.0, 0.0], 1, -1.0)[0].label, "x");
+        let e = ndarray::arr2(&[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]);
+        let new = ConceptBank::new(vec!["east".into(), "up".into()], e).unwrap();
+        let new_sha = new.sha256().to_string();
+        let worker_view = shared.clone();
+        let old = shared.replace(new);
+        assert_eq!(old.sha256(), old_sha);
+        assert_ne!(old_sha, new_sha);
+        assert_eq!(
+            worker_view.top_k(&[1.0, 0.0, 0.0], 1, -1.0)[0].label,
+            "east"
+        );
+        assert_eq!(worker_view.current().len(), 2);
+    }
+
+    #[test]
+    fn the_bank_sha_changes_with_a_label_or_a_value() {
+        let e = ndarray::arr2(&[[1.0, 0.0], [0.0, 1.0]]);
+        let a = ConceptBank::new(vec!["a".into(), "b".into()], e.clone()).unwrap();
+        let same = ConceptBank::new(vec!["a".into(), "b".into()], e.clone()).unwrap();
+        let relabelled = ConceptBank::new(vec!["a".into(), "c".into()], e.clone()).unwrap();
+        let mut e2 = e;
+        e2[[1, 1]] = 2.0;
+        let rescaled = ConceptBank::new(vec!["a".into(), "b".into()], e2).unwrap();
+        assert_eq!(a.sha256(), same.sha256());
+        assert_eq!(a.sha256().len(), 64);
+        assert_ne!(a.sha256(), relabelled.sha256());
+        assert_ne!(a.sha256(), rescaled.sha256());
     }
 
     proptest! {

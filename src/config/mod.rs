@@ -399,6 +399,19 @@ pub enum Qos {
     AtLeastOnce,
 }
 
+/// MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1 (every broker speaks it).
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5: messages also carry a content type and user properties (device, sensor,
+    /// modality, schema version).
+    #[serde(rename = "5")]
+    V5,
+}
+
 /// How the embedding vector is written in the JSON envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -418,6 +431,9 @@ pub struct MqttConfig {
     /// Broker address `mqtt://host:port`, or `local` to start a private mosquitto on a free
     /// loopback port (what `edgebind demo` does).
     pub url: String,
+    /// Protocol version: `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub protocol: MqttProtocol,
     /// MQTT client id (default `edgebind-<device id>`).
     #[serde(default)]
     pub client_id: Option<String>,

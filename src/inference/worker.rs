@@ -9,7 +9,7 @@ use ndarray::{ArrayD, ArrayView2, Axis};
 use tokio::sync::mpsc;
 
 use super::session::Encoder;
-use crate::concepts::ConceptBank;
+use crate::concepts::SharedConcepts;
 use crate::config::{EmbeddingEncoding, Qos};
 use crate::publish::payload::{
     unit_norm, EmbeddingEnvelope, EmbeddingField, LabelsMessage, Latency, ModelInfo, Topics,
@@ -56,7 +56,7 @@ pub struct WorkerContext {
     /// ONNX Runtime version.
     pub ort_version: String,
     /// Concepts to match.
-    pub concepts: Arc<ConceptBank>,
+    pub concepts: SharedConcepts,
     /// How many concepts to publish.
     pub top_k: usize,
     /// Minimum cosine of a published concept.

@@ -1,7 +1,8 @@
 //! Bounded queues between threads, each with a named policy for when it is full. Drops are
-//! counted in the owning stream's telemetry under the queue's reason.
+//! counted in the owning stream's telemetry under the queue's reason; the depth can be read by
+//! a metrics probe that does not keep the queue open ([`QueueSender::depth_probe`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_channel as cb;
@@ -12,7 +13,9 @@ use crate::telemetry::{DropReason, StreamStats};
 /// The sending side of a bounded queue.
 #[derive(Debug)]
 pub struct QueueSender<T> {
-    tx: cb::Sender<T>,
+    // Shared by the clones, so that a depth probe can hold it weakly: the channel closes when the
+    // last clone is dropped, whatever probes exist.
+    tx: Arc<cb::Sender<T>>,
     // Only for `drop_oldest`, which takes the oldest item out from the producer side. (Holding
     // it keeps the channel open, so other policies must not, or they could not see the consumer
     // stop.)
@@ -25,7 +28,7 @@ pub struct QueueSender<T> {
 impl<T> Clone for QueueSender<T> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
+            tx: Arc::clone(&self.tx),
             rx: self.rx.clone(),
             policy: self.policy,
             reason: self.reason,
@@ -50,7 +53,7 @@ pub fn bounded<T>(
     let (tx, rx) = cb::bounded(capacity.max(1));
     (
         QueueSender {
-            tx,
+            tx: Arc::new(tx),
             rx: (policy == WhenFull::DropOldest).then(|| rx.clone()),
             policy,
             reason,
@@ -133,6 +136,22 @@ impl<T> QueueSender<T> {
     pub fn is_empty(&self) -> bool {
         self.tx.is_empty()
     }
+
+    /// Most items the queue holds.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity().unwrap_or(usize::MAX)
+    }
+
+    /// A reader of the queue's depth for a metrics gauge. It holds the queue weakly: once every
+    /// sender is gone (and the consumer has seen the queue close) it reads 0.
+    pub fn depth_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static
+    where
+        T: Send + 'static,
+    {
+        let weak: Weak<cb::Sender<T>> = Arc::downgrade(&self.tx);
+        move || weak.upgrade().map_or(0, |tx| tx.len())
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +207,23 @@ mod tests {
             tx.send_timeout_keep(3, Duration::from_millis(10)).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn the_depth_probe_follows_the_queue_and_does_not_keep_it_open() {
+        let (tx, rx) = bounded::<u8>(4, WhenFull::Block, DropReason::SampleQueueFull, stats());
+        let probe = tx.depth_probe();
+        assert_eq!((probe(), tx.capacity()), (0, 4));
+        tx.send(1).unwrap();
+        tx.clone().send(2).unwrap();
+        assert_eq!(probe(), 2);
+        rx.recv().unwrap();
+        assert_eq!(probe(), 1);
+        drop(tx);
+        // The consumer still sees the queue close once it is drained.
+        assert_eq!(rx.recv().unwrap(), 2);
+        assert!(rx.recv().is_err());
+        assert_eq!(probe(), 0);
     }
 
     #[test]

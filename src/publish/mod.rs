@@ -2,6 +2,7 @@
 //! connection, and the broker address / local broker helper.
 
 pub mod broker;
+pub mod client;
 pub mod connection;
 pub mod mqtt;
 pub mod outbox;
@@ -10,6 +11,7 @@ pub mod tls;
 
 pub use broker::{BrokerUrl, LocalBroker};
 pub use mqtt::{
-    run_publisher, Credentials, MessageTiming, OutMessage, PublisherConfig, PublisherReport,
+    message_properties, run_publisher, Credentials, MessageTiming, OutMessage, PublisherConfig,
+    PublisherReport,
 };
 pub use outbox::{Outbox, OutboxError, OutboxOptions, Recovery};

@@ -11,24 +11,28 @@
 //! connection error that task waits until this one has stopped handing it messages, then empties
 //! rumqttc's request queue before reconnecting: every `Outgoing::Publish` after a ConnAck is then
 //! one this task handed after that ConnAck, which keeps the packet-id → outbox-id pairing exact.
+//!
+//! MQTT 3.1.1 and 5 share this logic through [`super::client`]; with 5 every message also
+//! carries a content type and user properties derived from its topic ([`message_properties`]),
+//! so nothing about them needs to be stored in the outbox.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
-    Packet, QoS,
-};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
+use super::client::{
+    self, Client, ConnectOptions, Connection, MessageProperties, NetError, NetEvent,
+};
 use super::outbox::{Outbox, Record};
 use super::payload::{StateMessage, Topics, ENVELOPE_VERSION};
 use super::tls::TlsClient;
-use crate::config::{FsyncPolicy, Qos};
+use crate::config::{FsyncPolicy, MqttProtocol, Qos};
 use crate::telemetry::{DropReason, Stage, Telemetry};
 use crate::Modality;
 
@@ -38,6 +42,8 @@ const CLIENT_CAPACITY: usize = 256;
 const INFLIGHT: u16 = 256;
 /// Messages taken from the pipeline per outbox write batch.
 const BATCH: usize = 256;
+/// Events of the connection handled per wake-up at most.
+const EVENT_BATCH: usize = 64;
 
 /// A message for the broker.
 #[derive(Debug, Clone)]
@@ -108,6 +114,10 @@ impl std::fmt::Debug for Credentials {
 /// How the publisher connects and what it publishes on its own.
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
+    /// MQTT protocol version.
+    pub protocol: MqttProtocol,
+    /// Device id (an MQTT 5 user property of every message).
+    pub device: String,
     /// Broker host.
     pub host: String,
     /// Broker port.
@@ -149,13 +159,6 @@ pub struct PublisherReport {
     pub undelivered: u64,
 }
 
-fn qos(q: Qos) -> QoS {
-    match q {
-        Qos::AtMostOnce => QoS::AtMostOnce,
-        Qos::AtLeastOnce => QoS::AtLeastOnce,
-    }
-}
-
 /// A message handed to rumqttc: an outbox id, or a control message (status, state, stats) that
 /// lives only in memory because it is rebuilt at every connect.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +181,8 @@ struct State {
     /// Written, waiting for PUBACK, by packet id.
     inflight: HashMap<u16, Handed>,
     connected: bool,
+    /// A connection succeeded before (the next one is a reconnect).
+    ever_connected: bool,
 }
 
 impl State {
@@ -240,6 +245,39 @@ fn sensor_of<'a>(topics: &Topics, topic: &'a str) -> Option<&'a str> {
     topic.strip_prefix(prefix)?.split('/').next()
 }
 
+/// Content type of the plain-text `status` payload (`online` / `offline`).
+const TEXT: &str = "text/plain; charset=utf-8";
+/// Content type of every other payload.
+const JSON: &str = "application/json";
+
+/// The MQTT 5 properties of a message on `topic` (pure): `status` is plain text, everything
+/// else JSON; user properties name the device, and for sensor topics the sensor and its
+/// modality, and for JSON payloads the schema version (`v`).
+#[must_use]
+pub fn message_properties(cfg: &PublisherConfig, topic: &str) -> MessageProperties {
+    let mut user = vec![("device".to_string(), cfg.device.clone())];
+    if topic == cfg.topics.status() {
+        return MessageProperties {
+            content_type: TEXT,
+            user,
+        };
+    }
+    let sensor = (topic != cfg.topics.stats())
+        .then(|| sensor_of(&cfg.topics, topic))
+        .flatten();
+    if let Some((name, modality)) =
+        sensor.and_then(|s| cfg.sensors.iter().find(|(n, _)| n.as_str() == s))
+    {
+        user.push(("sensor".to_string(), name.clone()));
+        user.push(("modality".to_string(), modality.as_str().to_string()));
+    }
+    user.push(("schema_version".to_string(), ENVELOPE_VERSION.to_string()));
+    MessageProperties {
+        content_type: JSON,
+        user,
+    }
+}
+
 fn publish_gauges(telemetry: &Telemetry, outbox: &Outbox, st: &State) {
     let stats = &telemetry.publish;
     stats.unacked.store(
@@ -255,10 +293,11 @@ fn publish_gauges(telemetry: &Telemetry, outbox: &Outbox, st: &State) {
 }
 
 /// Hands control messages, then durable outbox messages in id order, to rumqttc.
-fn hand_over(client: &AsyncClient, outbox: &mut Outbox, st: &mut State) {
+fn hand_over(cfg: &PublisherConfig, client: &Client, outbox: &mut Outbox, st: &mut State) {
+    let props = |topic: &str| message_properties(cfg, topic);
     while st.connected && st.handed.len() < CLIENT_CAPACITY {
         if let Some(m) = st.control.pop_front() {
-            match client.try_publish(m.topic.clone(), qos(m.qos), m.retain, m.payload.clone()) {
+            match client.try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone(), props) {
                 Ok(()) => st.handed.push_back(Handed {
                     id: None,
                     qos: m.qos,
@@ -296,7 +335,7 @@ fn hand_over(client: &AsyncClient, outbox: &mut Outbox, st: &mut State) {
             payload,
             ..
         } = record;
-        match client.try_publish(topic, qos(q), retain, payload) {
+        match client.try_publish(topic, q, retain, payload, props) {
             Ok(()) => {
                 st.handed.push_back(Handed {
                     id: Some(id),
@@ -304,8 +343,8 @@ fn hand_over(client: &AsyncClient, outbox: &mut Outbox, st: &mut State) {
                 });
                 st.cursor = id + 1;
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "MQTT client queue full; will retry");
+            Err(client::Busy) => {
+                tracing::debug!("MQTT client queue full; will retry");
                 return;
             }
         }
@@ -335,39 +374,35 @@ fn count_outbox_drops(cfg: &PublisherConfig, telemetry: &Telemetry, dropped: &[R
 
 type SyncTask = (u64, JoinHandle<std::io::Result<()>>);
 
-/// Runs the publisher until `rx` is closed and everything in the outbox is acknowledged (or
-/// `drain_timeout` passes after the close), then marks the device offline and disconnects. What
-/// is not acknowledged stays in the outbox for the next start.
+/// Runs the publisher until `rx` is closed and everything in the outbox is acknowledged, then
+/// marks the device offline and disconnects. Once `stop` is cancelled (the daemon is shutting
+/// down) it keeps going for at most `drain_timeout`, whether or not the pipeline has closed
+/// `rx` by then, so that it always ends in bounded time with its own `offline` and DISCONNECT.
+/// What is not acknowledged stays in the outbox for the next start.
 pub async fn run_publisher(
     cfg: PublisherConfig,
     mut outbox: Outbox,
     mut rx: mpsc::Receiver<OutMessage>,
     telemetry: Arc<Telemetry>,
+    stop: CancellationToken,
 ) -> PublisherReport {
-    let mut options = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-    options
-        .set_keep_alive(cfg.keep_alive.max(Duration::from_secs(1)))
-        .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes)
-        .set_clean_session(true)
-        .set_inflight(INFLIGHT)
-        .set_last_will(LastWill::new(
-            cfg.topics.status(),
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
-    if let Some(tls) = &cfg.tls {
-        options.set_transport(tls.transport());
-    }
-    if let Some(c) = &cfg.credentials {
-        options.set_credentials(c.username.clone(), c.password.clone());
-    }
-    let (client, mut eventloop) = AsyncClient::new(options, CLIENT_CAPACITY);
-    // Without TCP_NODELAY the small labels message written right after an embedding waits for
-    // the embedding's ACK (Nagle), which the broker may delay ~40 ms: a p99 of ~40 ms per message.
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
+    let (client, eventloop) = client::new(&ConnectOptions {
+        protocol: cfg.protocol,
+        client_id: cfg.client_id.clone(),
+        host: cfg.host.clone(),
+        port: cfg.port,
+        keep_alive: cfg.keep_alive,
+        max_packet_bytes: cfg.max_packet_bytes,
+        inflight: INFLIGHT,
+        request_capacity: CLIENT_CAPACITY,
+        tls: cfg.tls.clone(),
+        credentials: cfg
+            .credentials
+            .as_ref()
+            .map(|c| (c.username.clone(), c.password.clone())),
+        last_will: (cfg.topics.status(), b"offline".to_vec()),
+        last_will_content_type: TEXT,
+    });
     let (ev_tx, mut events) = mpsc::channel(1024);
     let resume = Arc::new(Notify::new());
     let poller = tokio::spawn(poll_forever(
@@ -388,6 +423,7 @@ pub async fn run_publisher(
         handed: VecDeque::new(),
         inflight: HashMap::new(),
         connected: false,
+        ever_connected: false,
     };
     if every_message {
         // What a previous run left is on disk already.
@@ -403,7 +439,6 @@ pub async fn run_publisher(
     let mut held_batch: VecDeque<OutMessage> = VecDeque::new();
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
-    let mut ever_connected = false;
     let mut tick = (!cfg.stats_interval.is_zero()).then(|| {
         let start = Instant::now() + cfg.stats_interval;
         let mut t = tokio::time::interval_at(start, cfg.stats_interval);
@@ -417,8 +452,8 @@ pub async fn run_publisher(
         t
     };
 
-    loop {
-        hand_over(&client, &mut outbox, &mut st);
+    'run: loop {
+        hand_over(&cfg, &client, &mut outbox, &mut st);
         if sync_due && sync_task.is_none() {
             sync_due = false;
             synced_mark = (outbox.next_id(), outbox.pending());
@@ -436,6 +471,11 @@ pub async fn run_publisher(
             break;
         }
         if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            if input_open {
+                tracing::warn!(
+                    "the pipeline did not drain within the shutdown timeout; the final sensor state is not published"
+                );
+            }
             tracing::warn!(
                 undelivered = outbox.pending(),
                 "stopping with unacknowledged MQTT messages; they stay in the outbox for the next start"
@@ -445,74 +485,24 @@ pub async fn run_publisher(
         let can_take = input_open && held.is_none();
 
         tokio::select! {
-            biased;
-            ev = events.recv() => match ev {
-                Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
-                    st.connected = true;
-                    stats.connected.store(true, Ordering::Relaxed);
-                    if ever_connected {
-                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            ev = events.recv() => {
+                let mut ev = ev;
+                // Everything already reported is handled in one go (fewer wake-ups, and the
+                // pipeline's channel gets its turn in between, however busy the connection).
+                // An event is only taken from the channel when it is handled here.
+                let mut handled = 0;
+                loop {
+                    if !on_event(ev, &cfg, &telemetry, &mut outbox, &mut st, &resume) {
+                        break 'run;
                     }
-                    ever_connected = true;
-                    let resent = st.requeue_unacked();
-                    if resent > 0 {
-                        stats.resent.fetch_add(resent, Ordering::Relaxed);
-                        tracing::warn!(resent, "broker session lost; re-sending unacknowledged messages");
+                    handled += 1;
+                    if handled == EVENT_BATCH {
+                        break;
                     }
-                    st.control.clear();
-                    st.control.push_back(OutMessage {
-                        topic: cfg.topics.status(),
-                        payload: b"online".to_vec(),
-                        retain: true,
-                        qos: Qos::AtLeastOnce,
-                        timing: None,
-                    });
-                    st.control.extend(state_messages(&cfg, &telemetry));
-                    let pending = outbox.pending();
-                    tracing::info!(host = %cfg.host, port = cfg.port, outbox_pending = pending, "connected to MQTT broker");
-                }
-                Some(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                    if let Some(h) = st.inflight.remove(&ack.pkid) {
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        if let Some(id) = h.id {
-                            if let Some(t) = st.timings.remove(&id) {
-                                t.record_delivered();
-                            }
-                            if let Err(e) = outbox.ack(id) {
-                                tracing::error!(error = %e, "outbox ack failed");
-                            }
-                        }
+                    match events.try_recv() {
+                        Ok(next) => ev = Some(next),
+                        Err(_) => break,
                     }
-                }
-                Some(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                    if let Some(h) = st.handed.pop_front() {
-                        if h.qos == Qos::AtMostOnce {
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                            if let Some(id) = h.id {
-                                if let Some(t) = st.timings.remove(&id) {
-                                    t.record_delivered();
-                                }
-                                let _ = outbox.ack(id);
-                            }
-                        } else {
-                            st.inflight.insert(pkid, h);
-                        }
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(())) => {
-                    if st.connected {
-                        tracing::info!("MQTT connection lost");
-                    }
-                    st.connected = false;
-                    stats.connected.store(false, Ordering::Relaxed);
-                    // Nothing more is handed until the next ConnAck: the poller may now empty
-                    // rumqttc's queue and reconnect.
-                    resume.notify_one();
-                }
-                None => {
-                    tracing::error!("MQTT event loop task ended");
-                    break;
                 }
             },
             done = async {
@@ -559,7 +549,7 @@ pub async fn run_publisher(
                     // The pipeline has drained: the counters are final, so the retained state
                     // says exactly how many windows each sensor produced.
                     input_open = false;
-                    drain_deadline = Some(Instant::now() + cfg.drain_timeout);
+                    drain_deadline.get_or_insert(Instant::now() + cfg.drain_timeout);
                     tracing::info!(
                         outbox_pending = outbox.pending(),
                         "pipeline drained; every message is in the outbox"
@@ -583,6 +573,9 @@ pub async fn run_publisher(
                     None => std::future::pending().await,
                 }
             } => {},
+            () = stop.cancelled(), if drain_deadline.is_none() => {
+                drain_deadline = Some(Instant::now() + cfg.drain_timeout);
+            },
             _ = async {
                 match tick.as_mut() {
                     Some(t) => t.tick().await,
@@ -599,6 +592,26 @@ pub async fn run_publisher(
         }
     }
 
+    // Whatever the pipeline handed over and is not in the outbox yet (a stop before it drained,
+    // or a full outbox under `block`) goes into the outbox for the next start if it fits.
+    rx.close();
+    let mut lost = 0u64;
+    let waiting = held
+        .take()
+        .into_iter()
+        .chain(held_batch.drain(..))
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()));
+    for m in waiting {
+        if append(&cfg, &telemetry, &mut outbox, &mut st.timings, m).is_some() {
+            lost += 1;
+        }
+    }
+    if lost > 0 {
+        tracing::error!(
+            lost,
+            "the outbox is full (outbox.when_full = \"block\"): messages not stored are lost at this stop"
+        );
+    }
     if let Some((_, h)) = sync_task.take() {
         let _ = h.await;
     }
@@ -606,15 +619,22 @@ pub async fn run_publisher(
         tracing::error!(error = %e, "outbox fsync at shutdown failed");
     }
     publish_gauges(&telemetry, &outbox, &st);
-    let undelivered = outbox.pending() as u64;
+    let undelivered = outbox.pending() as u64 + lost;
     if st.connected {
         // A clean stop: say so (the Last Will only covers crashes), then disconnect.
-        let _ = client.try_publish(cfg.topics.status(), QoS::AtLeastOnce, true, "offline");
+        let topic = cfg.topics.status();
+        let _ = client.try_publish(
+            topic,
+            Qos::AtLeastOnce,
+            true,
+            b"offline".to_vec(),
+            |t: &str| message_properties(&cfg, t),
+        );
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut acked = false;
         while !acked {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(Ok(Event::Incoming(Packet::PubAck(_))))) => acked = true,
+                Ok(Some(Ok(NetEvent::PubAck { .. }))) => acked = true,
                 Ok(Some(Ok(_))) => {}
                 _ => break,
             }
@@ -622,7 +642,7 @@ pub async fn run_publisher(
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             while let Some(Ok(ev)) = events.recv().await {
-                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                if ev == NetEvent::Disconnected {
                     break;
                 }
             }
@@ -635,6 +655,102 @@ pub async fn run_publisher(
         delivered: stats.delivered.load(Ordering::Relaxed),
         undelivered,
     }
+}
+
+/// Acts on one event of the event loop task. Returns false when that task has ended.
+fn on_event(
+    ev: Option<Result<NetEvent, ()>>,
+    cfg: &PublisherConfig,
+    telemetry: &Telemetry,
+    outbox: &mut Outbox,
+    st: &mut State,
+    resume: &Notify,
+) -> bool {
+    let stats = &telemetry.publish;
+    match ev {
+        Some(Ok(NetEvent::Connected)) => {
+            st.connected = true;
+            stats.connected.store(true, Ordering::Relaxed);
+            if st.ever_connected {
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            st.ever_connected = true;
+            let resent = st.requeue_unacked();
+            if resent > 0 {
+                stats.resent.fetch_add(resent, Ordering::Relaxed);
+                tracing::warn!(
+                    resent,
+                    "broker session lost; re-sending unacknowledged messages"
+                );
+            }
+            st.control.clear();
+            st.control.push_back(OutMessage {
+                topic: cfg.topics.status(),
+                payload: b"online".to_vec(),
+                retain: true,
+                qos: Qos::AtLeastOnce,
+                timing: None,
+            });
+            st.control.extend(state_messages(cfg, telemetry));
+            let pending = outbox.pending();
+            tracing::info!(host = %cfg.host, port = cfg.port, outbox_pending = pending, "connected to MQTT broker");
+        }
+        Some(Ok(NetEvent::PubAck {
+            pkid,
+            accepted,
+            reason,
+        })) => {
+            if let Some(h) = st.inflight.remove(&pkid) {
+                if accepted {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // An MQTT 5 broker refused it (authorisation, quota): sending it
+                    // again would be refused again. Counted and forgotten.
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%reason, "the broker refused a message (PUBACK reason); it is dropped");
+                }
+                if let Some(id) = h.id {
+                    if let Some(t) = st.timings.remove(&id) {
+                        t.record_delivered();
+                    }
+                    if let Err(e) = outbox.ack(id) {
+                        tracing::error!(error = %e, "outbox ack failed");
+                    }
+                }
+            }
+        }
+        Some(Ok(NetEvent::Written(pkid))) => {
+            if let Some(h) = st.handed.pop_front() {
+                if h.qos == Qos::AtMostOnce {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(id) = h.id {
+                        if let Some(t) = st.timings.remove(&id) {
+                            t.record_delivered();
+                        }
+                        let _ = outbox.ack(id);
+                    }
+                } else {
+                    st.inflight.insert(pkid, h);
+                }
+            }
+        }
+        Some(Ok(_)) => {}
+        Some(Err(())) => {
+            if st.connected {
+                tracing::info!("MQTT connection lost");
+            }
+            st.connected = false;
+            stats.connected.store(false, Ordering::Relaxed);
+            // Nothing more is handed until the next ConnAck: the poller may now empty
+            // rumqttc's queue and reconnect.
+            resume.notify_one();
+        }
+        None => {
+            tracing::error!("MQTT event loop task ended");
+            return false;
+        }
+    }
+    true
 }
 
 /// Appends `m` to the outbox. Returns it back when the outbox is full and its policy is `block`.
@@ -681,8 +797,8 @@ fn append(
 /// off exponentially (with jitter, capped) after a connection error. Ends when the receiver is
 /// gone.
 async fn poll_forever(
-    mut eventloop: rumqttc::EventLoop,
-    events: mpsc::Sender<Result<Event, ()>>,
+    mut eventloop: Connection,
+    events: mpsc::Sender<Result<NetEvent, ()>>,
     resume: Arc<Notify>,
     max_backoff: Duration,
     broker: String,
@@ -693,23 +809,23 @@ async fn poll_forever(
     loop {
         match eventloop.poll().await {
             Ok(ev) => {
-                if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
+                if ev == NetEvent::Connected {
                     backoff = Duration::from_millis(100);
                     logged_down = false;
                 }
                 // After our DISCONNECT the broker closes the socket: that is no outage.
-                let done = matches!(ev, Event::Outgoing(Outgoing::Disconnect));
+                let done = ev == NetEvent::Disconnected;
                 if events.send(Ok(ev)).await.is_err() || done {
                     return;
                 }
             }
             Err(e) => {
-                if let ConnectionError::ConnectionRefused(code) = &e {
+                if let NetError::Refused(code) = &e {
                     telemetry.publish.refused.fetch_add(1, Ordering::Relaxed);
                     // Refused credentials do not fix themselves quickly: say so clearly, once
                     // per outage, and keep backing off (never a crash loop).
                     if !logged_down {
-                        tracing::error!(%broker, reason = ?code, retry_in_ms = backoff.as_millis() as u64,
+                        tracing::error!(%broker, reason = %code, retry_in_ms = backoff.as_millis() as u64,
                             "MQTT broker refused the connection (check mqtt.username and the password, or the broker's ACL); retrying with backoff");
                         logged_down = true;
                     }
@@ -727,8 +843,7 @@ async fn poll_forever(
                 // with the publisher's bookkeeping; the outbox sends them again).
                 resume.notified().await;
                 tokio::time::sleep(jitter(backoff)).await;
-                eventloop.clean();
-                eventloop.pending.clear();
+                eventloop.forget_queued();
                 backoff = (backoff * 2).min(max_backoff);
             }
         }
@@ -741,4 +856,83 @@ fn jitter(d: Duration) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> PublisherConfig {
+        PublisherConfig {
+            protocol: MqttProtocol::V5,
+            device: "dev1".into(),
+            host: "127.0.0.1".into(),
+            port: 1883,
+            tls: None,
+            credentials: None,
+            client_id: "c".into(),
+            keep_alive: Duration::from_secs(30),
+            max_packet_bytes: 1 << 20,
+            topics: Topics::new("edgebind/dev1"),
+            sensors: vec![
+                ("wrist".into(), Modality::Imu),
+                ("cam".into(), Modality::Depth),
+            ],
+            qos: Qos::AtLeastOnce,
+            stats_interval: Duration::ZERO,
+            max_backoff: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(1),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_millis(100),
+        }
+    }
+
+    fn pairs(p: &MessageProperties) -> Vec<(&str, &str)> {
+        p.user
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn sensor_messages_name_device_sensor_modality_and_schema_version() {
+        let c = cfg();
+        for topic in [
+            c.topics.embedding("cam"),
+            c.topics.labels("cam"),
+            c.topics.state("cam"),
+        ] {
+            let p = message_properties(&c, &topic);
+            assert_eq!(p.content_type, "application/json");
+            assert_eq!(
+                pairs(&p),
+                vec![
+                    ("device", "dev1"),
+                    ("sensor", "cam"),
+                    ("modality", "depth"),
+                    ("schema_version", "1")
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn status_is_plain_text_and_stats_names_no_sensor() {
+        let c = cfg();
+        let status = message_properties(&c, &c.topics.status());
+        assert_eq!(status.content_type, "text/plain; charset=utf-8");
+        assert_eq!(pairs(&status), vec![("device", "dev1")]);
+        let stats = message_properties(&c, &c.topics.stats());
+        assert_eq!(stats.content_type, "application/json");
+        assert_eq!(
+            pairs(&stats),
+            vec![("device", "dev1"), ("schema_version", "1")]
+        );
+        // A topic of a sensor no longer configured (replayed from the outbox) names none.
+        let gone = message_properties(&c, "edgebind/dev1/old/embedding");
+        assert_eq!(
+            pairs(&gone),
+            vec![("device", "dev1"), ("schema_version", "1")]
+        );
+    }
 }

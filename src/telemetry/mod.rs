@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -211,6 +211,93 @@ pub struct PublishStats {
     pub outbox_corrupt_tails: AtomicU64,
     /// Connection attempts refused by the broker (bad credentials, not authorised).
     pub refused: AtomicU64,
+    /// Messages an MQTT 5 broker refused in its PUBACK (not authorised, quota): dropped.
+    pub rejected: AtomicU64,
+}
+
+/// A bounded queue whose depth is a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QueueKind {
+    /// A source's samples or frames waiting for its stream thread (one per sensor).
+    Sample,
+    /// Preprocessed windows waiting for a model's inference worker (one per modality).
+    Inference,
+    /// Messages waiting for the MQTT publisher to take them into the outbox (one).
+    Publisher,
+}
+
+impl QueueKind {
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sample => "sample",
+            Self::Inference => "inference",
+            Self::Publisher => "publisher",
+        }
+    }
+}
+
+/// Reads a queue's current depth; must not keep the queue open (hold a weak handle).
+pub type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+struct QueueGauge {
+    kind: QueueKind,
+    name: String,
+    capacity: usize,
+    depth: DepthProbe,
+}
+
+impl std::fmt::Debug for QueueGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueGauge")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The depth of one queue at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Which queue.
+    pub kind: QueueKind,
+    /// Its sensor, modality or `mqtt`.
+    pub name: String,
+    /// Items waiting.
+    pub depth: usize,
+    /// Most items it holds.
+    pub capacity: usize,
+}
+
+/// The concept bank in use and its reloads.
+#[derive(Debug, Default)]
+pub struct ConceptStats {
+    /// Concepts and sha256 of the bank in use.
+    active: Mutex<Option<(usize, String)>>,
+    /// Banks taken into use by a reload (SIGHUP).
+    pub reloads: AtomicU64,
+    /// Reloads refused because the new bank was invalid (the old one stayed).
+    pub reload_failures: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counters stay meaningful after a panic elsewhere; never propagate the poison.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ConceptStats {
+    /// Records the bank now in use.
+    pub fn set_active(&self, count: usize, sha256: &str) {
+        *lock(&self.active) = Some((count, sha256.to_string()));
+    }
+
+    /// Concepts and sha256 of the bank in use, once one is loaded.
+    #[must_use]
+    pub fn active(&self) -> Option<(usize, String)> {
+        lock(&self.active).clone()
+    }
 }
 
 /// All counters of one daemon.
@@ -221,6 +308,9 @@ pub struct Telemetry {
     /// The publisher's counters.
     pub publish: PublishStats,
     models: Mutex<Vec<Arc<ModelStats>>>,
+    /// The concept bank.
+    pub concepts: ConceptStats,
+    queues: Mutex<Vec<QueueGauge>>,
 }
 
 impl Telemetry {
@@ -235,6 +325,8 @@ impl Telemetry {
                 .collect(),
             publish: PublishStats::default(),
             models: Mutex::new(Vec::new()),
+            concepts: ConceptStats::default(),
+            queues: Mutex::new(Vec::new()),
         }
     }
 
@@ -249,6 +341,32 @@ impl Telemetry {
     #[must_use]
     pub fn models(&self) -> Vec<Arc<ModelStats>> {
         self.models.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Makes the depth of a bounded queue a gauge. `depth` is read when metrics are rendered.
+    pub fn register_queue(&self, kind: QueueKind, name: &str, capacity: usize, depth: DepthProbe) {
+        lock(&self.queues).push(QueueGauge {
+            kind,
+            name: name.to_string(),
+            capacity,
+            depth,
+        });
+    }
+
+    /// Every registered queue's depth now, by kind and name.
+    #[must_use]
+    pub fn queue_depths(&self) -> Vec<QueueDepth> {
+        let mut v: Vec<QueueDepth> = lock(&self.queues)
+            .iter()
+            .map(|q| QueueDepth {
+                kind: q.kind,
+                name: q.name.clone(),
+                depth: (q.depth)(),
+                capacity: q.capacity,
+            })
+            .collect();
+        v.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        v
     }
 
     /// The counters of one stream; a name not configured gets a detached set (never panics).
@@ -392,6 +510,12 @@ impl Telemetry {
                 p.refused.load(Ordering::Relaxed),
             ),
             (
+                "edgebind_messages_rejected_total",
+                "counter",
+                "MQTT 5 messages the broker refused in its PUBACK (dropped).",
+                p.rejected.load(Ordering::Relaxed),
+            ),
+            (
                 "edgebind_messages_resent_total",
                 "counter",
                 "MQTT messages sent again after a reconnect.",
@@ -449,6 +573,61 @@ impl Telemetry {
         }
         let models = self.models();
         inference::render_prometheus(&mut out, models.iter().map(AsRef::as_ref));
+        let queues = self.queue_depths();
+        for (name, help, value) in [
+            (
+                "edgebind_queue_depth",
+                "Items waiting in a bounded queue: queue=sample (per sensor), inference (per \
+                 modality's model), publisher (messages not yet in the outbox).",
+                (|q: &QueueDepth| q.depth) as fn(&QueueDepth) -> usize,
+            ),
+            (
+                "edgebind_queue_capacity",
+                "Most items a bounded queue holds before its when-full policy applies.",
+                |q: &QueueDepth| q.capacity,
+            ),
+        ] {
+            metric(&mut out, name, "gauge", help);
+            for q in &queues {
+                let _ = writeln!(
+                    out,
+                    "{name}{{queue=\"{}\",name=\"{}\"}} {}",
+                    q.kind.as_str(),
+                    q.name,
+                    value(q)
+                );
+            }
+        }
+        let c = &self.concepts;
+        for (name, kind, help, value) in [
+            (
+                "edgebind_concept_bank_reloads_total",
+                "counter",
+                "Concept banks taken into use by a reload (SIGHUP).",
+                c.reloads.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_concept_bank_reload_failures_total",
+                "counter",
+                "Reloads refused because the new concept bank was invalid (the old one stayed).",
+                c.reload_failures.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        if let Some((count, sha256)) = c.active() {
+            metric(
+                &mut out,
+                "edgebind_concept_bank_concepts",
+                "gauge",
+                "Concepts in the bank in use; its sha256 (of labels and embeddings) is the label.",
+            );
+            let _ = writeln!(
+                out,
+                "edgebind_concept_bank_concepts{{sha256=\"{sha256}\"}} {count}"
+            );
+        }
         metric(
             &mut out,
             "edgebind_uptime_seconds",
@@ -534,6 +713,41 @@ mod tests {
         ));
         assert!(text.contains("edgebind_inference_runs_total{model=\"imu\"} 1"));
         assert!(text.contains("edgebind_inference_windows_total{model=\"imu\"} 3"));
+    }
+
+    #[test]
+    fn queue_depths_are_read_when_rendered() {
+        let t = Telemetry::new(["imu0"]);
+        let depth = Arc::new(AtomicU64::new(3));
+        let probe = Arc::clone(&depth);
+        t.register_queue(
+            QueueKind::Inference,
+            "imu",
+            8,
+            Box::new(move || probe.load(Ordering::Relaxed) as usize),
+        );
+        t.register_queue(QueueKind::Sample, "imu0", 64, Box::new(|| 0));
+        let text = t.render_prometheus();
+        assert!(text.contains("edgebind_queue_depth{queue=\"inference\",name=\"imu\"} 3"));
+        assert!(text.contains("edgebind_queue_capacity{queue=\"sample\",name=\"imu0\"} 64"));
+        depth.store(7, Ordering::Relaxed);
+        assert!(t
+            .render_prometheus()
+            .contains("edgebind_queue_depth{queue=\"inference\",name=\"imu\"} 7"));
+        assert_eq!(t.queue_depths()[0].kind, QueueKind::Sample);
+    }
+
+    #[test]
+    fn the_active_concept_bank_is_a_metric() {
+        let t = Telemetry::new(["a"]);
+        assert!(!t
+            .render_prometheus()
+            .contains("edgebind_concept_bank_concepts{"));
+        t.concepts.set_active(12, "abc123");
+        t.concepts.reloads.fetch_add(1, Ordering::Relaxed);
+        let text = t.render_prometheus();
+        assert!(text.contains("edgebind_concept_bank_concepts{sha256=\"abc123\"} 12"));
+        assert!(text.contains("edgebind_concept_bank_reloads_total 1"));
     }
 
     #[test]
