@@ -288,9 +288,15 @@ pub fn spawn_worker(
             let stall_after: Option<u64> = std::env::var("EDGEBIND_FAULT_STALL_INFERENCE_AFTER")
                 .ok()
                 .and_then(|v| v.parse().ok());
+            // One window per run then, so that it hangs after exactly N windows.
+            let batching = if stall_after.is_some() {
+                Batching::NONE
+            } else {
+                ctx.batching
+            };
             let mut done: u64 = 0;
             let mut held = None;
-            while let Some(batch) = next_batch(&jobs, &mut held, ctx.batching) {
+            while let Some(batch) = next_batch(&jobs, &mut held, batching) {
                 if stall_after.is_some_and(|n| done >= n) {
                     tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
                     loop {
