@@ -149,7 +149,7 @@ fn a_depth_frame_of_another_type_or_bad_calibration_is_a_clear_error() {
         .arg("-o")
         .arg(dir.path().join("o.npy")));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be uint16"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 16-bit"));
     let g = dir.path().join("u16.npy");
     ndarray_npy::write_npy(&g, &ndarray::Array2::<u16>::zeros((48, 64))).unwrap();
     let out = run(edgebind()
