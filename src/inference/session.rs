@@ -189,8 +189,8 @@ fn provider_dispatch(
     }
 }
 
-/// One session with one provider (also used by the text encoder of `edgebind embed`).
-pub(super) fn try_create(
+/// One session with one provider.
+fn try_create(
     runtime: &OrtRuntime,
     path: &Path,
     kind: ExecutionProviderKind,
@@ -209,6 +209,37 @@ pub(super) fn try_create(
             .map_err(|e| e.to_string())?,
     };
     builder.commit_from_file(path).map_err(|e| e.to_string())
+}
+
+/// Tries `providers` in order and returns the first session that could be created, with its
+/// provider, and why each earlier provider failed (each failure is logged). `skip_cpu` leaves the
+/// CPU provider out (`require_gpu`).
+pub(super) fn create_in_order(
+    runtime: &OrtRuntime,
+    path: &Path,
+    providers: &[ExecutionProviderKind],
+    settings: &SessionSettings,
+    skip_cpu: bool,
+) -> (Option<(Session, ExecutionProviderKind)>, Vec<String>) {
+    let mut reasons = Vec::new();
+    for &kind in providers {
+        if skip_cpu && kind == ExecutionProviderKind::Cpu {
+            continue;
+        }
+        match try_create(runtime, path, kind, settings) {
+            Ok(session) => return (Some((session, kind)), reasons),
+            Err(reason) => {
+                tracing::warn!(
+                    model = %path.display(),
+                    provider = kind.as_str(),
+                    %reason,
+                    "execution provider unavailable; trying the next"
+                );
+                reasons.push(format!("{}: {reason}", kind.as_str()));
+            }
+        }
+    }
+    (None, reasons)
 }
 
 impl Encoder {
@@ -252,28 +283,7 @@ impl Encoder {
                 path: path.to_path_buf(),
             });
         }
-        let mut reasons = Vec::new();
-        let mut created = None;
-        for &kind in providers {
-            if require_gpu && kind == ExecutionProviderKind::Cpu {
-                continue;
-            }
-            match try_create(runtime, path, kind, settings) {
-                Ok(s) => {
-                    created = Some((s, kind));
-                    break;
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        model = %path.display(),
-                        provider = kind.as_str(),
-                        %reason,
-                        "execution provider unavailable; trying the next"
-                    );
-                    reasons.push(format!("{}: {reason}", kind.as_str()));
-                }
-            }
-        }
+        let (created, reasons) = create_in_order(runtime, path, providers, settings, require_gpu);
         let Some((session, provider)) = created else {
             return Err(if require_gpu {
                 SessionError::GpuRequired {

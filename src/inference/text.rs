@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use super::runtime::OrtRuntime;
-use super::session::{try_create, SessionSettings};
+use super::session::{create_in_order, SessionSettings};
 use crate::config::ExecutionProviderKind;
 use crate::preprocess::text::CONTEXT_LEN;
 
@@ -76,30 +76,17 @@ impl TextEncoder {
                 path: path.to_path_buf(),
             });
         }
-        let mut reasons = Vec::new();
-        for &kind in providers {
-            match try_create(
-                runtime,
-                path,
-                kind,
-                &SessionSettings::defaults(intra_threads.max(1)),
-            ) {
-                Ok(session) => {
-                    let (output_name, embedding_dim) = check_contract(&session, path)?;
-                    return Ok(Self {
-                        session,
-                        path: path.to_path_buf(),
-                        provider: kind,
-                        output_name,
-                        embedding_dim,
-                    });
-                }
-                Err(reason) => {
-                    tracing::warn!(model = %path.display(), provider = kind.as_str(), %reason,
-                        "execution provider unavailable; trying the next");
-                    reasons.push(format!("{}: {reason}", kind.as_str()));
-                }
-            }
+        let settings = SessionSettings::defaults(intra_threads.max(1));
+        let (created, reasons) = create_in_order(runtime, path, providers, &settings, false);
+        if let Some((session, provider)) = created {
+            let (output_name, embedding_dim) = check_contract(&session, path)?;
+            return Ok(Self {
+                session,
+                path: path.to_path_buf(),
+                provider,
+                output_name,
+                embedding_dim,
+            });
         }
         Err(TextEncoderError::NoProvider {
             path: path.to_path_buf(),
