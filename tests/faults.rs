@@ -188,7 +188,11 @@ fn fill_outbox_and_kill(dir: &Path, gate: &Gate, outbox: &Path) {
     child.wait().unwrap();
 }
 
-fn restart_and_collect(dir: &Path, gate: &Gate, outbox: &Path) -> (Subscriber, String) {
+fn restart_and_collect(
+    dir: &Path,
+    gate: &Gate,
+    outbox: &Path,
+) -> (LocalBroker, Subscriber, String) {
     let broker = LocalBroker::start(&[]).unwrap();
     let sub = Subscriber::start(broker.port(), "edgebind/restart/#");
     gate.set_target(broker.port());
@@ -205,8 +209,7 @@ fn restart_and_collect(dir: &Path, gate: &Gate, outbox: &Path) -> (Subscriber, S
     assert!(sub.wait_for(Duration::from_secs(5), |m| m
         .iter()
         .any(|s| s.topic.ends_with("/status") && s.payload == b"offline")));
-    std::mem::forget(broker); // dropped by the test process' exit; keeps `sub` connected
-    (sub, text)
+    (broker, sub, text)
 }
 
 #[test]
@@ -215,7 +218,7 @@ fn daemon_killed_while_the_broker_is_down_delivers_its_outbox_after_a_restart() 
     let outbox = dir.path().join("outbox");
     let gate = Gate::closed(0);
     fill_outbox_and_kill(dir.path(), &gate, &outbox);
-    let (sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
+    let (_broker, sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
     assert_eq!(
         seqs_of(&sub, "first"),
         (0..DEMO_WINDOWS).collect::<Vec<_>>(),
@@ -251,7 +254,7 @@ fn a_corrupt_outbox_tail_is_truncated_counted_and_the_rest_delivered() {
     let half = data[..600].to_vec();
     data.extend_from_slice(&half);
     std::fs::write(seg, &data).unwrap();
-    let (sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
+    let (_broker, sub, log) = restart_and_collect(dir.path(), &gate, &outbox);
     assert!(log.contains("corrupt tail"), "{log}");
     assert!(log.contains("corrupt_tails=1"), "{log}");
     assert_eq!(
