@@ -120,13 +120,10 @@ fn preprocess_imu_resamples_200_hz_like_torch_interpolate() {
 fn embed_imu_runs_the_real_onnx_runtime_and_matches_python() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("emb.npy");
-    let out = run(edgebind()
-        .args(["embed", "imu"])
-        .arg(fixture("models/imu_ref_input.npy"))
-        .args(["--rate-hz", "400", "--model"])
-        .arg(repo().join("models/tiny/imu.onnx"))
-        .arg("-o")
-        .arg(&out_path));
+    let out = run(&mut embed_imu_reference(
+        &repo().join("models/tiny/imu.onnx"),
+        &out_path,
+    ));
     assert!(
         out.status.success(),
         "{}",
@@ -147,13 +144,7 @@ fn embed_imu_runs_the_real_onnx_runtime_and_matches_python() {
 fn a_model_of_the_wrong_shape_is_refused_naming_file_and_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let model = fixture("models/imu_wrong_shape.onnx");
-    let out = run(edgebind()
-        .args(["embed", "imu"])
-        .arg(fixture("models/imu_ref_input.npy"))
-        .args(["--rate-hz", "400", "--model"])
-        .arg(&model)
-        .arg("-o")
-        .arg(dir.path().join("x.npy")));
+    let out = run(&mut embed_imu_reference(&model, &dir.path().join("x.npy")));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&model.display().to_string()), "{err}");
@@ -167,14 +158,11 @@ fn a_model_of_the_wrong_shape_is_refused_naming_file_and_shapes() {
 #[test]
 fn a_missing_onnx_runtime_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(edgebind()
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
-        .args(["embed", "imu"])
-        .arg(fixture("models/imu_ref_input.npy"))
-        .args(["--rate-hz", "400", "--model"])
-        .arg(repo().join("models/tiny/imu.onnx"))
-        .arg("-o")
-        .arg(dir.path().join("x.npy")));
+    let out = run(embed_imu_reference(
+        &repo().join("models/tiny/imu.onnx"),
+        &dir.path().join("x.npy"),
+    )
+    .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so"));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

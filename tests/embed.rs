@@ -295,19 +295,8 @@ fn embed_text_from_ids_from_a_string_and_from_a_file_agree_with_python() {
 fn every_provider_flag_works_on_the_cpu_library_and_names_why_gpus_were_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("emb.npy");
-    let out = run(edgebind()
-        .args(["embed", "imu"])
-        .arg(fixture("models/imu_ref_input.npy"))
-        .args([
-            "--rate-hz",
-            "400",
-            "--providers",
-            "tensorrt,cuda,cpu",
-            "--model",
-        ])
-        .arg(tiny("imu.onnx"))
-        .arg("-o")
-        .arg(&out_path));
+    let out = run(embed_imu_reference(&tiny("imu.onnx"), &out_path)
+        .args(["--providers", "tensorrt,cuda,cpu"]));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(

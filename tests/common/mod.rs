@@ -31,6 +31,19 @@ pub fn edgebind() -> Command {
     c
 }
 
+/// `edgebind embed imu` of the reference IMU input (400 Hz) with `model`, writing `out`; the
+/// caller may add flags (`--providers …`) or environment before running it.
+pub fn embed_imu_reference(model: &Path, out: &Path) -> Command {
+    let mut c = edgebind();
+    c.args(["embed", "imu"])
+        .arg(fixture("models/imu_ref_input.npy"))
+        .args(["--rate-hz", "400", "--model"])
+        .arg(model)
+        .arg("-o")
+        .arg(out);
+    c
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("edgebind runs")
 }
