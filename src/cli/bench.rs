@@ -311,7 +311,7 @@ pub fn render_table(r: &BenchReport) -> String {
         }
     }
     if let Some(e) = &r.e2e {
-        render_e2e(&mut out, e);
+        render_e2e(&mut out, e, &r.models.name);
     }
     out
 }
@@ -324,7 +324,10 @@ fn thread_cells(t: &std::collections::BTreeMap<String, f64>) -> String {
         .join(", ")
 }
 
-fn render_e2e(out: &mut String, e: &E2eReport) {
+/// The manifest name of the bundled stand-in models, the set the issue's e2e targets are for.
+const TINY_MODEL_SET: &str = "edgebind-tiny";
+
+fn render_e2e(out: &mut String, e: &E2eReport, models_name: &str) {
     let rt = &e.realtime;
     out.push_str(&format!(
         "end to end, real time: {} sensors, one window per sensor per second, {:.1} s measured, {} windows\n",
@@ -359,8 +362,8 @@ fn render_e2e(out: &mut String, e: &E2eReport) {
     out.push_str(&format!("drops             {drops}\n"));
     let m = &e.max_speed;
     out.push_str(&format!(
-        "\nmax speed, audio alone: {:.0} windows/s sustained, daemon CPU {:.0} %, bottleneck {} \
-         (inference alone would allow {:.0}/s), drops {}\n",
+        "\nmax speed, audio alone: {:.1} windows/s sustained, daemon CPU {:.0} %, bottleneck {} \
+         (inference alone would allow {:.1}/s), drops {}\n",
         m.windows_per_s,
         m.daemon_cpu_percent,
         m.bottleneck,
@@ -372,7 +375,12 @@ fn render_e2e(out: &mut String, e: &E2eReport) {
         .iter()
         .map(|(k, v)| format!("{k} {}", ms(*v)))
         .collect();
-    out.push_str(&format!("  mean ms per window: {}\n", means.join(", ")));
+    out.push_str(&format!(
+        "  mean ms per window: {} (stage latency; a batch's run counts for each of its windows), \
+         inference CPU {}\n",
+        means.join(", "),
+        ms(m.inference_cpu_ms_per_window)
+    ));
     out.push_str(&format!(
         "  thread CPU %: {}\n",
         thread_cells(&m.thread_cpu_percent)
@@ -390,6 +398,11 @@ fn render_e2e(out: &mut String, e: &E2eReport) {
         ));
     }
     out.push_str("\ntargets (2-core x86, tiny models):\n");
+    if models_name != TINY_MODEL_SET {
+        out.push_str(&format!(
+            "  (this run used the model set {models_name:?}: the targets are set for {TINY_MODEL_SET:?} and shown for reference only)\n"
+        ));
+    }
     for t in &e.targets {
         out.push_str(&format!(
             "  {:<45} {:>10.3}  target {:<50} {}\n",

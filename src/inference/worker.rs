@@ -16,6 +16,7 @@ use crate::publish::payload::{
     WindowInfo, ENVELOPE_VERSION,
 };
 use crate::publish::{MessageTiming, OutMessage};
+use crate::telemetry::inference::thread_cpu_time;
 use crate::telemetry::{DropReason, ModelStats, Stage, StreamStats};
 use crate::time::{Clock, Timestamp};
 
@@ -319,10 +320,13 @@ pub fn spawn_worker(
                         continue;
                     }
                 };
-                let t0 = Instant::now();
+                let (t0, cpu0) = (Instant::now(), thread_cpu_time());
                 let result = encoder.run_unchecked(&input);
                 let inference = t0.elapsed();
-                ctx.model_stats.add_run(batch.len());
+                let cpu = thread_cpu_time()
+                    .zip(cpu0)
+                    .map(|(t1, t0)| t1.saturating_sub(t0));
+                ctx.model_stats.add_run(batch.len(), cpu);
                 let rows = match result {
                     Ok(rows) => rows,
                     Err(e) => {

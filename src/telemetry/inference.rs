@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,6 +22,7 @@ pub struct ModelStats {
     pub model_sha256: String,
     runs: AtomicU64,
     windows: AtomicU64,
+    cpu_ns: AtomicU64,
 }
 
 /// What a sensor's `state` says about the model embedding its windows.
@@ -60,13 +62,25 @@ impl ModelStats {
             model_sha256: model_sha256.to_string(),
             runs: AtomicU64::new(0),
             windows: AtomicU64::new(0),
+            cpu_ns: AtomicU64::new(0),
         }
     }
 
-    /// Counts one session run over `windows` windows.
-    pub fn add_run(&self, windows: usize) {
+    /// Counts one session run over `windows` windows that took `cpu` of the worker thread's CPU
+    /// time (`None` where the thread clock is unavailable).
+    pub fn add_run(&self, windows: usize, cpu: Option<Duration>) {
         self.runs.fetch_add(1, Ordering::Relaxed);
         self.windows.fetch_add(windows as u64, Ordering::Relaxed);
+        if let Some(cpu) = cpu {
+            let ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+            self.cpu_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// CPU time of the worker thread inside session runs so far.
+    #[must_use]
+    pub fn cpu(&self) -> Duration {
+        Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed))
     }
 
     /// Session runs so far.
@@ -141,7 +155,7 @@ pub(crate) fn render_prometheus<'a>(
         "# HELP edgebind_inference_windows_total Windows embedded per model (windows / runs = mean batch size).\n\
          # TYPE edgebind_inference_windows_total counter"
     );
-    for m in models {
+    for m in models.clone() {
         let _ = writeln!(
             out,
             "edgebind_inference_windows_total{{model=\"{}\"}} {}",
@@ -149,6 +163,29 @@ pub(crate) fn render_prometheus<'a>(
             m.windows()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP edgebind_inference_cpu_seconds_total CPU time of each model's worker thread inside session runs (all of the run's CPU with runtime.intra_threads = 1; with more, ONNX Runtime's own pool threads are not included).\n\
+         # TYPE edgebind_inference_cpu_seconds_total counter"
+    );
+    for m in models {
+        let _ = writeln!(
+            out,
+            "edgebind_inference_cpu_seconds_total{{model=\"{}\"}} {:.6}",
+            m.modality,
+            m.cpu().as_secs_f64()
+        );
+    }
+}
+
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`; a vDSO read, cheap
+/// enough around every session run).
+#[must_use]
+pub fn thread_cpu_time() -> Option<Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u32::try_from(t.tv_nsec()).ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 /// Label values are versions and provider names; escape the three characters the text format

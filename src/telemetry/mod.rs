@@ -700,7 +700,7 @@ mod tests {
         ));
         t.add_model(Arc::clone(&m));
         t.stream("imu0").set_model(Arc::clone(&m));
-        m.add_run(3);
+        m.add_run(3, Some(std::time::Duration::from_millis(2)));
         let state = serde_json::to_value(t.stream("imu0").snapshot()).unwrap_or_default();
         assert_eq!(state["inference"]["provider"], "cpu");
         assert_eq!(state["inference"]["ort_version"], "1.31.1");
@@ -713,6 +713,7 @@ mod tests {
         ));
         assert!(text.contains("edgebind_inference_runs_total{model=\"imu\"} 1"));
         assert!(text.contains("edgebind_inference_windows_total{model=\"imu\"} 3"));
+        assert!(text.contains("edgebind_inference_cpu_seconds_total{model=\"imu\"} 0.002000"));
     }
 
     #[test]
