@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Source, SourceContext, SourceMessage};
+use super::{replay_block_end, replay_block_len, Source, SourceContext, SourceMessage};
 use crate::config::ReplaySpeed;
 
 /// Problems with a WAV file.
@@ -105,19 +105,26 @@ pub struct AudioReplay {
     audio: WavAudio,
     speed: ReplaySpeed,
     looping: bool,
+    window_hop_ms: (u64, u64),
 }
 
 impl AudioReplay {
-    /// Loads the file.
+    /// Loads the file; `window_hop_ms` (the stream's window and hop) sets the block length.
     ///
     /// # Errors
     /// [`WavError`].
-    pub fn open(path: &Path, speed: ReplaySpeed, looping: bool) -> Result<Self, WavError> {
+    pub fn open(
+        path: &Path,
+        speed: ReplaySpeed,
+        looping: bool,
+        window_hop_ms: (u64, u64),
+    ) -> Result<Self, WavError> {
         Ok(Self {
             path: path.to_path_buf(),
             audio: load_wav(path)?,
             speed,
             looping,
+            window_hop_ms,
         })
     }
 }
@@ -135,8 +142,8 @@ impl Source for AudioReplay {
         ctx.stats.set_connected(true, f64::from(rate));
         tracing::info!(file = %self.path.display(), sample_rate_hz = rate, channels, frames, "replaying audio");
         let period_ns = 1e9 / f64::from(rate);
-        // ~20 ms blocks, as a capture callback would deliver them.
-        let block = ((f64::from(rate) * 0.02) as usize).max(1);
+        let (window_ms, hop_ms) = self.window_hop_ms;
+        let block = replay_block_len(f64::from(rate), window_ms, hop_ms);
         let start = ctx.clock.now();
         let mut seq: u64 = 0;
         'outer: loop {
@@ -145,7 +152,7 @@ impl Source for AudioReplay {
                 if ctx.cancel.is_cancelled() {
                     break 'outer;
                 }
-                let end = (i + block).min(frames);
+                let end = replay_block_end(seq, i, frames, block);
                 let first_t = start.plus_ns((seq as f64 * period_ns).round() as u64);
                 let last_t =
                     start.plus_ns(((seq + (end - i) as u64) as f64 * period_ns).round() as u64);

@@ -10,7 +10,7 @@ pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::thermal_decode::{
     BufferGeometry, DecodeError, FrameLayout, PixelFormat, ThermalDecoder, ThermalFrame,
 };
-use crate::sources::{Frame, FrameImage, SourceContext, SourceMessage};
+use crate::sources::{Frame, FrameGate, FrameImage, SourceContext, SourceMessage};
 use crate::telemetry::DropReason;
 
 /// Longest one wait for a frame lasts: how often cancellation is checked while a camera is quiet.
@@ -229,6 +229,9 @@ pub struct CaptureSettings {
     pub max_backoff: Duration,
     /// A camera silent this long is reopened.
     pub stall_timeout: Duration,
+    /// The stream's `interval_ms`: frames its sampler would pass over are not decoded nor
+    /// handed over (counted as `frame_skipped` here).
+    pub interval_ms: u64,
 }
 
 /// The frame a decoded buffer becomes; InfiRay temperature (kelvin × 64) stays 16-bit and the
@@ -257,7 +260,11 @@ pub fn run_capture<D: FrameDevice>(
     ctx: &SourceContext,
 ) {
     let mut reconnect = Reconnect::new("camera", settings.max_backoff);
-    let mut state = StreamState::default();
+    let mut state = StreamState {
+        time: DeviceTime::default(),
+        frames: FrameNumbers::default(),
+        gate: FrameGate::new(settings.interval_ms),
+    };
     ctx.stats.set_connected(false, settings.nominal_fps);
     while !ctx.cancel.is_cancelled() {
         match open() {
@@ -290,10 +297,11 @@ pub fn run_capture<D: FrameDevice>(
 }
 
 /// What lives across reopens.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamState {
     time: DeviceTime,
     frames: FrameNumbers,
+    gate: FrameGate,
 }
 
 fn capture<D: FrameDevice>(
@@ -336,6 +344,10 @@ fn capture<D: FrameDevice>(
         let t = ctx
             .clock
             .at_mono_ns(state.time.map(buffer.timestamp, arrival_ns));
+        if state.gate.skip(t) {
+            state.gate.flush(&ctx.stats);
+            continue;
+        }
         let decoded = if buffer.corrupt {
             Err(None)
         } else {
@@ -362,6 +374,7 @@ fn capture<D: FrameDevice>(
                 continue;
             }
         };
+        state.gate.take(t);
         if !ctx.send(SourceMessage::Frame(Frame {
             seq,
             t,
@@ -506,6 +519,7 @@ mod tests {
             nominal_fps: 9.0,
             max_backoff: Duration::from_millis(400),
             stall_timeout: Duration::from_secs(30),
+            interval_ms: 0,
         }
     }
 
