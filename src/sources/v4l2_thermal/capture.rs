@@ -639,6 +639,44 @@ mod tests {
     }
 
     #[test]
+    fn frames_the_stream_would_skip_are_not_decoded_nor_sent_but_counted() {
+        // 25 fps for 400 ms, one frame per 100 ms wanted; the frame at 120 ms is corrupt.
+        let steps: Vec<Step> = (0..10u32)
+            .map(|k| {
+                let mut step = lepton_frame(k as u16 * 100, u64::from(k) * 40, k);
+                if let Step::Frame { corrupt, delay, .. } = &mut step {
+                    *corrupt = k == 3;
+                    // Arriving no faster than stamped, so the driver's times are kept.
+                    *delay = Duration::from_millis(40);
+                }
+                step
+            })
+            .collect();
+        let run = Running::start(
+            vec![Ok(FakeCamera::new(steps))],
+            CaptureSettings {
+                interval_ms: 100,
+                ..settings(FrameLayout::Lepton { telemetry_rows: 2 })
+            },
+            8,
+        );
+        // The corrupt frame leaves its interval open: the next frame (160 ms) is taken.
+        let frames = run.frames(4);
+        assert_eq!(
+            frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![0, 4, 5, 8]
+        );
+        assert_eq!(frames[1].image, FrameImage::U16(lepton_image(400)));
+        wait_for("the last frame to be skipped", || {
+            run.stats.drops(DropReason::FrameSkipped) == 5
+        });
+        assert_eq!(run.stats.drops(DropReason::BadInput), 1);
+        assert_eq!(run.stats.snapshot().samples_total, 9);
+        assert!(run.rx.try_recv().is_err(), "only the taken frames are sent");
+        run.stop();
+    }
+
+    #[test]
     fn every_format_reaches_the_pipeline_as_its_image() {
         let geometry = |w, h, stride| BufferGeometry {
             width_px: w,
