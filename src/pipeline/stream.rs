@@ -386,10 +386,14 @@ impl Processor {
                 let period_ns = 1e9 / rate;
                 let mut windows = Vec::new();
                 // ImageBind uses channel 0 only (kaldi fbank, channel=-1 → 0).
-                for (k, frame) in interleaved.chunks_exact(channels).enumerate() {
-                    let t = first_t.plus_ns((k as f64 * period_ns).round() as u64);
-                    w.push(first_seq + k as u64, t, frame[0], &mut windows);
-                }
+                let channel_0 = interleaved
+                    .chunks_exact(channels)
+                    .enumerate()
+                    .map(|(k, frame)| {
+                        let t = first_t.plus_ns((k as f64 * period_ns).round() as u64);
+                        (t, frame[0])
+                    });
+                w.push_block(first_seq, channel_0, &mut windows);
                 for window in windows {
                     stats.add_window(window.gaps);
                     prepare(stats, out, Placement::of(&window), || {

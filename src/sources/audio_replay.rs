@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Source, SourceContext, SourceMessage};
+use super::{replay_block_end, replay_block_len, Source, SourceContext, SourceMessage};
 use crate::config::ReplaySpeed;
 
 /// Problems with a WAV file.
@@ -102,41 +102,62 @@ pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
 #[derive(Debug)]
 pub struct AudioReplay {
     path: PathBuf,
-    audio: WavAudio,
+    sample_rate_hz: u32,
+    channels: usize,
+    /// The recording interleaved as blocks are sent, so that a block is one copy of a slice.
+    interleaved: Vec<f32>,
     speed: ReplaySpeed,
     looping: bool,
+    window_hop_ms: (u64, u64),
 }
 
 impl AudioReplay {
-    /// Loads the file.
+    /// Loads the file; `window_hop_ms` (the stream's window and hop) sets the block length.
     ///
     /// # Errors
     /// [`WavError`].
-    pub fn open(path: &Path, speed: ReplaySpeed, looping: bool) -> Result<Self, WavError> {
+    pub fn open(
+        path: &Path,
+        speed: ReplaySpeed,
+        looping: bool,
+        window_hop_ms: (u64, u64),
+    ) -> Result<Self, WavError> {
+        let audio = load_wav(path)?;
+        let channels = audio.planar.len();
+        let frames = audio.planar.first().map_or(0, Vec::len);
+        let mut interleaved = Vec::with_capacity(frames * channels);
+        for k in 0..frames {
+            for ch in &audio.planar {
+                interleaved.push(ch.get(k).copied().unwrap_or(0.0));
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
-            audio: load_wav(path)?,
+            sample_rate_hz: audio.sample_rate_hz,
+            channels,
+            interleaved,
             speed,
             looping,
+            window_hop_ms,
         })
     }
 }
 
 impl Source for AudioReplay {
     fn sample_rate_hz(&self) -> f64 {
-        f64::from(self.audio.sample_rate_hz)
+        f64::from(self.sample_rate_hz)
     }
 
     fn run(self: Box<Self>, ctx: SourceContext) {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        let rate = self.audio.sample_rate_hz;
-        let channels = self.audio.planar.len();
-        let frames = self.audio.planar.first().map_or(0, Vec::len);
+        let rate = self.sample_rate_hz;
+        let channels = self.channels;
+        let frames = self.interleaved.len() / channels.max(1);
         ctx.stats.set_connected(true, f64::from(rate));
         tracing::info!(file = %self.path.display(), sample_rate_hz = rate, channels, frames, "replaying audio");
         let period_ns = 1e9 / f64::from(rate);
-        // ~20 ms blocks, as a capture callback would deliver them.
-        let block = ((f64::from(rate) * 0.02) as usize).max(1);
+        let (window_ms, hop_ms) = self.window_hop_ms;
+        let block = replay_block_len(f64::from(rate), window_ms, hop_ms);
         let start = ctx.clock.now();
         let mut seq: u64 = 0;
         'outer: loop {
@@ -145,7 +166,7 @@ impl Source for AudioReplay {
                 if ctx.cancel.is_cancelled() {
                     break 'outer;
                 }
-                let end = (i + block).min(frames);
+                let end = replay_block_end(seq, i, frames, block);
                 let first_t = start.plus_ns((seq as f64 * period_ns).round() as u64);
                 let last_t =
                     start.plus_ns(((seq + (end - i) as u64) as f64 * period_ns).round() as u64);
@@ -154,12 +175,11 @@ impl Source for AudioReplay {
                 {
                     break 'outer;
                 }
-                let mut interleaved = Vec::with_capacity((end - i) * channels);
-                for k in i..end {
-                    for ch in &self.audio.planar {
-                        interleaved.push(ch.get(k).copied().unwrap_or(0.0));
-                    }
-                }
+                let interleaved = self
+                    .interleaved
+                    .get(i * channels..end * channels)
+                    .unwrap_or_default()
+                    .to_vec();
                 if !ctx.send(SourceMessage::Audio {
                     sample_rate_hz: rate,
                     channels: channels as u16,
@@ -211,6 +231,58 @@ mod tests {
             a.planar,
             vec![vec![0.5, 0.0], vec![-1.0, 32767.0 / 32768.0]]
         );
+    }
+
+    #[test]
+    fn a_replay_sends_the_file_interleaved_in_blocks_that_end_every_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        // 2000 frames: left counts up, right counts down.
+        let samples: Vec<i32> = (0..2000).flat_map(|k| [k, -k]).collect();
+        write(&p, spec, &samples);
+        // 2 s windows, 1 s hop: 100 ms blocks of 800 frames.
+        let replay = AudioReplay::open(&p, ReplaySpeed::Max, false, (2000, 1000)).unwrap();
+        let stats = std::sync::Arc::new(crate::telemetry::StreamStats::default());
+        let (out, rx) = crate::pipeline::queue::bounded(
+            64,
+            crate::config::WhenFull::Block,
+            crate::telemetry::DropReason::SampleQueueFull,
+            std::sync::Arc::clone(&stats),
+        );
+        let ctx = SourceContext {
+            name: "mic".into(),
+            clock: crate::time::Clock::new(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            stats: std::sync::Arc::clone(&stats),
+            out,
+        };
+        Box::new(replay).run(ctx);
+        let mut blocks = Vec::new();
+        let mut all = Vec::new();
+        for m in rx.try_iter() {
+            let SourceMessage::Audio {
+                first_seq,
+                channels,
+                interleaved,
+                ..
+            } = m
+            else {
+                panic!("not audio: {m:?}");
+            };
+            assert_eq!(channels, 2);
+            blocks.push((first_seq, interleaved.len() / 2));
+            all.extend(interleaved);
+        }
+        assert_eq!(blocks, vec![(0, 800), (800, 800), (1600, 400)]);
+        let expected: Vec<f32> = samples.iter().map(|v| *v as f32 / 32768.0).collect();
+        assert_eq!(all, expected);
+        assert_eq!(stats.snapshot().samples_total, 2000);
     }
 
     #[test]

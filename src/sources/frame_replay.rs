@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3, Axis};
 
-use super::{Frame, FrameImage, Source, SourceContext, SourceMessage};
+use super::{Frame, FrameGate, FrameImage, Source, SourceContext, SourceMessage};
 use crate::config::ReplaySpeed;
 
 /// Problems with a frame recording.
@@ -96,14 +96,26 @@ pub fn load_stack(path: &Path) -> Result<FrameStack, FrameFileError> {
     Ok(stack)
 }
 
+/// How a frame recording is played.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FramePacing {
+    /// Frame rate of the recording.
+    pub fps: f64,
+    /// The stream's `interval_ms`: frames its sampler would pass over are passed over here
+    /// already (counted, not copied nor handed over).
+    pub interval_ms: u64,
+    /// Real time or as fast as the pipeline takes frames.
+    pub speed: ReplaySpeed,
+    /// Start over at the end.
+    pub looping: bool,
+}
+
 /// The frame replay source.
 #[derive(Debug)]
 pub struct FrameReplay {
     path: PathBuf,
     frames: FrameStack,
-    fps: f64,
-    speed: ReplaySpeed,
-    looping: bool,
+    pacing: FramePacing,
 }
 
 impl FrameReplay {
@@ -111,48 +123,55 @@ impl FrameReplay {
     ///
     /// # Errors
     /// [`FrameFileError`].
-    pub fn open(
-        path: &Path,
-        fps: f64,
-        speed: ReplaySpeed,
-        looping: bool,
-    ) -> Result<Self, FrameFileError> {
+    pub fn open(path: &Path, pacing: FramePacing) -> Result<Self, FrameFileError> {
         Ok(Self {
             path: path.to_path_buf(),
             frames: load_stack(path)?,
-            fps,
-            speed,
-            looping,
+            pacing,
         })
     }
 }
 
 impl Source for FrameReplay {
     fn sample_rate_hz(&self) -> f64 {
-        self.fps
+        self.pacing.fps
     }
 
     fn run(self: Box<Self>, ctx: SourceContext) {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        ctx.stats.set_connected(true, self.fps);
-        tracing::info!(file = %self.path.display(), frames = self.frames.len(), fps = self.fps, "replaying frames");
-        let period_ns = 1e9 / self.fps;
+        let FramePacing {
+            fps,
+            interval_ms,
+            speed,
+            looping,
+        } = self.pacing;
+        ctx.stats.set_connected(true, fps);
+        tracing::info!(file = %self.path.display(), frames = self.frames.len(), fps, interval_ms, "replaying frames");
+        let period_ns = 1e9 / fps;
         let start = ctx.clock.now();
+        let mut gate = FrameGate::new(interval_ms);
         let mut seq: u64 = 0;
         'outer: loop {
             for i in 0..self.frames.len() {
                 if ctx.cancel.is_cancelled() {
                     break 'outer;
                 }
-                let Some(image) = self.frames.frame(i) else {
-                    break 'outer;
-                };
                 let t = start.plus_ns((seq as f64 * period_ns).round() as u64);
-                if self.speed == ReplaySpeed::Realtime
+                if gate.skip(t) {
+                    // Neither copied nor waited for: the source sleeps once per interval.
+                    seq += 1;
+                    continue;
+                }
+                if speed == ReplaySpeed::Realtime
                     && !ctx.sleep_until(ctx.clock.instant_of(t.mono_ns))
                 {
                     break 'outer;
                 }
+                gate.flush(&ctx.stats);
+                let Some(image) = self.frames.frame(i) else {
+                    break 'outer;
+                };
+                gate.take(t);
                 if !ctx.send(SourceMessage::Frame(Frame {
                     seq,
                     t,
@@ -164,12 +183,15 @@ impl Source for FrameReplay {
                 ctx.stats.add_samples(1, t.utc_ns);
                 seq += 1;
             }
-            if !self.looping {
+            if !looping {
                 tracing::info!("frame recording finished");
                 break;
             }
         }
-        ctx.stats.set_connected(false, self.fps);
+        // The frames passed over at the end of a finished recording; when stopping, ones the
+        // clock may not have reached (at most one interval's).
+        gate.flush(&ctx.stats);
+        ctx.stats.set_connected(false, fps);
     }
 }
 

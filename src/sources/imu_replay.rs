@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{ImuSample, Source, SourceContext, SourceMessage};
+use super::{replay_block_end, replay_block_len, ImuSample, Source, SourceContext, SourceMessage};
 use crate::config::{Config, ImuFileFormat, ImuReplayConfig, ReplaySpeed};
 use crate::telemetry::DropReason;
 
@@ -300,6 +300,7 @@ pub struct ImuReplay {
     recording: ImuRecording,
     speed: ReplaySpeed,
     looping: bool,
+    window_hop_ms: (u64, u64),
 }
 
 impl ImuReplay {
@@ -315,14 +316,16 @@ impl ImuReplay {
             recording,
             speed: c.speed,
             looping: c.looping,
+            window_hop_ms: (c.window_ms, c.hop_ms),
         })
     }
 }
 
-/// Samples per block pushed to the windower: ~20 ms of data in real time, larger when racing.
-fn block_len(rate_hz: f64, speed: ReplaySpeed) -> usize {
+/// Samples per block pushed to the windower: up to 100 ms of data in real time (see
+/// [`replay_block_len`]), larger when racing.
+fn block_len(rate_hz: f64, speed: ReplaySpeed, (window_ms, hop_ms): (u64, u64)) -> usize {
     match speed {
-        ReplaySpeed::Realtime => ((rate_hz * 0.02).round() as usize).max(1),
+        ReplaySpeed::Realtime => replay_block_len(rate_hz, window_ms, hop_ms),
         ReplaySpeed::Max => 512,
     }
 }
@@ -355,7 +358,7 @@ impl Source for ImuReplay {
 
         let period_ns = 1e9 / rate;
         let start = ctx.clock.now();
-        let block = block_len(rate, self.speed);
+        let block = block_len(rate, self.speed, self.window_hop_ms);
         let n = self.recording.samples.len();
         let mut seq: u64 = 0;
         'outer: loop {
@@ -364,7 +367,7 @@ impl Source for ImuReplay {
                 if ctx.cancel.is_cancelled() {
                     break 'outer;
                 }
-                let end = (i + block).min(n);
+                let end = replay_block_end(seq, i, n, block);
                 let samples: Vec<ImuSample> = self.recording.samples[i..end]
                     .iter()
                     .enumerate()

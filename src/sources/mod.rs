@@ -13,6 +13,7 @@ pub mod reconnect;
 pub mod thermal_decode;
 pub mod v4l2_thermal;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SourceConfig};
 use crate::pipeline::QueueSender;
-use crate::telemetry::StreamStats;
+use crate::telemetry::{DropReason, StreamStats};
 use crate::time::{Clock, Timestamp};
+use crate::window::{FrameSampler, WindowSpec};
 
 /// One IMU sample in SI units: acc xyz (m/s², gravity included), gyro xyz (rad/s).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -176,20 +178,127 @@ impl SourceContext {
         true
     }
 
-    /// Sleeps until `deadline` unless cancelled first; `false` when cancelled.
+    /// Sleeps until `deadline` unless cancelled first; `false` when cancelled. The thread is
+    /// parked and woken by the deadline or by the cancellation itself, not by polling the token
+    /// (a replay waiting a second for its next frame would wake 20 times in 50 ms slices).
     #[must_use]
     pub fn sleep_until(&self, deadline: std::time::Instant) -> bool {
+        let mut cancelled = std::pin::pin!(self.cancel.cancelled());
+        let waker = std::task::Waker::from(Arc::new(Unparker(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
         loop {
-            if self.cancel.is_cancelled() {
+            if cancelled.as_mut().poll(&mut cx).is_ready() {
                 return false;
             }
             let now = std::time::Instant::now();
             if now >= deadline {
                 return true;
             }
-            std::thread::sleep((deadline - now).min(CANCEL_SLICE));
+            // May return early (an unpark, or spuriously): the loop looks again.
+            std::thread::park_timeout(deadline - now);
         }
     }
+}
+
+/// Wakes a parked source thread when its cancellation token fires.
+struct Unparker(std::thread::Thread);
+
+impl std::task::Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Passes over, in the camera source, the frames its stream's [`FrameSampler`] would pass over
+/// (the same `interval_ms`, the same capture times, so the same choice), so that they are
+/// neither decoded nor copied nor handed to the stream thread: one hand-off per interval instead
+/// of one per frame. The frames passed over are counted as the stream would count them
+/// (`frame_skipped` drops, and as samples received) when [`flush`](Self::flush) is called.
+#[derive(Debug)]
+pub struct FrameGate {
+    sampler: FrameSampler,
+    pending: u64,
+    pending_last_utc_ns: i64,
+}
+
+impl FrameGate {
+    /// A gate taking one frame every `interval_ms` (0 takes every frame).
+    #[must_use]
+    pub fn new(interval_ms: u64) -> Self {
+        Self {
+            sampler: FrameSampler::new(interval_ms),
+            pending: 0,
+            pending_last_utc_ns: 0,
+        }
+    }
+
+    /// Whether the frame captured at `t` is to be passed over; if so it is noted until the next
+    /// [`flush`](Self::flush). A frame not passed over is [`take`](Self::take)n once it proves
+    /// usable (a frame that cannot be decoded leaves the interval open, as in the stream).
+    pub fn skip(&mut self, t: Timestamp) -> bool {
+        if self.sampler.clone().offer(t.mono_ns).is_some() {
+            return false;
+        }
+        self.pending += 1;
+        self.pending_last_utc_ns = t.utc_ns;
+        true
+    }
+
+    /// The frame captured at `t` is handed over: the interval is used.
+    pub fn take(&mut self, t: Timestamp) {
+        let _ = self.sampler.offer(t.mono_ns);
+    }
+
+    /// Counts the frames passed over since the last flush in `stats`. A replay calls it when
+    /// its clock has reached them (before handing over the next frame, and when it stops), so
+    /// that counters never run ahead of capture time; a live camera right away.
+    pub fn flush(&mut self, stats: &StreamStats) {
+        if self.pending > 0 {
+            stats.add_drops(DropReason::FrameSkipped, self.pending);
+            stats.add_samples(self.pending, self.pending_last_utc_ns);
+            self.pending = 0;
+        }
+    }
+}
+
+/// Samples per block a replay hands to its stream in real time: the longest block of at most
+/// 100 ms that divides both the window and the hop, so that every window's last sample ends a
+/// block (a window is never held back waiting for the rest of its block), and 20 ms blocks when
+/// no such block is 20 ms or longer. Longer blocks mean fewer wake-ups of the source and the
+/// stream thread (#10: CPU beyond inference).
+#[must_use]
+pub fn replay_block_len(sample_rate_hz: f64, window_ms: u64, hop_ms: u64) -> usize {
+    let samples_in = |s: f64| ((sample_rate_hz * s).round() as usize).max(1);
+    let (shortest, longest) = (samples_in(0.02), samples_in(0.1));
+    let Ok(spec) = WindowSpec::from_ms(window_ms, hop_ms, sample_rate_hz) else {
+        return shortest;
+    };
+    let common = gcd(spec.window_len, spec.hop_len);
+    (shortest..=longest.max(shortest))
+        .rev()
+        .find(|len| common % len == 0)
+        .unwrap_or(shortest)
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The end (exclusive) of the block starting at stream position `seq` and file index `i` of a
+/// recording of `n` samples: blocks end at multiples of `block` in the stream (so they stay
+/// aligned with windows when the recording loops) or at the end of the recording.
+#[must_use]
+pub fn replay_block_end(seq: u64, i: usize, n: usize, block: usize) -> usize {
+    let block = block.max(1) as u64;
+    let to_boundary = (block - seq % block) as usize;
+    i.saturating_add(to_boundary).min(n)
 }
 
 /// A source ready to run.
@@ -209,20 +318,27 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
         SourceConfig::ThermalReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
             &config.resolve(&c.path),
-            c.fps,
-            c.speed,
-            c.looping,
+            frame_replay::FramePacing {
+                fps: c.fps,
+                interval_ms: c.interval_ms,
+                speed: c.speed,
+                looping: c.looping,
+            },
         )?)),
         SourceConfig::AudioReplay(c) => Ok(Box::new(audio_replay::AudioReplay::open(
             &config.resolve(&c.path),
             c.speed,
             c.looping,
+            (c.window_ms, c.hop_ms),
         )?)),
         SourceConfig::DepthReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
             &config.resolve(&c.path),
-            c.fps,
-            c.speed,
-            c.looping,
+            frame_replay::FramePacing {
+                fps: c.fps,
+                interval_ms: c.interval_ms,
+                speed: c.speed,
+                looping: c.looping,
+            },
         )?)),
         SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
         SourceConfig::V4l2Thermal(c) => Ok(Box::new(v4l2_thermal::V4l2Thermal::new(c)?)),
@@ -247,4 +363,140 @@ pub fn spawn(source: Box<dyn Source>, ctx: SourceContext) -> Result<JoinHandle<(
         .name(format!("src-{name}"))
         .spawn(move || source.run(ctx))
         .map_err(|source| SourceError::Spawn { name, source })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn replay_blocks_are_the_longest_that_end_every_window_up_to_100_ms() {
+        // Audio 2 s windows, 1 s hop at 48 kHz: 100 ms.
+        assert_eq!(replay_block_len(48_000.0, 2000, 1000), 4800);
+        // IMU 5 s windows, 1 s hop at 200 Hz: 100 ms.
+        assert_eq!(replay_block_len(200.0, 5000, 1000), 20);
+        // A 250 ms hop: 62.5 ms.
+        assert_eq!(replay_block_len(16_000.0, 2000, 250), 1000);
+        // A 333 ms hop has no divisor of 20 ms or more: 20 ms blocks as before.
+        assert_eq!(replay_block_len(16_000.0, 2000, 333), 320);
+        // An unusable rate falls back to 20 ms (the stream reports the rate).
+        assert_eq!(replay_block_len(f64::NAN, 2000, 1000), 1);
+    }
+
+    #[test]
+    fn replay_blocks_end_on_stream_boundaries_even_after_a_loop() {
+        assert_eq!(replay_block_end(0, 0, 1000, 20), 20);
+        // The recording ends mid-block: the block is cut there …
+        assert_eq!(replay_block_end(980, 980, 990, 20), 990);
+        // … and after the loop the next block ends on the stream's boundary again.
+        assert_eq!(replay_block_end(990, 0, 990, 20), 10);
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp {
+            mono_ns: ms * 1_000_000,
+            utc_ns: (ms * 1_000_000) as i64 + 7,
+        }
+    }
+
+    #[test]
+    fn frames_passed_over_are_counted_only_when_flushed() {
+        let stats = StreamStats::default();
+        let mut gate = FrameGate::new(1000);
+        let mut taken = Vec::new();
+        for k in 0..10 {
+            let t = at(k * 250);
+            // Frame 4 cannot be decoded: the next one is taken instead.
+            if !gate.skip(t) && k != 4 {
+                gate.take(t);
+                taken.push(k);
+            }
+        }
+        assert_eq!(taken, vec![0, 5, 8]);
+        assert_eq!(stats.drops(DropReason::FrameSkipped), 0);
+        gate.flush(&stats);
+        assert_eq!(stats.drops(DropReason::FrameSkipped), 6);
+        assert_eq!(stats.snapshot().samples_total, 6);
+        gate.flush(&stats);
+        assert_eq!(stats.drops(DropReason::FrameSkipped), 6);
+    }
+
+    #[test]
+    fn cancellation_wakes_a_source_sleeping_for_an_hour() {
+        let stats = Arc::new(StreamStats::default());
+        let (out, _rx) = crate::pipeline::queue::bounded(
+            1,
+            crate::config::WhenFull::Block,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        let cancel = CancellationToken::new();
+        let ctx = SourceContext {
+            name: "test".into(),
+            clock: Clock::new(),
+            cancel: cancel.clone(),
+            stats,
+            out,
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let sleeper = std::thread::spawn(move || {
+            let slept = ctx.sleep_until(std::time::Instant::now() + Duration::from_secs(3600));
+            done_tx.send(slept).unwrap();
+        });
+        // Most likely parked by now (if not, the sleep must see the cancellation at once).
+        std::thread::sleep(Duration::from_millis(100));
+        cancel.cancel();
+        let slept = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(!slept, "the sleep was cancelled, not completed");
+        sleeper.join().unwrap();
+        // A deadline already passed returns at once, and `true`.
+        let stats = Arc::new(StreamStats::default());
+        let (out, _rx) = crate::pipeline::queue::bounded(
+            1,
+            crate::config::WhenFull::Block,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        let ctx = SourceContext {
+            name: "test".into(),
+            clock: Clock::new(),
+            cancel: CancellationToken::new(),
+            stats,
+            out,
+        };
+        assert!(ctx.sleep_until(std::time::Instant::now()));
+    }
+
+    proptest! {
+        #[test]
+        fn the_stream_sampler_takes_every_frame_the_gate_admits_and_the_counts_add_up(
+            steps_ms in proptest::collection::vec(0u64..400, 1..200),
+            interval_ms in 0u64..1500,
+        ) {
+            // What the stream alone would do with every frame …
+            let mut alone = FrameSampler::new(interval_ms);
+            // … and with the gate in front of it.
+            let mut gate = FrameGate::new(interval_ms);
+            let mut behind = FrameSampler::new(interval_ms);
+            let stats = StreamStats::default();
+            let mut t_ms = 0;
+            for step in steps_ms {
+                t_ms += step;
+                let t = at(t_ms);
+                let expected = alone.offer(t.mono_ns);
+                let got = if gate.skip(t) {
+                    None
+                } else {
+                    gate.take(t);
+                    behind.offer(t.mono_ns)
+                };
+                prop_assert_eq!(got, expected);
+            }
+            gate.flush(&stats);
+            prop_assert_eq!(behind.skipped(), 0);
+            prop_assert_eq!(stats.drops(DropReason::FrameSkipped), alone.skipped());
+        }
+    }
 }

@@ -165,6 +165,52 @@ impl<T: Copy> Windower<T> {
         }
     }
 
+    /// Adds consecutive samples, the first at `first_seq`, with the windows they complete
+    /// appended to `out`: the same windows as [`push`](Self::push) of each sample in turn, but
+    /// once the stream is contiguous only the checks a consecutive sample needs are made
+    /// (a 48 kHz microphone hands over 48 000 samples a second).
+    pub fn push_block(
+        &mut self,
+        first_seq: u64,
+        samples: impl IntoIterator<Item = (Timestamp, T)>,
+        out: &mut Vec<Window<T>>,
+    ) {
+        let mut samples = samples.into_iter();
+        let mut seq = first_seq;
+        // Until the sample before `seq` has been taken (a start, a restart, a jump or a repeat),
+        // one at a time.
+        while self.last_sample_seq.is_none_or(|last| last + 1 != seq) || self.next_start.is_none() {
+            let Some((t, value)) = samples.next() else {
+                return;
+            };
+            self.push(seq, t, value, out);
+            seq += 1;
+        }
+        let (len, hop) = (self.spec.window_len as u64, self.spec.hop_len as u64);
+        let mut start = self.next_start.unwrap_or(seq);
+        // `push` leaves `start + len > last + 1`: a consecutive sample completes no window that
+        // ends before it, so only the window it ends needs looking at.
+        let mut last = None;
+        for (t, value) in samples {
+            if seq >= start {
+                self.buf.push_back((seq, t, value));
+                if seq + 1 == start + len {
+                    self.emit(start, out);
+                    start += hop;
+                    while self.buf.front().is_some_and(|(s, _, _)| *s < start) {
+                        self.buf.pop_front();
+                    }
+                }
+            }
+            last = Some(seq);
+            seq += 1;
+        }
+        if last.is_some() {
+            self.last_sample_seq = last;
+        }
+        self.next_start = Some(start);
+    }
+
     fn emit(&mut self, start: u64, out: &mut Vec<Window<T>>) {
         let len = self.spec.window_len;
         let end = start + len as u64;
@@ -339,7 +385,50 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_block_gives_the_windows_of_its_samples_pushed_one_by_one() {
+        let spec = WindowSpec {
+            window_len: 4,
+            hop_len: 3,
+            sample_rate_hz: 1e8,
+        };
+        let mut one_by_one = Windower::new(spec);
+        let expected = feed(&mut one_by_one, (0..6).chain(9..20));
+        let mut blocks = Windower::new(spec);
+        let mut got = Vec::new();
+        blocks.push_block(0, (0..6).map(|s| (ts(s * 10), s)), &mut got);
+        blocks.push_block(9, (9..20).map(|s| (ts(s * 10), s)), &mut got);
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), 6);
+    }
+
     proptest! {
+        #[test]
+        fn blocks_and_single_samples_give_the_same_windows(
+            // (seq jump before the block, block length)
+            blocks in proptest::collection::vec((0u64..30, 0usize..40), 0..40),
+            window_len in 1usize..25,
+            hop_len in 1usize..25,
+        ) {
+            let spec = WindowSpec { window_len, hop_len, sample_rate_hz: 1e8 };
+            let mut one_by_one = Windower::new(spec);
+            let mut by_block = Windower::new(spec);
+            let (mut expected, mut got) = (Vec::new(), Vec::new());
+            let mut next: u64 = 0;
+            for (jump, n) in blocks {
+                // A jump of 0..4 goes back (a repeat), 5 is consecutive, more is a gap.
+                let first = (next + jump).saturating_sub(5);
+                let seqs = first..first + n as u64;
+                for s in seqs.clone() {
+                    one_by_one.push(s, ts(s * 10), s, &mut expected);
+                }
+                by_block.push_block(first, seqs.map(|s| (ts(s * 10), s)), &mut got);
+                next = next.max(first + n as u64);
+                prop_assert_eq!(&got, &expected);
+            }
+            prop_assert_eq!(by_block.restarts(), one_by_one.restarts());
+        }
+
         #[test]
         fn windows_without_gaps_follow_the_hop(
             window_len in 1usize..40,

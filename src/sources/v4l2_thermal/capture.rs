@@ -10,7 +10,7 @@ pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::thermal_decode::{
     BufferGeometry, DecodeError, FrameLayout, PixelFormat, ThermalDecoder, ThermalFrame,
 };
-use crate::sources::{Frame, FrameImage, SourceContext, SourceMessage};
+use crate::sources::{Frame, FrameGate, FrameImage, SourceContext, SourceMessage};
 use crate::telemetry::DropReason;
 
 /// Longest one wait for a frame lasts: how often cancellation is checked while a camera is quiet.
@@ -229,6 +229,9 @@ pub struct CaptureSettings {
     pub max_backoff: Duration,
     /// A camera silent this long is reopened.
     pub stall_timeout: Duration,
+    /// The stream's `interval_ms`: frames its sampler would pass over are not decoded nor
+    /// handed over (counted as `frame_skipped` here).
+    pub interval_ms: u64,
 }
 
 /// The frame a decoded buffer becomes; InfiRay temperature (kelvin × 64) stays 16-bit and the
@@ -257,7 +260,11 @@ pub fn run_capture<D: FrameDevice>(
     ctx: &SourceContext,
 ) {
     let mut reconnect = Reconnect::new("camera", settings.max_backoff);
-    let mut state = StreamState::default();
+    let mut state = StreamState {
+        time: DeviceTime::default(),
+        frames: FrameNumbers::default(),
+        gate: FrameGate::new(settings.interval_ms),
+    };
     ctx.stats.set_connected(false, settings.nominal_fps);
     while !ctx.cancel.is_cancelled() {
         match open() {
@@ -290,10 +297,11 @@ pub fn run_capture<D: FrameDevice>(
 }
 
 /// What lives across reopens.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamState {
     time: DeviceTime,
     frames: FrameNumbers,
+    gate: FrameGate,
 }
 
 fn capture<D: FrameDevice>(
@@ -336,6 +344,10 @@ fn capture<D: FrameDevice>(
         let t = ctx
             .clock
             .at_mono_ns(state.time.map(buffer.timestamp, arrival_ns));
+        if state.gate.skip(t) {
+            state.gate.flush(&ctx.stats);
+            continue;
+        }
         let decoded = if buffer.corrupt {
             Err(None)
         } else {
@@ -362,6 +374,7 @@ fn capture<D: FrameDevice>(
                 continue;
             }
         };
+        state.gate.take(t);
         if !ctx.send(SourceMessage::Frame(Frame {
             seq,
             t,
@@ -506,6 +519,7 @@ mod tests {
             nominal_fps: 9.0,
             max_backoff: Duration::from_millis(400),
             stall_timeout: Duration::from_secs(30),
+            interval_ms: 0,
         }
     }
 
@@ -621,6 +635,44 @@ mod tests {
         assert_eq!(frames[1].t.utc_ns - frames[0].t.utc_ns, MS as i64);
         assert!(run.stats.snapshot().connected);
         assert_eq!(run.stats.snapshot().samples_total, 3);
+        run.stop();
+    }
+
+    #[test]
+    fn frames_the_stream_would_skip_are_not_decoded_nor_sent_but_counted() {
+        // 25 fps for 400 ms, one frame per 100 ms wanted; the frame at 120 ms is corrupt.
+        let steps: Vec<Step> = (0..10u32)
+            .map(|k| {
+                let mut step = lepton_frame(k as u16 * 100, u64::from(k) * 40, k);
+                if let Step::Frame { corrupt, delay, .. } = &mut step {
+                    *corrupt = k == 3;
+                    // Arriving no faster than stamped, so the driver's times are kept.
+                    *delay = Duration::from_millis(40);
+                }
+                step
+            })
+            .collect();
+        let run = Running::start(
+            vec![Ok(FakeCamera::new(steps))],
+            CaptureSettings {
+                interval_ms: 100,
+                ..settings(FrameLayout::Lepton { telemetry_rows: 2 })
+            },
+            8,
+        );
+        // The corrupt frame leaves its interval open: the next frame (160 ms) is taken.
+        let frames = run.frames(4);
+        assert_eq!(
+            frames.iter().map(|f| f.seq).collect::<Vec<_>>(),
+            vec![0, 4, 5, 8]
+        );
+        assert_eq!(frames[1].image, FrameImage::U16(lepton_image(400)));
+        wait_for("the last frame to be skipped", || {
+            run.stats.drops(DropReason::FrameSkipped) == 5
+        });
+        assert_eq!(run.stats.drops(DropReason::BadInput), 1);
+        assert_eq!(run.stats.snapshot().samples_total, 9);
+        assert!(run.rx.try_recv().is_err(), "only the taken frames are sent");
         run.stop();
     }
 

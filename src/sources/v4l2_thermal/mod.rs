@@ -156,6 +156,7 @@ impl V4l2Thermal {
                 nominal_fps: nominal_fps(c.layout),
                 max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms),
                 stall_timeout: STALL_TIMEOUT,
+                interval_ms: c.interval_ms,
             },
         };
         if cfg!(feature = "v4l2") {
