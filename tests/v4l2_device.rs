@@ -110,6 +110,7 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
                 layout: FrameLayout::Plain,
                 nominal_fps: 9.0,
                 max_backoff: Duration::from_millis(200),
+                interval_ms: 0,
                 stall_timeout: Duration::from_secs(5),
             };
             run_capture(
