@@ -290,7 +290,7 @@ impl ThermalPreprocessor {
         let (height_px, width_px) = img.dim();
         check_frame(width_px, height_px)?;
         let mut frame = std::mem::take(&mut self.frame_u8);
-        frame.clear();
+        // The AGC writes every byte: only a size change touches the buffer here.
         frame.resize(width_px * height_px, 0);
         self.agc_into(img, &mut frame);
         let result = self.resize_to_tensor(&frame, width_px, height_px, out);
