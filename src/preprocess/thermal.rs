@@ -290,7 +290,7 @@ impl ThermalPreprocessor {
         let (height_px, width_px) = img.dim();
         check_frame(width_px, height_px)?;
         let mut frame = std::mem::take(&mut self.frame_u8);
-        frame.clear();
+        // The AGC writes every byte: only a size change touches the buffer here.
         frame.resize(width_px * height_px, 0);
         self.agc_into(img, &mut frame);
         let result = self.resize_to_tensor(&frame, width_px, height_px, out);
@@ -328,16 +328,15 @@ impl ThermalPreprocessor {
             dst.fill(0);
             return;
         }
-        let range = u32::from(hi - lo);
-        // floor(n / d) via f64: n < 2^26 and d < 2^17 are exact in f64, and a correctly rounded
-        // quotient of such integers never reaches the next integer, so this equals the integer
-        // division while vectorising (integer division does not).
-        let den = f64::from(2 * range);
-        let bias = range;
-        let agc_one = |v: u16| -> u8 {
-            let n = u32::from(v.saturating_sub(lo)) * 510 + bias;
-            (f64::from(n) / den) as u8
-        };
+        // The convention is floor(n / (2r)) with n = 510 d + r, d = v - lo, r = hi - lo, i.e.
+        // floor(x + 1/2) with x = 255 d / r: round half up of x. In f64, `d * (255 / r)` is
+        // within 2^-43 of x, while x is a multiple of 1/r away from every rounding boundary
+        // (x = m + 1/2 exactly when n / (2r) = m + 1); adding 2^-30 moves the exact halves up
+        // and nothing across a boundary. Adding 2^52 then rounds to the nearest integer, which
+        // lands in the low mantissa bits: no division and no float-to-int conversion, so it
+        // vectorises. Checked exhaustively against the integer formula for every r (tests).
+        let scale = 255.0 / f64::from(hi - lo);
+        let agc_one = |v: u16| -> u8 { agc_round(f64::from(v.wrapping_sub(lo)) * scale) };
         match img.as_slice() {
             Some(src) => {
                 for (d, &v) in dst.iter_mut().zip(src) {
@@ -399,21 +398,40 @@ impl ThermalPreprocessor {
         self.cropped_u8.resize(size * size, 0);
         plan.run(src, &mut self.scratch, &mut self.cropped_u8)
             .map_err(resize_err)?;
-        let lut = &self.value_lut;
-        match out.as_slice_mut() {
-            Some(dst) => {
+        // The same f32 operations as torch (`div(255)`, then `sub(mean).div(std)`), computed
+        // rather than looked up: a vectorised divide beats one table load per pixel.
+        let (mean, std) = self.params.normalize.unwrap_or((0.0, 1.0));
+        let normalize = self.params.normalize.is_some();
+        match (out.as_slice_mut(), normalize) {
+            (Some(dst), false) => {
                 for (d, &k) in dst.iter_mut().zip(&self.cropped_u8) {
-                    *d = lut[usize::from(k)];
+                    *d = f32::from(k) / 255.0;
                 }
             }
-            None => {
+            (Some(dst), true) => {
+                for (d, &k) in dst.iter_mut().zip(&self.cropped_u8) {
+                    *d = (f32::from(k) / 255.0 - mean) / std;
+                }
+            }
+            (None, _) => {
                 for (d, &k) in out.iter_mut().zip(&self.cropped_u8) {
-                    *d = lut[usize::from(k)];
+                    *d = self.value_lut[usize::from(k)];
                 }
             }
         }
         Ok(())
     }
+}
+
+/// `round_half_up(x)` for an `x = 255 d / r` computed as `d * (255 / r)` (see `agc_into`),
+/// as the low byte of `x + 2^-30 + 2^52`.
+#[inline(always)]
+fn agc_round(x: f64) -> u8 {
+    /// Below the distance 1/(2r) >= 2^-17 of x from a rounding boundary, above the error 2^-43.
+    const NUDGE: f64 = 1.0 / (1u64 << 30) as f64;
+    /// 2^52: adding it leaves an integer in the mantissa's low bits.
+    const ROUND: f64 = (1u64 << 52) as f64;
+    ((x + NUDGE) + ROUND).to_bits() as u8
 }
 
 fn check_frame(width_px: usize, height_px: usize) -> Result<(), ThermalError> {
@@ -465,6 +483,33 @@ mod tests {
         let raw = ndarray::arr2(&[[27315u16, 28315, 32415, 26315, 37315]]);
         let u8s = p.agc(raw.view()).unwrap();
         assert_eq!(u8s.as_slice().unwrap(), &[0, 50, 255, 0, 255]);
+    }
+
+    #[test]
+    fn min_max_agc_rounding_equals_the_integer_formula_at_every_boundary() {
+        // The float shortcut can only go wrong next to a rounding boundary: for every range r
+        // check both sides of each boundary (and the ends) against the integer convention.
+        // (Once run over every d in 0..=r for every r as well: identical.)
+        for r in 1u32..=u32::from(u16::MAX) {
+            let scale = 255.0 / f64::from(r);
+            let check = |d: u32| {
+                let expected = (d * 510 + r) / (2 * r);
+                assert_eq!(
+                    u32::from(agc_round(f64::from(d) * scale)),
+                    expected,
+                    "d {d} r {r}"
+                );
+            };
+            check(0);
+            check(r);
+            for m in 0..255u32 {
+                // Smallest d with 255 d / r >= m + 1/2.
+                let d = ((2 * m + 1) * r).div_ceil(510);
+                for d in d.saturating_sub(1)..=(d + 1).min(r) {
+                    check(d);
+                }
+            }
+        }
     }
 
     #[test]
