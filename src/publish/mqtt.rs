@@ -445,12 +445,10 @@ pub async fn run_publisher(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let mut fsync_tick = {
-        let period = cfg.fsync_interval.max(Duration::from_millis(1));
-        let mut t = tokio::time::interval_at(Instant::now() + period, period);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    };
+    let fsync_period = cfg.fsync_interval.max(Duration::from_millis(1));
+    // Armed only while there is something for it to do (unsynced appends or acknowledgements,
+    // or a message held by a full outbox): an idle daemon does not wake up every period.
+    let mut fsync_at: Option<Instant> = None;
 
     'run: loop {
         hand_over(&cfg, &client, &mut outbox, &mut st);
@@ -483,6 +481,12 @@ pub async fn run_publisher(
             break;
         }
         let can_take = input_open && held.is_none();
+        let unsynced = !every_message && (outbox.next_id(), outbox.pending()) != synced_mark;
+        if !(unsynced || held.is_some()) {
+            fsync_at = None;
+        } else if fsync_at.is_none() {
+            fsync_at = Some(Instant::now() + fsync_period);
+        }
 
         tokio::select! {
             ev = events.recv() => {
@@ -557,8 +561,14 @@ pub async fn run_publisher(
                     st.control.extend(state_messages(&cfg, &telemetry));
                 }
             },
-            _ = fsync_tick.tick() => {
-                sync_due |= !every_message && (outbox.next_id(), outbox.pending()) != synced_mark;
+            () = async {
+                match fsync_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                fsync_at = None;
+                sync_due |= unsynced;
                 while let Some(m) = held.take() {
                     if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st.timings, m) {
                         held = Some(m);
