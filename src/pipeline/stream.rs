@@ -383,14 +383,16 @@ impl Processor {
                     }
                 };
                 let channels = usize::from(channels.max(1));
-                let period_ns = 1e9 / rate;
+                let rate_hz = u64::from(sample_rate_hz.max(1));
                 let mut windows = Vec::new();
-                // ImageBind uses channel 0 only (kaldi fbank, channel=-1 → 0).
+                // ImageBind uses channel 0 only (kaldi fbank, channel=-1 → 0). Sample times in
+                // integer nanoseconds, rounded half up: exact, and per sample cheaper than
+                // f64::round, a libm call on baseline x86-64.
                 let channel_0 = interleaved
                     .chunks_exact(channels)
-                    .enumerate()
-                    .map(|(k, frame)| {
-                        let t = first_t.plus_ns((k as f64 * period_ns).round() as u64);
+                    .zip(0u64..)
+                    .map(|(frame, k)| {
+                        let t = first_t.plus_ns((k * 1_000_000_000 + rate_hz / 2) / rate_hz);
                         (t, frame[0])
                     });
                 w.push_block(first_seq, channel_0, &mut windows);

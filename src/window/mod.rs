@@ -214,6 +214,26 @@ impl<T: Copy> Windower<T> {
     fn emit(&mut self, start: u64, out: &mut Vec<Window<T>>) {
         let len = self.spec.window_len;
         let end = start + len as u64;
+        // The common case, no sample missing: the window is one run of the buffer (its seqs
+        // strictly increase, so first == start and last == end - 1 means every slot is there).
+        let first = self.buf.partition_point(|(s, _, _)| *s < start);
+        let last = (first + len).checked_sub(1).and_then(|i| self.buf.get(i));
+        if let (Some(&(s0, t0, _)), Some(&(s1, t1, _))) = (self.buf.get(first), last) {
+            if s0 == start && s1 == end - 1 {
+                let samples = self.buf.range(first..first + len).map(|e| e.2).collect();
+                let seq = self.next_window_seq;
+                self.next_window_seq += 1;
+                out.push(Window {
+                    seq,
+                    start: t0,
+                    end: t1.plus_ns(self.spec.period_ns()),
+                    samples,
+                    gaps: 0,
+                    sample_rate_hz: self.spec.sample_rate_hz,
+                });
+                return;
+            }
+        }
         let mut present = self
             .buf
             .iter()
@@ -283,6 +303,33 @@ mod tests {
         assert_eq!((s.window_len, s.hop_len), (1000, 200));
         assert!(WindowSpec::from_ms(0, 1000, 200.0).is_err());
         assert!(WindowSpec::from_ms(1000, 1000, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_window_without_gaps_is_timed_by_its_first_and_last_samples() {
+        let spec = WindowSpec {
+            window_len: 4,
+            hop_len: 3,
+            sample_rate_hz: 1e8,
+        };
+        let mut w = Windower::new(spec);
+        let out = feed(&mut w, 5..15);
+        assert_eq!(out.len(), 3);
+        for (k, win) in out.iter().enumerate() {
+            let first = 5 + 3 * k as u64;
+            assert_eq!(win.samples, (first..first + 4).collect::<Vec<_>>());
+            assert_eq!(win.start, ts(first * 10));
+            // One period (10 ns at 1e8 Hz) after the last sample.
+            assert_eq!(win.end, ts((first + 3) * 10 + 10));
+            assert_eq!(win.gaps, 0);
+        }
+        // The same geometry with one sample missing takes the gap-filling path and agrees on
+        // the times of the slots around the gap.
+        let mut w = Windower::new(spec);
+        let out = feed(&mut w, (5..15).filter(|&s| s != 6));
+        assert_eq!(out[0].samples, vec![5, 5, 7, 8]);
+        assert_eq!((out[0].start, out[0].end, out[0].gaps), (ts(50), ts(90), 1));
+        assert_eq!(out[1].start, ts(80));
     }
 
     #[test]
