@@ -157,7 +157,7 @@ impl Source for AudioReplay {
         tracing::info!(file = %self.path.display(), sample_rate_hz = rate, channels, frames, "replaying audio");
         let period_ns = 1e9 / f64::from(rate);
         let (window_ms, hop_ms) = self.window_hop_ms;
-        let block = replay_block_len(f64::from(rate), window_ms, hop_ms);
+        let block = replay_block_len(f64::from(rate), window_ms, hop_ms, self.speed);
         let start = ctx.clock.now();
         let mut seq: u64 = 0;
         'outer: loop {

@@ -321,11 +321,11 @@ impl ImuReplay {
     }
 }
 
-/// Samples per block pushed to the windower: up to 100 ms of data in real time (see
-/// [`replay_block_len`]), larger when racing.
+/// Samples per block pushed to the windower: up to 1 s of data in real time (see
+/// [`replay_block_len`]), 512 samples when racing.
 fn block_len(rate_hz: f64, speed: ReplaySpeed, (window_ms, hop_ms): (u64, u64)) -> usize {
     match speed {
-        ReplaySpeed::Realtime => replay_block_len(rate_hz, window_ms, hop_ms),
+        ReplaySpeed::Realtime => replay_block_len(rate_hz, window_ms, hop_ms, speed),
         ReplaySpeed::Max => 512,
     }
 }

@@ -265,19 +265,32 @@ impl FrameGate {
     }
 }
 
-/// Samples per block a replay hands to its stream in real time: the longest block of at most
-/// 100 ms that divides both the window and the hop, so that every window's last sample ends a
-/// block (a window is never held back waiting for the rest of its block), and 20 ms blocks when
-/// no such block is 20 ms or longer. Longer blocks mean fewer wake-ups of the source and the
-/// stream thread (#10: CPU beyond inference).
+/// Samples per block a replay hands to its stream: the longest block that divides both the
+/// window and the hop, so that every window's last sample ends a block (a window is never held
+/// back waiting for the rest of its block, so it is cut exactly when its last sample is due), of
+/// at most 1 s in real time (one wake-up of the source and the stream thread per hop for the
+/// usual geometries: #10, CPU beyond inference) and 100 ms at full speed (the sample queue then
+/// stays full, and its memory is capacity × block). 20 ms blocks when no such block is 20 ms or
+/// longer.
 #[must_use]
-pub fn replay_block_len(sample_rate_hz: f64, window_ms: u64, hop_ms: u64) -> usize {
+pub fn replay_block_len(
+    sample_rate_hz: f64,
+    window_ms: u64,
+    hop_ms: u64,
+    speed: crate::config::ReplaySpeed,
+) -> usize {
     let samples_in = |s: f64| ((sample_rate_hz * s).round() as usize).max(1);
-    let (shortest, longest) = (samples_in(0.02), samples_in(0.1));
+    let longest_s = match speed {
+        crate::config::ReplaySpeed::Realtime => 1.0,
+        crate::config::ReplaySpeed::Max => 0.1,
+    };
+    let (shortest, longest) = (samples_in(0.02), samples_in(longest_s));
     let Ok(spec) = WindowSpec::from_ms(window_ms, hop_ms, sample_rate_hz) else {
         return shortest;
     };
     let common = gcd(spec.window_len, spec.hop_len);
+    // The largest divisor of `common` in range: scanning down from `longest` is at most one
+    // second of samples, once per replay.
     (shortest..=longest.max(shortest))
         .rev()
         .find(|len| common % len == 0)
@@ -372,17 +385,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn replay_blocks_are_the_longest_that_end_every_window_up_to_100_ms() {
-        // Audio 2 s windows, 1 s hop at 48 kHz: 100 ms.
-        assert_eq!(replay_block_len(48_000.0, 2000, 1000), 4800);
-        // IMU 5 s windows, 1 s hop at 200 Hz: 100 ms.
-        assert_eq!(replay_block_len(200.0, 5000, 1000), 20);
-        // A 250 ms hop: 62.5 ms.
-        assert_eq!(replay_block_len(16_000.0, 2000, 250), 1000);
+    fn replay_blocks_are_the_longest_that_end_every_window_up_to_1_s_or_100_ms() {
+        use crate::config::ReplaySpeed::{Max, Realtime};
+        // Audio 2 s windows, 1 s hop at 48 kHz: the hop in real time, 100 ms at full speed.
+        assert_eq!(replay_block_len(48_000.0, 2000, 1000, Realtime), 48_000);
+        assert_eq!(replay_block_len(48_000.0, 2000, 1000, Max), 4800);
+        // IMU 5 s windows, 1 s hop at 200 Hz.
+        assert_eq!(replay_block_len(200.0, 5000, 1000, Realtime), 200);
+        // A 250 ms hop: 250 ms, or 62.5 ms at full speed.
+        assert_eq!(replay_block_len(16_000.0, 2000, 250, Realtime), 4000);
+        assert_eq!(replay_block_len(16_000.0, 2000, 250, Max), 1000);
         // A 333 ms hop has no divisor of 20 ms or more: 20 ms blocks as before.
-        assert_eq!(replay_block_len(16_000.0, 2000, 333), 320);
+        assert_eq!(replay_block_len(16_000.0, 2000, 333, Realtime), 320);
         // An unusable rate falls back to 20 ms (the stream reports the rate).
-        assert_eq!(replay_block_len(f64::NAN, 2000, 1000), 1);
+        assert_eq!(replay_block_len(f64::NAN, 2000, 1000, Realtime), 1);
     }
 
     #[test]
