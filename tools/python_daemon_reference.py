@@ -180,7 +180,8 @@ class Daemon:
         bank = np.load(f"{args.models}/{manifest['concepts']['embeddings']}").astype(np.float32)
         self.bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
         self.lock = threading.Lock()
-        self.pending = {}  # mid -> (window end ns, sensor)
+        self.pending = {}  # mid -> (window end ns, sensor), or None for a labels message
+        self.early = {}  # mid -> PUBACK time, for acks that came before `claim` recorded the mid
         self.since_mark = {"windows": 0, "inference_s": 0.0, "puback_ms": []}
         self.acked_sensors = set()
         self.stop = threading.Event()
@@ -194,13 +195,29 @@ class Daemon:
     def on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         now = time.time_ns()
         with self.lock:
-            entry = self.pending.pop(mid, None)
-            if entry is None:
+            if mid not in self.pending:
+                self.early[mid] = now
                 return
-            end_ns, sensor = entry
-            self.since_mark["windows"] += 1
-            self.since_mark["puback_ms"].append((now - end_ns) / 1e6)
-            self.acked_sensors.add(sensor)
+            self._acked(self.pending.pop(mid), now)
+
+    def _acked(self, entry, now):
+        """Counts one acknowledged embedding (entry None: a labels message). Lock held."""
+        if entry is None:
+            return
+        end_ns, sensor = entry
+        self.since_mark["windows"] += 1
+        self.since_mark["puback_ms"].append((now - end_ns) / 1e6)
+        self.acked_sensors.add(sensor)
+
+    def claim(self, mid, entry):
+        """Records what message `mid` was. Called after `publish` returns, never with the lock
+        held across `publish`: paho holds its own lock while it calls `on_publish`, which takes
+        ours, so publishing under our lock deadlocks (seen at full speed)."""
+        with self.lock:
+            if mid in self.early:
+                self._acked(entry, self.early.pop(mid))
+            else:
+                self.pending[mid] = entry
 
     def handle(self, sensor, modality, seq, start_ns, end_ns, count, make_input, ready_ns=None):
         """Embeds and publishes one window; latency counts from ready_ns (when its data was
@@ -233,11 +250,12 @@ class Daemon:
         prefix = f"{self.args.prefix}/{sensor}"
         with self.lock:
             self.since_mark["inference_s"] += c2 - c1
-            info = self.client.publish(f"{prefix}/embedding", json.dumps(envelope), qos=1)
-            self.pending[info.mid] = (ready_ns, sensor)
-        self.client.publish(f"{prefix}/labels", json.dumps(
+        info = self.client.publish(f"{prefix}/embedding", json.dumps(envelope), qos=1)
+        self.claim(info.mid, (ready_ns, sensor))
+        info = self.client.publish(f"{prefix}/labels", json.dumps(
             {"v": 1, "sensor": sensor, "seq": seq, "window_end_utc_ns": end_ns,
              "labels": labels}), qos=1)
+        self.claim(info.mid, None)
 
     def paced(self, period_s, stop):
         """Yields block capture times (UTC ns) every period_s until stop is set."""
