@@ -205,6 +205,8 @@ pub struct Gate {
     pub port: u16,
     target: Arc<Mutex<u16>>,
     listener: Arc<Mutex<Option<std::net::TcpListener>>>,
+    /// The daemon-side socket of every forwarded connection (for [`Gate::cut`]).
+    clients: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Gate {
@@ -215,6 +217,7 @@ impl Gate {
             port,
             target: Arc::new(Mutex::new(target)),
             listener: Arc::new(Mutex::new(None)),
+            clients: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -229,6 +232,7 @@ impl Gate {
         *self.listener.lock().unwrap() = Some(listener);
         let target = Arc::clone(&self.target);
         let current = Arc::clone(&self.listener);
+        let clients = Arc::clone(&self.clients);
         std::thread::spawn(move || {
             for client in accept.incoming() {
                 if current.lock().unwrap().is_none() {
@@ -241,6 +245,7 @@ impl Gate {
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
+                clients.lock().unwrap().push(client.try_clone().unwrap());
                 for (mut a, mut b) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
@@ -260,6 +265,15 @@ impl Gate {
         if let Some(l) = self.listener.lock().unwrap().take() {
             // Wake the accept loop so it sees the gate closed and drops the socket.
             let _ = std::net::TcpStream::connect(l.local_addr().unwrap());
+        }
+    }
+
+    /// Closes, and cuts every forwarded connection: nothing more reaches the broker and no
+    /// acknowledgement reaches the daemon.
+    pub fn cut(&self) {
+        self.close();
+        for c in self.clients.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
 }
