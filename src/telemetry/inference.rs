@@ -118,7 +118,10 @@ impl ModelStats {
     }
 }
 
-/// Prometheus lines of every model: provider info, runs, windows.
+/// A model's counter value as Prometheus text.
+type Render = fn(&ModelStats) -> String;
+
+/// Prometheus lines of every model: provider info, runs, windows, inference CPU.
 pub(crate) fn render_prometheus<'a>(
     out: &mut String,
     models: impl Iterator<Item = &'a ModelStats> + Clone,
@@ -137,44 +140,32 @@ pub(crate) fn render_prometheus<'a>(
             escape(&m.ort_version)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP edgebind_inference_runs_total Session runs per model (one per batch).\n\
-         # TYPE edgebind_inference_runs_total counter"
-    );
-    for m in models.clone() {
-        let _ = writeln!(
-            out,
-            "edgebind_inference_runs_total{{model=\"{}\"}} {}",
-            m.modality,
-            m.runs()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP edgebind_inference_windows_total Windows embedded per model (windows / runs = mean batch size).\n\
-         # TYPE edgebind_inference_windows_total counter"
-    );
-    for m in models.clone() {
-        let _ = writeln!(
-            out,
-            "edgebind_inference_windows_total{{model=\"{}\"}} {}",
-            m.modality,
-            m.windows()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP edgebind_inference_cpu_seconds_total CPU time of each model's worker thread inside session runs (all of the run's CPU with runtime.intra_threads = 1; with more, ONNX Runtime's own pool threads are not included).\n\
-         # TYPE edgebind_inference_cpu_seconds_total counter"
-    );
-    for m in models {
-        let _ = writeln!(
-            out,
-            "edgebind_inference_cpu_seconds_total{{model=\"{}\"}} {:.6}",
-            m.modality,
-            m.cpu().as_secs_f64()
-        );
+    // The per-model counters: the value is rendered as text so the CPU seconds keep their
+    // fractional part.
+    let counters: [(&str, &str, Render); 3] = [
+        (
+            "edgebind_inference_runs_total",
+            "Session runs per model (one per batch).",
+            |m| m.runs().to_string(),
+        ),
+        (
+            "edgebind_inference_windows_total",
+            "Windows embedded per model (windows / runs = mean batch size).",
+            |m| m.windows().to_string(),
+        ),
+        (
+            "edgebind_inference_cpu_seconds_total",
+            "CPU time of each model's worker thread inside session runs (all of the run's CPU \
+             with runtime.intra_threads = 1; with more, ONNX Runtime's own pool threads are not \
+             included).",
+            |m| format!("{:.6}", m.cpu().as_secs_f64()),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for m in models.clone() {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", m.modality, value(m));
+        }
     }
 }
 
