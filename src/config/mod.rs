@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{validate, Problem};
+pub use validate::{validate, warnings, Problem};
 
 /// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
 pub const EX_CONFIG: i32 = 78;
