@@ -1,8 +1,9 @@
 //! Reading a segment a previous run left, record by record. No length in the file is trusted:
 //! each is checked against the bytes the file really has left and against
-//! [`MAX_RECORD_BYTES`] before a buffer is sized for it, so a damaged or hostile segment costs
-//! at most one record's worth of memory (never more than the file holds), and a file of any
-//! size (a sparse one claiming terabytes) is read only up to its first bad record.
+//! [`MAX_RECORD_BYTES`], and nothing is sized by it: a record's payload is checksummed as it
+//! streams through a fixed buffer, so recovery needs at most the read buffer and one topic
+//! (64 KiB each) whatever the segments hold, and a file of any size (a sparse one claiming
+//! terabytes) is read only up to its first bad record.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -49,15 +50,14 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan, OutboxError> {
     }
     let capacity = usize::try_from(file_len.min(READ_BUFFER_BYTES)).unwrap_or(4096);
     let mut reader = BufReader::with_capacity(capacity, file);
-    let mut body = Vec::new();
+    let mut head = Vec::new();
     let clean = loop {
         let left = file_len - scan.bytes;
         if left == 0 {
             break true;
         }
-        match next_record(&mut reader, left, &mut body) {
-            Ok(Some(id)) => {
-                let len = HEADER_BYTES + body.len() as u64;
+        match next_record(&mut reader, left, &mut head) {
+            Ok(Some((id, len))) => {
                 scan.records.push(Found {
                     id,
                     offset: scan.bytes,
@@ -83,9 +83,14 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan, OutboxError> {
     Ok(scan)
 }
 
-/// Reads one record with `left` bytes left in the file into `body`; its id, or `None` when it
-/// is bad or incomplete.
-fn next_record(reader: &mut impl Read, left: u64, body: &mut Vec<u8>) -> io::Result<Option<u64>> {
+/// Reads one record with `left` bytes left in the file; its id and length, or `None` when it
+/// is bad or incomplete. Only the fixed fields and the topic are kept (in `head`, at most
+/// 64 KiB); the payload is checksummed as it streams by, so a record costs no memory of its size.
+fn next_record(
+    reader: &mut impl Read,
+    left: u64,
+    head: &mut Vec<u8>,
+) -> io::Result<Option<(u64, u64)>> {
     if left < HEADER_BYTES {
         return Ok(None);
     }
@@ -96,20 +101,44 @@ fn next_record(reader: &mut impl Read, left: u64, body: &mut Vec<u8>) -> io::Res
     let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
     let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-    // The length is checked before anything is sized by it.
     if len > MAX_RECORD_BYTES
         || u64::from(len) > left - HEADER_BYTES
         || (len as usize) < BODY_FIXED_BYTES
     {
         return Ok(None);
     }
-    body.clear();
-    body.reserve_exact(len as usize);
-    body.resize(len as usize, 0);
-    if !read_all(reader, body)? || crc32fast::hash(body) != crc {
+    let len = len as usize;
+    // The fixed fields, then the topic their length names (if the record holds it).
+    head.clear();
+    head.resize(BODY_FIXED_BYTES, 0);
+    if !read_all(reader, head)? {
         return Ok(None);
     }
-    Ok(Record::parse(body).map(|r| r.id))
+    let topic_len = usize::from(u16::from_le_bytes([head[10], head[11]]));
+    if BODY_FIXED_BYTES + topic_len > len {
+        return Ok(None);
+    }
+    head.resize(BODY_FIXED_BYTES + topic_len, 0);
+    if !read_all(reader, &mut head[BODY_FIXED_BYTES..])? {
+        return Ok(None);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(head);
+    let mut payload_left = len - head.len();
+    let mut chunk = [0u8; 4096];
+    while payload_left > 0 {
+        let n = payload_left.min(chunk.len());
+        if !read_all(reader, &mut chunk[..n])? {
+            return Ok(None);
+        }
+        hasher.update(&chunk[..n]);
+        payload_left -= n;
+    }
+    if hasher.finalize() != crc {
+        return Ok(None);
+    }
+    // The payload is not needed to check the other fields.
+    Ok(Record::parse(head).map(|r| (r.id, HEADER_BYTES + len as u64)))
 }
 
 /// `read_exact`, with a file that ended early (it shrank meanwhile) as `false`.
