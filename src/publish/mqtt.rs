@@ -180,6 +180,7 @@ struct Logs {
     ack_failed: LogLimiter,
     fsync_failed: LogLimiter,
     rejected: LogLimiter,
+    resent: LogLimiter,
     /// Messages dropped by the full outbox since its last log line.
     unlogged_drops: u64,
 }
@@ -735,9 +736,11 @@ fn on_event(
             let resent = st.requeue_unacked();
             if resent > 0 {
                 stats.resent.fetch_add(resent, Ordering::Relaxed);
-                tracing::warn!(
-                    resent,
-                    "broker session lost; re-sending unacknowledged messages"
+                log_limited!(
+                    st.logs.resent,
+                    Level::WARN,
+                    "broker session lost; re-sending unacknowledged messages",
+                    resent
                 );
             }
             st.control.clear();

@@ -338,12 +338,14 @@ impl Source for ImuReplay {
     fn run(self: Box<Self>, ctx: SourceContext) {
         let rate = self.recording.sample_rate_hz;
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        for row in &self.recording.skipped {
+        // One line for any number of bad rows (a broken export can have millions).
+        if let Some(row) = self.recording.skipped.first() {
             tracing::warn!(
                 file = %self.path.display(),
-                line = row.line,
-                reason = %row.reason,
-                "skipped a malformed row of the IMU recording"
+                skipped_rows = self.recording.skipped.len(),
+                first_line = row.line,
+                first_reason = %row.reason,
+                "skipped malformed rows of the IMU recording (counted as bad_input)"
             );
         }
         ctx.stats
