@@ -13,10 +13,12 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::space::is_disk_full;
-use super::{io_err, OutboxError};
+use super::{io_err, Outbox, OutboxError};
 
 /// One record of the ack log.
 pub const ACK_RECORD_BYTES: u64 = 20;
+/// The log is rewritten (compacted) when it is larger than this.
+const ACK_LOG_COMPACT_BYTES: u64 = 1 << 20;
 /// Buffered records are written once they reach this size (and at every sync).
 pub const ACK_BUFFER_BYTES: usize = 64 << 10;
 /// Most of an ack log recovery reads: the log is rewritten at 1 MiB, so anything beyond this
@@ -186,6 +188,87 @@ impl AckLog {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Acknowledgements as the outbox applies them: in memory first, then the ack log.
+impl Outbox {
+    /// Marks `id` acknowledged; deletes its segment when that was the last pending record of a
+    /// sealed one. An id that is not pending (dropped, or acknowledged twice) is ignored. A full
+    /// disk only leaves the ack log behind (see [`acks`]).
+    ///
+    /// # Errors
+    /// [`OutboxError::Io`] when the ack log or a segment deletion fails.
+    pub fn ack(&mut self, id: u64) -> Result<(), OutboxError> {
+        let Some(loc) = self.pending.remove(&id) else {
+            return Ok(());
+        };
+        if let Some(r) = self.cache.remove(&id) {
+            self.cache_bytes -= r.payload.len();
+        }
+        if let Some(seg) = self.segments.iter_mut().find(|s| s.first_id == loc.segment) {
+            seg.live = seg.live.saturating_sub(1);
+        }
+        self.acks.push(id, id);
+        self.remove_dead_segments()?;
+        if self.acks.bytes() > ACK_LOG_COMPACT_BYTES {
+            self.compact_acks()?;
+        } else if self.acks.buffered() >= ACK_BUFFER_BYTES {
+            self.flush_acks()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_dead_segments(&mut self) -> Result<(), OutboxError> {
+        let mut removed = false;
+        // Only sealed segments (not the last) are removed; order does not matter for deletion.
+        let mut i = 0;
+        while i + 1 < self.segments.len() {
+            if self.segments.get(i).is_some_and(|s| s.live == 0) {
+                if let Some(seg) = self.segments.remove(i) {
+                    self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
+                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                    removed = true;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if removed && (self.acks.bytes() > ACK_LOG_COMPACT_BYTES / 4 || self.acks.is_behind()) {
+            self.compact_acks()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the ack log as the acknowledged ranges inside the kept segments.
+    pub(super) fn compact_acks(&mut self) -> Result<(), OutboxError> {
+        let first_live = self.segments.front().map_or(self.next_id, |s| s.first_id);
+        let mut ranges = Vec::new();
+        let mut from = first_live;
+        for &id in self.pending.keys() {
+            if id > from {
+                ranges.push((from, id - 1));
+            }
+            from = id + 1;
+        }
+        if self.next_id > from {
+            ranges.push((from, self.next_id - 1));
+        }
+        if self.acks.rewrite(&ranges)? {
+            self.counters.disk_full += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered acks (or the whole log again, when a full disk left it behind).
+    pub(super) fn flush_acks(&mut self) -> Result<(), OutboxError> {
+        if self.acks.is_behind() {
+            return self.compact_acks();
+        }
+        if self.acks.flush()? {
+            self.counters.disk_full += 1;
+        }
+        Ok(())
     }
 }
 

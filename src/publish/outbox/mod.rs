@@ -30,17 +30,21 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Qos, WhenFull};
 
 pub mod acks;
+mod full;
+mod record;
 mod recover;
 pub mod space;
 
-use acks::{AckLog, ACK_BUFFER_BYTES, ACK_RECORD_BYTES};
+use acks::{AckLog, ACK_RECORD_BYTES};
+use full::Room;
+use record::read_record;
+pub use record::Record;
 pub use space::{available_bytes, is_disk_full, space_warning};
 
 /// Largest record body accepted on recovery (anything larger is a corrupt length field).
@@ -49,8 +53,6 @@ pub const MAX_RECORD_BYTES: u32 = 64 << 20;
 const HEADER_BYTES: u64 = 8;
 /// Fixed part of a record body before the topic.
 const BODY_FIXED_BYTES: usize = 8 + 1 + 1 + 2;
-/// The ack log is compacted when it is larger than this.
-const ACK_LOG_COMPACT_BYTES: u64 = 1 << 20;
 /// Payloads of pending messages kept in memory, so sending does not read them back from disk.
 const CACHE_BYTES: usize = 32 << 20;
 
@@ -118,87 +120,6 @@ impl OutboxOptions {
     }
 }
 
-/// A message in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Outbox id: increasing, never reused, also across restarts.
-    pub id: u64,
-    /// Topic.
-    pub topic: String,
-    /// Delivery guarantee.
-    pub qos: Qos,
-    /// Retained on the broker.
-    pub retain: bool,
-    /// Payload.
-    pub payload: Vec<u8>,
-}
-
-/// A record body, parsed in place.
-struct Parsed<'a> {
-    id: u64,
-    qos: Qos,
-    retain: bool,
-    topic: &'a str,
-    payload: &'a [u8],
-}
-
-impl Record {
-    fn encoded_len(&self) -> u64 {
-        HEADER_BYTES + (BODY_FIXED_BYTES + self.topic.len() + self.payload.len()) as u64
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        let topic = self.topic.as_bytes();
-        let topic_len = topic.len().min(u16::MAX as usize);
-        let body_len = BODY_FIXED_BYTES + topic_len + self.payload.len();
-        let start = out.len();
-        out.extend_from_slice(&(body_len as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&self.id.to_le_bytes());
-        out.push(match self.qos {
-            Qos::AtMostOnce => 0,
-            Qos::AtLeastOnce => 1,
-        });
-        out.push(u8::from(self.retain));
-        out.extend_from_slice(&(topic_len as u16).to_le_bytes());
-        out.extend_from_slice(&topic[..topic_len]);
-        out.extend_from_slice(&self.payload);
-        let crc = crc32fast::hash(&out[start + 8..]);
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    }
-
-    /// Parses a body whose checksum held; `None` when its fields do not.
-    fn parse(body: &[u8]) -> Option<Parsed<'_>> {
-        let id = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
-        let qos = match body.get(8)? {
-            0 => Qos::AtMostOnce,
-            1 => Qos::AtLeastOnce,
-            _ => return None,
-        };
-        let retain = *body.get(9)? != 0;
-        let topic_len = u16::from_le_bytes(body.get(10..12)?.try_into().ok()?) as usize;
-        let topic = std::str::from_utf8(body.get(12..12 + topic_len)?).ok()?;
-        Some(Parsed {
-            id,
-            qos,
-            retain,
-            topic,
-            payload: body.get(12 + topic_len..)?,
-        })
-    }
-
-    /// Decodes a body whose checksum held.
-    fn decode(body: &[u8]) -> Option<Self> {
-        Self::parse(body).map(|p| Self {
-            id: p.id,
-            topic: p.topic.to_string(),
-            qos: p.qos,
-            retain: p.retain,
-            payload: p.payload.to_vec(),
-        })
-    }
-}
-
 /// What recovery found on open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -238,16 +159,6 @@ pub struct OutboxCounters {
     pub corrupt_tails: u64,
     /// Writes refused by a full filesystem or quota (ENOSPC, EDQUOT).
     pub disk_full: u64,
-}
-
-/// What to do with a message after a write met a full disk.
-enum Room {
-    /// Something was reclaimed or dropped: write again.
-    Retry,
-    /// The message is dropped (`drop_newest`, or nothing left to drop).
-    Refuse,
-    /// `block`: the caller keeps it and tries later.
-    Wait,
 }
 
 /// The outbox. See the module documentation.
@@ -319,50 +230,12 @@ impl Outbox {
             recovery.truncated_bytes += ack_cut;
         }
 
-        let mut next_id = 0u64;
-        let mut segments = VecDeque::new();
-        let mut pending = BTreeMap::new();
-        let mut segment_bytes = 0u64;
-        for first_id in segment_ids(&dir)? {
-            let path = segment_path(&dir, first_id);
-            let scan = recover::scan_segment(&path)?;
-            if scan.cut > 0 {
-                recovery.corrupt_tails += 1;
-                recovery.truncated_bytes += scan.cut;
-                tracing::warn!(segment = %path.display(), truncated_bytes = scan.cut, "outbox segment had a corrupt tail; truncated, the records before it are kept");
-            }
-            next_id = next_id.max(first_id);
-            let mut live = 0;
-            for r in scan.records {
-                next_id = next_id.max(r.id.saturating_add(1));
-                if !acks::is_acked(&ranges, r.id) {
-                    live += 1;
-                    let loc = Loc {
-                        segment: first_id,
-                        offset: r.offset,
-                        len: r.len,
-                    };
-                    pending.insert(r.id, loc);
-                }
-            }
-            if live == 0 {
-                fs::remove_file(&path).map_err(io_err(&path))?;
-                continue;
-            }
-            let reader = File::open(&path).map_err(io_err(&path))?;
-            segment_bytes += scan.bytes;
-            segments.push_back(Segment {
-                first_id,
-                path,
-                bytes: scan.bytes,
-                live,
-                reader,
-            });
-        }
-        if let Some(&(_, last)) = ranges.last() {
-            next_id = next_id.max(last.saturating_add(1));
-        }
-        recovery.pending = pending.len() as u64;
+        let recover::Found {
+            mut segments,
+            pending,
+            next_id,
+            segment_bytes,
+        } = recover::segments(&dir, &ranges, &mut recovery)?;
 
         // A fresh ack log holding only what still matters (acks of ids in kept segments).
         let first_live = segments.front().map_or(next_id, |s| s.first_id);
@@ -500,71 +373,6 @@ impl Outbox {
         Ok(Some((id, dropped)))
     }
 
-    /// Counts `record` as dropped and returns it as the one dropped after `dropped`.
-    fn refuse(&mut self, mut record: Record, mut dropped: Vec<Record>) -> (u64, Vec<Record>) {
-        self.counters.dropped_full += 1;
-        record.id = u64::MAX;
-        dropped.push(record);
-        (u64::MAX, dropped)
-    }
-
-    /// Writes the encoded record in `scratch` to the end of the active segment. A write cut
-    /// short is cut back off the file, so the segment holds whole records only.
-    fn write_scratch(&mut self) -> Result<(), OutboxError> {
-        let Some(seg) = self.segments.back() else {
-            return Err(io_err(&self.options.dir)(io::Error::other(
-                "no active segment",
-            )));
-        };
-        let Err(e) = self.active.write_all(&self.scratch) else {
-            return Ok(());
-        };
-        if self.active.set_len(seg.bytes).is_err() {
-            // The partial record stays; nothing may follow it in this segment.
-            self.active_damaged = true;
-        }
-        Err(io_err(&seg.path)(e))
-    }
-
-    /// A write met a full disk: make room as the policy says. The active segment is sealed
-    /// first (once per message) when that can help: when it holds acknowledged records (they
-    /// can only be deleted with a sealed segment), or when it is the only one with records (so
-    /// `drop_oldest` has something to drop). Sealing it otherwise would only cut the outbox into
-    /// ever smaller segments.
-    fn on_disk_full(
-        &mut self,
-        sealed: &mut bool,
-        dropped: &mut Vec<Record>,
-    ) -> Result<Room, OutboxError> {
-        self.counters.disk_full += 1;
-        let only = self.segments.len() == 1;
-        let seal = self.segments.back().is_some_and(|s| {
-            // Ids in the active segment run from its first id to the next id.
-            let acknowledged = (self.next_id - s.first_id).saturating_sub(s.live) > 0;
-            s.bytes > 0 && (acknowledged || only)
-        });
-        if !*sealed && seal {
-            *sealed = true;
-            match self.roll() {
-                Ok(()) => return Ok(Room::Retry),
-                // Not even an empty segment could be created: go on to the policy.
-                Err(e) if e.is_disk_full() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(match self.options.when_full {
-            WhenFull::DropOldest => {
-                if self.drop_oldest_segment(dropped)? {
-                    Room::Retry
-                } else {
-                    Room::Refuse
-                }
-            }
-            WhenFull::Block => Room::Wait,
-            WhenFull::DropNewest => Room::Refuse,
-        })
-    }
-
     /// Whether a record of `len` bytes would take the outbox over `max_bytes`.
     #[must_use]
     pub fn is_full_for(&self, len: u64) -> bool {
@@ -667,84 +475,6 @@ impl Outbox {
         self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
         fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
         Ok(true)
-    }
-
-    /// Marks `id` acknowledged; deletes its segment when that was the last pending record of a
-    /// sealed one. An id that is not pending (dropped, or acknowledged twice) is ignored. A full
-    /// disk only leaves the ack log behind (see [`acks`]).
-    ///
-    /// # Errors
-    /// [`OutboxError::Io`] when the ack log or a segment deletion fails.
-    pub fn ack(&mut self, id: u64) -> Result<(), OutboxError> {
-        let Some(loc) = self.pending.remove(&id) else {
-            return Ok(());
-        };
-        if let Some(r) = self.cache.remove(&id) {
-            self.cache_bytes -= r.payload.len();
-        }
-        if let Some(seg) = self.segments.iter_mut().find(|s| s.first_id == loc.segment) {
-            seg.live = seg.live.saturating_sub(1);
-        }
-        self.acks.push(id, id);
-        self.remove_dead_segments()?;
-        if self.acks.bytes() > ACK_LOG_COMPACT_BYTES {
-            self.compact_acks()?;
-        } else if self.acks.buffered() >= ACK_BUFFER_BYTES {
-            self.flush_acks()?;
-        }
-        Ok(())
-    }
-
-    fn remove_dead_segments(&mut self) -> Result<(), OutboxError> {
-        let mut removed = false;
-        // Only sealed segments (not the last) are removed; order does not matter for deletion.
-        let mut i = 0;
-        while i + 1 < self.segments.len() {
-            if self.segments.get(i).is_some_and(|s| s.live == 0) {
-                if let Some(seg) = self.segments.remove(i) {
-                    self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
-                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-                    removed = true;
-                }
-            } else {
-                i += 1;
-            }
-        }
-        if removed && (self.acks.bytes() > ACK_LOG_COMPACT_BYTES / 4 || self.acks.is_behind()) {
-            self.compact_acks()?;
-        }
-        Ok(())
-    }
-
-    /// Rewrites the ack log as the acknowledged ranges inside the kept segments.
-    fn compact_acks(&mut self) -> Result<(), OutboxError> {
-        let first_live = self.segments.front().map_or(self.next_id, |s| s.first_id);
-        let mut ranges = Vec::new();
-        let mut from = first_live;
-        for &id in self.pending.keys() {
-            if id > from {
-                ranges.push((from, id - 1));
-            }
-            from = id + 1;
-        }
-        if self.next_id > from {
-            ranges.push((from, self.next_id - 1));
-        }
-        if self.acks.rewrite(&ranges)? {
-            self.counters.disk_full += 1;
-        }
-        Ok(())
-    }
-
-    /// Writes buffered acks (or the whole log again, when a full disk left it behind).
-    fn flush_acks(&mut self) -> Result<(), OutboxError> {
-        if self.acks.is_behind() {
-            return self.compact_acks();
-        }
-        if self.acks.flush()? {
-            self.counters.disk_full += 1;
-        }
-        Ok(())
     }
 
     /// The record `id` if it is still pending.
@@ -859,14 +589,6 @@ fn open_fresh(path: &Path) -> Result<File, OutboxError> {
         .append(true)
         .open(path)
         .map_err(io_err(path))
-}
-
-fn read_record(file: &File, loc: Loc) -> io::Result<Record> {
-    // `loc` comes from this run's appends or from recovery, which checked it against the file.
-    let mut buf = vec![0u8; usize::try_from(loc.len).map_err(io::Error::other)?];
-    file.read_exact_at(&mut buf, loc.offset)?;
-    let body = buf.get(HEADER_BYTES as usize..).unwrap_or_default();
-    Record::decode(body).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad record"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {

@@ -5,18 +5,23 @@
 //! (64 KiB each) whatever the segments hold, and a file of any size (a sparse one claiming
 //! terabytes) is read only up to its first bad record.
 
-use std::fs::{File, OpenOptions};
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use super::{io_err, OutboxError, Record, BODY_FIXED_BYTES, HEADER_BYTES, MAX_RECORD_BYTES};
+use super::acks::is_acked;
+use super::{
+    io_err, segment_ids, segment_path, Loc, OutboxError, Record, Recovery, Segment,
+    BODY_FIXED_BYTES, HEADER_BYTES, MAX_RECORD_BYTES,
+};
 
 /// Read buffer of recovery.
 const READ_BUFFER_BYTES: u64 = 64 << 10;
 
 /// A record found in a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Found {
+pub struct FoundRecord {
     /// Its outbox id.
     pub id: u64,
     /// Where it starts in the segment.
@@ -29,7 +34,7 @@ pub struct Found {
 #[derive(Debug, Default)]
 pub struct SegmentScan {
     /// Its records, in file order.
-    pub records: Vec<Found>,
+    pub records: Vec<FoundRecord>,
     /// Bytes of whole, valid records (the file's length after the scan).
     pub bytes: u64,
     /// Bytes cut from a bad tail (0 when the file was clean).
@@ -58,7 +63,7 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan, OutboxError> {
         }
         match next_record(&mut reader, left, &mut head) {
             Ok(Some((id, len))) => {
-                scan.records.push(Found {
+                scan.records.push(FoundRecord {
                     id,
                     offset: scan.bytes,
                     len,
@@ -148,4 +153,79 @@ fn read_all(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// What the segments of a directory hold.
+pub(super) struct Found {
+    /// Segments kept, oldest first.
+    pub segments: VecDeque<Segment>,
+    /// Where each pending record is.
+    pub pending: BTreeMap<u64, Loc>,
+    /// The id after every id seen (in segments or the ack log).
+    pub next_id: u64,
+    /// Bytes of the kept segments.
+    pub segment_bytes: u64,
+}
+
+/// Scans every segment in `dir`, in id order: its pending records (those not in the
+/// acknowledged `ranges`) are kept, segments with nothing pending are deleted, cut tails are
+/// added to `recovery`.
+///
+/// # Errors
+/// [`OutboxError::Io`] when a segment cannot be read, truncated or deleted.
+pub(super) fn segments(
+    dir: &Path,
+    ranges: &[(u64, u64)],
+    recovery: &mut Recovery,
+) -> Result<Found, OutboxError> {
+    let mut next_id = 0u64;
+    let mut segments = VecDeque::new();
+    let mut pending = BTreeMap::new();
+    let mut segment_bytes = 0u64;
+    for first_id in segment_ids(dir)? {
+        let path = segment_path(dir, first_id);
+        let scan = scan_segment(&path)?;
+        if scan.cut > 0 {
+            recovery.corrupt_tails += 1;
+            recovery.truncated_bytes += scan.cut;
+            tracing::warn!(segment = %path.display(), truncated_bytes = scan.cut, "outbox segment had a corrupt tail; truncated, the records before it are kept");
+        }
+        next_id = next_id.max(first_id);
+        let mut live = 0;
+        for r in scan.records {
+            next_id = next_id.max(r.id.saturating_add(1));
+            if !is_acked(ranges, r.id) {
+                live += 1;
+                let loc = Loc {
+                    segment: first_id,
+                    offset: r.offset,
+                    len: r.len,
+                };
+                pending.insert(r.id, loc);
+            }
+        }
+        if live == 0 {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            continue;
+        }
+        let reader = File::open(&path).map_err(io_err(&path))?;
+        segment_bytes += scan.bytes;
+        segments.push_back(Segment {
+            first_id,
+            path,
+            bytes: scan.bytes,
+            live,
+            reader,
+        });
+    }
+    if let Some(&(_, last)) = ranges.last() {
+        next_id = next_id.max(last.saturating_add(1));
+    }
+    recovery.pending = pending.len() as u64;
+    Ok(Found {
+        segments,
+        pending,
+        next_id,
+        segment_bytes,
+    })
 }
