@@ -32,7 +32,7 @@ use super::client::{
 use super::outbox::{Outbox, Record};
 use super::payload::{StateMessage, Topics, ENVELOPE_VERSION};
 use super::tls::TlsClient;
-use crate::config::{FsyncPolicy, MqttProtocol, Qos, WhenFull};
+use crate::config::{FsyncPolicy, MqttProtocol, Qos};
 use crate::log_limited;
 use crate::telemetry::{DropReason, LogLimiter, Stage, Telemetry};
 use crate::Modality;
@@ -382,7 +382,7 @@ fn count_outbox_drops(
     logs: &mut Logs,
     dropped: &[Record],
     disk_full: bool,
-    when_full: WhenFull,
+    refused: bool,
 ) {
     if dropped.is_empty() {
         return;
@@ -398,9 +398,10 @@ fn count_outbox_drops(
                 .add_drops(DropReason::OutboxFull, 1);
         }
     }
-    let which = match when_full {
-        WhenFull::DropNewest => "the newest",
-        _ => "the oldest",
+    let which = match (refused, dropped.len()) {
+        (false, _) => "the oldest messages",
+        (true, 1) => "the new message",
+        (true, _) => "the oldest messages and the new one",
     };
     // One line per few seconds, with every message dropped since the previous line.
     logs.unlogged_drops += dropped.len() as u64;
@@ -412,7 +413,7 @@ fn count_outbox_drops(
     if let Some(repeats) = limiter.admit(std::time::Instant::now()) {
         tracing::warn!(
             dropped = std::mem::take(&mut logs.unlogged_drops),
-            "outbox full ({why}): dropped {which} messages (outbox.when_full; counted as outbox_full){repeats}"
+            "outbox full ({why}): dropped {which} (outbox.when_full; counted as outbox_full){repeats}"
         );
     }
 }
@@ -837,9 +838,10 @@ fn append(
             for d in &dropped {
                 st.timings.remove(&d.id);
             }
-            // drop_oldest: older messages made room; drop_newest: `m` itself (id u64::MAX).
-            let when_full = outbox.when_full();
-            count_outbox_drops(cfg, telemetry, &mut st.logs, &dropped, disk_full, when_full);
+            // drop_oldest: older messages made room; drop_newest (or nothing left to drop): `m`
+            // itself (id u64::MAX).
+            let refused = id == u64::MAX;
+            count_outbox_drops(cfg, telemetry, &mut st.logs, &dropped, disk_full, refused);
             None
         }
         Ok(None) => {
