@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use edgebind::publish::LocalBroker;
+
+pub mod small_fs;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 pub fn repo() -> PathBuf {

@@ -66,11 +66,9 @@ impl Outbox {
         });
         if !*sealed && seal {
             *sealed = true;
-            match self.roll() {
-                Ok(()) => return Ok(Room::Retry),
-                // Not even an empty segment could be created: go on to the policy.
-                Err(e) if e.is_disk_full() => {}
-                Err(e) => return Err(e),
+            // Not even an empty segment could be created: go on to the policy.
+            if self.roll_unless_full()? {
+                return Ok(Room::Retry);
             }
         }
         Ok(match self.options.when_full {

@@ -320,8 +320,8 @@ impl Outbox {
                 WhenFull::Block => return Ok(None),
                 WhenFull::DropOldest => {
                     while self.is_full_for(len) {
-                        if self.segments.len() == 1 {
-                            self.roll()?;
+                        if self.segments.len() == 1 && !self.roll_unless_full()? {
+                            break;
                         }
                         if !self.drop_oldest_segment(&mut dropped)? {
                             break;
@@ -332,7 +332,7 @@ impl Outbox {
         }
         let active_bytes = self.segments.back().map_or(0, |s| s.bytes);
         if self.active_damaged || (active_bytes > 0 && active_bytes + len > self.segment_target) {
-            self.roll()?;
+            self.roll_unless_full()?;
         }
         self.scratch.clear();
         record.encode(&mut self.scratch);
@@ -418,13 +418,9 @@ impl Outbox {
             return Ok(());
         }
         let path = segment_path(&self.options.dir, self.next_id);
+        // Nothing changes unless the new segment exists.
         let (file, reader) = open_segment(&path)?;
-        // The old segment's unsynced tail would be synced by the next periodic sync of the
-        // active segment, which is no longer this one: sync it now so rolling never weakens
-        // the fsync policy.
-        std::mem::replace(&mut self.active, file)
-            .sync_data()
-            .map_err(io_err(&old))?;
+        let sealed = std::mem::replace(&mut self.active, file);
         self.active_damaged = false;
         self.segments.push_back(Segment {
             first_id: self.next_id,
@@ -434,8 +430,23 @@ impl Outbox {
             reader,
         });
         self.segment_target = self.target_now();
+        // The sealed segment's unsynced tail would be synced by the next periodic sync of the
+        // active segment, which is no longer this one: sync it now so rolling never weakens
+        // the fsync policy.
+        let synced = sealed.sync_data().map_err(io_err(&old));
         // Empty sealed segments (everything acknowledged) go at once.
-        self.remove_dead_segments()
+        self.remove_dead_segments()?;
+        synced
+    }
+
+    /// [`Outbox::roll`] where a full disk is no error: `false` when not even an empty segment
+    /// could be created (the active one stays; the full-disk handling applies to the write).
+    fn roll_unless_full(&mut self) -> Result<bool, OutboxError> {
+        match self.roll() {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_disk_full() && !self.active_damaged => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops every pending record of the oldest sealed segment and deletes it.
@@ -583,7 +594,10 @@ impl SyncHandle {
 
 /// Replaces the file at `path` with an empty one opened for appending.
 fn open_fresh(path: &Path) -> Result<File, OutboxError> {
-    fs::remove_file(path).map_err(io_err(path))?;
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(path)(e)),
+        _ => {}
+    }
     OpenOptions::new()
         .create(true)
         .append(true)

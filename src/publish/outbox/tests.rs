@@ -1,4 +1,5 @@
-//! Unit tests of the outbox on an ordinary filesystem (a full one: `tests/disk.rs`).
+//! Unit tests of the outbox on an ordinary filesystem (on a full one: `tests/outbox_disk.rs`, with
+//! the daemon: `tests/disk.rs`).
 #![allow(clippy::unwrap_used)]
 
 use super::*;
