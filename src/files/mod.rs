@@ -80,6 +80,20 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// The file the error is about.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::NotFound { path }
+            | Self::Directory { path }
+            | Self::NotRegular { path }
+            | Self::NotReadable { path, .. }
+            | Self::Io { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Format { path, .. } => path,
+        }
+    }
+
     /// A [`FileError::Format`] for `path`.
     pub fn format(path: &Path, message: impl Into<String>) -> Self {
         Self::Format {
@@ -202,11 +216,11 @@ pub fn readable(path: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Reads a UTF-8 text file of at most `limit` bytes.
+/// Reads a file of at most `limit` bytes.
 ///
 /// # Errors
-/// [`FileError`], also for text that is not UTF-8 (with the byte offset).
-pub fn read_to_string(path: &Path, limit: u64, what: &'static str) -> Result<String, FileError> {
+/// [`FileError`].
+pub fn read_bytes(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, FileError> {
     let (file, len) = open_limited(path, limit, what)?;
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // `take`: a file that grows while it is read still stops at the limit.
@@ -214,7 +228,15 @@ pub fn read_to_string(path: &Path, limit: u64, what: &'static str) -> Result<Str
         .read_to_end(&mut bytes)
         .map_err(|e| FileError::io(path, &e))?;
     check_size(path, bytes.len() as u64, limit, what)?;
-    String::from_utf8(bytes).map_err(|e| {
+    Ok(bytes)
+}
+
+/// Reads a UTF-8 text file of at most `limit` bytes.
+///
+/// # Errors
+/// [`FileError`], also for text that is not UTF-8 (with the byte offset).
+pub fn read_to_string(path: &Path, limit: u64, what: &'static str) -> Result<String, FileError> {
+    String::from_utf8(read_bytes(path, limit, what)?).map_err(|e| {
         FileError::format(
             path,
             format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
@@ -231,7 +253,10 @@ mod tests {
     fn a_directory_a_missing_file_and_a_fifo_each_get_their_own_reason() {
         let dir = tempfile::tempdir().unwrap();
         let e = open(dir.path()).unwrap_err();
-        assert_eq!(e.to_string(), format!("{}: is a directory, not a file", dir.path().display()));
+        assert_eq!(
+            e.to_string(),
+            format!("{}: is a directory, not a file", dir.path().display())
+        );
         let missing = dir.path().join("missing.npy");
         assert_eq!(
             open(&missing).unwrap_err().to_string(),

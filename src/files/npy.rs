@@ -179,11 +179,13 @@ pub fn read_header(
     }
     let mut bytes = Vec::with_capacity(preamble + header_len);
     bytes.extend_from_slice(&start);
-    bytes.extend_from_slice(&(if len_bytes == 2 {
-        (header_len as u16).to_le_bytes().to_vec()
-    } else {
-        (header_len as u32).to_le_bytes().to_vec()
-    }));
+    bytes.extend_from_slice(
+        &(if len_bytes == 2 {
+            (header_len as u16).to_le_bytes().to_vec()
+        } else {
+            (header_len as u32).to_le_bytes().to_vec()
+        }),
+    );
     bytes.resize(preamble + header_len, 0);
     read_exact(reader, &mut bytes[preamble..], path)?;
     check_nesting(&bytes[preamble..]).map_err(|m| not_npy(&m))?;
@@ -223,16 +225,14 @@ pub fn read_header(
                 ),
             ))
         }
-        None => {
-            return Err(FileError::format(
-                path,
-                format!(
-                    "header declares {} {shape}, more bytes than any file can hold; the file holds {}",
-                    dtype.name(),
-                    human_bytes(data_left)
-                ),
-            ))
-        }
+        None => return Err(FileError::format(
+            path,
+            format!(
+                "header declares {} {shape}, more bytes than any file can hold; the file holds {}",
+                dtype.name(),
+                human_bytes(data_left)
+            ),
+        )),
     }
     Ok(NpyHeader {
         dtype,
@@ -482,6 +482,9 @@ mod tests {
         ndarray_npy::write_npy(&p, &a).unwrap();
         assert_eq!(read::<u16, Ix2>(&p, 1 << 20, "x").unwrap(), a);
         let h = probe(&p).unwrap();
-        assert_eq!((h.dtype, h.shape.clone(), h.data_bytes), (Dtype::Uint(2), vec![3, 5], 30));
+        assert_eq!(
+            (h.dtype, h.shape.clone(), h.data_bytes),
+            (Dtype::Uint(2), vec![3, 5], 30)
+        );
     }
 }

@@ -25,7 +25,10 @@ const MERGES: usize = 49152 - 256 - 2;
 /// Errors loading the vocabulary.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
-    /// The file could not be read or decompressed.
+    /// The file cannot be opened or read, or is too large.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The file could not be decompressed.
     #[error("{path}: cannot read the CLIP BPE vocabulary: {source}")]
     Read {
         /// The file.
@@ -78,12 +81,24 @@ impl ClipTokenizer {
             path: path.to_path_buf(),
             source,
         };
-        let raw = std::fs::read(path).map_err(read_err)?;
+        let limit = crate::files::MAX_TEXT_BYTES;
+        let raw = crate::files::read_bytes(path, limit, "a CLIP BPE vocabulary")?;
         let text = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
+            // A few compressed bytes can expand to gigabytes: stop past the limit.
             flate2::read::GzDecoder::new(raw.as_slice())
+                .take(limit + 1)
                 .read_to_string(&mut s)
                 .map_err(read_err)?;
+            if s.len() as u64 > limit {
+                return Err(TextError::Format {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "decompresses to more than {}",
+                        crate::files::human_bytes(limit)
+                    ),
+                });
+            }
             s
         } else {
             String::from_utf8(raw).map_err(|e| TextError::Format {
