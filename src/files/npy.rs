@@ -190,7 +190,7 @@ pub fn read_header(
     read_exact(reader, &mut bytes[preamble..], path)?;
     check_nesting(&bytes[preamble..]).map_err(|m| not_npy(&m))?;
     let header = Header::from_reader(&mut bytes.as_slice())
-        .map_err(|e| not_npy(&format!("bad header: {e}")))?;
+        .map_err(|e| not_npy(&format!("bad header: {}", one_line(&e.to_string()))))?;
     let Some(descr) = header.type_descriptor.as_string() else {
         return Err(FileError::format(
             path,
@@ -225,14 +225,16 @@ pub fn read_header(
                 ),
             ))
         }
-        None => return Err(FileError::format(
-            path,
-            format!(
+        None => {
+            return Err(FileError::format(
+                path,
+                format!(
                 "header declares {} {shape}, more bytes than any file can hold; the file holds {}",
                 dtype.name(),
                 human_bytes(data_left)
             ),
-        )),
+            ))
+        }
     }
     Ok(NpyHeader {
         dtype,
@@ -243,8 +245,24 @@ pub fn read_header(
     })
 }
 
-/// Refuses header text nested deeper than any plain array needs (the header parser recurses per
-/// bracket, so thousands of brackets could exhaust the stack).
+/// The header parser's message on one line: its first line and what it expected (it quotes the
+/// header over several lines, with a caret).
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim);
+    let mut out: String = lines.next().unwrap_or_default().to_string();
+    if let Some(expected) = lines.find_map(|l| l.strip_prefix("= ")) {
+        out.push_str("; ");
+        out.push_str(expected);
+    }
+    let out: String = out
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Refuses header text nested deeper than any plain array needs: the header parser's memory
+/// grows with the nesting (640 KiB at once for 10 KB of brackets).
 fn check_nesting(text: &[u8]) -> Result<(), String> {
     let mut depth = 0usize;
     for &b in text {

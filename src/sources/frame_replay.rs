@@ -57,7 +57,7 @@ impl FrameKind {
     fn refuses(self, dtype: Dtype) -> Option<&'static str> {
         match (self, dtype) {
             (Self::Depth, Dtype::Uint(2)) => None,
-            (Self::Depth, _) => Some("a depth recording must be uint16"),
+            (Self::Depth, _) => Some("a depth recording must be uint16 (16-bit depth units)"),
             (Self::Thermal { radiometric: true }, Dtype::Uint(1)) => {
                 Some("agc = \"fixed_celsius\" needs uint16 (radiometric) frames")
             }
