@@ -230,13 +230,16 @@ fn still_imu() -> String {
     )
 }
 
+/// Writes an embeddings file.
+type WriteNpy = Box<dyn Fn(&Path)>;
+
 #[test]
 fn invalid_or_empty_concept_banks_fail_check_and_run_with_78() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     model_set(&models);
     let config = config_with(dir.path(), Some(&models), &still_imu());
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    let cases: Vec<(&str, WriteNpy, &str)> = vec![
         (
             "a\nb\n",
             Box::new(|p| huge_npy(p, "<f4")),

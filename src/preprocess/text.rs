@@ -316,6 +316,26 @@ mod tests {
     }
 
     #[test]
+    fn a_vocabulary_that_decompresses_beyond_the_limit_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("bomb.txt.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'a'; 1 << 20];
+        for _ in 0..17 {
+            gz.write_all(&zeros).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bytes = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert!(bytes.len() < 1 << 20);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
+        let e = ClipTokenizer::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.ends_with("decompresses to more than 16.0 MiB"), "{e}");
+    }
+
+    #[test]
     fn merges_are_applied_by_rank_and_words_end_with_the_end_marker() {
         let t = tiny();
         let ids = t.encode("Dog");
