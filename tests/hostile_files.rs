@@ -411,9 +411,9 @@ fn recordings_of_the_wrong_kind_fail_check_and_run_with_78() {
         let text = stderr(&out);
         for want in [
             format!("sources[0].path: {}: CSV parse error", wav.display()),
-            format!("sources[1].path: {}: is uint8 [2, 48, 64]; a depth recording must be uint16", u8_stack.display()),
+            format!("sources[1].path: {}: is uint8 [2, 48, 64]; a depth recording must be 16-bit (uint16, in depth units)", u8_stack.display()),
             format!("sources[2].path: {}: is uint8 [2, 48, 64]; agc = \"fixed_celsius\" needs uint16 (radiometric) frames", u8_stack.display()),
-            format!("sources[3].path: {}: is float32 [2, 48, 64]; a thermal recording must be uint8 or uint16", f32_stack.display()),
+            format!("sources[3].path: {}: is float32 [2, 48, 64], not a uint8 or uint16 thermal recording", f32_stack.display()),
             format!("sources[4].path: {}: not a WAV file", u8_stack.display()),
         ] {
             assert!(text.contains(&want), "no {want:?} in {text}");

@@ -53,16 +53,17 @@ impl FrameKind {
         }
     }
 
-    /// Why `dtype` does not fit, if it does not.
+    /// Why `dtype` does not fit (the rest of the message after the dtype and shape), if it
+    /// does not.
     fn refuses(self, dtype: Dtype) -> Option<&'static str> {
         match (self, dtype) {
             (Self::Depth, Dtype::Uint(2)) => None,
-            (Self::Depth, _) => Some("a depth recording must be uint16 (16-bit depth units)"),
+            (Self::Depth, _) => Some("; a depth recording must be 16-bit (uint16, in depth units)"),
             (Self::Thermal { radiometric: true }, Dtype::Uint(1)) => {
-                Some("agc = \"fixed_celsius\" needs uint16 (radiometric) frames")
+                Some("; agc = \"fixed_celsius\" needs uint16 (radiometric) frames")
             }
             (Self::Thermal { .. }, Dtype::Uint(1 | 2)) => None,
-            (Self::Thermal { .. }, _) => Some("a thermal recording must be uint8 or uint16"),
+            (Self::Thermal { .. }, _) => Some(", not a uint8 or uint16 thermal recording"),
         }
     }
 
@@ -123,7 +124,7 @@ pub fn load_stack(path: &Path, kind: FrameKind) -> Result<FrameStack, FrameFileE
     let format = |message: String| FrameFileError::File(FileError::format(path, message));
     if let Some(why) = kind.refuses(header.dtype) {
         return Err(format(format!(
-            "is {} {}; {why}",
+            "is {} {}{why}",
             header.dtype.name(),
             header.shape_text()
         )));
