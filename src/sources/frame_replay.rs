@@ -297,7 +297,7 @@ mod tests {
         let thermal = FrameKind::Thermal { radiometric: false };
         let err = load_stack(&f, thermal).unwrap_err().to_string();
         assert!(
-            err.ends_with("is float32 [4, 5]; a thermal recording must be uint8 or uint16"),
+            err.ends_with("is float32 [4, 5], not a uint8 or uint16 thermal recording"),
             "{err}"
         );
         let e = dir.path().join("e.npy");
