@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concepts::reload::{reload, ReloadError, ReloadOutcome};
 use crate::concepts::SharedConcepts;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Problem, SourceConfig};
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
 use crate::pipeline::stream::{spawn_stream, Processor};
@@ -271,6 +271,68 @@ async fn reload_concepts_on_request(
     }
 }
 
+/// What `run` would find wrong with the configuration when it opens the recordings: the rate of
+/// each IMU and audio recording (a CSV's timestamps, a WAV header) against the source's window and
+/// hop. The recordings are opened as `run` opens them; live devices are not (`check` must not
+/// need them), and a recording that cannot be opened is left to the file checks of
+/// [`validate`](crate::config::validate).
+#[must_use]
+pub fn recording_problems(config: &Config) -> Vec<Problem> {
+    config
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s, SourceConfig::ImuReplay(_) | SourceConfig::AudioReplay(_)))
+        .filter_map(|(index, source)| {
+            let opened = sources::build(config, source).ok()?;
+            Some(crate::config::source_rate_problems(
+                config,
+                index,
+                opened.sample_rate_hz(),
+            ))
+        })
+        .flatten()
+        .collect()
+}
+
+/// A source built, with the processor of its stream.
+type BuiltSource = (SourceConfig, Box<dyn sources::Source>, Processor);
+
+/// Opens every source and makes its stream's processor. A value that does not fit what a source
+/// turned out to be (a window shorter than one sample at a recording's rate, preprocessing
+/// options the preprocessor refuses) is a configuration error (exit 78) naming the key, like
+/// those `check` finds, all of them at once.
+///
+/// # Errors
+/// [`ConfigError::Invalid`](crate::config::ConfigError::Invalid) for those, else the first
+/// source that cannot be opened.
+fn build_sources(config: &Config) -> Result<Vec<BuiltSource>> {
+    let mut built = Vec::new();
+    let mut problems = Vec::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        let processor = Processor::for_source(source).map_err(|e| Problem {
+            path: format!("sources[{index}].preprocess"),
+            message: e.reason(),
+            ..Problem::default()
+        });
+        let opened = sources::build(config, source)?;
+        problems.extend(crate::config::source_rate_problems(
+            config,
+            index,
+            opened.sample_rate_hz(),
+        ));
+        match processor {
+            Ok(processor) => built.push((source.clone(), opened, processor)),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(built)
+    } else {
+        Err(config.invalid(problems).into())
+    }
+}
+
 /// Runs the daemon until `cancel` fires or every source has ended; a notification of
 /// `reload_concepts` reloads the concept bank.
 ///
@@ -312,11 +374,7 @@ pub async fn run_until(
         &LoadOptions::from_config(&config),
     )?;
     crate::service::status("starting: models warm; opening the sources");
-    let mut built = Vec::new();
-    for source in &config.sources {
-        let processor = Processor::for_source(source)?;
-        built.push((source.clone(), sources::build(&config, source)?, processor));
-    }
+    let built = build_sources(&config)?;
     let broker = Broker::from_url(&config.mqtt.url)?;
     let connection = crate::publish::connection::build(&config, broker.tls)?;
     let outbox = crate::publish::connection::open_outbox(&config, &telemetry).await?;

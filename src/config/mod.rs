@@ -1,7 +1,10 @@
 //! The daemon's TOML configuration: strict types (unknown fields rejected), sources as a tagged
 //! enum, units in field names. [`load`] parses a file; [`validate`] reports every problem at once.
 
+pub mod limits;
+mod parse;
 mod preprocess;
+mod ranges;
 mod sections;
 mod serial;
 mod sources;
@@ -11,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use parse::Locations;
 pub use preprocess::*;
+pub use ranges::source_rate_problems;
 pub use sections::*;
 pub use serial::*;
 pub use sources::*;
@@ -31,26 +36,29 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or does not match the schema.
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the problem.
-        line: usize,
-        /// 1-based column of the problem.
-        column: usize,
-        /// The parser's message.
-        message: String,
-    },
-    /// The file parsed but failed validation.
-    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    /// The file is not valid TOML, does not match the schema, or holds values that cannot be
+    /// used; or (found when `run` opened the sources) a value that does not fit what a recording
+    /// or device turned out to be.
+    #[error("{}", invalid_text(path, problems))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// Every problem found.
+        /// Every problem found, in file order.
         problems: Vec<Problem>,
     },
+}
+
+/// `file: N problem(s):` and one line per problem, `file:line:column: key: what`.
+fn invalid_text(path: &Path, problems: &[Problem]) -> String {
+    let file = path.display();
+    let mut out = format!("{file}: {} problem(s):", problems.len());
+    for p in problems {
+        match p.location {
+            Some((line, column)) => out.push_str(&format!("\n  {file}:{line}:{column}: {p}")),
+            None => out.push_str(&format!("\n  {file}: {p}")),
+        }
+    }
+    out
 }
 
 /// The whole configuration file.
@@ -81,34 +89,53 @@ pub struct Config {
     /// Directory that relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file this configuration was read from (named in messages).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Where each key is in that file, for problems found after it was read.
+    #[serde(skip)]
+    pub locations: Locations,
 }
 
 impl Config {
-    /// Parses TOML text; `path` is used for messages and as the base of relative paths.
+    /// Parses TOML text and reads it into a configuration (without validating the values);
+    /// `path` is used for messages and as the base of relative paths.
     ///
     /// # Errors
-    /// [`ConfigError::Parse`] with the line and column of the first syntax or schema error.
+    /// [`ConfigError::Invalid`] with every syntax, type and unknown-key problem, each with its
+    /// line and column.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse {
+        let parsed = parse::parse(text);
+        match parsed.config {
+            Some(config) if parsed.problems.is_empty() => Ok(config.placed(path, parsed.locations)),
+            _ => Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-            }
-        })?;
-        config.base_dir = path
+                problems: finish(parsed.problems, &parsed.locations, None),
+            }),
+        }
+    }
+
+    fn placed(mut self, path: &Path, locations: Locations) -> Self {
+        self.base_dir = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        if config.base_dir.as_os_str().is_empty() {
-            config.base_dir = PathBuf::from(".");
+        if self.base_dir.as_os_str().is_empty() {
+            self.base_dir = PathBuf::from(".");
         }
-        Ok(config)
+        self.path = path.to_path_buf();
+        self.locations = locations;
+        self
+    }
+
+    /// A configuration error for problems found after the file was read (when `run` opened the
+    /// sources): each placed at its key in the file and named with its sensor, as `check` does.
+    #[must_use]
+    pub fn invalid(&self, problems: Vec<Problem>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            problems: finish(problems, &self.locations, Some(self)),
+        }
     }
 
     /// A path from the file, resolved against the config file's directory.
@@ -131,32 +158,68 @@ impl Config {
     }
 }
 
-/// Reads, parses and validates a configuration file.
+/// Problems placed in the file (the key's line and column, else its table's), named with their
+/// sensor when `config` has one at that index, in file order (those without a place last).
+fn finish(
+    mut problems: Vec<Problem>,
+    locations: &Locations,
+    config: Option<&Config>,
+) -> Vec<Problem> {
+    for p in &mut problems {
+        if p.location.is_none() && !p.path.is_empty() {
+            p.location = locations.find(&p.path);
+        }
+        if p.sensor.is_none() {
+            p.sensor = source_index(&p.path)
+                .and_then(|i| config?.sources.get(i))
+                .map(|s| s.name().to_string())
+                .filter(|n| !n.is_empty());
+        }
+    }
+    problems.sort_by_key(|p| p.location.unwrap_or((usize::MAX, 0)));
+    problems
+}
+
+/// `2` for `sources[2].window_ms`.
+fn source_index(path: &str) -> Option<usize> {
+    path.strip_prefix("sources[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Reads, parses and validates a configuration file: every problem of the file in one report.
 ///
 /// # Errors
-/// Any [`ConfigError`]; validation problems are all reported together.
+/// [`ConfigError::Read`], or [`ConfigError::Invalid`] with every syntax, type, unknown-key,
+/// range and validation problem, each at its line and column.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let config = Config::parse(&text, path)?;
-    let problems = validate(&config);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        })
+    let parsed = parse::parse(&text);
+    let mut problems = parsed.problems.clone();
+    let config = parsed
+        .config
+        .clone()
+        .map(|c| c.placed(path, parsed.locations.clone()));
+    if let Some(config) = &config {
+        // Validation sees placeholders where keys could not be read: nothing is said of them.
+        problems.extend(
+            validate(config)
+                .into_iter()
+                .filter(|p| !parsed.concerns_unreadable(p)),
+        );
     }
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        config => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: finish(problems, &parsed.locations, config.as_ref()),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -175,21 +238,22 @@ mod tests {
     }
 
     #[test]
-    fn line_column_counts_from_one() {
-        assert_eq!(line_column("ab\ncd", 0), (1, 1));
-        assert_eq!(line_column("ab\ncd", 4), (2, 2));
-    }
-
-    #[test]
     fn unknown_field_names_line_and_column() {
         let text = "[device]\nid = \"a\"\nidd = 3\n";
         let err = Config::parse(text, Path::new("x.toml")).unwrap_err();
-        match err {
-            ConfigError::Parse { line, message, .. } => {
-                assert_eq!(line, 3);
-                assert!(message.contains("unknown field"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("unexpected {err:?}")
+        };
+        let unknown = problems.iter().find(|p| p.path == "device.idd").unwrap();
+        assert_eq!(unknown.location, Some((3, 1)));
+        assert_eq!(
+            unknown.message,
+            "unknown key \"idd\" (did you mean \"id\"?)"
+        );
+        assert!(
+            err.to_string()
+                .contains("x.toml:3:1: device.idd: unknown key"),
+            "{err}"
+        );
     }
 }
