@@ -199,26 +199,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let parsed = parse::parse(&text);
-    let mut problems = parsed.problems.clone();
-    let config = parsed
-        .config
-        .clone()
-        .map(|c| c.placed(path, parsed.locations.clone()));
-    if let Some(config) = &config {
-        // Validation sees placeholders where keys could not be read: nothing is said of them.
-        problems.extend(
-            validate(config)
-                .into_iter()
-                .filter(|p| !parsed.concerns_unreadable(p)),
-        );
-    }
-    match config {
-        Some(config) if problems.is_empty() => Ok(config),
-        config => Err(ConfigError::Invalid {
+    let parse::Parsed {
+        config,
+        mut problems,
+        poisoned,
+        locations,
+    } = parse::parse(&text);
+    let Some(config) = config.map(|c| c.placed(path, locations.clone())) else {
+        return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
-            problems: finish(problems, &parsed.locations, config.as_ref()),
-        }),
+            problems: finish(problems, &locations, None),
+        });
+    };
+    // Validation sees placeholders where keys could not be read: nothing is said of them.
+    problems.extend(
+        validate(&config)
+            .into_iter()
+            .filter(|p| !parse::concerns(p, &poisoned)),
+    );
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(config.invalid(problems))
     }
 }
 

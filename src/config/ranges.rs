@@ -516,3 +516,88 @@ pub fn source_rate_problems(config: &Config, index: usize, rate_hz: f64) -> Vec<
     }
     p.0
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[device]\nid = \"d\"\n[models]\ndir = \"m\"\n[mqtt]\nurl = \"mqtt://h\"\n{extra}"
+        );
+        Config::parse(&text, Path::new("x.toml")).unwrap()
+    }
+
+    fn problems(extra: &str) -> Vec<String> {
+        let mut p = Problems(Vec::new());
+        check(&config(extra), &mut p);
+        p.0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_witmotion_rate_the_baud_rate_cannot_carry_is_refused() {
+        let serial = "[[sources]]\ntype = \"imu_serial\"\nname = \"imu\"\npath = \"/dev/x\"\n\
+                      protocol = \"witmotion\"\nsample_rate_hz = 200.0\n";
+        assert_eq!(
+            problems(&format!("{serial}baud_rate = 9600\n")),
+            vec!["sources[0].sample_rate_hz: 200 Hz needs at least 44000 baud (22 bytes of WitMotion frames per sample), but baud_rate is 9600: at most 43 samples/s get through"]
+        );
+        assert!(problems(&format!("{serial}baud_rate = 115200\n")).is_empty());
+    }
+
+    #[test]
+    fn pairs_must_be_ordered_and_ports_not_zero() {
+        let p = problems(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[[sources]]\ntype = \"depth_replay\"\n\
+             name = \"d\"\npath = \"x.npy\"\n[sources.preprocess]\nmin_depth_m = 60.0\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "metrics.listen: port 0 is less than the 1 allowed: a TCP port is 16 bits, and port 0 would pick a random one nobody can scrape",
+                "sources[0].preprocess.max_depth_m: 50 must be above preprocess.min_depth_m (60)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_window_checked_at_the_rate_a_source_opened_with_names_the_rate() {
+        let c = config(
+            "[[sources]]\ntype = \"audio_replay\"\nname = \"a\"\npath = \"a.wav\"\nhop_ms = 25\n",
+        );
+        // 2 s at 48 kHz is fine, at 1 Hz (no real WAV) the rate itself is refused.
+        assert!(source_rate_problems(&c, 0, 48_000.0).is_empty());
+        assert_eq!(
+            source_rate_problems(&c, 0, 1.0)[0].to_string(),
+            "sources[0].sample_rate_hz: the recording's 1 Hz is less than the 8000 Hz allowed: audio devices run from 8 kHz (telephony) to 384 kHz; ImageBind resamples to 16 kHz"
+        );
+        let c = config(
+            "[[sources]]\ntype = \"imu_replay\"\nname = \"i\"\npath = \"a.csv\"\nwindow_ms = 3\nhop_ms = 2\n",
+        );
+        let p: Vec<String> = source_rate_problems(&c, 0, 200.0)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            p,
+            vec![
+                "sources[0].window_ms: 3 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
+                "sources[0].hop_ms: 2 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cross_check_names_the_keys_it_depends_on() {
+        let c = config("");
+        let mut c2 = c.clone();
+        c2.models.max_batch = 8;
+        c2.models.queue_capacity = 4;
+        let mut p = Problems(Vec::new());
+        check(&c2, &mut p);
+        assert_eq!(p.0.len(), 1);
+        assert_eq!(p.0[0].related, vec!["models.queue_capacity".to_string()]);
+    }
+}

@@ -31,6 +31,8 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.sensor {
             Some(name) => write!(f, "{} ({name}): {}", self.path, self.message),
+            // A syntax error belongs to no key.
+            None if self.path.is_empty() => f.write_str(&self.message),
             None => write!(f, "{}: {}", self.path, self.message),
         }
     }
