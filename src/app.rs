@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concepts::reload::{reload, ReloadError, ReloadOutcome};
 use crate::concepts::SharedConcepts;
-use crate::config::{Config, Problem, SourceConfig};
+use crate::config::{Config, SourceConfig};
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
-use crate::pipeline::stream::{spawn_stream, Processor};
+use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
@@ -26,6 +26,11 @@ use crate::sources::{self, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
+
+mod open;
+
+use open::build_sources;
+pub use open::recording_problems;
 
 /// Knobs of one run that are flags, not config.
 #[derive(Debug, Clone)]
@@ -268,68 +273,6 @@ async fn reload_concepts_on_request(
                     "new concept bank refused; the previous one stays in use");
             }
         }
-    }
-}
-
-/// What `run` would find wrong with the configuration when it opens the recordings: the rate of
-/// each IMU and audio recording (a CSV's timestamps, a WAV header) against the source's window and
-/// hop. The recordings are opened as `run` opens them; live devices are not (`check` must not
-/// need them), and a recording that cannot be opened is left to the file checks of
-/// [`validate`](crate::config::validate).
-#[must_use]
-pub fn recording_problems(config: &Config) -> Vec<Problem> {
-    config
-        .sources
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s, SourceConfig::ImuReplay(_) | SourceConfig::AudioReplay(_)))
-        .filter_map(|(index, source)| {
-            let opened = sources::build(config, source).ok()?;
-            Some(crate::config::source_rate_problems(
-                config,
-                index,
-                opened.sample_rate_hz(),
-            ))
-        })
-        .flatten()
-        .collect()
-}
-
-/// A source built, with the processor of its stream.
-type BuiltSource = (SourceConfig, Box<dyn sources::Source>, Processor);
-
-/// Opens every source and makes its stream's processor. A value that does not fit what a source
-/// turned out to be (a window shorter than one sample at a recording's rate, preprocessing
-/// options the preprocessor refuses) is a configuration error (exit 78) naming the key, like
-/// those `check` finds, all of them at once.
-///
-/// # Errors
-/// [`ConfigError::Invalid`](crate::config::ConfigError::Invalid) for those, else the first
-/// source that cannot be opened.
-fn build_sources(config: &Config) -> Result<Vec<BuiltSource>> {
-    let mut built = Vec::new();
-    let mut problems = Vec::new();
-    for (index, source) in config.sources.iter().enumerate() {
-        let processor = Processor::for_source(source).map_err(|e| Problem {
-            path: format!("sources[{index}].preprocess"),
-            message: e.reason(),
-            ..Problem::default()
-        });
-        let opened = sources::build(config, source)?;
-        problems.extend(crate::config::source_rate_problems(
-            config,
-            index,
-            opened.sample_rate_hz(),
-        ));
-        match processor {
-            Ok(processor) => built.push((source.clone(), opened, processor)),
-            Err(problem) => problems.push(problem),
-        }
-    }
-    if problems.is_empty() {
-        Ok(built)
-    } else {
-        Err(config.invalid(problems).into())
     }
 }
 

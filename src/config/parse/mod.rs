@@ -6,13 +6,19 @@
 //! never reports on a placeholder. `[[sources]]` entries are read one by one by their `type`:
 //! serde's tagged enums buffer the table and lose the position of every error inside it.
 
+mod document;
+mod explain;
+
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::Deserialize;
 use toml::de::{DeArray, DeTable, DeValue, Deserializer};
 use toml::Spanned;
+
+pub use document::Locations;
+use document::{find_table, is_under_any, join, locate, remove_value, set_value, Lines, Seg};
+use explain::{expected_names, explain, quoted_after, suggestion};
 
 use super::validate::Problem;
 use super::{
@@ -50,209 +56,6 @@ fn source_from<'i>(
         "alsa_audio" => AlsaAudioConfig::deserialize(de).map(SourceConfig::AlsaAudio),
         _ => return None,
     })
-}
-
-/// A step of a key path.
-#[derive(Debug, Clone, PartialEq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-fn join(prefix: &str, segs: &[Seg]) -> String {
-    let mut out = prefix.to_string();
-    for seg in segs {
-        match seg {
-            Seg::Key(k) if out.is_empty() => out.push_str(k),
-            Seg::Key(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-/// Line and column (1-based, in characters) of byte offsets of a text.
-struct Lines<'t> {
-    text: &'t str,
-    starts: Vec<usize>,
-}
-
-impl<'t> Lines<'t> {
-    fn new(text: &'t str) -> Self {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Self { text, starts }
-    }
-
-    /// `None` for an offset past the text (a placeholder's).
-    fn at(&self, offset: usize) -> Option<(usize, usize)> {
-        if offset > self.text.len() {
-            return None;
-        }
-        let line = self.starts.partition_point(|&s| s <= offset);
-        let start = self.starts[line.saturating_sub(1)];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
-        Some((line, column))
-    }
-}
-
-/// Where each key of a configuration file is: its path (`sources[2].window_ms`) to the line
-/// and column of its value (of the header, for a table).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Locations(BTreeMap<String, (usize, usize)>);
-
-impl Locations {
-    fn of(lines: &Lines<'_>, root: &DeTable<'_>) -> Self {
-        let mut map = BTreeMap::new();
-        walk(root, &mut Vec::new(), &mut |segs, key, value| {
-            let _ = key;
-            if let Some(at) = lines.at(value.span().start) {
-                map.insert(join("", segs), at);
-            }
-        });
-        Self(map)
-    }
-
-    /// The location of `path`, or else of the nearest enclosing key the file has (a key left at
-    /// its default is found at its table's header).
-    #[must_use]
-    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
-        let mut path = path;
-        loop {
-            if let Some(at) = self.0.get(path) {
-                return Some(*at);
-            }
-            let cut = path.rfind(['.', '['])?;
-            path = &path[..cut];
-        }
-    }
-}
-
-type Visit<'a> = dyn FnMut(&[Seg], Option<&Spanned<Cow<'_, str>>>, &Spanned<DeValue<'_>>) + 'a;
-
-/// Calls `f` for every key and array element below `table`, depth first.
-fn walk(table: &DeTable<'_>, segs: &mut Vec<Seg>, f: &mut Visit<'_>) {
-    for (key, value) in table.iter() {
-        segs.push(Seg::Key(key.get_ref().to_string()));
-        f(segs, Some(key), value);
-        walk_value(value, segs, f);
-        segs.pop();
-    }
-}
-
-fn walk_value(value: &Spanned<DeValue<'_>>, segs: &mut Vec<Seg>, f: &mut Visit<'_>) {
-    match value.get_ref() {
-        DeValue::Table(t) => walk(t, segs, f),
-        DeValue::Array(a) => {
-            for (i, item) in a.iter().enumerate() {
-                segs.push(Seg::Index(i));
-                f(segs, None, item);
-                walk_value(item, segs, f);
-                segs.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The key (or array element) an error span points at: the value whose span is the error's,
-/// else the key whose span is, else the smallest value that contains it.
-fn locate(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    let mut value_hit = None;
-    let mut key_hit = None;
-    let mut containing: Option<(usize, Vec<Seg>)> = None;
-    walk(table, &mut Vec::new(), &mut |segs, key, value| {
-        let v = value.span();
-        if v == *span && value_hit.is_none() {
-            value_hit = Some(segs.to_vec());
-        }
-        if key.is_some_and(|k| k.span() == *span) {
-            key_hit = Some(segs.to_vec());
-        }
-        if v.start <= span.start && span.end <= v.end && v != *span {
-            let len = v.end - v.start;
-            if containing.as_ref().is_none_or(|(best, _)| len < *best) {
-                containing = Some((len, segs.to_vec()));
-            }
-        }
-    });
-    value_hit
-        .or(key_hit)
-        .or_else(|| containing.map(|(_, segs)| segs))
-}
-
-/// The table whose span is `span` exactly (`[]` for `root` itself).
-fn find_table(root: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Option<Vec<Seg>> {
-    if root.span() == *span {
-        return Some(Vec::new());
-    }
-    let mut hit = None;
-    walk(root.get_ref(), &mut Vec::new(), &mut |segs, _, value| {
-        if hit.is_none() && value.span() == *span && matches!(value.get_ref(), DeValue::Table(_)) {
-            hit = Some(segs.to_vec());
-        }
-    });
-    hit
-}
-
-fn child_table<'a, 'i>(table: &'a mut DeTable<'i>, seg: &Seg) -> Option<&'a mut DeTable<'i>> {
-    let Seg::Key(k) = seg else { return None };
-    match table.get_mut(k.as_str())?.get_mut() {
-        DeValue::Table(t) => Some(t),
-        _ => None,
-    }
-}
-
-/// The table at `segs` below `root` (tables all the way).
-fn table_at<'a, 'i>(root: &'a mut DeTable<'i>, segs: &[Seg]) -> Option<&'a mut DeTable<'i>> {
-    segs.iter()
-        .try_fold(root, |table, seg| child_table(table, seg))
-}
-
-fn set_value<'i>(root: &mut DeTable<'i>, segs: &[Seg], value: Spanned<DeValue<'i>>) -> bool {
-    let Some((Seg::Key(last), parent)) = segs.split_last() else {
-        return false;
-    };
-    let Some(table) = table_at(root, parent) else {
-        return false;
-    };
-    let key = Spanned::new(value.span(), Cow::Owned(last.clone()));
-    table.insert(key, value);
-    true
-}
-
-fn remove_value(root: &mut DeTable<'_>, segs: &[Seg]) -> bool {
-    let Some((Seg::Key(last), parent)) = segs.split_last() else {
-        return false;
-    };
-    table_at(root, parent).is_some_and(|t| t.remove(last.as_str()).is_some())
-}
-
-/// The text between the first pair of backticks after `prefix` in `message`.
-fn quoted_after<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
-    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
-    rest.split('`').next()
-}
-
-/// The names between backticks after "expected" in serde's unknown variant/field messages.
-fn expected_names(message: &str) -> Vec<String> {
-    message
-        .split_once("expected")
-        .map(|(_, list)| {
-            list.split('`')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A placeholder put in for a required key that is missing or could not be read.
@@ -515,146 +318,6 @@ fn placeholder_source() -> Option<SourceConfig> {
     .ok()
 }
 
-/// Whether `path` is `base`, or a key or element below it.
-fn is_under(path: &str, base: &str) -> bool {
-    path.strip_prefix(base)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-}
-
-fn is_under_any(path: &str, bases: &[String]) -> bool {
-    bases.iter().any(|b| is_under(path, b))
-}
-
-/// The closest of `names` to `word`, if it is close enough to be a typo.
-fn suggestion<'n>(word: &str, names: impl Iterator<Item = &'n str>) -> Option<&'n str> {
-    names
-        .map(|n| (strsim::jaro_winkler(word, n), n))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
-}
-
-/// What a serde message means for the person editing the file.
-fn explain(message: &str, key: Option<&str>, found: &str) -> String {
-    let found = shorten(found);
-    if let Some(field) = quoted_after(message, "unknown field ") {
-        let known = expected_names(message);
-        return match suggestion(field, known.iter().map(String::as_str)) {
-            Some(s) => format!("unknown key \"{field}\" (did you mean \"{s}\"?)"),
-            None if known.is_empty() => format!("unknown key \"{field}\""),
-            None => format!(
-                "unknown key \"{field}\"; the keys here are {}",
-                known.join(", ")
-            ),
-        };
-    }
-    if let Some(variant) = quoted_after(message, "unknown variant ") {
-        let names: Vec<String> = expected_names(message)
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect();
-        return format!("\"{variant}\" is not one of {}", names.join(", "));
-    }
-    if let Some(field) = quoted_after(message, "duplicate field ") {
-        return format!("\"{field}\" is set twice");
-    }
-    for kind in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(kind) {
-            let (what, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-            let too_large = (kind == "invalid value: " && what.starts_with("integer"))
-                || what.contains(" as i128");
-            let (why, up_to) = if what.starts_with("integer `-") {
-                (" (negative)", String::new())
-            } else if too_large {
-                (
-                    " (too large)",
-                    type_max(expected).map_or(String::new(), |m| format!(" up to {m}")),
-                )
-            } else {
-                ("", String::new())
-            };
-            return format!(
-                "expected {}{up_to}, found {found}{why}",
-                expected_words(expected, key)
-            );
-        }
-    }
-    message.to_string()
-}
-
-/// The largest value of an unsigned integer type serde names.
-fn type_max(expected: &str) -> Option<u64> {
-    Some(match expected {
-        "u8" => u8::MAX.into(),
-        "u16" => u16::MAX.into(),
-        "u32" => u32::MAX.into(),
-        "u64" | "usize" => u64::MAX,
-        _ => return None,
-    })
-}
-
-fn shorten(found: &str) -> String {
-    let one_line = found.lines().next().unwrap_or("").trim();
-    if one_line.chars().count() > 40 {
-        format!("{}…", one_line.chars().take(40).collect::<String>())
-    } else {
-        one_line.to_string()
-    }
-}
-
-/// serde's name for an expected type, in words, with the unit its key is in.
-fn expected_words(expected: &str, key: Option<&str>) -> String {
-    let unit = key.and_then(key_unit);
-    let with_unit = |kind: &str| match unit {
-        Some(u) => format!("{kind} of {u}"),
-        None => kind.to_string(),
-    };
-    match expected {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => with_unit("a whole number"),
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => with_unit("a whole number"),
-        "f32" | "f64" => with_unit("a number"),
-        "a boolean" => "true or false".into(),
-        "a string" | "a borrowed string" => "text in quotes".into(),
-        "path string" => "a path in quotes".into(),
-        "a sequence" => "a list in brackets, like [\"a\", \"b\"]".into(),
-        e if e.starts_with("struct ") || e == "a map" => "a table (a [section] or { … })".into(),
-        e if e.starts_with("enum ") || e == "string or map" => {
-            "one of this key's names, in quotes".into()
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The unit a key's name says its value is in.
-fn key_unit(key: &str) -> Option<&'static str> {
-    let suffixes = [
-        ("_ms", "milliseconds"),
-        ("_s", "seconds"),
-        ("_hz", "hertz"),
-        ("_bytes", "bytes"),
-        ("_px", "pixels"),
-        ("_m", "metres"),
-        ("_c", "degrees Celsius"),
-        ("_g", "g"),
-        ("_dps", "degrees per second"),
-        ("fps", "frames per second"),
-        ("queue_capacity", "items waiting"),
-        ("threads", "threads"),
-        ("baud_rate", "bits per second"),
-        ("_bits", "bits"),
-        ("top_k", "concepts"),
-        ("clips", "clips"),
-        ("channels", "channels"),
-        ("max_batch", "windows"),
-        ("max_frames", "frames"),
-        ("_rows", "rows"),
-    ];
-    suffixes
-        .iter()
-        .find(|(suffix, _)| key.ends_with(suffix))
-        .map(|(_, unit)| *unit)
-}
-
 /// A configuration file read with every problem found.
 #[derive(Debug)]
 pub(super) struct Parsed {
@@ -707,7 +370,7 @@ pub(super) fn parse(text: &str) -> Parsed {
     // The whole document has no header: a span of its own (the end of the text) tells a key
     // missing at the top level from one missing in a table.
     let end = text.len()..text.len();
-    let config = r.recover(Spanned::new(end, root), "", |de| Config::deserialize(de));
+    let config = r.recover(Spanned::new(end, root), "", Config::deserialize);
     let sources = sources.map(|s| r.sources(s)).unwrap_or_default();
     let config = config.map(|mut c| {
         c.sources = sources;
