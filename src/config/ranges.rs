@@ -574,7 +574,7 @@ mod tests {
             "sources[0].sample_rate_hz: the recording's 1 Hz is less than the 8000 Hz allowed: audio devices run from 8 kHz (telephony) to 384 kHz; ImageBind resamples to 16 kHz"
         );
         let c = config(
-            "[[sources]]\ntype = \"imu_replay\"\nname = \"i\"\npath = \"a.csv\"\nwindow_ms = 3\nhop_ms = 2\n",
+            "[[sources]]\ntype = \"imu_replay\"\nname = \"i\"\npath = \"a.csv\"\nwindow_ms = 2\nhop_ms = 1\n",
         );
         let p: Vec<String> = source_rate_problems(&c, 0, 200.0)
             .iter()
@@ -583,8 +583,8 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "sources[0].window_ms: 3 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
-                "sources[0].hop_ms: 2 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
+                "sources[0].window_ms: 2 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
+                "sources[0].hop_ms: 1 ms holds no sample at the recording's 200 Hz (one sample every 5 ms)",
             ]
         );
     }
