@@ -69,12 +69,18 @@ fn replays_of_huge_npy_and_wav_files_fail_check_and_run_with_78_naming_each() {
     for out in [check(&config), run_daemon(&config)] {
         assert_exit(&out, EX_CONFIG);
         let text = stderr(&out);
-        for (i, file) in [&imu, &thermal, &depth].iter().enumerate() {
-            let want = format!("sources[{i}].path: {}: header declares", file.display());
+        for (i, (name, file)) in [("imu", &imu), ("thermal", &thermal), ("depth", &depth)]
+            .iter()
+            .enumerate()
+        {
+            let want = format!(
+                "sources[{i}].path ({name}): {}: header declares",
+                file.display()
+            );
             assert!(text.contains(&want), "no {want:?} in {text}");
         }
         let want = format!(
-            "sources[3].path: {}: the data chunk declares 4.0 GiB, but the file holds 4 B after the header",
+            "sources[3].path (audio): {}: the data chunk declares 4.0 GiB, but the file holds 4 B after the header",
             wav.display()
         );
         assert!(text.contains(&want), "no {want:?} in {text}");
@@ -126,11 +132,11 @@ fn recordings_of_the_wrong_kind_fail_check_and_run_with_78() {
         assert_exit(&out, EX_CONFIG);
         let text = stderr(&out);
         for want in [
-            format!("sources[0].path: {}: CSV parse error", wav.display()),
-            format!("sources[1].path: {}: is uint8 [2, 48, 64]; a depth recording must be 16-bit (uint16, in depth units)", u8_stack.display()),
-            format!("sources[2].path: {}: is uint8 [2, 48, 64]; agc = \"fixed_celsius\" needs uint16 (radiometric) frames", u8_stack.display()),
-            format!("sources[3].path: {}: is float32 [2, 48, 64], not a uint8 or uint16 thermal recording", f32_stack.display()),
-            format!("sources[4].path: {}: not a WAV file", u8_stack.display()),
+            format!("sources[0].path (imu): {}: CSV parse error", wav.display()),
+            format!("sources[1].path (depth): {}: is uint8 [2, 48, 64]; a depth recording must be 16-bit (uint16, in depth units)", u8_stack.display()),
+            format!("sources[2].path (thermal): {}: is uint8 [2, 48, 64]; agc = \"fixed_celsius\" needs uint16 (radiometric) frames", u8_stack.display()),
+            format!("sources[3].path (thermal2): {}: is float32 [2, 48, 64], not a uint8 or uint16 thermal recording", f32_stack.display()),
+            format!("sources[4].path (audio): {}: not a WAV file", u8_stack.display()),
         ] {
             assert!(text.contains(&want), "no {want:?} in {text}");
         }
@@ -152,10 +158,13 @@ fn a_directory_or_a_missing_file_as_a_source_path_says_which() {
     let text = stderr(&out);
     for want in [
         format!(
-            "sources[0].path: {}: is a directory, not a file",
+            "sources[0].path (thermal): {}: is a directory, not a file",
             dir.path().display()
         ),
-        format!("sources[1].path: {}: does not exist", missing.display()),
+        format!(
+            "sources[1].path (depth): {}: does not exist",
+            missing.display()
+        ),
     ] {
         assert!(text.contains(&want), "no {want:?} in {text}");
     }

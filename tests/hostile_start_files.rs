@@ -258,7 +258,7 @@ fn files_the_service_user_cannot_read_fail_check_and_run_as_that_user_with_78() 
         assert_exit(&out, EX_CONFIG);
         let text = stderr(&out);
         for want in [
-            format!("sources[0].path: {}: {who}", recording.display()),
+            format!("sources[0].path (imu): {}: {who}", recording.display()),
             format!("mqtt.tls.ca_file: {}: {who}", ca.display()),
             format!("models.dir: {}: {who}", models.join("imu.onnx").display()),
             format!(
