@@ -219,10 +219,27 @@ pub fn main() -> i32 {
                 eprintln!("error: {ce}");
                 return EX_CONFIG;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             1
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text is already part of
+/// the message (a `thiserror` message that quotes its `source`) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

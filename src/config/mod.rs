@@ -1,6 +1,7 @@
 //! The daemon's TOML configuration: strict types (unknown fields rejected), sources as a tagged
 //! enum, units in field names. [`load`] parses a file; [`validate`] reports every problem at once.
 
+mod file_checks;
 pub mod limits;
 mod parse;
 mod preprocess;

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::file_checks;
 use super::{
     AlsaAudioConfig, Config, CsvColumn, ExecutionProviderKind, ImuFileFormat, ImuSerialConfig,
     Radiometric, RealsenseConfig, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
@@ -81,12 +82,8 @@ fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
             "set either password_file or password_env, not both",
         ),
         (Some(f), None) => {
-            let f = config.resolve(f);
-            if !f.is_file() {
-                p.add(
-                    "mqtt.password_file",
-                    format!("{} does not exist", f.display()),
-                );
+            if let Some(m) = file_checks::unreadable(&config.resolve(f)) {
+                p.add("mqtt.password_file", m);
             }
         }
         (None, Some(var)) => {
@@ -111,20 +108,8 @@ fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
                 "is set but mqtt.url is not mqtts://",
             );
         }
-        for (field, file) in [
-            ("ca_file", &tls.ca_file),
-            ("client_cert_file", &tls.client_cert_file),
-            ("client_key_file", &tls.client_key_file),
-        ] {
-            if let Some(f) = file {
-                let f = config.resolve(f);
-                if !f.is_file() {
-                    p.add(
-                        format!("mqtt.tls.{field}"),
-                        format!("{} does not exist", f.display()),
-                    );
-                }
-            }
+        for (field, message) in file_checks::tls(config) {
+            p.add(field, message);
         }
         if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
             p.add(
@@ -197,12 +182,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
 
     let rt = &config.runtime;
     if let Some(lib) = &rt.library_path {
-        let lib = config.resolve(lib);
-        if !lib.is_file() {
-            p.add(
-                "runtime.library_path",
-                format!("{} does not exist", lib.display()),
-            );
+        if let Some(m) = file_checks::unreadable(&config.resolve(lib)) {
+            p.add("runtime.library_path", m);
         }
     }
     if rt.execution_providers.is_empty() {
@@ -239,6 +220,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "models.dir",
             format!("{} has no manifest.json", models_dir.display()),
         );
+    }
+    for message in file_checks::model_set(config) {
+        p.add("models.dir", message);
     }
 
     let mqtt = &config.mqtt;
@@ -293,8 +277,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         match source {
             SourceConfig::ImuReplay(c) => {
                 let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
+                if let Some(m) = file_checks::recording(config, source) {
+                    p.add(at("path"), m);
                 }
                 let format = match c.format {
                     ImuFileFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
@@ -319,28 +303,17 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                     );
                 }
             }
-            SourceConfig::ThermalReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
+            SourceConfig::ThermalReplay(_)
+            | SourceConfig::AudioReplay(_)
+            | SourceConfig::DepthReplay(_) => {
+                if let Some(m) = file_checks::recording(config, source) {
+                    p.add(at("path"), m);
                 }
             }
             SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
-            SourceConfig::AudioReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
-                }
-            }
             SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
             SourceConfig::Realsense(c) => realsense(&mut p, &at, config, c),
             SourceConfig::AlsaAudio(c) => alsa_audio(&mut p, &at, c),
-            SourceConfig::DepthReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
-                }
-            }
         }
     }
     if config.sources.is_empty() {
@@ -361,12 +334,8 @@ fn realsense(p: &mut Problems, at: &dyn Fn(&str) -> String, config: &Config, c: 
     }
     match &c.recording {
         Some(rec) => {
-            let path = config.resolve(rec);
-            if !path.is_file() {
-                p.add(
-                    at("recording"),
-                    format!("{} does not exist", path.display()),
-                );
+            if let Some(m) = file_checks::unreadable(&config.resolve(rec)) {
+                p.add(at("recording"), m);
             }
             if c.serial.is_some() {
                 p.add(at("serial"), "does not apply to a recording");
@@ -671,7 +640,7 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "sources[0].recording: /nonexistent/x.bag does not exist",
+                "sources[0].recording: /nonexistent/x.bag: does not exist",
                 "sources[0].serial: does not apply to a recording",
                 "sources[0].width_px: 0 px is less than the 1 px allowed: no depth or thermal camera has frames wider or taller than 4096 pixels",
                 "sources[0].fps: 1000 fps is more than the 300 fps allowed: RealSense depth modes run at 6 to 300 fps",
