@@ -18,7 +18,7 @@ use crate::concepts::SharedConcepts;
 use crate::config::{Config, SourceConfig};
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
-use crate::pipeline::stream::{spawn_stream, Processor};
+use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::payload::Topics;
 use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
@@ -26,6 +26,11 @@ use crate::sources::{self, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
+
+mod open;
+
+use open::build_sources;
+pub use open::recording_problems;
 
 /// Knobs of one run that are flags, not config.
 #[derive(Debug, Clone)]
@@ -312,11 +317,7 @@ pub async fn run_until(
         &LoadOptions::from_config(&config),
     )?;
     crate::service::status("starting: models warm; opening the sources");
-    let mut built = Vec::new();
-    for source in &config.sources {
-        let processor = Processor::for_source(source)?;
-        built.push((source.clone(), sources::build(&config, source)?, processor));
-    }
+    let built = build_sources(&config)?;
     let broker = Broker::from_url(&config.mqtt.url)?;
     let connection = crate::publish::connection::build(&config, broker.tls)?;
     let outbox = crate::publish::connection::open_outbox(&config, &telemetry).await?;

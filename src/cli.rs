@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::{self, RunOptions};
-use crate::config::{self, ConfigError, ExecutionProviderKind, EX_CONFIG};
+use crate::config::{self, limits, ConfigError, ExecutionProviderKind, EX_CONFIG};
 use crate::telemetry::init_logging;
 use crate::Modality;
 
@@ -39,7 +39,7 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Longest clean stop before what is left is abandoned.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = limits::flags::shutdown_timeout_s)]
         shutdown_timeout_s: u64,
     },
     /// Validate a configuration file and report every problem (exit 78 if any).
@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long)]
         ort_library: Option<PathBuf>,
         /// ONNX Runtime intra-op threads.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = limits::flags::intra_threads)]
         threads: usize,
     },
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
@@ -141,28 +141,28 @@ impl ModalityArg {
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputOptions {
     /// Sample rate of an IMU input.
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flags::imu_rate_hz)]
     pub rate_hz: Option<f64>,
     /// Audio: ImageBind clips taken from the file (its file loader uses 3).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = limits::flags::clips)]
     pub clips: usize,
     /// Thermal: map this temperature (°C) to black instead of the per-frame minimum.
-    #[arg(long, requires = "agc_max_c")]
+    #[arg(long, requires = "agc_max_c", allow_negative_numbers = true, value_parser = limits::flags::celsius)]
     pub agc_min_c: Option<f64>,
     /// Thermal: map this temperature (°C) to white instead of the per-frame maximum.
-    #[arg(long, requires = "agc_min_c")]
+    #[arg(long, requires = "agc_min_c", allow_negative_numbers = true, value_parser = limits::flags::celsius)]
     pub agc_max_c: Option<f64>,
     /// Thermal: how 16-bit pixels encode temperature (with --agc-min-c/--agc-max-c).
     #[arg(long, value_enum, default_value = "centi-kelvin")]
     pub radiometric: RadiometricArg,
     /// Depth: focal length of the depth camera, pixels (default: the reference 518.857901).
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flags::focal_px)]
     pub focal_px: Option<f64>,
     /// Depth: stereo baseline, metres (default: the reference 0.075).
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flags::baseline_m)]
     pub baseline_m: Option<f64>,
     /// Depth: metres per raw unit (default 0.001, millimetres).
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flags::depth_units_m)]
     pub depth_units_m: Option<f64>,
     /// Depth: skip the final standardisation (the `prenorm` alternative of SPEC.md §3).
     #[arg(long)]
@@ -219,10 +219,27 @@ pub fn main() -> i32 {
                 eprintln!("error: {ce}");
                 return EX_CONFIG;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             1
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text is already part of
+/// the message (a `thiserror` message that quotes its `source`) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -240,7 +257,7 @@ fn dispatch(command: Command) -> Result<i32> {
             config,
             shutdown_timeout_s,
         } => {
-            let cfg = config::load(&config)?;
+            let cfg = load_checked(&config)?;
             let options = RunOptions {
                 shutdown_timeout: Duration::from_secs(shutdown_timeout_s),
             };
@@ -287,6 +304,18 @@ fn dispatch(command: Command) -> Result<i32> {
     }
 }
 
+/// The configuration `run` uses, with every problem `run` would find in it before it loads a
+/// model: those of the file, and the windows at the rates of the recordings.
+fn load_checked(path: &Path) -> Result<config::Config, ConfigError> {
+    let cfg = config::load(path)?;
+    let problems = app::recording_problems(&cfg);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(cfg.invalid(problems))
+    }
+}
+
 #[allow(clippy::print_stdout, reason = "warm reports to the terminal")]
 fn warm(path: &Path) -> Result<i32> {
     let cfg = config::load(path)?;
@@ -310,7 +339,7 @@ fn warm(path: &Path) -> Result<i32> {
 
 #[allow(clippy::print_stdout, reason = "check reports to the terminal")]
 fn check(path: &Path) -> Result<i32> {
-    match config::load(path) {
+    match load_checked(path) {
         Ok(cfg) => {
             println!(
                 "{}: OK ({} source(s), models in {})",

@@ -8,6 +8,8 @@
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
 //! - [`bench`]: `edgebind bench`: per-modality and end-to-end measurements, system info.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
+//! - [`files`]: untrusted input files: precise open errors, size limits, the checked `.npy`
+//!   reader.
 //! - [`sources`]: one module per sensor source; each runs on its own named thread.
 //! - [`window`]: pure windowing of sample streams (window length, hop, gaps, capture times).
 //! - [`preprocess`]: pure, ImageBind-exact tensors per modality (SPEC.md).
@@ -27,6 +29,7 @@ pub mod bench;
 pub mod cli;
 pub mod concepts;
 pub mod config;
+pub mod files;
 pub mod inference;
 pub mod pipeline;
 pub mod preprocess;

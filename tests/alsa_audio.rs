@@ -88,14 +88,14 @@ fn every_alsa_problem_is_reported_with_its_path() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
-        "sources[0].device: must name an ALSA PCM",
-        "sources[0].sample_rate_hz: must be between 1 and 384000",
-        "sources[0].channels: must be between 1 and 32",
-        "sources[0].window_ms: must be >= 25",
-        "sources[0].clips: must be between 1 and 16",
-        "sources[0].queue_capacity: must be > 0",
-        "sources[0].reconnect_max_backoff_ms: must be >= 100",
-        "sources[0].max_frames: must be > 0",
+        "sources[0].device (mic): must name an ALSA PCM",
+        "sources[0].sample_rate_hz (mic): 0 Hz is less than the 8000 Hz allowed",
+        "sources[0].channels (mic): 0 channels is less than the 1 channel allowed",
+        "sources[0].window_ms (mic): 10 ms is less than the 25 ms allowed",
+        "sources[0].clips (mic): 0 clips is less than the 1 clip allowed",
+        "sources[0].queue_capacity (mic): 0 blocks is less than the 1 block allowed",
+        "sources[0].reconnect_max_backoff_ms (mic): 5 ms is less than the 100 ms allowed",
+        "sources[0].max_frames (mic): 0 frames is less than the 1 frame allowed",
     ] {
         assert!(err.contains(want), "missing {want:?} in {err}");
     }
@@ -241,3 +241,58 @@ fn a_device_that_does_not_exist_is_a_clear_error_naming_it() {
 // A format the device cannot deliver is not testable here: the `file` plugin over `null` accepts
 // any rate, channel count and format. The message listing the supported configurations is
 // unit-tested in `sources::alsa_audio::negotiate`.
+
+#[cfg(feature = "alsa")]
+#[test]
+fn a_window_too_long_at_the_rate_the_device_opened_with_is_a_configuration_error_exit_78() {
+    // `check` does not open the sound card, so it cannot know the device's rate; `run` learns it
+    // when it opens the device, and refuses a window that does not fit in memory at that rate
+    // with exit 78 (systemd does not restart into it) naming the key, not a panicking windower.
+    let dir = tempfile::tempdir().unwrap();
+    let alsa_config = file_pcm(dir.path(), 200.0, 1.0);
+    tone_wav(&dir.path().join("high.wav"), 4000.0, 1.0, 16_000);
+    let path = write_config(
+        dir.path(),
+        &config_text(
+            1,
+            dir.path(),
+            "device = \"testcap\"\nwindow_ms = 600000\nmax_frames = 16000\n",
+        ),
+    );
+    let check = run(edgebind()
+        .env("ALSA_CONFIG_PATH", &alsa_config)
+        .arg("check")
+        .arg("--config")
+        .arg(&path));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = run(edgebind()
+        .env("ALSA_CONFIG_PATH", &alsa_config)
+        .arg("run")
+        .arg("--config")
+        .arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(edgebind::config::EX_CONFIG),
+        "{err}"
+    );
+    let line = config_text(1, dir.path(), "device = \"testcap\"\nwindow_ms = 600000\n")
+        .lines()
+        .position(|l| l.starts_with("window_ms"))
+        .unwrap()
+        + 1;
+    let want = format!(
+        "{}:{line}:13: sources[0].window_ms (mic): 600000 ms (10 min) is ",
+        path.display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    assert!(err.contains("at the device's "), "{err}");
+    assert!(
+        !err.contains("edgebind running") && !err.contains("panicked"),
+        "{err}"
+    );
+}

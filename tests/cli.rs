@@ -53,10 +53,10 @@ hop_ms = 0
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
         "models.dir",
-        "sources[0].window_ms: must be > 0",
-        "sources[0].path",
-        "sources[1].hop_ms: must be > 0",
-        "sources[1].sample_rate_hz",
+        "sources[0].window_ms (a): 0 ms is less than the 1 ms allowed",
+        "sources[0].path (a)",
+        "sources[1].hop_ms (b): 0 ms is less than the 1 ms allowed",
+        "sources[1].sample_rate_hz (b)",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

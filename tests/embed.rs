@@ -17,7 +17,7 @@ use edgebind::preprocess::depth::DepthPreprocessor;
 use edgebind::preprocess::imu::ImuPreprocessor;
 use edgebind::preprocess::text::ClipTokenizer;
 use edgebind::preprocess::thermal::ThermalPreprocessor;
-use edgebind::sources::frame_replay::load_stack;
+use edgebind::sources::frame_replay::{load_stack, FrameKind};
 use edgebind::sources::imu_replay;
 use edgebind::sources::FrameImage;
 use edgebind::Modality;
@@ -176,7 +176,7 @@ fn write_png_rgb(path: &Path, a: &Array2<u8>) {
 #[test]
 fn embed_depth_from_npy_and_from_16_bit_png_equals_the_daemons_frame_embedding() {
     let npy = fixture("recordings/depth_demo_256x192_u16.npy");
-    let Some(FrameImage::U16(raw)) = load_stack(&npy).unwrap().frame(0) else {
+    let Some(FrameImage::U16(raw)) = load_stack(&npy, FrameKind::Depth).unwrap().frame(0) else {
         panic!("fixture is uint16")
     };
     let x = DepthPreprocessor::new(depth_params(&DepthPreprocessConfig::default(), None))
@@ -204,7 +204,10 @@ fn embed_depth_from_npy_and_from_16_bit_png_equals_the_daemons_frame_embedding()
 #[test]
 fn embed_thermal_from_npy_and_from_png_equals_the_daemons_frame_embedding() {
     let npy = fixture("recordings/thermal_demo_160x120_u16.npy");
-    let Some(FrameImage::U16(raw)) = load_stack(&npy).unwrap().frame(0) else {
+    let Some(FrameImage::U16(raw)) = load_stack(&npy, FrameKind::Thermal { radiometric: false })
+        .unwrap()
+        .frame(0)
+    else {
         panic!("fixture is uint16")
     };
     let mut pre =

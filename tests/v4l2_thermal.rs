@@ -80,8 +80,8 @@ fn every_camera_problem_is_reported_with_its_path() {
             "sources[0].pixel_format: layout \"infiray_split\" is a \"YUYV\" mode",
             "sources[0].telemetry_rows: only applies to layout = \"lepton\"",
             "sources[0].height_px: a split frame has an even height",
-            "sources[0].queue_capacity: must be > 0",
-            "sources[0].reconnect_max_backoff_ms: must be >= 100",
+            "sources[0].queue_capacity: 0 frames is less than the 1 frame allowed: a waiting frame holds its pixels (600 KiB at 640x480 16-bit); a camera's latest frame is the one worth embedding",
+            "sources[0].reconnect_max_backoff_ms: 10 ms is less than the 100 ms allowed: retries start at 100 ms and double up to this; past an hour a returning device or broker would wait for nothing",
         ]
     );
     let p = problems("device = \"card:\"\nlayout = \"lepton\"\nwidth_px = 160\nheight_px = 121\n");

@@ -15,7 +15,7 @@ use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::ThermalPreprocessor;
-use crate::sources::frame_replay::{load_stack, FrameStack};
+use crate::sources::frame_replay::{load_stack, FrameKind, FrameStack};
 use crate::Modality;
 
 /// IMU recording used (5 s windows at 200 Hz, resampled to ImageBind's 2000 samples).
@@ -229,10 +229,14 @@ pub struct ModalityInput {
     pub preparer: Preparer,
 }
 
-fn frames_u16(dir: Option<&Path>, file: &str) -> Result<Option<Array3<u16>>, BenchError> {
+fn frames_u16(
+    dir: Option<&Path>,
+    file: &str,
+    kind: FrameKind,
+) -> Result<Option<Array3<u16>>, BenchError> {
     let Some(dir) = dir else { return Ok(None) };
     let path = dir.join(file);
-    match load_stack(&path).map_err(|e| BenchError::Recordings {
+    match load_stack(&path, kind).map_err(|e| BenchError::Recordings {
         path: path.clone(),
         message: e.to_string(),
     })? {
@@ -309,7 +313,7 @@ impl ModalityInput {
                 )
             }
             Modality::Depth => {
-                let (frames, from) = match frames_u16(dir, DEPTH_RECORDING)? {
+                let (frames, from) = match frames_u16(dir, DEPTH_RECORDING, FrameKind::Depth)? {
                     Some(f) => (f, DEPTH_RECORDING.to_string()),
                     None => (
                         synthetic_frames(8, 480, 640, 500, 4000.0),
@@ -330,7 +334,11 @@ impl ModalityInput {
                 )
             }
             Modality::Thermal => {
-                let (frames, from) = match frames_u16(dir, THERMAL_RECORDING)? {
+                let (frames, from) = match frames_u16(
+                    dir,
+                    THERMAL_RECORDING,
+                    FrameKind::Thermal { radiometric: true },
+                )? {
                     Some(f) => (f, THERMAL_RECORDING.to_string()),
                     None => (
                         synthetic_frames(8, 120, 160, 29_000, 1500.0),

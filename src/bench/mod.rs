@@ -218,10 +218,11 @@ pub fn run_micro(
     Ok(results)
 }
 
-/// Parses a duration: `30s`, `500ms`, `2m`, or a number of seconds.
+/// Parses a duration: `30s`, `500ms`, `2m`, or a number of seconds, within
+/// [`BENCH_DURATION_S`](crate::config::limits::BENCH_DURATION_S).
 ///
 /// # Errors
-/// A message saying what is accepted.
+/// A message saying what is accepted, or why the duration is out of range.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
@@ -235,13 +236,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (t, 1.0)
     };
-    number
+    let seconds = number
         .trim()
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0)
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 30s, 500ms, 2m)"))
+        .map(|v| v * scale)
+        .ok_or_else(|| format!("{text:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    // Checked before it becomes a Duration, which panics beyond ~5e11 years.
+    crate::config::limits::BENCH_DURATION_S
+        .check(seconds)
+        .map(Duration::from_secs_f64)
+        .map_err(|e| e.0)
 }
 
 #[cfg(test)]
@@ -256,5 +262,14 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
+        // #14: 1e300 s made Duration::from_secs_f64 panic.
+        let Err(e) = parse_duration("1e300") else {
+            panic!("1e300 s accepted")
+        };
+        assert!(e.starts_with("1e300 s ("), "{e}");
+        assert!(
+            e.contains("is more than the 86400 s (1 days) allowed"),
+            "{e}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::bench::{
     self, find_models, load_manifest, parse_duration, BenchReport, E2eOptions, MicroOptions,
     ModelsInfo, OrtInfo, SystemInfo, REPORT_VERSION,
 };
-use crate::config::ExecutionProviderKind;
+use crate::config::{limits, ExecutionProviderKind};
 use crate::inference::OrtRuntime;
 
 /// Options of `edgebind bench`.
@@ -44,10 +44,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub modalities: Vec<ModalityArg>,
     /// Largest batch size tried (1, 2, 4, … up to this).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = limits::flags::max_batch)]
     pub max_batch: usize,
     /// ONNX Runtime intra-op threads per session (the daemon's `runtime.intra_threads`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = limits::flags::intra_threads)]
     pub intra_threads: usize,
     /// The bundled recordings (default: tests/fixtures/recordings of the repository; synthetic
     /// inputs when not found).

@@ -15,6 +15,7 @@ use crate::config::{
     DepthHoles, DepthNormalizeKind, DepthPreprocessConfig, ExecutionProviderKind, Radiometric,
     ThermalAgc, ThermalPreprocessConfig,
 };
+use crate::files::{self, npy};
 use crate::inference::{Encoder, OrtRuntime, TextEncoder};
 use crate::pipeline::stream::{depth_params, thermal_params};
 use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
@@ -23,7 +24,7 @@ use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::text::{ClipTokenizer, CONTEXT_LEN};
 use crate::preprocess::thermal::ThermalPreprocessor;
 use crate::sources::audio_replay::load_wav;
-use crate::sources::frame_replay::load_stack;
+use crate::sources::frame_replay::{load_stack, FrameKind, MAX_FRAME_SIDE_PX};
 use crate::sources::imu_replay;
 use crate::sources::FrameImage;
 use crate::Modality;
@@ -131,8 +132,7 @@ pub fn preprocess(
 /// file (one text per non-empty line), or else the argument itself as the text.
 fn text_ids(input: &Path, options: &InputOptions, model: Option<&Path>) -> Result<Array2<i64>> {
     if input.is_file() && input.extension().is_some_and(|e| e == "npy") {
-        let ids: ArrayD<i64> = ndarray_npy::read_npy(input)
-            .with_context(|| format!("{}: not an int64 token-id .npy", input.display()))?;
+        let ids: ArrayD<i64> = npy::read(input, files::MAX_TEXT_BYTES, "token ids")?;
         let ids = match ids.ndim() {
             1 => ids.insert_axis(Axis(0)),
             _ => ids,
@@ -145,8 +145,7 @@ fn text_ids(input: &Path, options: &InputOptions, model: Option<&Path>) -> Resul
         return Ok(ids);
     }
     let texts: Vec<String> = if input.is_file() {
-        std::fs::read_to_string(input)
-            .with_context(|| format!("{}: not a UTF-8 text file", input.display()))?
+        files::read_to_string(input, files::MAX_TEXT_BYTES, "texts to embed")?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -185,7 +184,10 @@ pub(super) fn sensor_tensor(
     match modality {
         Modality::Imu => imu_tensor(input, options),
         Modality::Thermal => {
-            let frame = load_frame(input)?;
+            let kind = FrameKind::Thermal {
+                radiometric: options.agc_min_c.is_some(),
+            };
+            let frame = load_frame(input, kind)?;
             let cfg = ThermalPreprocessConfig {
                 agc: if options.agc_min_c.is_some() {
                     ThermalAgc::FixedCelsius
@@ -210,7 +212,7 @@ pub(super) fn sensor_tensor(
             Ok(tensor.into_dyn())
         }
         Modality::Depth => {
-            let FrameImage::U16(raw) = load_frame(input)? else {
+            let FrameImage::U16(raw) = load_frame(input, FrameKind::Depth)? else {
                 bail!(
                     "{}: depth input must be 16-bit (uint16 .npy or 16-bit grey PNG), in depth units",
                     input.display()
@@ -260,61 +262,53 @@ fn imu_tensor(input: &Path, options: &InputOptions) -> Result<ArrayD<f32>> {
         }
     }
     let is_npy = input.extension().is_some_and(|e| e == "npy");
-    let (samples, rate): (Vec<[f32; 6]>, f64) = if is_npy {
-        let Some(rate) = options.rate_hz else {
-            bail!("--rate-hz is required for IMU .npy input");
-        };
-        let x: Array2<f32> = ndarray_npy::read_npy(input)
-            .with_context(|| format!("{}: not a float32 [6, N] .npy file", input.display()))?;
-        if x.nrows() != 6 {
-            bail!(
-                "{}: IMU array is [{}, {}], expected [6, N] (rows acc xyz, gyro xyz)",
-                input.display(),
-                x.nrows(),
-                x.ncols()
-            );
-        }
-        let samples = x
-            .columns()
-            .into_iter()
-            .map(|c| [c[0], c[1], c[2], c[3], c[4], c[5]])
-            .collect();
-        (samples, rate)
+    if is_npy && options.rate_hz.is_none() {
+        bail!("--rate-hz is required for IMU .npy input");
+    }
+    let format = if is_npy {
+        ImuFileFormat::Npy
     } else {
-        let rec = imu_replay::load(input, ImuFileFormat::Csv, options.rate_hz)?;
-        for row in &rec.skipped {
-            tracing::warn!(?row, "malformed row skipped");
-        }
-        let samples = rec
-            .samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                s.with_context(|| {
-                    format!(
-                        "{}: sample {i} is missing (a gap in the recording)",
-                        input.display()
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        (samples, rec.sample_rate_hz)
+        ImuFileFormat::Csv
     };
-    let window = (rate * IMU_WINDOW_MS / 1000.0).round() as usize;
+    let rec = imu_replay::load(input, format, options.rate_hz)?;
+    for row in &rec.skipped {
+        tracing::warn!(line = row.line, reason = %row.reason, "malformed row skipped");
+    }
+    let samples = rec
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.with_context(|| {
+                format!(
+                    "{}: sample {i} is missing (a gap in the recording)",
+                    input.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rate = rec.sample_rate_hz;
+    let window_f = (rate * IMU_WINDOW_MS / 1000.0).round();
+    // Fewer samples than one window would be stretched in time, which the model never saw.
+    if (samples.len() as f64) < window_f {
+        let n = samples.len();
+        bail!(
+            "{}: holds {n} sample{} ({} s at {rate} Hz); ImageBind's IMU window is {} s ({window_f} samples)",
+            input.display(),
+            if n == 1 { "" } else { "s" },
+            n as f64 / rate,
+            IMU_WINDOW_MS / 1000.0
+        );
+    }
+    let window = window_f as usize;
     if samples.len() > window {
         tracing::info!(
             samples = samples.len(),
             used = window,
             "input is longer than one 5 s window; using the first window"
         );
-    } else if samples.len() < window {
-        tracing::warn!(
-            samples = samples.len(),
-            expected = window,
-            "input is shorter than ImageBind's 5 s window; resampling it whole"
-        );
     }
-    let used = &samples[..samples.len().min(window)];
+    let used = &samples[..window];
     Ok(ImuPreprocessor::new()
         .tensor_from_samples(used)
         .with_context(|| format!("{}", input.display()))?
@@ -323,14 +317,14 @@ fn imu_tensor(input: &Path, options: &InputOptions) -> Result<ArrayD<f32>> {
 
 /// The first frame of a `.npy` stack, or a greyscale PNG (8 or 16 bit; an 8-bit RGB PNG is
 /// turned into luma like PIL's `convert("L")`, SPEC.md §4).
-fn load_frame(input: &Path) -> Result<FrameImage> {
+fn load_frame(input: &Path, kind: FrameKind) -> Result<FrameImage> {
     if input
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"))
     {
         return load_png(input);
     }
-    let stack = load_stack(input)?;
+    let stack = load_stack(input, kind)?;
     if stack.len() > 1 {
         tracing::info!(
             frames = stack.len(),
@@ -343,13 +337,20 @@ fn load_frame(input: &Path) -> Result<FrameImage> {
 }
 
 fn load_png(input: &Path) -> Result<FrameImage> {
-    let file = std::fs::File::open(input).with_context(|| format!("{}", input.display()))?;
+    let (file, _) = files::open_limited(input, files::MAX_RECORDING_BYTES, "a PNG frame")?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     // Expand palettes and sub-byte greys to 8 bit; keep 16-bit samples as they are.
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder
         .read_info()
         .with_context(|| format!("{}: not a PNG", input.display()))?;
+    let (w, h) = reader.info().size();
+    if w as usize > MAX_FRAME_SIDE_PX || h as usize > MAX_FRAME_SIDE_PX {
+        bail!(
+            "{}: a {w}x{h} px PNG; at most {MAX_FRAME_SIDE_PX} px a side",
+            input.display()
+        );
+    }
     let size = reader
         .output_buffer_size()
         .with_context(|| format!("{}: PNG too large", input.display()))?;

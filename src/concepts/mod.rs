@@ -12,19 +12,16 @@ use ndarray::Array2;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::files::{self, npy, FileError};
+
 pub mod reload;
 
 /// Errors loading a concept bank.
 #[derive(Debug, thiserror::Error)]
 pub enum ConceptError {
-    /// A file could not be read.
-    #[error("{path}: cannot read: {message}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
+    /// A file cannot be opened or read, is too large, or is not a float32 `.npy`.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The files do not form a valid bank.
     #[error("{path}: {message}")]
     Invalid {
@@ -73,8 +70,13 @@ impl ConceptBank {
     /// A bank from labels and (not necessarily normalised) embeddings `[K, dim]`.
     ///
     /// # Errors
-    /// A message when counts differ, a row is zero or not finite, or a label is empty.
+    /// A message when there is no concept, counts differ, a row is zero or not finite, or a
+    /// label is empty.
     pub fn new(labels: Vec<String>, embeddings: Array2<f32>) -> Result<Self, String> {
+        if labels.is_empty() && embeddings.nrows() == 0 {
+            // Every window would publish no label at all.
+            return Err("the bank holds no concepts".into());
+        }
         if labels.len() != embeddings.nrows() {
             return Err(format!(
                 "{} labels but {} embeddings",
@@ -110,27 +112,38 @@ impl ConceptBank {
     /// # Errors
     /// [`ConceptError`] naming the file.
     pub fn load(labels: &Path, embeddings: &Path, dim: usize) -> Result<Self, ConceptError> {
-        let text = std::fs::read_to_string(labels).map_err(|e| ConceptError::Read {
-            path: labels.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let labels_vec: Vec<String> = text
+        let text = files::read_to_string(labels, files::MAX_TEXT_BYTES, "concept labels")?;
+        let (mut file, len) = files::open(embeddings)?;
+        Self::parse(&text, &mut file, len, embeddings, dim)
+    }
+
+    /// [`ConceptBank::load`] from the labels' text and a reader over the embeddings file of
+    /// `embeddings_len` bytes (`embeddings` names it in messages).
+    ///
+    /// # Errors
+    /// As [`ConceptBank::load`].
+    pub fn parse(
+        labels: &str,
+        embeddings_file: &mut impl std::io::Read,
+        embeddings_len: u64,
+        embeddings: &Path,
+        dim: usize,
+    ) -> Result<Self, ConceptError> {
+        let mut labels_vec: Vec<String> = labels
             .lines()
             .map(|l| l.trim_end_matches('\r').to_string())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .skip_while(|l| l.trim().is_empty())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
             .collect();
-        let array: Array2<f32> =
-            ndarray_npy::read_npy(embeddings).map_err(|e| ConceptError::Read {
-                path: embeddings.to_path_buf(),
-                message: format!("not a float32 [K, {dim}] .npy: {e}"),
-            })?;
-        if array.ncols() != dim {
+        while labels_vec.last().is_some_and(|l| l.trim().is_empty()) {
+            labels_vec.pop();
+        }
+        let array: Array2<f32> = npy::read_from(
+            embeddings_file,
+            embeddings_len,
+            embeddings,
+            files::MAX_CONCEPT_EMBEDDINGS_BYTES,
+            "a concept bank",
+        )?;
+        if array.ncols() != dim && array.nrows() > 0 {
             return Err(ConceptError::Invalid {
                 path: embeddings.to_path_buf(),
                 message: format!(
@@ -290,9 +303,13 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_or_zero_banks_are_rejected() {
+    fn mismatched_zero_or_empty_banks_are_rejected() {
         let e = ndarray::arr2(&[[1.0, 0.0]]);
         assert!(ConceptBank::new(vec![], e.clone()).is_err());
+        assert_eq!(
+            ConceptBank::new(vec![], Array2::zeros((0, 2))).unwrap_err(),
+            "the bank holds no concepts"
+        );
         let z = ndarray::arr2(&[[0.0, 0.0]]);
         assert!(ConceptBank::new(vec!["z".into()], z).is_err());
     }

@@ -4,43 +4,61 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::file_checks;
 use super::{
-    AlsaAudioConfig, Config, CsvColumn, DepthPreprocessConfig, ExecutionProviderKind,
-    ImuFileFormat, ImuSerialConfig, Radiometric, RealsenseConfig, SerialFlowControl,
-    SerialImuProtocol, SourceConfig, ThermalAgc, ThermalLayout, ThermalPreprocessConfig,
-    V4l2PixelFormat, V4l2ThermalConfig,
+    AlsaAudioConfig, Config, CsvColumn, ExecutionProviderKind, ImuFileFormat, ImuSerialConfig,
+    Radiometric, RealsenseConfig, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
+    ThermalLayout, V4l2PixelFormat, V4l2ThermalConfig,
 };
 use crate::publish::BrokerUrl;
 
 /// One thing wrong with a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Problem {
     /// Where: `sources[1].window_ms`.
     pub path: String,
     /// What: `must be > 0`.
     pub message: String,
+    /// Other keys the problem depends on (`models.queue_capacity` for a batch larger than the
+    /// queue): a problem is not reported when one of them could not be read.
+    pub related: Vec<String>,
+    /// Line and column (1-based) of the key in the file, when known.
+    pub location: Option<(usize, usize)>,
+    /// The sensor's name, for a problem of a source.
+    pub sensor: Option<String>,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        match &self.sensor {
+            Some(name) => write!(f, "{} ({name}): {}", self.path, self.message),
+            // A syntax error belongs to no key.
+            None if self.path.is_empty() => f.write_str(&self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
     }
 }
 
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.add_related(path, Vec::new(), message);
+    }
+
+    /// A problem of `path` that also depends on the keys in `related`.
+    pub(super) fn add_related(
+        &mut self,
+        path: impl Into<String>,
+        related: Vec<String>,
+        message: impl Into<String>,
+    ) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
+            related,
+            ..Problem::default()
         });
-    }
-
-    fn positive(&mut self, path: impl Into<String>, value: u64) {
-        if value == 0 {
-            self.add(path, "must be > 0");
-        }
     }
 }
 
@@ -49,61 +67,6 @@ fn is_name(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Problems of depth preprocessing options, as (field, message).
-fn depth_problems(d: &DepthPreprocessConfig) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let positive = |v: f64| v.is_finite() && v > 0.0;
-    for (field, v) in [
-        ("focal_px", d.focal_px),
-        ("baseline_m", d.baseline_m),
-        ("depth_units_m", d.depth_units_m),
-    ] {
-        if v.is_some_and(|v| !positive(v)) {
-            out.push((field, "must be a positive number".to_string()));
-        }
-    }
-    if !(positive(d.min_depth_m) && positive(d.max_depth_m) && d.min_depth_m < d.max_depth_m) {
-        out.push((
-            "max_depth_m",
-            "need 0 < min_depth_m < max_depth_m".to_string(),
-        ));
-    }
-    if !(positive(d.norm_min) && positive(d.norm_max) && d.norm_min < d.norm_max) {
-        out.push(("norm_max", "need 0 < norm_min < norm_max".to_string()));
-    }
-    if !positive(d.normalize_std) || !d.normalize_mean.is_finite() {
-        out.push((
-            "normalize_std",
-            "must be a positive number (and normalize_mean finite)".to_string(),
-        ));
-    }
-    out
-}
-
-/// Problems of thermal preprocessing options, as (field, message).
-fn thermal_problems(t: &ThermalPreprocessConfig) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if t.agc == ThermalAgc::FixedCelsius {
-        match (t.agc_min_c, t.agc_max_c) {
-            (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() && lo < hi => {}
-            (Some(_), Some(_)) => {
-                out.push(("agc_max_c", "must be finite and above agc_min_c".into()))
-            }
-            _ => out.push(("agc", "fixed_celsius needs agc_min_c and agc_max_c".into())),
-        }
-    }
-    match (t.normalize_mean, t.normalize_std) {
-        (None, None) => {}
-        (Some(m), Some(s)) if m.is_finite() && s.is_finite() && s > 0.0 => {}
-        (Some(_), Some(_)) => out.push(("normalize_std", "must be a positive number".into())),
-        _ => out.push((
-            "normalize_mean",
-            "normalize_mean and normalize_std go together".into(),
-        )),
-    }
-    out
 }
 
 fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
@@ -119,12 +82,8 @@ fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
             "set either password_file or password_env, not both",
         ),
         (Some(f), None) => {
-            let f = config.resolve(f);
-            if !f.is_file() {
-                p.add(
-                    "mqtt.password_file",
-                    format!("{} does not exist", f.display()),
-                );
+            if let Some(m) = file_checks::unreadable(&config.resolve(f)) {
+                p.add("mqtt.password_file", m);
             }
         }
         (None, Some(var)) => {
@@ -143,22 +102,14 @@ fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
     let tls_url = matches!(BrokerUrl::parse(&mqtt.url), Ok(BrokerUrl::Tls { .. }));
     if let Some(tls) = &mqtt.tls {
         if !tls_url {
-            p.add("mqtt.tls", "is set but mqtt.url is not mqtts://");
+            p.add_related(
+                "mqtt.tls",
+                vec!["mqtt.url".into()],
+                "is set but mqtt.url is not mqtts://",
+            );
         }
-        for (field, file) in [
-            ("ca_file", &tls.ca_file),
-            ("client_cert_file", &tls.client_cert_file),
-            ("client_key_file", &tls.client_key_file),
-        ] {
-            if let Some(f) = file {
-                let f = config.resolve(f);
-                if !f.is_file() {
-                    p.add(
-                        format!("mqtt.tls.{field}"),
-                        format!("{} does not exist", f.display()),
-                    );
-                }
-            }
+        for (field, message) in file_checks::tls(config) {
+            p.add(field, message);
         }
         if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
             p.add(
@@ -184,38 +135,10 @@ fn check_providers(config: &Config, p: &mut Problems) {
             );
         }
     }
-    if trt.builder_optimization_level > 5 {
-        p.add(
-            "runtime.tensorrt.builder_optimization_level",
-            "must be between 0 and 5",
-        );
-    }
-    if trt.max_workspace_bytes.is_some_and(|b| b.0 < 1 << 20) {
-        p.add(
-            "runtime.tensorrt.max_workspace_bytes",
-            "must be at least 1MiB",
-        );
-    }
-    if i32::try_from(trt.device_id).is_err() {
-        p.add("runtime.tensorrt.device_id", "is too large");
-    }
-    if i32::try_from(rt.cuda.device_id).is_err() {
-        p.add("runtime.cuda.device_id", "is too large");
-    }
-    let c = rt.parity.min_cosine;
-    if !(c.is_finite() && (-1.0..=1.0).contains(&c)) {
-        p.add("runtime.parity.min_cosine", "must be a cosine in [-1, 1]");
-    }
 }
 
 fn check_outbox(config: &Config, p: &mut Problems) {
     let o = &config.outbox;
-    if o.max_bytes.0 < 64 * 1024 {
-        p.add("outbox.max_bytes", "must be at least 64KiB");
-    }
-    if o.fsync == super::FsyncPolicy::Interval && !(1..=60_000).contains(&o.fsync_interval_ms) {
-        p.add("outbox.fsync_interval_ms", "must be between 1 and 60000");
-    }
     let dir = config.resolve(&o.dir);
     if let Err(message) = writable_dir(&dir) {
         p.add("outbox.dir", format!("{}: {message}", dir.display()));
@@ -250,6 +173,7 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
         .map(|message| Problem {
             path: "outbox.max_bytes".to_string(),
             message,
+            ..Problem::default()
         })
         .into_iter()
         .collect()
@@ -273,12 +197,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
 
     let rt = &config.runtime;
     if let Some(lib) = &rt.library_path {
-        let lib = config.resolve(lib);
-        if !lib.is_file() {
-            p.add(
-                "runtime.library_path",
-                format!("{} does not exist", lib.display()),
-            );
+        if let Some(m) = file_checks::unreadable(&config.resolve(lib)) {
+            p.add("runtime.library_path", m);
         }
     }
     if rt.execution_providers.is_empty() {
@@ -307,7 +227,6 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "is true but no GPU provider (tensorrt, cuda) is listed",
         );
     }
-    p.positive("runtime.intra_threads", rt.intra_threads as u64);
     check_providers(config, &mut p);
 
     let models_dir = config.resolve(&config.models.dir);
@@ -317,26 +236,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             format!("{} has no manifest.json", models_dir.display()),
         );
     }
-    p.positive("models.queue_capacity", config.models.queue_capacity as u64);
-    let m = &config.models;
-    if !(1..=64).contains(&m.max_batch) {
-        p.add("models.max_batch", "must be between 1 and 64");
-    } else if m.max_batch > m.queue_capacity.max(1) {
-        p.add(
-            "models.max_batch",
-            format!(
-                "{} is larger than models.queue_capacity ({}): a batch is made of waiting windows",
-                m.max_batch, m.queue_capacity
-            ),
-        );
-    }
-    if m.max_batch_wait_ms > 1000 {
-        p.add("models.max_batch_wait_ms", "must be at most 1000");
-    }
-
-    p.positive("concepts.top_k", config.concepts.top_k as u64);
-    if !(-1.0..=1.0).contains(&config.concepts.min_score) {
-        p.add("concepts.min_score", "must be a cosine in [-1, 1]");
+    for message in file_checks::model_set(config) {
+        p.add("models.dir", message);
     }
 
     let mqtt = &config.mqtt;
@@ -359,19 +260,6 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                 "must be non-empty, without a trailing '/' and without wildcards",
             );
         }
-    }
-    if mqtt.keep_alive_s == 0 || mqtt.keep_alive_s > 65_535 {
-        p.add("mqtt.keep_alive_s", "must be between 1 and 65535");
-    }
-    if mqtt.max_packet_bytes < 32 * 1024 {
-        p.add(
-            "mqtt.max_packet_bytes",
-            "must be >= 32768 (an embedding message as JSON is ~20 KiB)",
-        );
-    }
-    p.positive("mqtt.queue_capacity", mqtt.queue_capacity as u64);
-    if mqtt.reconnect_max_backoff_ms < 100 {
-        p.add("mqtt.reconnect_max_backoff_ms", "must be >= 100");
     }
     check_credentials_and_tls(config, &mut p);
     check_outbox(config, &mut p);
@@ -404,16 +292,17 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         match source {
             SourceConfig::ImuReplay(c) => {
                 let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
+                if let Some(m) = file_checks::recording(config, source) {
+                    p.add(at("path"), m);
                 }
                 let format = match c.format {
                     ImuFileFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
                         Some("csv") => Some(ImuFileFormat::Csv),
                         Some("npy") => Some(ImuFileFormat::Npy),
                         _ => {
-                            p.add(
+                            p.add_related(
                                 at("format"),
+                                vec![at("path")],
                                 "cannot tell from the extension; set \"csv\" or \"npy\"",
                             );
                             None
@@ -421,69 +310,31 @@ pub fn validate(config: &Config) -> Vec<Problem> {
                     },
                     f => Some(f),
                 };
-                match c.sample_rate_hz {
-                    Some(r) if !(r.is_finite() && r > 0.0 && r <= 100_000.0) => {
-                        p.add(at("sample_rate_hz"), "must be > 0 and <= 100000");
-                    }
-                    None if format == Some(ImuFileFormat::Npy) => {
-                        p.add(at("sample_rate_hz"), "is required for .npy recordings");
-                    }
-                    _ => {}
+                if c.sample_rate_hz.is_none() && format == Some(ImuFileFormat::Npy) {
+                    p.add_related(
+                        at("sample_rate_hz"),
+                        vec![at("path"), at("format")],
+                        "is required for .npy recordings",
+                    );
                 }
-                p.positive(at("window_ms"), c.window_ms);
-                p.positive(at("hop_ms"), c.hop_ms);
-                p.positive(at("queue_capacity"), c.queue_capacity as u64);
             }
-            SourceConfig::ThermalReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
-                }
-                if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
-                    p.add(at("fps"), "must be > 0 and <= 1000");
-                }
-                p.positive(at("queue_capacity"), c.queue_capacity as u64);
-                for problem in thermal_problems(&c.preprocess) {
-                    p.add(at(&format!("preprocess.{}", problem.0)), problem.1);
+            SourceConfig::ThermalReplay(_)
+            | SourceConfig::AudioReplay(_)
+            | SourceConfig::DepthReplay(_) => {
+                if let Some(m) = file_checks::recording(config, source) {
+                    p.add(at("path"), m);
                 }
             }
             SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
-            SourceConfig::AudioReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
-                }
-                p.positive(at("window_ms"), c.window_ms);
-                p.positive(at("hop_ms"), c.hop_ms);
-                if c.window_ms > 0 && c.window_ms < 25 {
-                    p.add(at("window_ms"), "must be >= 25 (one 25 ms fbank frame)");
-                }
-                if !(1..=16).contains(&c.clips) {
-                    p.add(at("clips"), "must be between 1 and 16");
-                }
-                p.positive(at("queue_capacity"), c.queue_capacity as u64);
-            }
             SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
             SourceConfig::Realsense(c) => realsense(&mut p, &at, config, c),
             SourceConfig::AlsaAudio(c) => alsa_audio(&mut p, &at, c),
-            SourceConfig::DepthReplay(c) => {
-                let path = config.resolve(&c.path);
-                if !path.is_file() {
-                    p.add(at("path"), format!("{} does not exist", path.display()));
-                }
-                if !(c.fps.is_finite() && c.fps > 0.0 && c.fps <= 1000.0) {
-                    p.add(at("fps"), "must be > 0 and <= 1000");
-                }
-                p.positive(at("queue_capacity"), c.queue_capacity as u64);
-                for (field, message) in depth_problems(&c.preprocess) {
-                    p.add(at(&format!("preprocess.{field}")), message);
-                }
-            }
         }
     }
     if config.sources.is_empty() {
         p.add("sources", "no sensor is configured");
     }
+    super::ranges::check(config, &mut p);
     p.0
 }
 
@@ -498,12 +349,8 @@ fn realsense(p: &mut Problems, at: &dyn Fn(&str) -> String, config: &Config, c: 
     }
     match &c.recording {
         Some(rec) => {
-            let path = config.resolve(rec);
-            if !path.is_file() {
-                p.add(
-                    at("recording"),
-                    format!("{} does not exist", path.display()),
-                );
+            if let Some(m) = file_checks::unreadable(&config.resolve(rec)) {
+                p.add(at("recording"), m);
             }
             if c.serial.is_some() {
                 p.add(at("serial"), "does not apply to a recording");
@@ -517,22 +364,6 @@ fn realsense(p: &mut Problems, at: &dyn Fn(&str) -> String, config: &Config, c: 
             at("serial"),
             "must not be empty (omit it for the first camera)",
         );
-    }
-    for (field, v, max) in [
-        ("width_px", c.width_px, 4096),
-        ("height_px", c.height_px, 4096),
-        ("fps", c.fps, 300),
-    ] {
-        if v == 0 || v > max {
-            p.add(at(field), format!("must be between 1 and {max}"));
-        }
-    }
-    p.positive(at("queue_capacity"), c.queue_capacity as u64);
-    if c.reconnect_max_backoff_ms < 100 {
-        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
-    }
-    for (field, message) in depth_problems(&c.preprocess) {
-        p.add(at(&format!("preprocess.{field}")), message);
     }
 }
 
@@ -561,14 +392,10 @@ fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalCo
     if c.telemetry_rows.is_some() && c.layout != ThermalLayout::Lepton {
         p.add(at("telemetry_rows"), "only applies to layout = \"lepton\"");
     }
-    if c.telemetry_rows.is_some_and(|r| r > 64) {
-        p.add(at("telemetry_rows"), "must be <= 64");
-    }
     match (c.width_px, c.height_px) {
         (None, None) => {}
-        (Some(w), Some(h)) if w == 0 || h == 0 => {
-            p.add(at("width_px"), "width_px and height_px must be > 0");
-        }
+        // Zero or huge sizes are reported by the range check.
+        (Some(w), Some(h)) if w == 0 || h == 0 => {}
         (Some(w), Some(h)) => match c.layout {
             ThermalLayout::InfiraySplit if h % 2 != 0 => {
                 p.add(at("height_px"), "a split frame has an even height");
@@ -589,13 +416,6 @@ fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalCo
             _ => {}
         },
         _ => p.add(at("width_px"), "width_px and height_px go together"),
-    }
-    p.positive(at("queue_capacity"), c.queue_capacity as u64);
-    if c.reconnect_max_backoff_ms < 100 {
-        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
-    }
-    for (field, message) in thermal_problems(&c.preprocess) {
-        p.add(at(&format!("preprocess.{field}")), message);
     }
     // The preprocessing must read temperature the way this camera encodes it.
     if c.preprocess.agc == ThermalAgc::FixedCelsius {
@@ -619,9 +439,6 @@ fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalCo
     }
 }
 
-/// Highest sample rate accepted from a microphone.
-const MAX_AUDIO_RATE_HZ: u32 = 384_000;
-
 /// An `alsa_audio` source. The device itself is not checked here (`check` must not need the
 /// sound card); the daemon opens it when it starts.
 fn alsa_audio(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &AlsaAudioConfig) {
@@ -631,39 +448,7 @@ fn alsa_audio(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &AlsaAudioConfig
             "must name an ALSA PCM such as \"default\" or \"hw:1,0\"",
         );
     }
-    if c.sample_rate_hz
-        .is_some_and(|r| !(1..=MAX_AUDIO_RATE_HZ).contains(&r))
-    {
-        p.add(
-            at("sample_rate_hz"),
-            format!("must be between 1 and {MAX_AUDIO_RATE_HZ}"),
-        );
-    }
-    if c.channels.is_some_and(|n| !(1..=32).contains(&n)) {
-        p.add(at("channels"), "must be between 1 and 32");
-    }
-    p.positive(at("window_ms"), c.window_ms);
-    p.positive(at("hop_ms"), c.hop_ms);
-    if c.window_ms > 0 && c.window_ms < 25 {
-        p.add(at("window_ms"), "must be >= 25 (one 25 ms fbank frame)");
-    }
-    if !(1..=16).contains(&c.clips) {
-        p.add(at("clips"), "must be between 1 and 16");
-    }
-    p.positive(at("queue_capacity"), c.queue_capacity as u64);
-    if c.reconnect_max_backoff_ms < 100 {
-        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
-    }
-    if c.max_frames == Some(0) {
-        p.add(
-            at("max_frames"),
-            "must be > 0 (leave it unset to capture forever)",
-        );
-    }
 }
-
-/// Highest baud rate accepted (common USB-UART bridges top out at 3-4 Mbit/s).
-const MAX_BAUD_RATE: u32 = 4_000_000;
 
 /// An `imu_serial` source. The port itself is not checked: a USB device may be plugged in after
 /// the daemon starts, and the source waits for it.
@@ -671,28 +456,6 @@ fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig
     if c.path.as_os_str().is_empty() {
         p.add(at("path"), "must name a serial device");
     }
-    if c.baud_rate == 0 || c.baud_rate > MAX_BAUD_RATE {
-        p.add(
-            at("baud_rate"),
-            format!("must be between 1 and {MAX_BAUD_RATE}"),
-        );
-    }
-    if !(5..=8).contains(&c.data_bits) {
-        p.add(at("data_bits"), "must be 5, 6, 7 or 8");
-    }
-    if !(1..=2).contains(&c.stop_bits) {
-        p.add(at("stop_bits"), "must be 1 or 2");
-    }
-    if !(c.sample_rate_hz.is_finite() && c.sample_rate_hz > 0.0 && c.sample_rate_hz <= 100_000.0) {
-        p.add(at("sample_rate_hz"), "must be > 0 and <= 100000");
-    }
-    p.positive(at("window_ms"), c.window_ms);
-    p.positive(at("hop_ms"), c.hop_ms);
-    p.positive(at("queue_capacity"), c.queue_capacity as u64);
-    if c.reconnect_max_backoff_ms < 100 {
-        p.add(at("reconnect_max_backoff_ms"), "must be >= 100");
-    }
-
     let csv_only = [
         ("csv_columns", c.csv_columns.is_some()),
         ("csv_delimiter", c.csv_delimiter.is_some()),
@@ -710,9 +473,12 @@ fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig
         SerialImuProtocol::Csv => (witmotion_only.as_slice(), "csv"),
         SerialImuProtocol::Witmotion => (csv_only.as_slice(), "witmotion"),
     };
+    // Every check below depends on the protocol (not reported if it could not be read).
+    let protocol_key = || vec![at("protocol")];
     for (field, _) in foreign.iter().filter(|(_, set)| *set) {
-        p.add(
+        p.add_related(
             at(field),
+            protocol_key(),
             format!("does not apply to protocol = \"{protocol}\""),
         );
     }
@@ -720,11 +486,16 @@ fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig
     match c.protocol {
         SerialImuProtocol::Csv => {
             if c.acc_unit.is_none() {
-                p.add(at("acc_unit"), "is required for csv: \"g\" or \"m/s^2\"");
+                p.add_related(
+                    at("acc_unit"),
+                    protocol_key(),
+                    "is required for csv: \"g\" or \"m/s^2\"",
+                );
             }
             if c.gyro_unit.is_none() {
-                p.add(
+                p.add_related(
                     at("gyro_unit"),
+                    protocol_key(),
                     "is required for csv: \"deg/s\" or \"rad/s\"",
                 );
             }
@@ -733,17 +504,10 @@ fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig
             }
         }
         SerialImuProtocol::Witmotion => {
-            for (field, value) in [
-                ("witmotion_acc_range_g", c.witmotion_acc_range_g),
-                ("witmotion_gyro_range_dps", c.witmotion_gyro_range_dps),
-            ] {
-                if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-                    p.add(at(field), "must be > 0");
-                }
-            }
             if c.flow_control == SerialFlowControl::Software {
-                p.add(
+                p.add_related(
                     at("flow_control"),
+                    protocol_key(),
                     "software (XON/XOFF) flow control would eat bytes of binary frames",
                 );
             }
@@ -817,12 +581,12 @@ mod tests {
         );
         for want in [
             "sources[1].path: must name a serial device",
-            "sources[1].baud_rate: must be between 1 and 4000000",
-            "sources[1].data_bits: must be 5, 6, 7 or 8",
-            "sources[1].stop_bits: must be 1 or 2",
-            "sources[1].sample_rate_hz: must be > 0",
-            "sources[1].window_ms: must be > 0",
-            "sources[1].reconnect_max_backoff_ms: must be >= 100",
+            "sources[1].baud_rate: 0 baud is less than the 50 baud allowed: serial lines",
+            "sources[1].data_bits: 9 bits is more than the 8 bits allowed",
+            "sources[1].stop_bits: 3 bits is more than the 2 bits allowed",
+            "sources[1].sample_rate_hz: 0 Hz is less than the 1 Hz allowed",
+            "sources[1].window_ms: 0 ms is less than the 1 ms allowed",
+            "sources[1].reconnect_max_backoff_ms: 10 ms is less than the 100 ms allowed",
             "sources[1].witmotion_acc_range_g: does not apply to protocol = \"csv\"",
             "sources[1].acc_unit: is required for csv",
             "sources[1].gyro_unit: is required for csv",
@@ -848,8 +612,8 @@ mod tests {
             p,
             vec![
                 "sources[1].acc_unit: does not apply to protocol = \"witmotion\"",
-                "sources[1].witmotion_gyro_range_dps: must be > 0",
                 "sources[1].flow_control: software (XON/XOFF) flow control would eat bytes of binary frames",
+                "sources[1].witmotion_gyro_range_dps: -1 °/s is less than the 100 °/s allowed: WitMotion gyroscopes are set to ±250 to ±2000 °/s",
             ]
         );
     }
@@ -891,13 +655,13 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "sources[0].recording: /nonexistent/x.bag does not exist",
+                "sources[0].recording: /nonexistent/x.bag: does not exist",
                 "sources[0].serial: does not apply to a recording",
-                "sources[0].width_px: must be between 1 and 4096",
-                "sources[0].fps: must be between 1 and 300",
-                "sources[0].queue_capacity: must be > 0",
-                "sources[0].reconnect_max_backoff_ms: must be >= 100",
-                "sources[0].preprocess.focal_px: must be a positive number",
+                "sources[0].width_px: 0 px is less than the 1 px allowed: no depth or thermal camera has frames wider or taller than 4096 pixels",
+                "sources[0].fps: 1000 fps is more than the 300 fps allowed: RealSense depth modes run at 6 to 300 fps",
+                "sources[0].queue_capacity: 0 frames is less than the 1 frame allowed: a waiting frame holds its pixels (600 KiB at 640x480 16-bit); a camera's latest frame is the one worth embedding",
+                "sources[0].reconnect_max_backoff_ms: 5 ms is less than the 100 ms allowed: retries start at 100 ms and double up to this; past an hour a returning device or broker would wait for nothing",
+                "sources[0].preprocess.focal_px: -1 px is less than the 1 px allowed: a depth camera's focal length is hundreds to a few thousand pixels",
             ]
         );
         let p = realsense_problems("loop = true\n");
@@ -933,15 +697,15 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                "runtime.tensorrt.builder_optimization_level: must be between 0 and 5",
-                "runtime.tensorrt.max_workspace_bytes: must be at least 1MiB",
-                "runtime.parity.min_cosine: must be a cosine in [-1, 1]",
+                "runtime.tensorrt.max_workspace_bytes: 1024 bytes (1 KiB) is less than the 1048576 bytes (1 MiB) allowed: TensorRT needs some scratch memory to build an engine, and no Jetson or GPU has more than 128 GiB",
+                "runtime.tensorrt.builder_optimization_level: 9 is more than the 5 allowed: TensorRT's builder levels run from 0 (fast build) to 5 (slowest build, best engine)",
+                "runtime.parity.min_cosine: 1.5 is more than the 1 allowed: a cosine similarity lies between -1 and 1",
                 "models.max_batch: 4 is larger than models.queue_capacity (2): a batch is made of waiting windows",
-                "models.max_batch_wait_ms: must be at most 1000",
+                "models.max_batch_wait_ms: 5000 ms (5 s) is more than the 1000 ms (1 s) allowed: every window of a batch waits this long at most before it is embedded",
             ]
         );
         assert!(runtime_problems("", "max_batch = 0")
-            .contains(&"models.max_batch: must be between 1 and 64".to_string()));
+            .contains(&"models.max_batch: 0 windows is less than the 1 window allowed: a batch is made of windows already waiting, and larger batches stop paying off well before 64".to_string()));
     }
 
     #[test]

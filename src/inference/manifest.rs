@@ -8,19 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::files::{self, FileError};
 use crate::Modality;
 
 /// Errors reading a model set.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// A file cannot be opened or read, or is too large.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The manifest is not valid.
     #[error("{path}: {message}")]
     Invalid {
@@ -135,10 +131,7 @@ impl Manifest {
     /// [`ManifestError`] naming the manifest.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = files::read_to_string(&path, files::MAX_TEXT_BYTES, "a manifest")?;
         let mut m: Manifest = serde_json::from_str(&text).map_err(|e| ManifestError::Invalid {
             path: path.clone(),
             message: e.to_string(),
@@ -171,13 +164,10 @@ impl Manifest {
 /// Lower-case hex sha256 of a file, streamed (model files can be hundreds of MB).
 ///
 /// # Errors
-/// [`ManifestError::Read`].
+/// [`ManifestError::File`].
 pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
-    let read_err = |source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(read_err)?;
+    let read_err = |e: std::io::Error| ManifestError::File(FileError::io(path, &e));
+    let (mut f, _) = files::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -197,7 +187,7 @@ pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
 /// Checks `path` against `expected` (case-insensitive hex).
 ///
 /// # Errors
-/// [`ManifestError::Checksum`] on a mismatch, [`ManifestError::Read`] if unreadable.
+/// [`ManifestError::Checksum`] on a mismatch, [`ManifestError::File`] if unreadable.
 pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ManifestError> {
     let actual = sha256_file(path)?;
     if actual.eq_ignore_ascii_case(expected.trim()) {

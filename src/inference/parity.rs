@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayD, Ix2};
 
 use super::manifest::{verify_sha256, ManifestError, ReferenceEntry};
+use crate::files::{self, npy, FileError};
 
 /// Errors reading a reference pair.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +16,10 @@ pub enum ReferenceError {
     /// Missing, unreadable or a checksum mismatch.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    /// Not a float32 `.npy` of the expected shape.
+    /// Unreadable, not a float32 `.npy`, or sizes that do not add up.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// Not of the expected shape.
     #[error("{path}: bad parity reference: {message}")]
     Invalid {
         /// The file.
@@ -61,10 +65,11 @@ impl Reference {
             path: path.to_path_buf(),
             message,
         };
-        let input: ArrayD<f32> = ndarray_npy::read_npy(&input_path)
-            .map_err(|e| invalid(&input_path, format!("not a float32 .npy ({e})")))?;
-        let output: ArrayD<f32> = ndarray_npy::read_npy(&output_path)
-            .map_err(|e| invalid(&output_path, format!("not a float32 .npy ({e})")))?;
+        let read = |path: &Path| -> Result<ArrayD<f32>, FileError> {
+            npy::read(path, files::MAX_REFERENCE_BYTES, "a parity reference")
+        };
+        let input = read(&input_path)?;
+        let output = read(&output_path)?;
         let out_shape = output.shape().to_vec();
         let output = output.into_dimensionality::<Ix2>().map_err(|_| {
             invalid(

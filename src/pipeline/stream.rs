@@ -91,6 +91,18 @@ pub enum ProcessorError {
     },
 }
 
+impl ProcessorError {
+    /// What was refused, without the sensor's name (for a problem placed at its key).
+    #[must_use]
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Audio { source, .. } => format!("audio preprocessing: {source}"),
+            Self::Depth { source, .. } => format!("depth preprocessing: {source}"),
+            Self::Thermal { source, .. } => format!("thermal preprocessing: {source}"),
+        }
+    }
+}
+
 /// Turns one stream's source messages into model inputs (pure apart from the clock reading
 /// for the preprocessing time).
 #[derive(Debug)]

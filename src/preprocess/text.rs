@@ -25,7 +25,10 @@ const MERGES: usize = 49152 - 256 - 2;
 /// Errors loading the vocabulary.
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
-    /// The file could not be read or decompressed.
+    /// The file cannot be opened or read, or is too large.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The file could not be decompressed.
     #[error("{path}: cannot read the CLIP BPE vocabulary: {source}")]
     Read {
         /// The file.
@@ -78,12 +81,24 @@ impl ClipTokenizer {
             path: path.to_path_buf(),
             source,
         };
-        let raw = std::fs::read(path).map_err(read_err)?;
+        let limit = crate::files::MAX_TEXT_BYTES;
+        let raw = crate::files::read_bytes(path, limit, "a CLIP BPE vocabulary")?;
         let text = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
+            // A few compressed bytes can expand to gigabytes: stop past the limit.
             flate2::read::GzDecoder::new(raw.as_slice())
+                .take(limit + 1)
                 .read_to_string(&mut s)
                 .map_err(read_err)?;
+            if s.len() as u64 > limit {
+                return Err(TextError::Format {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "decompresses to more than {}",
+                        crate::files::human_bytes(limit)
+                    ),
+                });
+            }
             s
         } else {
             String::from_utf8(raw).map_err(|e| TextError::Format {
@@ -298,6 +313,26 @@ mod tests {
             text.push_str(&format!("{a} {a}{i}\n"));
         }
         ClipTokenizer::from_merges(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_vocabulary_that_decompresses_beyond_the_limit_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("bomb.txt.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b'a'; 1 << 20];
+        for _ in 0..17 {
+            gz.write_all(&zeros).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let bytes = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert!(bytes.len() < 1 << 20);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
+        let e = ClipTokenizer::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.ends_with("decompresses to more than 16.0 MiB"), "{e}");
     }
 
     #[test]

@@ -47,13 +47,7 @@ pub fn build(config: &Config, tls: bool) -> Result<Connection> {
         (None, None) => None,
     };
     let tls = if tls {
-        let t = mqtt.tls.clone().unwrap_or_default();
-        let files = TlsFiles {
-            ca_file: t.ca_file.map(|p| config.resolve(&p)),
-            client_cert_file: t.client_cert_file.map(|p| config.resolve(&p)),
-            client_key_file: t.client_key_file.map(|p| config.resolve(&p)),
-        };
-        Some(TlsClient::build(&files).context("mqtt.tls")?)
+        Some(TlsClient::build(&TlsFiles::from_config(config)).context("mqtt.tls")?)
     } else {
         None
     };

@@ -5,17 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::files::{self, FileError};
+
 /// Errors building the TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// A file cannot be opened or read, or is too large for a PEM file.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A PEM file holds nothing usable.
     #[error("{path}: {message}")]
     Pem {
@@ -43,6 +40,19 @@ pub struct TlsFiles {
     pub client_key_file: Option<PathBuf>,
 }
 
+impl TlsFiles {
+    /// The files `config` names (`mqtt.tls`), resolved against the configuration's directory.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let t = config.mqtt.tls.clone().unwrap_or_default();
+        Self {
+            ca_file: t.ca_file.map(|p| config.resolve(&p)),
+            client_cert_file: t.client_cert_file.map(|p| config.resolve(&p)),
+            client_key_file: t.client_key_file.map(|p| config.resolve(&p)),
+        }
+    }
+}
+
 /// A built client configuration (cheap to clone).
 #[derive(Clone)]
 pub struct TlsClient {
@@ -59,10 +69,23 @@ impl std::fmt::Debug for TlsClient {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(files::read_bytes(
+        path,
+        files::MAX_TEXT_BYTES,
+        "a PEM file",
+    )?)
+}
+
+impl TlsError {
+    /// The file the error is about, if it is about one.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::File(e) => Some(e.path()),
+            Self::Pem { path, .. } => Some(path),
+            Self::Rustls(_) | Self::Unsupported => None,
+        }
+    }
 }
 
 impl TlsClient {

@@ -1,22 +1,21 @@
 //! Audio replay: a WAV file (any rate and channel count; 8/16/24/32-bit integer or 32-bit float)
 //! played back as a microphone, paced in real time or as fast as the pipeline takes it.
 
+use std::cell::Cell;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::{replay_block_end, replay_block_len, Source, SourceContext, SourceMessage};
 use crate::config::ReplaySpeed;
+use crate::files::{self, human_bytes, FileError};
 
 /// Problems with a WAV file.
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
-    /// Unreadable, truncated or not a WAV file.
-    #[error("{path}: {message}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// hound's message.
-        message: String,
-    },
+    /// Missing, unreadable, too large, not a WAV file, or sizes that do not add up.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A sample format torchaudio would not give us either.
     #[error("{path}: unsupported WAV format: {format}")]
     Unsupported {
@@ -42,16 +41,50 @@ pub struct WavAudio {
     pub planar: Vec<Vec<f32>>,
 }
 
+/// Most samples (all channels) decoded from one file: 1 GiB as float32, 93 minutes of 48 kHz
+/// stereo.
+pub const MAX_WAV_SAMPLES: u64 = files::MAX_RECORDING_BYTES / 4;
+
 /// Reads a WAV file. Integer samples are divided by 2^(bits-1) (int16 / 32768, as torchaudio).
 ///
 /// # Errors
 /// [`WavError`] naming the file.
 pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
-    let read_err = |e: hound::Error| WavError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let (file, len) = files::open_limited(path, files::MAX_RECORDING_BYTES, "a WAV recording")?;
+    decode_wav(std::io::BufReader::new(file), len, path)
+}
+
+/// Counts the bytes read through it (how long the header was).
+struct Counted<R> {
+    inner: R,
+    read: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// [`load_wav`] from any reader over a file of `file_len` bytes (`path` names it in messages).
+/// The sample count the data chunk declares is checked against the bytes left in the file and
+/// [`MAX_WAV_SAMPLES`] before any sample is allocated.
+///
+/// # Errors
+/// As [`load_wav`].
+pub fn decode_wav(reader: impl Read, file_len: u64, path: &Path) -> Result<WavAudio, WavError> {
+    let format = |message: String| WavError::File(FileError::format(path, message));
+    let header_bytes = Rc::new(Cell::new(0));
+    let counted = Counted {
+        inner: reader,
+        read: Rc::clone(&header_bytes),
     };
-    let mut reader = hound::WavReader::open(path).map_err(read_err)?;
+    let mut reader = hound::WavReader::new(counted).map_err(|e| match e {
+        hound::Error::IoError(io) => WavError::File(FileError::io(path, &io)),
+        e => format(format!("not a WAV file ({e})")),
+    })?;
     let spec = reader.spec();
     let channels = usize::from(spec.channels);
     if channels == 0 || spec.sample_rate == 0 {
@@ -60,18 +93,36 @@ pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
             format: format!("{} channels at {} Hz", spec.channels, spec.sample_rate),
         });
     }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(read_err)?,
+    // hound's own sample iterator reports the declared count as its size, so collecting it
+    // would allocate whatever the header claims.
+    let samples = u64::from(reader.len());
+    let declared = samples * u64::from(spec.bits_per_sample.div_ceil(8));
+    let left = file_len.saturating_sub(header_bytes.get());
+    if declared > left {
+        return Err(format(format!(
+            "the data chunk declares {}, but the file holds {} after the header",
+            human_bytes(declared),
+            human_bytes(left)
+        )));
+    }
+    if samples > MAX_WAV_SAMPLES {
+        return Err(format(format!(
+            "{samples} samples is more than the {MAX_WAV_SAMPLES} accepted for a WAV recording"
+        )));
+    }
+    let read_err = |e: hound::Error| format(format!("cannot read the samples: {e}"));
+    let mut interleaved: Vec<f32> = Vec::with_capacity(samples as usize);
+    match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => {
+            for s in reader.samples::<f32>() {
+                interleaved.push(s.map_err(read_err)?);
+            }
+        }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / f64::from(1u32 << (bits - 1));
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
-                .collect::<Result<_, _>>()
-                .map_err(read_err)?
+            for s in reader.samples::<i32>() {
+                interleaved.push((f64::from(s.map_err(read_err)?) * scale) as f32);
+            }
         }
         (format, bits) => {
             return Err(WavError::Unsupported {
@@ -79,7 +130,7 @@ pub fn load_wav(path: &Path) -> Result<WavAudio, WavError> {
                 format: format!("{bits}-bit {format:?}"),
             })
         }
-    };
+    }
     let frames = interleaved.len() / channels;
     if frames == 0 {
         return Err(WavError::Empty {

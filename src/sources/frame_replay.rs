@@ -3,20 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array3, Axis, Ix2};
 
 use super::{Frame, FrameGate, FrameImage, Source, SourceContext, SourceMessage};
-use crate::config::ReplaySpeed;
+use crate::config::{ReplaySpeed, ThermalAgc};
+use crate::files::npy::{self, Dtype};
+use crate::files::{self, FileError};
 
 /// Problems with a frame recording.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameFileError {
-    /// Not a uint8/uint16 `.npy` of 2 or 3 dimensions.
-    #[error("{path}: not a uint8 or uint16 .npy of shape [N, H, W] or [H, W]")]
-    Format {
-        /// The file.
-        path: PathBuf,
-    },
+    /// Missing, unreadable, not a `.npy`, sizes that do not add up, or the wrong dtype or shape
+    /// for the source.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// No frames or no pixels.
     #[error("{path}: no frames (shape {shape:?})")]
     Empty {
@@ -25,6 +25,54 @@ pub enum FrameFileError {
         /// Its shape.
         shape: Vec<usize>,
     },
+}
+
+/// Largest frame side accepted from a recording (as for a RealSense stream): the resize plans
+/// of the preprocessing grow with the input size.
+pub const MAX_FRAME_SIDE_PX: usize = 4096;
+
+/// What a frame recording must hold for its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Depth in depth units: uint16.
+    Depth,
+    /// Thermal intensity: uint8 or uint16; uint16 only when `radiometric` (fixed-°C AGC reads
+    /// temperatures from 16-bit values).
+    Thermal {
+        /// Whether the frames must be radiometric (16-bit).
+        radiometric: bool,
+    },
+}
+
+impl FrameKind {
+    /// What a thermal replay with `agc` needs.
+    #[must_use]
+    pub fn thermal(agc: ThermalAgc) -> Self {
+        Self::Thermal {
+            radiometric: agc == ThermalAgc::FixedCelsius,
+        }
+    }
+
+    /// Why `dtype` does not fit (the rest of the message after the dtype and shape), if it
+    /// does not.
+    fn refuses(self, dtype: Dtype) -> Option<&'static str> {
+        match (self, dtype) {
+            (Self::Depth, Dtype::Uint(2)) => None,
+            (Self::Depth, _) => Some("; a depth recording must be 16-bit (uint16, in depth units)"),
+            (Self::Thermal { radiometric: true }, Dtype::Uint(1)) => {
+                Some("; agc = \"fixed_celsius\" needs uint16 (radiometric) frames")
+            }
+            (Self::Thermal { .. }, Dtype::Uint(1 | 2)) => None,
+            (Self::Thermal { .. }, _) => Some(", not a uint8 or uint16 thermal recording"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Depth => "a depth recording",
+            Self::Thermal { .. } => "a thermal recording",
+        }
+    }
 }
 
 /// Frames of a recording.
@@ -65,23 +113,50 @@ impl FrameStack {
     }
 }
 
-/// Loads a `.npy` frame stack (or a single frame).
+/// Loads a `.npy` frame stack (`[N, H, W]`, or one `[H, W]` frame) of the dtype `kind` needs.
+/// The header is checked before any pixel is read.
 ///
 /// # Errors
-/// [`FrameFileError`] naming the file.
-pub fn load_stack(path: &Path) -> Result<FrameStack, FrameFileError> {
-    let stack = if let Ok(a) = ndarray_npy::read_npy::<_, Array3<u16>>(path) {
-        FrameStack::U16(a)
-    } else if let Ok(a) = ndarray_npy::read_npy::<_, Array3<u8>>(path) {
-        FrameStack::U8(a)
-    } else if let Ok(a) = ndarray_npy::read_npy::<_, Array2<u16>>(path) {
-        FrameStack::U16(a.insert_axis(Axis(0)))
-    } else if let Ok(a) = ndarray_npy::read_npy::<_, Array2<u8>>(path) {
-        FrameStack::U8(a.insert_axis(Axis(0)))
-    } else {
-        return Err(FrameFileError::Format {
-            path: path.to_path_buf(),
-        });
+/// [`FrameFileError`] naming the file and what is wrong.
+pub fn load_stack(path: &Path, kind: FrameKind) -> Result<FrameStack, FrameFileError> {
+    let (mut file, len) = files::open(path)?;
+    let header = npy::read_header(&mut file, len, path)?;
+    let format = |message: String| FrameFileError::File(FileError::format(path, message));
+    if let Some(why) = kind.refuses(header.dtype) {
+        return Err(format(format!(
+            "is {} {}{why}",
+            header.dtype.name(),
+            header.shape_text()
+        )));
+    }
+    let (height_px, width_px) = match header.shape[..] {
+        [_, h, w] | [h, w] => (h, w),
+        _ => {
+            return Err(format(format!(
+                "has shape {}; {} must be [N, H, W] or [H, W]",
+                header.shape_text(),
+                kind.what()
+            )))
+        }
+    };
+    if height_px > MAX_FRAME_SIDE_PX || width_px > MAX_FRAME_SIDE_PX {
+        return Err(format(format!(
+            "frames of {width_px}x{height_px} px; at most {MAX_FRAME_SIDE_PX} px a side"
+        )));
+    }
+    let limit = files::MAX_RECORDING_BYTES;
+    let what = kind.what();
+    let stack = match (header.dtype, header.shape.len()) {
+        (Dtype::Uint(2), 3) => {
+            FrameStack::U16(npy::read_data(&mut file, &header, path, limit, what)?)
+        }
+        (Dtype::Uint(2), _) => FrameStack::U16(
+            npy::read_data::<u16, Ix2>(&mut file, &header, path, limit, what)?.insert_axis(Axis(0)),
+        ),
+        (_, 3) => FrameStack::U8(npy::read_data(&mut file, &header, path, limit, what)?),
+        _ => FrameStack::U8(
+            npy::read_data::<u8, Ix2>(&mut file, &header, path, limit, what)?.insert_axis(Axis(0)),
+        ),
     };
     let shape = match &stack {
         FrameStack::U8(a) => a.shape().to_vec(),
@@ -123,10 +198,10 @@ impl FrameReplay {
     ///
     /// # Errors
     /// [`FrameFileError`].
-    pub fn open(path: &Path, pacing: FramePacing) -> Result<Self, FrameFileError> {
+    pub fn open(path: &Path, kind: FrameKind, pacing: FramePacing) -> Result<Self, FrameFileError> {
         Ok(Self {
             path: path.to_path_buf(),
-            frames: load_stack(path)?,
+            frames: load_stack(path, kind)?,
             pacing,
         })
     }
@@ -199,16 +274,18 @@ impl Source for FrameReplay {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use ndarray::Array2;
 
     #[test]
     fn stacks_and_single_frames_of_both_depths_load() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.npy");
         ndarray_npy::write_npy(&a, &Array3::<u16>::zeros((3, 4, 5))).unwrap();
-        assert_eq!(load_stack(&a).unwrap().len(), 3);
+        assert_eq!(load_stack(&a, FrameKind::Depth).unwrap().len(), 3);
         let b = dir.path().join("b.npy");
         ndarray_npy::write_npy(&b, &Array2::<u8>::zeros((4, 5))).unwrap();
-        let s = load_stack(&b).unwrap();
+        let thermal = FrameKind::Thermal { radiometric: false };
+        let s = load_stack(&b, thermal).unwrap();
         assert!(matches!(s.frame(0), Some(FrameImage::U8(f)) if f.dim() == (4, 5)));
     }
 
@@ -217,9 +294,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("f.npy");
         ndarray_npy::write_npy(&f, &Array2::<f32>::zeros((4, 5))).unwrap();
-        assert!(matches!(load_stack(&f), Err(FrameFileError::Format { .. })));
+        let thermal = FrameKind::Thermal { radiometric: false };
+        let err = load_stack(&f, thermal).unwrap_err().to_string();
+        assert!(
+            err.ends_with("is float32 [4, 5], not a uint8 or uint16 thermal recording"),
+            "{err}"
+        );
         let e = dir.path().join("e.npy");
         ndarray_npy::write_npy(&e, &Array3::<u8>::zeros((0, 4, 5))).unwrap();
-        assert!(matches!(load_stack(&e), Err(FrameFileError::Empty { .. })));
+        assert!(matches!(
+            load_stack(&e, thermal),
+            Err(FrameFileError::Empty { .. })
+        ));
+        let wide = dir.path().join("wide.npy");
+        ndarray_npy::write_npy(&wide, &Array2::<u16>::zeros((1, 5000))).unwrap();
+        let err = load_stack(&wide, FrameKind::Depth).unwrap_err().to_string();
+        assert!(
+            err.ends_with("frames of 5000x1 px; at most 4096 px a side"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use ndarray::Array2;
 
 use super::{replay_block_end, replay_block_len, ImuSample, Source, SourceContext, SourceMessage};
 use crate::config::{Config, ImuFileFormat, ImuReplayConfig, ReplaySpeed};
+use crate::files::{self, npy, FileError};
 use crate::telemetry::DropReason;
 
 /// Column names a CSV recording must have (any order; other columns are ignored).
@@ -17,13 +18,20 @@ pub const CSV_TIME_COLUMN: &str = "t_s";
 /// Problems with an IMU recording.
 #[derive(Debug, thiserror::Error)]
 pub enum ImuFileError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
+    /// The file cannot be opened or read, is too large, or is not a float32 `.npy`.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The `t_s` column goes backwards or stands still.
+    #[error("{path}: line {line}: {CSV_TIME_COLUMN} {t_s} is not after the previous sample's {previous_s} (timestamps must increase)")]
+    TimeOrder {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// 1-based line of the offending row.
+        line: u64,
+        /// Its time.
+        t_s: f64,
+        /// The time of the previous sample.
+        previous_s: f64,
     },
     /// The CSV header lacks a required column.
     #[error("{path}: line 1: missing column {column:?} (header needs {})", CSV_COLUMNS.join(","))]
@@ -72,6 +80,10 @@ pub struct SkippedRow {
     pub reason: String,
 }
 
+/// Skipped rows described one by one (the rest are only counted): a file of nothing but bad
+/// rows must not turn into a list of messages larger than the file.
+pub const MAX_SKIPPED_ROWS_LISTED: usize = 100;
+
 /// A loaded IMU recording.
 #[derive(Debug, Clone)]
 pub struct ImuRecording {
@@ -80,20 +92,32 @@ pub struct ImuRecording {
     pub samples: Vec<Option<[f32; 6]>>,
     /// Nominal rate.
     pub sample_rate_hz: f64,
-    /// Malformed rows that were skipped (the rest is kept).
+    /// The first [`MAX_SKIPPED_ROWS_LISTED`] malformed rows that were skipped (the rest is kept).
     pub skipped: Vec<SkippedRow>,
+    /// How many malformed rows were skipped in all.
+    pub skipped_total: u64,
 }
 
 /// Loads a CSV recording: a header naming the columns, one sample per row. Malformed rows are
-/// skipped and reported by line; the rate comes from `rate_hz` or the median step of `t_s`.
+/// skipped and reported by line; the rate comes from `rate_hz` or the median step of `t_s`,
+/// whose values must increase.
 ///
 /// # Errors
 /// [`ImuFileError`] naming the file (and line) when nothing usable can be read.
 pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFileError> {
-    let file = std::fs::File::open(path).map_err(|source| ImuFileError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (file, _) = files::open_limited(path, files::MAX_RECORDING_BYTES, "an IMU recording")?;
+    parse_csv(file, path, rate_hz)
+}
+
+/// [`load_csv`] from any reader (`path` names it in messages).
+///
+/// # Errors
+/// As [`load_csv`].
+pub fn parse_csv(
+    file: impl std::io::Read,
+    path: &Path,
+    rate_hz: Option<f64>,
+) -> Result<ImuRecording, ImuFileError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -127,14 +151,21 @@ pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFi
     let time_col = find(CSV_TIME_COLUMN);
 
     let mut samples = Vec::new();
-    let mut times = Vec::new();
+    let mut times: Vec<f64> = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_total = 0u64;
+    let mut skip = |row: SkippedRow| {
+        skipped_total += 1;
+        if skipped.len() < MAX_SKIPPED_ROWS_LISTED {
+            skipped.push(row);
+        }
+    };
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map_or(0, csv::Position::line);
-                skipped.push(SkippedRow {
+                skip(SkippedRow {
                     line,
                     reason: e.to_string(),
                 });
@@ -176,9 +207,19 @@ pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFi
             _ => None,
         };
         if let Some(reason) = bad {
-            skipped.push(SkippedRow { line, reason });
+            skip(SkippedRow { line, reason });
             samples.push(None);
             continue;
+        }
+        if let (Some(t_s), Some(&previous_s)) = (t, times.last()) {
+            if t_s <= previous_s {
+                return Err(ImuFileError::TimeOrder {
+                    path: path.to_path_buf(),
+                    line,
+                    t_s,
+                    previous_s,
+                });
+            }
         }
         samples.push(Some(values));
         if let Some(t) = t {
@@ -200,6 +241,7 @@ pub fn load_csv(path: &Path, rate_hz: Option<f64>) -> Result<ImuRecording, ImuFi
         samples,
         sample_rate_hz,
         skipped,
+        skipped_total,
     })
 }
 
@@ -226,10 +268,7 @@ fn rate_from_times(times: &[f64]) -> Option<f64> {
 /// # Errors
 /// [`ImuFileError`] when the file is unreadable, of another dtype or shape, empty or not finite.
 pub fn load_npy(path: &Path, rate_hz: f64) -> Result<ImuRecording, ImuFileError> {
-    let array: Array2<f32> = ndarray_npy::read_npy(path).map_err(|e| ImuFileError::Npy {
-        path: path.to_path_buf(),
-        message: format!("not a float32 [6, N] array: {e}"),
-    })?;
+    let array: Array2<f32> = npy::read(path, files::MAX_RECORDING_BYTES, "an IMU recording")?;
     if array.nrows() != 6 {
         return Err(ImuFileError::Npy {
             path: path.to_path_buf(),
@@ -260,6 +299,7 @@ pub fn load_npy(path: &Path, rate_hz: f64) -> Result<ImuRecording, ImuFileError>
         samples,
         sample_rate_hz: rate_hz,
         skipped: Vec::new(),
+        skipped_total: 0,
     })
 }
 
@@ -342,14 +382,14 @@ impl Source for ImuReplay {
         if let Some(row) = self.recording.skipped.first() {
             tracing::warn!(
                 file = %self.path.display(),
-                skipped_rows = self.recording.skipped.len(),
+                skipped_rows = self.recording.skipped_total,
                 first_line = row.line,
                 first_reason = %row.reason,
                 "skipped malformed rows of the IMU recording (counted as bad_input)"
             );
         }
         ctx.stats
-            .add_drops(DropReason::BadInput, self.recording.skipped.len() as u64);
+            .add_drops(DropReason::BadInput, self.recording.skipped_total);
         ctx.stats.set_connected(true, rate);
         tracing::info!(
             file = %self.path.display(),
@@ -471,6 +511,28 @@ mod tests {
         let f = write("acc_x,acc_y,acc_z,gyro_x,gyro_y\n1,2,3,4,5\n");
         let e = load_csv(f.path(), Some(100.0)).unwrap_err();
         assert!(e.to_string().contains("gyro_z"), "{e}");
+    }
+
+    #[test]
+    fn csv_timestamps_that_go_back_or_stand_still_are_refused_with_the_line() {
+        let f = write("t_s,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n0.0,0,0,0,0,0,0\n0.01,0,0,0,0,0,0\n0.01,0,0,0,0,0,0\n");
+        let e = load_csv(f.path(), None).unwrap_err().to_string();
+        assert!(
+            e.ends_with("line 4: t_s 0.01 is not after the previous sample's 0.01 (timestamps must increase)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_the_first_skipped_rows_are_listed_but_all_are_counted() {
+        let mut text = String::from("acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n1,2,3,4,5,6\n");
+        for _ in 0..1000 {
+            text.push_str("x,\n");
+        }
+        let r = load_csv(write(&text).path(), Some(100.0)).unwrap();
+        assert_eq!(r.samples.len(), 1001);
+        assert_eq!(r.skipped.len(), MAX_SKIPPED_ROWS_LISTED);
+        assert_eq!(r.skipped_total, 1000);
     }
 
     #[test]

@@ -331,6 +331,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
         SourceConfig::ThermalReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
             &config.resolve(&c.path),
+            frame_replay::FrameKind::thermal(c.preprocess.agc),
             frame_replay::FramePacing {
                 fps: c.fps,
                 interval_ms: c.interval_ms,
@@ -346,6 +347,7 @@ pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, 
         )?)),
         SourceConfig::DepthReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
             &config.resolve(&c.path),
+            frame_replay::FrameKind::Depth,
             frame_replay::FramePacing {
                 fps: c.fps,
                 interval_ms: c.interval_ms,

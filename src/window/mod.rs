@@ -7,16 +7,17 @@ use std::collections::VecDeque;
 
 pub use frames::FrameSampler;
 
+use crate::config::limits::{number, Unit, MAX_HOP_SAMPLES, MAX_WINDOW_SAMPLES};
 use crate::time::Timestamp;
 
 /// Invalid window parameters.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WindowError {
     /// The rate is not a positive finite number.
-    #[error("sample rate {0} Hz is not a positive number")]
+    #[error("a sample rate of {} Hz is not a positive number", number(*.0))]
     BadRate(f64),
     /// A length rounds to zero samples.
-    #[error("{what} of {ms} ms at {rate_hz} Hz is shorter than one sample")]
+    #[error("{what} = {ms} ms holds no sample at {} Hz (one sample every {} ms)", number(*rate_hz), number(1000.0 / rate_hz))]
     TooShort {
         /// `window_ms` or `hop_ms`.
         what: &'static str,
@@ -25,6 +26,59 @@ pub enum WindowError {
         /// The rate.
         rate_hz: f64,
     },
+    /// A length holds more samples than [`MAX_WINDOW_SAMPLES`] (a window, held in memory) or
+    /// [`MAX_HOP_SAMPLES`] (a hop).
+    #[error(
+        "{what} = {} is {} samples at {} Hz, more than the {max} samples allowed (at most {} at this rate): a window's samples are held in memory until it is cut",
+        Unit::Ms.show(*ms as f64), number(*samples), number(*rate_hz), Unit::Ms.show((*max as f64 * 1000.0 / rate_hz).floor())
+    )]
+    TooLong {
+        /// `window_ms` or `hop_ms`.
+        what: &'static str,
+        /// The length.
+        ms: u64,
+        /// The rate.
+        rate_hz: f64,
+        /// Samples the length holds at the rate.
+        samples: f64,
+        /// The most samples allowed.
+        max: u64,
+    },
+}
+
+/// Whole samples in `ms` of `what` (`"window_ms"` or `"hop_ms"`) at `sample_rate_hz`: at least
+/// one, and at most [`MAX_WINDOW_SAMPLES`] for a window (held in memory) or [`MAX_HOP_SAMPLES`]
+/// for a hop.
+///
+/// # Errors
+/// [`WindowError`] for a non-positive rate or a length out of those bounds.
+pub fn samples_in(what: &'static str, ms: u64, sample_rate_hz: f64) -> Result<usize, WindowError> {
+    if !(sample_rate_hz.is_finite() && sample_rate_hz > 0.0) {
+        return Err(WindowError::BadRate(sample_rate_hz));
+    }
+    let max = if what == "window_ms" {
+        MAX_WINDOW_SAMPLES
+    } else {
+        MAX_HOP_SAMPLES
+    };
+    let n = (ms as f64 * sample_rate_hz / 1000.0).round();
+    if n < 1.0 {
+        Err(WindowError::TooShort {
+            what,
+            ms,
+            rate_hz: sample_rate_hz,
+        })
+    } else if n > max as f64 {
+        Err(WindowError::TooLong {
+            what,
+            ms,
+            rate_hz: sample_rate_hz,
+            samples: n,
+            max,
+        })
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// Window geometry in samples.
@@ -42,26 +96,15 @@ impl WindowSpec {
     /// Geometry for `window_ms`/`hop_ms` at `sample_rate_hz` (lengths rounded to whole samples).
     ///
     /// # Errors
-    /// [`WindowError`] for a non-positive rate or a length under one sample.
+    /// [`WindowError`] for a non-positive rate, a length under one sample, or a window beyond
+    /// [`MAX_WINDOW_SAMPLES`] (so that a windower never allocates beyond it).
     pub fn from_ms(window_ms: u64, hop_ms: u64, sample_rate_hz: f64) -> Result<Self, WindowError> {
         if !(sample_rate_hz.is_finite() && sample_rate_hz > 0.0) {
             return Err(WindowError::BadRate(sample_rate_hz));
         }
-        let len = |what, ms: u64| {
-            let n = (ms as f64 * sample_rate_hz / 1000.0).round();
-            if n >= 1.0 {
-                Ok(n as usize)
-            } else {
-                Err(WindowError::TooShort {
-                    what,
-                    ms,
-                    rate_hz: sample_rate_hz,
-                })
-            }
-        };
         Ok(Self {
-            window_len: len("window_ms", window_ms)?,
-            hop_len: len("hop_ms", hop_ms)?,
+            window_len: samples_in("window_ms", window_ms, sample_rate_hz)?,
+            hop_len: samples_in("hop_ms", hop_ms, sample_rate_hz)?,
             sample_rate_hz,
         })
     }
@@ -303,6 +346,43 @@ mod tests {
         assert_eq!((s.window_len, s.hop_len), (1000, 200));
         assert!(WindowSpec::from_ms(0, 1000, 200.0).is_err());
         assert!(WindowSpec::from_ms(1000, 1000, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_window_beyond_memory_is_refused_not_allocated() {
+        // #14: 1e11 ms and u64::MAX ms at 200 Hz made the windower thread panic (capacity
+        // overflow) or abort (allocation failure) at its first sample.
+        for ms in [100_000_000_000, u64::MAX] {
+            let e = WindowSpec::from_ms(ms, 1000, 200.0).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    WindowError::TooLong {
+                        what: "window_ms",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        let e = WindowSpec::from_ms(5000, u64::MAX, 200.0).unwrap_err();
+        assert!(
+            matches!(e, WindowError::TooLong { what: "hop_ms", .. }),
+            "{e}"
+        );
+        // The largest window allowed is accepted.
+        let max_ms = MAX_WINDOW_SAMPLES * 1000 / 400;
+        assert_eq!(
+            WindowSpec::from_ms(max_ms, 1000, 400.0).unwrap().window_len as u64,
+            MAX_WINDOW_SAMPLES
+        );
+        let e = WindowSpec::from_ms(5000, 1000, 1e-300)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "window_ms = 5000 ms holds no sample at 1e-300 Hz (one sample every 1e303 ms)"
+        );
     }
 
     #[test]

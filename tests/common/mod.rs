@@ -6,6 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod hostile;
+
 pub use edgebind::publish::LocalBroker;
 
 pub mod small_fs;
