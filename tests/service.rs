@@ -120,7 +120,7 @@ fn the_daemon_notifies_ready_beats_the_watchdog_and_says_stopping() {
     );
     sigterm(&child);
     assert!(wait_with_timeout(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
-    assert!(manager.wait("STOPPING=1", Duration::from_secs(1)));
+    assert!(manager.wait("STOPPING=1", Duration::from_secs(10)));
     assert!(manager
         .seen
         .lock()
