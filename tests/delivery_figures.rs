@@ -308,10 +308,10 @@ fn what_a_broker_crash_costs_a_subscriber() {
             table.push((set_up, run));
         }
     }
-    println!("| set-up | windows | lost | duplicates | lost seq ranges |");
-    println!("|---|---|---|---|---|");
+    eprintln!("| set-up | windows | lost | duplicates | lost seq ranges |");
+    eprintln!("|---|---|---|---|---|");
     for (set_up, r) in &table {
-        println!(
+        eprintln!(
             "| {set_up:?} | {} | {} | {} | {:?} |",
             r.windows, r.lost, r.duplicates, r.lost_ranges
         );
