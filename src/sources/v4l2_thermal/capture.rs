@@ -779,15 +779,16 @@ mod tests {
         // While the camera is away the sensor is reported disconnected.
         assert!(attempts[1..].iter().all(|(_, connected)| !connected));
         // The backoff restarts at 100 ms after a camera that delivered, then doubles (capped).
-        // Only lower bounds are exact: a loaded machine may wake a thread late (the arithmetic
-        // itself is tested in `sources::reconnect`); the upper bounds catch a backoff gone wrong.
+        // Only lower bounds are exact: a loaded machine may wake a thread late by seconds
+        // (2.2 s seen under stress), and the arithmetic itself is tested in
+        // `sources::reconnect`; the upper bound only catches a wait of the 30 s stall timeout.
         let gaps: Vec<u128> = attempts
             .windows(2)
             .map(|w| (w[1].0 - w[0].0).as_millis())
             .collect();
-        assert!(gaps[0] >= 100 && gaps[0] < 1_000, "{gaps:?}");
-        assert!(gaps[1] >= 200 && gaps[1] < 1_000, "{gaps:?}");
-        assert!(gaps[2] >= 400 && gaps[2] < 1_500, "{gaps:?}");
+        assert!(gaps[0] >= 100 && gaps[0] < 10_000, "{gaps:?}");
+        assert!(gaps[1] >= 200 && gaps[1] < 10_000, "{gaps:?}");
+        assert!(gaps[2] >= 400 && gaps[2] < 10_000, "{gaps:?}");
         wait_for("connected again", || run.stats.snapshot().connected);
         // A missed cancellation would wait out the 30 s stall timeout.
         assert!(run.stop() < Duration::from_millis(1_000));
