@@ -392,8 +392,7 @@ fn queue_depths_are_gauges_and_a_stalled_model_shows_its_queues_full() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
-        .spawn()
-        .unwrap();
+        .spawn_guarded();
     let inference = "edgebind_queue_depth{queue=\"inference\",name=\"imu\"} ";
     let body = wait_metric(
         metrics_port,

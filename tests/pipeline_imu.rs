@@ -187,8 +187,7 @@ fn sigterm_while_replaying_stops_cleanly_and_publishes_every_window() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_guarded();
     assert!(
         sub.wait_for(Duration::from_secs(20), |m| m
             .iter()
@@ -204,9 +203,11 @@ fn sigterm_while_replaying_stops_cleanly_and_publishes_every_window() {
         .unwrap();
     assert!(status.success());
     let t0 = std::time::Instant::now();
-    let exit = wait_with_timeout(&mut child, Duration::from_secs(5));
+    // Exit 0 means it stopped within its shutdown timeout (10 s) with everything delivered
+    // (past the timeout the exit code is 1); how much sooner depends on the machine's load.
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(30));
     let waited = t0.elapsed();
-    let exit = exit.expect("daemon did not stop within 5 s of SIGTERM");
+    let exit = exit.expect("daemon did not stop within 30 s of SIGTERM");
     assert!(exit.success(), "exit status {exit:?} after {waited:?}");
     assert!(sub.wait_for(Duration::from_secs(3), |m| m
         .iter()

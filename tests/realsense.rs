@@ -228,8 +228,7 @@ fn a_missing_camera_is_retried_with_backoff_until_the_daemon_stops() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_guarded();
     let log = Arc::new(Mutex::new(String::new()));
     let reader = {
         let log = Arc::clone(&log);

@@ -101,7 +101,11 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
         stats: Arc::clone(&stats),
         out: tx,
     };
-    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    // The time of every open attempt. Backoff from 100 ms doubling to a 30 s cap: attempts at
+    // 0, 0.1, 0.3, 0.7, 1.5, 3.1 s, then a 3.2 s wait. Only lower bounds on time and counts
+    // are asserted, which a loaded machine cannot break.
+    let attempts: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let started = Instant::now();
     let thread = {
         let attempts = Arc::clone(&attempts);
         std::thread::spawn(move || {
@@ -109,13 +113,13 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
             let settings = CaptureSettings {
                 layout: FrameLayout::Plain,
                 nominal_fps: 9.0,
-                max_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(30),
                 interval_ms: 0,
                 stall_timeout: Duration::from_secs(5),
             };
             run_capture(
                 || {
-                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    attempts.lock().unwrap().push(Instant::now());
                     V4l2Camera::open(&selector, &request())
                 },
                 &settings,
@@ -123,14 +127,28 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
             );
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while attempts.lock().unwrap().len() < 6 {
+        assert!(Instant::now() < deadline, "{:?}", attempts.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(!stats.snapshot().connected);
-    // 0, 100, 300, 500 ms: retried with backoff, not in a tight loop.
-    let n = attempts.load(std::sync::atomic::Ordering::Relaxed);
-    assert!((3..=5).contains(&n), "{n} attempts");
-    let t = Instant::now();
+    // Retried with a growing backoff, not in a tight loop: 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s.
+    let sixth = attempts.lock().unwrap()[5];
+    assert!(
+        sixth - started >= Duration::from_millis(3100),
+        "6 attempts within {:?}",
+        sixth - started
+    );
+    // Cancelled during the 3.2 s wait: it stops at once, without waiting it out or trying again.
     cancel.cancel();
     thread.join().unwrap();
-    assert!(t.elapsed() < Duration::from_millis(200));
+    let stopped = Instant::now();
+    assert_eq!(attempts.lock().unwrap().len(), 6);
+    assert!(
+        stopped < sixth + Duration::from_millis(3200),
+        "stopped {:?} after the last attempt",
+        stopped - sixth
+    );
     assert!(rx.is_empty());
 }

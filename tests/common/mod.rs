@@ -10,7 +10,9 @@ pub mod hostile;
 
 pub use edgebind::publish::LocalBroker;
 
+mod gate;
 pub mod small_fs;
+pub use gate::{Forwarded, Gate};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 pub fn repo() -> PathBuf {
@@ -201,85 +203,49 @@ pub fn top_label(v: &serde_json::Value) -> String {
     v["labels"][0]["label"].as_str().unwrap_or("").to_string()
 }
 
-/// A TCP forwarder standing in for the network between the daemon and its broker: while closed,
-/// nothing listens on its port (connections are refused, as with a broker that is down); while
-/// open, it forwards to `target`. Lets a test bring a broker "up" only once its subscriber is
-/// ready, so the subscriber cannot miss a message.
-pub struct Gate {
-    pub port: u16,
-    target: Arc<Mutex<u16>>,
-    listener: Arc<Mutex<Option<std::net::TcpListener>>>,
-    /// The daemon-side socket of every forwarded connection (for [`Gate::cut`]).
-    clients: Arc<Mutex<Vec<std::net::TcpStream>>>,
+/// Whether `seen` holds every message in `forwarded` (same topic and payload).
+pub fn received_all(seen: &[Seen], forwarded: &[Forwarded]) -> bool {
+    let seen: std::collections::HashSet<(&str, &[u8])> = seen
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_slice()))
+        .collect();
+    forwarded
+        .iter()
+        .all(|f| seen.contains(&(f.topic.as_str(), f.payload.as_slice())))
 }
 
-impl Gate {
-    /// A closed gate on a free port.
-    pub fn closed(target: u16) -> Self {
-        let port = edgebind::publish::broker::free_port().unwrap();
-        Self {
-            port,
-            target: Arc::new(Mutex::new(target)),
-            listener: Arc::new(Mutex::new(None)),
-            clients: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
+/// mosquitto settings that keep sessions, queued and retained messages across restarts, saved
+/// to `dir` every `autosave_s` seconds, with no limit on queued messages (the default 1000
+/// drops silently beyond it). See docs/mqtt.md ("mosquitto settings for at-least-once").
+pub fn mosquitto_persistence(dir: &Path, autosave_s: u32) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    vec![
+        "persistence true".into(),
+        format!("persistence_location {}/", dir.display()),
+        format!("autosave_interval {autosave_s}"),
+        "max_queued_messages 0".into(),
+    ]
+}
 
-    pub fn set_target(&self, target: u16) {
-        *self.target.lock().unwrap() = target;
-    }
+/// mosquitto settings bridging the daemon's topics to the broker at `remote_port` on loopback:
+/// QoS 1 (the default is 0), the bridge's session kept on both sides (`cleansession false`) so
+/// that what it has not passed on waits for the link, reconnect attempts every second.
+pub fn mosquitto_bridge(remote_port: u16, name: &str) -> Vec<String> {
+    vec![
+        format!("connection {name}"),
+        format!("address 127.0.0.1:{remote_port}"),
+        "topic edgebind/# out 1".into(),
+        "cleansession false".into(),
+        "restart_timeout 1".into(),
+        "notifications false".into(),
+        "keepalive_interval 5".into(),
+    ]
+}
 
-    /// Starts listening and forwarding.
-    pub fn open(&self) {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
-        let accept = listener.try_clone().unwrap();
-        *self.listener.lock().unwrap() = Some(listener);
-        let target = Arc::clone(&self.target);
-        let current = Arc::clone(&self.listener);
-        let clients = Arc::clone(&self.clients);
-        std::thread::spawn(move || {
-            for client in accept.incoming() {
-                if current.lock().unwrap().is_none() {
-                    break;
-                }
-                let Ok(client) = client else { break };
-                let port = *target.lock().unwrap();
-                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                clients.lock().unwrap().push(client.try_clone().unwrap());
-                for (mut a, mut b) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut a, &mut b);
-                        let _ = a.shutdown(std::net::Shutdown::Both);
-                        let _ = b.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-    }
-
-    /// Stops listening (existing connections die with their broker).
-    pub fn close(&self) {
-        if let Some(l) = self.listener.lock().unwrap().take() {
-            // Wake the accept loop so it sees the gate closed and drops the socket.
-            let _ = std::net::TcpStream::connect(l.local_addr().unwrap());
-        }
-    }
-
-    /// Closes, and cuts every forwarded connection: nothing more reaches the broker and no
-    /// acknowledgement reaches the daemon.
-    pub fn cut(&self) {
-        self.close();
-        for c in self.clients.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
+/// Starts mosquitto on `port` with `lines` added to its configuration.
+pub fn start_mosquitto(port: u16, lines: &[String]) -> LocalBroker {
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    LocalBroker::start_on(port, &lines).unwrap()
 }
 
 /// Embedding `seq`s received per sensor, sorted, duplicates removed.
@@ -317,8 +283,50 @@ pub fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> bool {
     false
 }
 
-/// Starts the daemon with stderr to `log`.
-pub fn spawn_daemon(config: &Path, log: &Path, extra: &[&str]) -> Child {
+/// A spawned process that is killed (SIGKILL) and reaped when dropped, so that a test that
+/// panics takes its daemon with it instead of leaving it running (and burning CPU) behind.
+/// Derefs to the [`Child`], so `child.id()`, `wait_with_timeout(&mut child, …)` and
+/// `sigterm(&child)` work as on a plain child.
+pub struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(Some(_))) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `Command::spawn` returning a [`KillOnDrop`]; panics when the process cannot be started.
+pub trait SpawnGuarded {
+    fn spawn_guarded(&mut self) -> KillOnDrop;
+}
+
+impl SpawnGuarded for Command {
+    fn spawn_guarded(&mut self) -> KillOnDrop {
+        KillOnDrop(
+            self.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", self.get_program())),
+        )
+    }
+}
+
+/// Starts the daemon with stderr to `log`; it is killed when the returned guard is dropped.
+pub fn spawn_daemon(config: &Path, log: &Path, extra: &[&str]) -> KillOnDrop {
     let err = std::fs::File::create(log).unwrap();
     edgebind()
         .arg("run")
@@ -328,8 +336,7 @@ pub fn spawn_daemon(config: &Path, log: &Path, extra: &[&str]) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
-        .spawn()
-        .unwrap()
+        .spawn_guarded()
 }
 
 pub fn sigterm(child: &Child) {

@@ -596,7 +596,7 @@ mod tests {
     }
 
     fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(5));
@@ -775,24 +775,26 @@ mod tests {
         // While the camera is away the sensor is reported disconnected.
         assert!(attempts[1..].iter().all(|(_, connected)| !connected));
         // The backoff restarts at 100 ms after a camera that delivered, then doubles (capped).
-        // Only lower bounds are exact: a loaded machine may wake a thread late (the arithmetic
-        // itself is tested in `sources::reconnect`); the upper bounds catch a backoff gone wrong.
+        // Only lower bounds are exact: a loaded machine may wake a thread late by seconds
+        // (2.2 s seen under stress), and the arithmetic itself is tested in
+        // `sources::reconnect`; the upper bound only catches a wait of the 30 s stall timeout.
         let gaps: Vec<u128> = attempts
             .windows(2)
             .map(|w| (w[1].0 - w[0].0).as_millis())
             .collect();
-        assert!(gaps[0] >= 100 && gaps[0] < 1_000, "{gaps:?}");
-        assert!(gaps[1] >= 200 && gaps[1] < 1_000, "{gaps:?}");
-        assert!(gaps[2] >= 400 && gaps[2] < 1_500, "{gaps:?}");
+        assert!(gaps[0] >= 100 && gaps[0] < 10_000, "{gaps:?}");
+        assert!(gaps[1] >= 200 && gaps[1] < 10_000, "{gaps:?}");
+        assert!(gaps[2] >= 400 && gaps[2] < 10_000, "{gaps:?}");
         wait_for("connected again", || run.stats.snapshot().connected);
-        assert!(run.stop() < Duration::from_millis(250));
+        // A missed cancellation would wait out the 30 s stall timeout.
+        assert!(run.stop() < Duration::from_millis(1_000));
     }
 
     #[test]
     fn the_backoff_is_capped() {
         let run = Running::start(Vec::new(), settings(FrameLayout::Plain), 8);
-        wait_for("five open attempts", || {
-            run.attempts.lock().unwrap().len() >= 5
+        wait_for("seven open attempts", || {
+            run.attempts.lock().unwrap().len() >= 7
         });
         let attempts = run.attempts.lock().unwrap().clone();
         run.stop();
@@ -801,9 +803,10 @@ mod tests {
             .windows(2)
             .map(|w| (w[1].0 - w[0].0).as_millis())
             .collect();
-        assert!(gaps.len() >= 4, "{gaps:?}");
-        // Uncapped it would be 800 ms.
-        assert!(gaps[3] >= 400 && gaps[3] < 800, "{gaps:?}");
+        assert!(gaps.len() >= 6, "{gaps:?}");
+        assert!(gaps[3..6].iter().all(|g| *g >= 400), "{gaps:?}");
+        // Uncapped the sixth wait would be 3.2 s: a margin a loaded machine cannot eat.
+        assert!(gaps[5] < 3_200, "{gaps:?}");
     }
 
     #[test]
