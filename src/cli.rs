@@ -347,6 +347,9 @@ fn check(path: &Path) -> Result<i32> {
                 cfg.sources.len(),
                 cfg.resolve(&cfg.models.dir).display()
             );
+            for w in config::warnings(&cfg) {
+                eprintln!("warning: {w}");
+            }
             Ok(0)
         }
         Err(e) => {

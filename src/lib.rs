@@ -19,7 +19,8 @@
 //! - [`publish`]: MQTT payloads (pure), the outbox, the publisher owning the event loop (MQTT
 //!   3.1.1 or 5), a local broker.
 //! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
-//! - [`telemetry`]: counters, drops by reason, logging set-up, the Prometheus endpoint.
+//! - [`telemetry`]: counters, drops by reason, logging set-up and rate-limited logging, the
+//!   Prometheus endpoint.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::*;
 use edgebind::config::{self, Config, SourceConfig};
-use edgebind::pipeline::stream::Processor;
+use edgebind::pipeline::stream::{Processor, StreamLogs};
 use edgebind::sources::{Frame, FrameImage, SourceMessage};
 use edgebind::telemetry::{DropReason, StreamStats};
 use edgebind::time::Clock;
@@ -143,6 +143,7 @@ fn infiray_temperature_frames_are_read_as_kelvin_x64() {
             calibration: None,
         }),
         &stats,
+        &mut StreamLogs::default(),
         &mut out,
     );
     assert_eq!(out.len(), 1);
@@ -169,6 +170,7 @@ fn one_frame_is_embedded_per_interval_and_the_others_are_counted_as_skipped() {
                 calibration: None,
             }),
             &stats,
+            &mut StreamLogs::default(),
             &mut out,
         );
     }

@@ -21,7 +21,7 @@ pub use ranges::source_rate_problems;
 pub use sections::*;
 pub use serial::*;
 pub use sources::*;
-pub use validate::{validate, Problem};
+pub use validate::{validate, warnings, Problem};
 
 /// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
 pub const EX_CONFIG: i32 = 78;

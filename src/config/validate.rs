@@ -164,6 +164,21 @@ fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// What `edgebind check` points out without refusing the configuration: an outbox allowed more
+/// than its filesystem has free (on a full disk `outbox.when_full` applies to disk space).
+#[must_use]
+pub fn warnings(config: &Config) -> Vec<Problem> {
+    let dir = config.resolve(&config.outbox.dir);
+    crate::publish::outbox::space_warning(&dir, config.outbox.max_bytes.0)
+        .map(|message| Problem {
+            path: "outbox.max_bytes".to_string(),
+            message,
+            ..Problem::default()
+        })
+        .into_iter()
+        .collect()
+}
+
 /// Every problem in `config`, in file order; empty when the configuration is usable.
 /// Files the configuration points to are checked for existence.
 #[must_use]

@@ -11,13 +11,14 @@ use tokio::sync::mpsc;
 use super::session::Encoder;
 use crate::concepts::SharedConcepts;
 use crate::config::{EmbeddingEncoding, Qos};
+use crate::log_limited;
 use crate::publish::payload::{
     unit_norm, EmbeddingEnvelope, EmbeddingField, LabelsMessage, Latency, ModelInfo, Topics,
     WindowInfo, ENVELOPE_VERSION,
 };
 use crate::publish::{MessageTiming, OutMessage};
 use crate::telemetry::inference::thread_cpu_time;
-use crate::telemetry::{DropReason, ModelStats, Stage, StreamStats};
+use crate::telemetry::{DropReason, LogLimiter, ModelStats, Stage, StreamStats};
 use crate::time::{Clock, Timestamp};
 
 /// A preprocessed window waiting for its model.
@@ -216,13 +217,26 @@ fn stack_inputs(batch: &[Job]) -> Result<ArrayD<f32>, ndarray::ShapeError> {
     ndarray::stack(Axis(0), &views)
 }
 
+/// One limiter per problem the worker may meet at every batch or window: logged once, then
+/// summarised every few seconds (the drops are counted either way).
+#[derive(Debug, Default)]
+struct WorkerLogs {
+    /// Batches the model failed on.
+    failed: LogLimiter,
+    /// Windows whose output is not finite.
+    non_finite: LogLimiter,
+}
+
 /// Counts every window of `batch` as dropped by a failed run.
-fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display) {
+fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display, logs: &mut WorkerLogs) {
     for job in batch {
         job.stats.add_drops(DropReason::InferenceError, 1);
     }
-    let seqs: Vec<u64> = batch.iter().map(|j| j.seq).collect();
-    tracing::warn!(windows = batch.len(), ?seqs, error = %error, "windows dropped");
+    let (first, last) = (batch.first().map(|j| j.seq), batch.last().map(|j| j.seq));
+    log_limited!(logs.failed, tracing::Level::WARN,
+        "windows dropped: the model failed (counted as inference_error)",
+        windows = batch.len(), first_seq = first.unwrap_or(0), last_seq = last.unwrap_or(0),
+        error = %error);
 }
 
 /// One session run over a batch.
@@ -244,6 +258,7 @@ fn publish_batch(
     batch: &[Job],
     run: &BatchRun<'_>,
     out: &mpsc::Sender<OutMessage>,
+    logs: &mut WorkerLogs,
 ) -> bool {
     let inference = run.inference;
     let inference_ms = inference.as_secs_f64() * 1e3;
@@ -251,7 +266,9 @@ fn publish_batch(
         // A non-finite row is one broken window; the rest of the batch is fine.
         if row.iter().any(|v| !v.is_finite()) {
             job.stats.add_drops(DropReason::InferenceError, 1);
-            tracing::warn!(sensor = %job.sensor, seq = job.seq, "window dropped: the model's output is not finite");
+            log_limited!(logs.non_finite, tracing::Level::WARN,
+                "window dropped: the model's output is not finite (counted as inference_error)",
+                sensor = %job.sensor, seq = job.seq);
             continue;
         }
         job.stats.record_latency(Stage::Inference, inference);
@@ -297,6 +314,7 @@ pub fn spawn_worker(
             };
             let mut done: u64 = 0;
             let mut held = None;
+            let mut logs = WorkerLogs::default();
             while let Some(batch) = next_batch(&jobs, &mut held, batching) {
                 if stall_after.is_some_and(|n| done >= n) {
                     tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
@@ -316,7 +334,7 @@ pub fn spawn_worker(
                 let input = match stack_inputs(&batch) {
                     Ok(input) => input,
                     Err(e) => {
-                        drop_batch(&batch, &e);
+                        drop_batch(&batch, &e, &mut logs);
                         continue;
                     }
                 };
@@ -330,7 +348,7 @@ pub fn spawn_worker(
                 let rows = match result {
                     Ok(rows) => rows,
                     Err(e) => {
-                        drop_batch(&batch, &e);
+                        drop_batch(&batch, &e, &mut logs);
                         continue;
                     }
                 };
@@ -339,7 +357,7 @@ pub fn spawn_worker(
                     inference,
                     queue_ms,
                 };
-                if !publish_batch(&ctx, provider, modality, &batch, &run, &out) {
+                if !publish_batch(&ctx, provider, modality, &batch, &run, &out, &mut logs) {
                     return;
                 }
             }

@@ -15,6 +15,7 @@ use crate::config::{
     ThermalPreprocessConfig,
 };
 use crate::inference::worker::Job;
+use crate::log_limited;
 use crate::preprocess::audio::{AudioError, AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::{
     DepthError, DepthNormalize, DepthParams, DepthPreprocessor, HoleFill,
@@ -24,7 +25,7 @@ use crate::preprocess::thermal::{
     Agc, RadiometricEncoding, ThermalError, ThermalParams, ThermalPreprocessor,
 };
 use crate::sources::{Frame, FrameImage, SourceMessage};
-use crate::telemetry::{DropReason, Stage, StreamStats};
+use crate::telemetry::{DropReason, LogLimiter, Stage, StreamStats};
 use crate::time::Timestamp;
 use crate::window::{FrameSampler, Window, WindowError, WindowSpec, Windower};
 
@@ -45,6 +46,20 @@ pub struct Prepared {
     pub input: ArrayD<f32>,
     /// Time spent preprocessing.
     pub preprocess_ms: f64,
+}
+
+/// One limiter per problem a stream may meet at every block, frame or window: logged once, then
+/// summarised every few seconds (the drops are counted either way).
+#[derive(Debug, Default)]
+pub struct StreamLogs {
+    /// Blocks the windower cannot take (a window shorter than one sample at the block's rate).
+    window: LogLimiter,
+    /// Frames of the wrong kind.
+    frame: LogLimiter,
+    /// Camera calibrations the depth preprocessing rejects.
+    calibration: LogLimiter,
+    /// Windows the preprocessing rejects.
+    preprocess: LogLimiter,
 }
 
 /// Errors building a processor from its config.
@@ -307,11 +322,13 @@ impl Processor {
         })
     }
 
-    /// Processes one message; appends the model inputs it completes to `out` and counts drops.
+    /// Processes one message; appends the model inputs it completes to `out`, counts drops and
+    /// logs them through `logs`.
     pub fn process(
         &mut self,
         message: SourceMessage,
         stats: &StreamStats,
+        logs: &mut StreamLogs,
         out: &mut Vec<Prepared>,
     ) {
         match (self, message) {
@@ -331,7 +348,8 @@ impl Processor {
                     Ok(w) => w,
                     Err(e) => {
                         stats.add_drops(DropReason::BadInput, samples.len() as u64);
-                        tracing::warn!(error = %e, "samples dropped");
+                        log_limited!(logs.window, tracing::Level::WARN,
+                            "samples dropped (counted as bad_input)", error = %e);
                         return;
                     }
                 };
@@ -341,9 +359,13 @@ impl Processor {
                 }
                 for window in windows {
                     stats.add_window(window.gaps);
-                    prepare(stats, out, Placement::of(&window), || {
-                        pre.tensor_from_samples(&window.samples)
-                    });
+                    prepare(
+                        stats,
+                        &mut logs.preprocess,
+                        out,
+                        Placement::of(&window),
+                        || pre.tensor_from_samples(&window.samples),
+                    );
                 }
             }
             (
@@ -361,6 +383,7 @@ impl Processor {
                 stats.add_window(0);
                 prepare(
                     stats,
+                    &mut logs.preprocess,
                     out,
                     Placement::frame(seq, t, *period_ns),
                     || match &image {
@@ -390,7 +413,8 @@ impl Processor {
                     Ok(w) => w,
                     Err(e) => {
                         stats.add_drops(DropReason::BadInput, 1);
-                        tracing::warn!(error = %e, "audio block dropped");
+                        log_limited!(logs.window, tracing::Level::WARN,
+                            "audio block dropped (counted as bad_input)", error = %e);
                         return;
                     }
                 };
@@ -410,9 +434,13 @@ impl Processor {
                 w.push_block(first_seq, channel_0, &mut windows);
                 for window in windows {
                     stats.add_window(window.gaps);
-                    prepare(stats, out, Placement::of(&window), || {
-                        pre.window_tensor(&window.samples, sample_rate_hz, *clips)
-                    });
+                    prepare(
+                        stats,
+                        &mut logs.preprocess,
+                        out,
+                        Placement::of(&window),
+                        || pre.window_tensor(&window.samples, sample_rate_hz, *clips),
+                    );
                 }
             }
             (
@@ -432,7 +460,11 @@ impl Processor {
             ) => {
                 let FrameImage::U16(raw) = &image else {
                     stats.add_drops(DropReason::BadInput, 1);
-                    tracing::warn!("depth frame is not 16-bit; dropped");
+                    log_limited!(
+                        logs.frame,
+                        tracing::Level::WARN,
+                        "depth frame is not 16-bit; dropped (counted as bad_input)"
+                    );
                     return;
                 };
                 let Some(seq) = sampler.offer(t.mono_ns) else {
@@ -448,19 +480,32 @@ impl Processor {
                         }
                         Err(e) => {
                             stats.add_drops(DropReason::PreprocessError, 1);
-                            tracing::warn!(?calibration, error = %e, "camera calibration rejected; frame dropped (once per interval)");
+                            if let Some(c) = calibration {
+                                log_limited!(logs.calibration, tracing::Level::WARN,
+                                    "camera calibration rejected; frame dropped (once per interval, counted as preprocess_error)",
+                                    focal_px = c.focal_px, baseline_m = c.baseline_m,
+                                    depth_units_m = c.depth_units_m, error = %e);
+                            }
                             return;
                         }
                     }
                 }
                 stats.add_window(0);
-                prepare(stats, out, Placement::frame(seq, t, *period_ns), || {
-                    pre.tensor(raw.view())
-                });
+                prepare(
+                    stats,
+                    &mut logs.preprocess,
+                    out,
+                    Placement::frame(seq, t, *period_ns),
+                    || pre.tensor(raw.view()),
+                );
             }
             (_, _) => {
                 stats.add_drops(DropReason::BadInput, 1);
-                tracing::warn!("message of another modality dropped");
+                log_limited!(
+                    logs.frame,
+                    tracing::Level::WARN,
+                    "message of another modality dropped (counted as bad_input)"
+                );
             }
         }
     }
@@ -499,9 +544,10 @@ impl Placement {
 }
 
 /// Runs one window's preprocessing, timed: the tensor goes to `out`; a rejection is counted as
-/// `preprocess_error` and logged (the stream goes on).
+/// `preprocess_error` and logged through `log` (the stream goes on).
 fn prepare<D: ndarray::Dimension, E: std::fmt::Display>(
     stats: &StreamStats,
+    log: &mut LogLimiter,
     out: &mut Vec<Prepared>,
     at: Placement,
     run: impl FnOnce() -> Result<ndarray::Array<f32, D>, E>,
@@ -519,7 +565,9 @@ fn prepare<D: ndarray::Dimension, E: std::fmt::Display>(
         }),
         Err(e) => {
             stats.add_drops(DropReason::PreprocessError, 1);
-            tracing::warn!(seq = at.seq, error = %e, "window dropped");
+            log_limited!(log, tracing::Level::WARN,
+                "window dropped by preprocessing (counted as preprocess_error)",
+                seq = at.seq, error = %e);
         }
     }
 }
@@ -555,8 +603,9 @@ pub fn spawn_stream(
         .spawn(move || {
             let _span = tracing::info_span!("stream", sensor = %name).entered();
             let mut prepared = Vec::new();
+            let mut logs = StreamLogs::default();
             for message in messages.iter() {
-                processor.process(message, &stats, &mut prepared);
+                processor.process(message, &stats, &mut logs, &mut prepared);
                 for p in prepared.drain(..) {
                     stats.record_latency(
                         Stage::Preprocess,
@@ -617,16 +666,47 @@ mod tests {
     }
 
     #[test]
+    fn a_block_the_windower_cannot_take_is_counted_every_time_and_logged_once() {
+        let c: crate::config::ImuReplayConfig =
+            toml::from_str("name = \"imu\"\npath = \"x.csv\"").unwrap();
+        let mut p = Processor::for_source(&SourceConfig::ImuReplay(c)).unwrap();
+        let stats = StreamStats::default();
+        let mut logs = StreamLogs::default();
+        let mut out = Vec::new();
+        let clock = Clock::new();
+        // 0.1 Hz: the 1 s hop is shorter than one sample.
+        for k in 0..100u64 {
+            let samples = (0..10)
+                .map(|i| crate::sources::ImuSample {
+                    seq: k * 10 + i,
+                    t: clock.at_mono_ns((k * 10 + i) * 10_000_000_000),
+                    values: [0.0; 6],
+                })
+                .collect();
+            let message = SourceMessage::Imu {
+                sample_rate_hz: 0.1,
+                samples,
+            };
+            p.process(message, &stats, &mut logs, &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(stats.drops(DropReason::BadInput), 1000);
+        // The first block was logged; the other 99 wait for the next line's count.
+        assert_eq!(logs.window.suppressed(), 99);
+    }
+
+    #[test]
     fn the_camera_calibration_is_used_where_the_config_sets_none() {
         let mut p = Processor::for_source(&realsense("focal_px = 600.0\n")).unwrap();
         let stats = StreamStats::default();
+        let mut logs = StreamLogs::default();
         let mut out = Vec::new();
         let camera = DepthCalibration {
             focal_px: 383.5,
             baseline_m: 0.05,
             depth_units_m: 0.0001,
         };
-        p.process(frame(Some(camera), 0), &stats, &mut out);
+        p.process(frame(Some(camera), 0), &stats, &mut logs, &mut out);
         assert_eq!(out.len(), 1);
         let got = params(&p);
         assert_eq!(
@@ -638,10 +718,10 @@ mod tests {
             baseline_m: 0.095,
             ..camera
         };
-        p.process(frame(Some(other), 1), &stats, &mut out);
+        p.process(frame(Some(other), 1), &stats, &mut logs, &mut out);
         assert_eq!(params(&p).baseline_m, 0.095);
         // Frames without calibration keep what is in effect.
-        p.process(frame(None, 2), &stats, &mut out);
+        p.process(frame(None, 2), &stats, &mut logs, &mut out);
         assert_eq!(params(&p).baseline_m, 0.095);
         assert_eq!(out.len(), 3);
     }

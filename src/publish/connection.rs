@@ -65,6 +65,9 @@ pub async fn open_outbox(config: &Config, telemetry: &Telemetry) -> Result<Outbo
         config.outbox.when_full,
     );
     let dir = options.dir.clone();
+    if let Some(warning) = super::outbox::space_warning(&dir, options.max_bytes) {
+        tracing::warn!("outbox.max_bytes: {warning}");
+    }
     let (outbox, recovery) = tokio::task::spawn_blocking(move || Outbox::open(options))
         .await
         .context("outbox recovery task")??;

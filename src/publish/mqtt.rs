@@ -33,8 +33,10 @@ use super::outbox::{Outbox, Record};
 use super::payload::{StateMessage, Topics, ENVELOPE_VERSION};
 use super::tls::TlsClient;
 use crate::config::{FsyncPolicy, MqttProtocol, Qos};
-use crate::telemetry::{DropReason, Stage, Telemetry};
+use crate::log_limited;
+use crate::telemetry::{DropReason, LogLimiter, Stage, Telemetry};
 use crate::Modality;
+use tracing::Level;
 
 /// Requests rumqttc may hold in its own channel at once.
 const CLIENT_CAPACITY: usize = 256;
@@ -167,7 +169,25 @@ struct Handed {
     qos: Qos,
 }
 
+/// One limiter per problem the publisher may meet again and again (a full disk, a failing
+/// disk, a broker refusing messages): each is logged once, then summarised every few seconds.
+#[derive(Debug, Default)]
+struct Logs {
+    disk_full: LogLimiter,
+    outbox_full: LogLimiter,
+    write_failed: LogLimiter,
+    read_failed: LogLimiter,
+    ack_failed: LogLimiter,
+    fsync_failed: LogLimiter,
+    rejected: LogLimiter,
+    resent: LogLimiter,
+    /// Messages dropped by the full outbox since its last log line.
+    unlogged_drops: u64,
+}
+
 struct State {
+    /// Repeated problems, rate-limited.
+    logs: Logs,
     /// Latency bookkeeping by outbox id.
     timings: BTreeMap<u64, MessageTiming>,
     /// Control messages, sent before outbox messages.
@@ -290,6 +310,9 @@ fn publish_gauges(telemetry: &Telemetry, outbox: &Outbox, st: &State) {
     stats
         .outbox_messages
         .store(outbox.pending() as u64, Ordering::Relaxed);
+    stats
+        .outbox_disk_full
+        .store(outbox.counters().disk_full, Ordering::Relaxed);
 }
 
 /// Hands control messages, then durable outbox messages in id order, to rumqttc.
@@ -322,7 +345,8 @@ fn hand_over(cfg: &PublisherConfig, client: &Client, outbox: &mut Outbox, st: &m
                 continue;
             }
             Err(e) => {
-                tracing::error!(error = %e, id, "cannot read a message back from the outbox; skipping it");
+                log_limited!(st.logs.read_failed, Level::ERROR,
+                    "cannot read a message back from the outbox; skipping it", error = %e, id);
                 let _ = outbox.ack(id);
                 st.cursor = id + 1;
                 continue;
@@ -351,7 +375,15 @@ fn hand_over(cfg: &PublisherConfig, client: &Client, outbox: &mut Outbox, st: &m
     }
 }
 
-fn count_outbox_drops(cfg: &PublisherConfig, telemetry: &Telemetry, dropped: &[Record]) {
+/// Counts `dropped` (by the outbox's full policy) per sensor and logs it, rate-limited.
+fn count_outbox_drops(
+    cfg: &PublisherConfig,
+    telemetry: &Telemetry,
+    logs: &mut Logs,
+    dropped: &[Record],
+    disk_full: bool,
+    refused: bool,
+) {
     if dropped.is_empty() {
         return;
     }
@@ -366,10 +398,24 @@ fn count_outbox_drops(cfg: &PublisherConfig, telemetry: &Telemetry, dropped: &[R
                 .add_drops(DropReason::OutboxFull, 1);
         }
     }
-    tracing::warn!(
-        dropped = dropped.len(),
-        "outbox full: dropped the oldest messages (counted as outbox_full)"
-    );
+    let which = match (refused, dropped.len()) {
+        (false, _) => "the oldest messages",
+        (true, 1) => "the new message",
+        (true, _) => "the oldest messages and the new one",
+    };
+    // One line per few seconds, with every message dropped since the previous line.
+    logs.unlogged_drops += dropped.len() as u64;
+    let (limiter, why) = if disk_full {
+        (&mut logs.disk_full, "the filesystem is full")
+    } else {
+        (&mut logs.outbox_full, "outbox.max_bytes reached")
+    };
+    if let Some(repeats) = limiter.admit(std::time::Instant::now()) {
+        tracing::warn!(
+            dropped = std::mem::take(&mut logs.unlogged_drops),
+            "outbox full ({why}): dropped {which} (outbox.when_full; counted as outbox_full){repeats}"
+        );
+    }
 }
 
 type SyncTask = (u64, JoinHandle<std::io::Result<()>>);
@@ -416,6 +462,7 @@ pub async fn run_publisher(
     let stats = &telemetry.publish;
     let every_message = cfg.fsync == FsyncPolicy::EveryMessage;
     let mut st = State {
+        logs: Logs::default(),
         control: VecDeque::new(),
         timings: BTreeMap::new(),
         cursor: 0,
@@ -460,7 +507,9 @@ pub async fn run_publisher(
                     let upto = outbox.next_id();
                     sync_task = Some((upto, tokio::task::spawn_blocking(move || h.sync())));
                 }
-                Err(e) => tracing::error!(error = %e, "outbox write failed"),
+                Err(e) => {
+                    log_limited!(st.logs.fsync_failed, Level::ERROR, "outbox write failed", error = %e)
+                }
             }
         }
         publish_gauges(&telemetry, &outbox, &st);
@@ -522,8 +571,8 @@ pub async fn run_publisher(
                             st.durable_below = st.durable_below.max(upto);
                         }
                     }
-                    Ok(Err(e)) => tracing::error!(error = %e, "outbox fsync failed"),
-                    Err(e) => tracing::error!(error = %e, "outbox fsync task failed"),
+                    Ok(Err(e)) => log_limited!(st.logs.fsync_failed, Level::ERROR, "outbox fsync failed", error = %e),
+                    Err(e) => log_limited!(st.logs.fsync_failed, Level::ERROR, "outbox fsync task failed", error = %e),
                 }
             },
             m = rx.recv(), if can_take => match m {
@@ -539,7 +588,7 @@ pub async fn run_publisher(
                     // rest of the batch with it, in order) until acknowledgements make room.
                     let mut rest = batch.into_iter();
                     for m in rest.by_ref() {
-                        if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st.timings, m) {
+                        if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st, m) {
                             held = Some(m);
                             break;
                         }
@@ -570,7 +619,7 @@ pub async fn run_publisher(
                 fsync_at = None;
                 sync_due |= unsynced;
                 while let Some(m) = held.take() {
-                    if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st.timings, m) {
+                    if let Some(m) = append(&cfg, &telemetry, &mut outbox, &mut st, m) {
                         held = Some(m);
                         break;
                     }
@@ -612,7 +661,7 @@ pub async fn run_publisher(
         .chain(held_batch.drain(..))
         .chain(std::iter::from_fn(|| rx.try_recv().ok()));
     for m in waiting {
-        if append(&cfg, &telemetry, &mut outbox, &mut st.timings, m).is_some() {
+        if append(&cfg, &telemetry, &mut outbox, &mut st, m).is_some() {
             lost += 1;
         }
     }
@@ -688,9 +737,11 @@ fn on_event(
             let resent = st.requeue_unacked();
             if resent > 0 {
                 stats.resent.fetch_add(resent, Ordering::Relaxed);
-                tracing::warn!(
-                    resent,
-                    "broker session lost; re-sending unacknowledged messages"
+                log_limited!(
+                    st.logs.resent,
+                    Level::WARN,
+                    "broker session lost; re-sending unacknowledged messages",
+                    resent
                 );
             }
             st.control.clear();
@@ -717,14 +768,15 @@ fn on_event(
                     // An MQTT 5 broker refused it (authorisation, quota): sending it
                     // again would be refused again. Counted and forgotten.
                     stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%reason, "the broker refused a message (PUBACK reason); it is dropped");
+                    log_limited!(st.logs.rejected, Level::WARN,
+                        "the broker refused a message (PUBACK reason); it is dropped", %reason);
                 }
                 if let Some(id) = h.id {
                     if let Some(t) = st.timings.remove(&id) {
                         t.record_delivered();
                     }
                     if let Err(e) = outbox.ack(id) {
-                        tracing::error!(error = %e, "outbox ack failed");
+                        log_limited!(st.logs.ack_failed, Level::ERROR, "outbox ack failed", error = %e);
                     }
                 }
             }
@@ -763,32 +815,49 @@ fn on_event(
     true
 }
 
-/// Appends `m` to the outbox. Returns it back when the outbox is full and its policy is `block`.
+/// Appends `m` to the outbox. Returns it back when the outbox (or its filesystem) is full and
+/// its policy is `block`.
 fn append(
     cfg: &PublisherConfig,
     telemetry: &Telemetry,
     outbox: &mut Outbox,
-    timings: &mut BTreeMap<u64, MessageTiming>,
+    st: &mut State,
     m: OutMessage,
 ) -> Option<OutMessage> {
-    match outbox.append(&m.topic, m.qos, m.retain, &m.payload) {
+    let disk_full_before = outbox.counters().disk_full;
+    let result = outbox.append(&m.topic, m.qos, m.retain, &m.payload);
+    let disk_full = outbox.counters().disk_full > disk_full_before;
+    match result {
         Ok(Some((id, dropped))) => {
             if let Some(t) = m.timing {
                 // drop_newest answers u64::MAX: `m` itself was dropped.
                 if id != u64::MAX {
-                    keep_timing(timings, id, t);
+                    keep_timing(&mut st.timings, id, t);
                 }
             }
             for d in &dropped {
-                timings.remove(&d.id);
+                st.timings.remove(&d.id);
             }
-            // drop_oldest: older messages made room; drop_newest: `m` itself (id u64::MAX).
-            count_outbox_drops(cfg, telemetry, &dropped);
+            // drop_oldest: older messages made room; drop_newest (or nothing left to drop): `m`
+            // itself (id u64::MAX).
+            let refused = id == u64::MAX;
+            count_outbox_drops(cfg, telemetry, &mut st.logs, &dropped, disk_full, refused);
             None
         }
-        Ok(None) => Some(m),
+        Ok(None) => {
+            if disk_full {
+                log_limited!(
+                    st.logs.disk_full,
+                    Level::WARN,
+                    "outbox full (the filesystem is full): holding new messages until there is room (outbox.when_full = \"block\")"
+                );
+            }
+            Some(m)
+        }
         Err(e) => {
-            tracing::error!(error = %e, topic = %m.topic, "cannot write to the outbox; message dropped");
+            log_limited!(st.logs.write_failed, Level::ERROR,
+                "cannot write to the outbox; message dropped (counted as outbox_full)",
+                error = %e, topic = %m.topic);
             if let Some(sensor) = sensor_of(&cfg.topics, &m.topic) {
                 telemetry
                     .stream(sensor)

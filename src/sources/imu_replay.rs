@@ -378,17 +378,15 @@ impl Source for ImuReplay {
     fn run(self: Box<Self>, ctx: SourceContext) {
         let rate = self.recording.sample_rate_hz;
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        for row in &self.recording.skipped {
+        // One line for any number of bad rows (a broken export can have millions).
+        if let Some(row) = self.recording.skipped.first() {
             tracing::warn!(
                 file = %self.path.display(),
-                line = row.line,
-                reason = %row.reason,
-                "skipped a malformed row of the IMU recording"
+                skipped_rows = self.recording.skipped_total,
+                first_line = row.line,
+                first_reason = %row.reason,
+                "skipped malformed rows of the IMU recording (counted as bad_input)"
             );
-        }
-        let unlisted = self.recording.skipped_total - self.recording.skipped.len() as u64;
-        if unlisted > 0 {
-            tracing::warn!(file = %self.path.display(), rows = unlisted, "skipped more malformed rows of the IMU recording");
         }
         ctx.stats
             .add_drops(DropReason::BadInput, self.recording.skipped_total);

@@ -25,9 +25,10 @@ use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline}
 use super::reconnect::{Reconnect, INITIAL_BACKOFF};
 use super::{Frame, FrameImage, Source, SourceContext, SourceMessage};
 use crate::config::{Config, DepthPreprocessConfig, RealsenseConfig};
+use crate::log_limited;
 use crate::pipeline::stream::{depth_params, DepthCalibration};
 use crate::preprocess::depth::DepthParams;
-use crate::telemetry::DropReason;
+use crate::telemetry::{DropReason, LogLimiter};
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
 const WAIT: Duration = Duration::from_millis(200);
@@ -268,7 +269,8 @@ struct Stream<'a> {
     source: &'a Realsense,
     clock: DeviceClock,
     calibration: Option<DepthCalibration>,
-    warned_bad_frame: bool,
+    /// Frames that cannot be used: logged once, then summarised every few seconds.
+    bad_frame_log: LogLimiter,
     /// A frame has arrived (usable or not).
     received: bool,
     /// A frame has been sent on.
@@ -281,7 +283,7 @@ impl<'a> Stream<'a> {
             source,
             clock: DeviceClock::default(),
             calibration: None,
-            warned_bad_frame: false,
+            bad_frame_log: LogLimiter::default(),
             received: false,
             delivered: false,
         }
@@ -375,16 +377,15 @@ impl<'a> Stream<'a> {
         true
     }
 
-    /// Counts a frame that cannot be used; warns once per session.
+    /// Counts a frame that cannot be used; logs it, rate-limited.
     fn bad_frame(&mut self, ctx: &SourceContext, why: &str) {
         ctx.stats.add_drops(DropReason::BadInput, 1);
-        if !self.warned_bad_frame {
-            tracing::warn!(
-                reason = why,
-                "depth frame dropped (further ones are only counted)"
-            );
-            self.warned_bad_frame = true;
-        }
+        log_limited!(
+            self.bad_frame_log,
+            tracing::Level::WARN,
+            "depth frame dropped (counted as bad_input)",
+            reason = why
+        );
     }
 }
 

@@ -4,12 +4,15 @@
 //! The rules are the same everywhere: one warning per outage (the retries in between are at
 //! debug level), the outage length logged when the device is back, and the backoff reset only by
 //! a device that delivered — one that opens and fails at once is retried ever more slowly, never
-//! in a tight loop.
+//! in a tight loop. A device that keeps coming and going is logged once, then summarised every
+//! few seconds with how often it repeated ([`LogLimiter`]).
 
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 
 use super::SourceContext;
+use crate::log_limited;
+use crate::telemetry::LogLimiter;
 
 /// First retry delay after a failure.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -21,6 +24,10 @@ pub struct Reconnect {
     backoff: Duration,
     max_backoff: Duration,
     outage_since: Option<Instant>,
+    /// "lost" lines of a device that keeps failing.
+    lost_log: LogLimiter,
+    /// "reopened" lines of a device that keeps coming back.
+    reopened_log: LogLimiter,
 }
 
 impl Reconnect {
@@ -33,6 +40,8 @@ impl Reconnect {
             backoff: INITIAL_BACKOFF,
             max_backoff: max_backoff.max(INITIAL_BACKOFF),
             outage_since: None,
+            lost_log: LogLimiter::default(),
+            reopened_log: LogLimiter::default(),
         }
     }
 
@@ -41,12 +50,9 @@ impl Reconnect {
     pub fn opened(&mut self, device: &dyn Display) -> bool {
         match self.outage_since.take() {
             Some(t) => {
-                tracing::info!(
-                    device = %device,
-                    outage_s = format!("{:.1}", t.elapsed().as_secs_f64()),
-                    "{} reopened",
-                    self.kind
-                );
+                log_limited!(self.reopened_log, tracing::Level::INFO,
+                    format_args!("{} reopened", self.kind),
+                    device = %device, outage_s = format!("{:.1}", t.elapsed().as_secs_f64()));
                 true
             }
             None => false,
@@ -55,7 +61,9 @@ impl Reconnect {
 
     /// The open device failed; `delivered` says whether it had produced data.
     pub fn lost(&mut self, device: &dyn Display, error: &dyn Display, delivered: bool) {
-        tracing::warn!(device = %device, %error, "{} lost; reopening with backoff", self.kind);
+        log_limited!(self.lost_log, tracing::Level::WARN,
+            format_args!("{} lost; reopening with backoff", self.kind),
+            device = %device, %error);
         self.outage_since = Some(Instant::now());
         if delivered {
             self.backoff = INITIAL_BACKOFF;
@@ -142,6 +150,18 @@ mod tests {
         assert!(r.opened(&"cam0"));
         r.lost(&"cam0", &"gone", true);
         assert_eq!(r.backoff(), INITIAL_BACKOFF);
+    }
+
+    #[test]
+    fn a_device_that_keeps_failing_is_logged_once_then_counted() {
+        let mut r = Reconnect::new("camera", Duration::from_secs(1));
+        // 50 flaps well within one log interval (5 s).
+        for _ in 0..50 {
+            r.lost(&"cam0", &"gone", false);
+            assert!(r.opened(&"cam0"));
+        }
+        assert_eq!(r.lost_log.suppressed(), 49);
+        assert_eq!(r.reopened_log.suppressed(), 49);
     }
 
     #[test]

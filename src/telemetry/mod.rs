@@ -13,9 +13,11 @@ use serde::Serialize;
 pub mod histogram;
 pub mod http;
 pub mod inference;
+pub mod log_limit;
 
 pub use histogram::{LatencyHistogram, Stage, StageLatencies, StageSummary};
 pub use inference::{ModelIdentity, ModelSnapshot, ModelStats};
+pub use log_limit::{LogLimiter, Repeats, LOG_INTERVAL};
 
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -209,6 +211,8 @@ pub struct PublishStats {
     pub outbox_dropped: AtomicU64,
     /// Corrupt tails truncated when the outbox was opened.
     pub outbox_corrupt_tails: AtomicU64,
+    /// Outbox writes refused by a full filesystem or quota (ENOSPC, EDQUOT).
+    pub outbox_disk_full: AtomicU64,
     /// Connection attempts refused by the broker (bad credentials, not authorised).
     pub refused: AtomicU64,
     /// Messages an MQTT 5 broker refused in its PUBACK (not authorised, quota): dropped.
@@ -401,6 +405,7 @@ impl Telemetry {
             "outbox_messages": self.publish.outbox_messages.load(Ordering::Relaxed),
             "outbox_dropped_total": self.publish.outbox_dropped.load(Ordering::Relaxed),
             "outbox_corrupt_tails_total": self.publish.outbox_corrupt_tails.load(Ordering::Relaxed),
+            "outbox_disk_full_total": self.publish.outbox_disk_full.load(Ordering::Relaxed),
             "streams": streams,
             "latency": self
                 .streams
@@ -550,6 +555,13 @@ impl Telemetry {
                 "counter",
                 "Corrupt outbox tails truncated at start.",
                 p.outbox_corrupt_tails.load(Ordering::Relaxed),
+            ),
+            (
+                "edgebind_outbox_disk_full_total",
+                "counter",
+                "Outbox writes refused by a full filesystem or quota (ENOSPC, EDQUOT); \
+                 outbox.when_full then applies.",
+                p.outbox_disk_full.load(Ordering::Relaxed),
             ),
         ] {
             metric(&mut out, name, kind, help);

@@ -11,6 +11,7 @@ pub mod hostile;
 pub use edgebind::publish::LocalBroker;
 
 mod gate;
+pub mod small_fs;
 pub use gate::{Forwarded, Gate};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 

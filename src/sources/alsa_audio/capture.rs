@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{self as cb, Receiver, Sender};
 
 use super::negotiate::CaptureFormat;
+use crate::log_limited;
 use crate::sources::reconnect::Reconnect;
 pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::{SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, StreamStats};
+use crate::telemetry::{DropReason, LogLimiter, StreamStats};
 use crate::time::Clock;
 
 /// How often the loop looks at cancellation while waiting.
@@ -305,7 +306,9 @@ pub fn run_capture<D: AudioDevice>(
 struct LoopState {
     frames: u64,
     xruns: u64,
-    other_faults: u64,
+    /// Overruns and other stream errors: logged once, then summarised every few seconds.
+    xrun_log: LogLimiter,
+    fault_log: LogLimiter,
 }
 
 impl BlockSink {
@@ -337,22 +340,16 @@ fn capture(
             match fault {
                 Fault::Xrun => {
                     state.xruns += 1;
-                    if state.xruns == 1 {
-                        tracing::warn!(
-                            "audio overrun: frames were lost (counted in drops_total.device_overrun; later ones are logged at debug)"
-                        );
-                    } else {
-                        tracing::debug!(xruns = state.xruns, "audio overrun");
-                    }
+                    log_limited!(
+                        state.xrun_log,
+                        tracing::Level::WARN,
+                        "audio overrun: frames were lost (counted in drops_total.device_overrun)",
+                        xruns_total = state.xruns
+                    );
                 }
                 Fault::Lost(error) => return CaptureEnd::Lost { error, delivered },
                 Fault::Other(error) => {
-                    state.other_faults += 1;
-                    if state.other_faults == 1 {
-                        tracing::warn!(%error, "audio stream error (later ones are logged at debug)");
-                    } else {
-                        tracing::debug!(%error, "audio stream error");
-                    }
+                    log_limited!(state.fault_log, tracing::Level::WARN, "audio stream error", %error);
                 }
             }
         }

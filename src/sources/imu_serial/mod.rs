@@ -33,8 +33,9 @@ use crate::config::{
     SerialImuProtocol, SerialParity, DEFAULT_WITMOTION_ACC_RANGE_G,
     DEFAULT_WITMOTION_GYRO_RANGE_DPS,
 };
+use crate::log_limited;
 use crate::pipeline::Disconnected;
-use crate::telemetry::DropReason;
+use crate::telemetry::{DropReason, LogLimiter};
 
 /// Longest a read waits for data; also how often cancellation is checked while the line is quiet.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
@@ -345,7 +346,7 @@ impl Driver {
         ctx: &SourceContext,
     ) -> ReadEnd {
         let mut buf = [0u8; READ_BUFFER_BYTES];
-        let mut warned_bad_input = false;
+        let mut bad_input_log = LogLimiter::default();
         let mut delivered = false;
         loop {
             if ctx.cancel.is_cancelled() {
@@ -366,14 +367,11 @@ impl Driver {
                     if bad > self.lost_reported {
                         ctx.stats
                             .add_drops(DropReason::BadInput, bad - self.lost_reported);
-                        if !warned_bad_input {
-                            tracing::warn!(
-                                stats = ?parser.stats(),
-                                "corrupt data on the serial line; bad frames are dropped and counted \
-                                 (drops_total.bad_input)"
-                            );
-                            warned_bad_input = true;
-                        }
+                        let s = parser.stats();
+                        log_limited!(bad_input_log, tracing::Level::WARN,
+                            "corrupt data on the serial line; bad frames are dropped and counted (drops_total.bad_input)",
+                            bad_frames_since_open = bad, frames_ok = s.frames_ok,
+                            bytes_discarded = s.bytes_discarded);
                         self.lost_reported = bad;
                     }
                     None

@@ -5,13 +5,14 @@
 use std::time::{Duration, Instant};
 
 use super::negotiate::NegotiationError;
+use crate::log_limited;
 use crate::sources::reconnect::Reconnect;
 pub use crate::sources::reconnect::INITIAL_BACKOFF;
 use crate::sources::thermal_decode::{
     BufferGeometry, DecodeError, FrameLayout, PixelFormat, ThermalDecoder, ThermalFrame,
 };
 use crate::sources::{Frame, FrameGate, FrameImage, SourceContext, SourceMessage};
-use crate::telemetry::DropReason;
+use crate::telemetry::{DropReason, LogLimiter};
 
 /// Longest one wait for a frame lasts: how often cancellation is checked while a camera is quiet.
 pub const POLL_SLICE: Duration = Duration::from_millis(100);
@@ -312,7 +313,7 @@ fn capture<D: FrameDevice>(
 ) -> CaptureEnd {
     let mut delivered = false;
     let mut last_frame = Instant::now();
-    let mut warned_bad_frame = false;
+    let mut bad_frame_log = LogLimiter::default();
     loop {
         if ctx.cancel.is_cancelled() {
             return CaptureEnd::Stop;
@@ -359,18 +360,13 @@ fn capture<D: FrameDevice>(
             Ok(frame) => frame_image(frame),
             Err(error) => {
                 ctx.stats.add_drops(DropReason::BadInput, 1);
-                if !warned_bad_frame {
-                    warned_bad_frame = true;
-                    let error = error.map_or_else(
-                        || "the driver flagged the buffer as corrupt".to_string(),
-                        |e: DecodeError| e.to_string(),
-                    );
-                    tracing::warn!(
-                        seq,
-                        %error,
-                        "frame cannot be decoded; such frames are dropped and counted (drops_total.bad_input)"
-                    );
-                }
+                let error = error.map_or_else(
+                    || "the driver flagged the buffer as corrupt".to_string(),
+                    |e: DecodeError| e.to_string(),
+                );
+                log_limited!(bad_frame_log, tracing::Level::WARN,
+                    "frame cannot be decoded; such frames are dropped and counted (drops_total.bad_input)",
+                    seq, %error);
                 continue;
             }
         };

@@ -1,0 +1,86 @@
+//! What the outbox does when a write meets a full filesystem (ENOSPC, EDQUOT): the partial
+//! record is cut back off, then room is made as `outbox.when_full` says (see the parent
+//! module's documentation).
+
+use super::{io_err, Outbox, OutboxError, Record};
+use crate::config::WhenFull;
+use std::io::{self, Write};
+
+/// What to do with a message after a write met a full disk.
+pub(super) enum Room {
+    /// Something was reclaimed or dropped: write again.
+    Retry,
+    /// The message is dropped (`drop_newest`, or nothing left to drop).
+    Refuse,
+    /// `block`: the caller keeps it and tries later.
+    Wait,
+}
+
+impl Outbox {
+    /// Counts `record` as dropped and returns it as the one dropped after `dropped`.
+    pub(super) fn refuse(
+        &mut self,
+        mut record: Record,
+        mut dropped: Vec<Record>,
+    ) -> (u64, Vec<Record>) {
+        self.counters.dropped_full += 1;
+        record.id = u64::MAX;
+        dropped.push(record);
+        (u64::MAX, dropped)
+    }
+
+    /// Writes the encoded record in `scratch` to the end of the active segment. A write cut
+    /// short is cut back off the file, so the segment holds whole records only.
+    pub(super) fn write_scratch(&mut self) -> Result<(), OutboxError> {
+        let Some(seg) = self.segments.back() else {
+            return Err(io_err(&self.options.dir)(io::Error::other(
+                "no active segment",
+            )));
+        };
+        let Err(e) = self.active.write_all(&self.scratch) else {
+            return Ok(());
+        };
+        if self.active.set_len(seg.bytes).is_err() {
+            // The partial record stays; nothing may follow it in this segment.
+            self.active_damaged = true;
+        }
+        Err(io_err(&seg.path)(e))
+    }
+
+    /// A write met a full disk: make room as the policy says. The active segment is sealed
+    /// first (once per message) when that can help: when it holds acknowledged records (they
+    /// can only be deleted with a sealed segment), or when it is the only one with records (so
+    /// `drop_oldest` has something to drop). Sealing it otherwise would only cut the outbox into
+    /// ever smaller segments.
+    pub(super) fn on_disk_full(
+        &mut self,
+        sealed: &mut bool,
+        dropped: &mut Vec<Record>,
+    ) -> Result<Room, OutboxError> {
+        self.counters.disk_full += 1;
+        let only = self.segments.len() == 1;
+        let seal = self.segments.back().is_some_and(|s| {
+            // Ids in the active segment run from its first id to the next id.
+            let acknowledged = (self.next_id - s.first_id).saturating_sub(s.live) > 0;
+            s.bytes > 0 && (acknowledged || only)
+        });
+        if !*sealed && seal {
+            *sealed = true;
+            // Not even an empty segment could be created: go on to the policy.
+            if self.roll_unless_full()? {
+                return Ok(Room::Retry);
+            }
+        }
+        Ok(match self.options.when_full {
+            WhenFull::DropOldest => {
+                if self.drop_oldest_segment(dropped)? {
+                    Room::Retry
+                } else {
+                    Room::Refuse
+                }
+            }
+            WhenFull::Block => Room::Wait,
+            WhenFull::DropNewest => Room::Refuse,
+        })
+    }
+}
