@@ -282,97 +282,34 @@ pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
     yuv_tables().pair(y, y, u, v)[0]
 }
 
-/// Where converted rows go.
-pub(crate) trait RgbRows {
-    /// Stores row `y`, whose pixels `pixels` yields left to right.
-    fn put_row(&mut self, y: usize, pixels: impl Iterator<Item = [u8; 3]>);
-}
-
-/// Interleaved `R G B` rows, `3 x width` bytes each.
-struct Interleaved<'a> {
-    out: &'a mut [u8],
-    row_bytes: usize,
-}
-
-impl RgbRows for Interleaved<'_> {
-    fn put_row(&mut self, y: usize, pixels: impl Iterator<Item = [u8; 3]>) {
-        let start = y * self.row_bytes;
-        if let Some(row) = self.out.get_mut(start..start + self.row_bytes) {
-            for (d, p) in row.chunks_exact_mut(3).zip(pixels) {
-                d.copy_from_slice(&p);
-            }
-        }
+/// Converts one row of `format` pixels into interleaved RGB (`out` holds exactly the row).
+#[inline(always)]
+fn convert_row(format: PixelFormat, row: &[u8], out: &mut [u8]) {
+    let rgb = out.chunks_exact_mut(3);
+    match format {
+        PixelFormat::Rgb8 => out.copy_from_slice(row.get(..out.len()).unwrap_or_default()),
+        PixelFormat::Bgr8 => rgb.zip(row.chunks_exact(3)).for_each(|(d, p)| {
+            d.copy_from_slice(&[p[2], p[1], p[0]]);
+        }),
+        PixelFormat::Rgba8 => rgb.zip(row.chunks_exact(4)).for_each(|(d, p)| {
+            d.copy_from_slice(&p[..3]);
+        }),
+        PixelFormat::Bgra8 => rgb.zip(row.chunks_exact(4)).for_each(|(d, p)| {
+            d.copy_from_slice(&[p[2], p[1], p[0]]);
+        }),
+        PixelFormat::Yuyv => yuv_row(row, out, [0, 2, 1, 3]),
+        PixelFormat::Uyvy => yuv_row(row, out, [1, 3, 0, 2]),
     }
 }
 
-/// Three planes `R`, `G`, `B` of `width x height` bytes each, back to back.
-pub(crate) struct Planar<'a> {
-    pub(crate) out: &'a mut [u8],
-    pub(crate) width_px: usize,
-    pub(crate) height_px: usize,
-}
-
-impl RgbRows for Planar<'_> {
-    fn put_row(&mut self, y: usize, pixels: impl Iterator<Item = [u8; 3]>) {
-        let plane = self.width_px * self.height_px;
-        let (r, rest) = self.out.split_at_mut(plane.min(self.out.len()));
-        let (g, b) = rest.split_at_mut(plane.min(rest.len()));
-        let row = y * self.width_px..(y + 1) * self.width_px;
-        let (Some(r), Some(g), Some(b)) = (
-            r.get_mut(row.clone()),
-            g.get_mut(row.clone()),
-            b.get_mut(row),
-        ) else {
-            return;
-        };
-        for (((p, r), g), b) in pixels.zip(r).zip(g).zip(b) {
-            *r = p[0];
-            *g = p[1];
-            *b = p[2];
-        }
+/// One row of YUV pairs; `order` gives the byte positions of `Y0 Y1 U V` in a pair.
+#[inline(always)]
+fn yuv_row(row: &[u8], out: &mut [u8], order: [usize; 4]) {
+    let t = yuv_tables();
+    for (q, d) in row.chunks_exact(4).zip(out.chunks_exact_mut(6)) {
+        let [a, b] = t.pair(q[order[0]], q[order[1]], q[order[2]], q[order[3]]);
+        d.copy_from_slice(&[a[0], a[1], a[2], b[0], b[1], b[2]]);
     }
-}
-
-/// Converts every row of `buf` (checked against `layout`) into `sink`.
-pub(crate) fn convert_rows(
-    buf: &[u8],
-    layout: &FrameLayout,
-    sink: &mut impl RgbRows,
-) -> Result<(), FrameError> {
-    let row_bytes = layout.check(buf.len())?;
-    let rows = (0..layout.height_px).filter_map(|y| {
-        let start = y * layout.stride_bytes;
-        buf.get(start..start + row_bytes).map(|row| (y, row))
-    });
-    match layout.format {
-        PixelFormat::Rgb8 => rows.for_each(|(y, row)| {
-            sink.put_row(y, row.chunks_exact(3).map(|p| [p[0], p[1], p[2]]));
-        }),
-        PixelFormat::Bgr8 => rows.for_each(|(y, row)| {
-            sink.put_row(y, row.chunks_exact(3).map(|p| [p[2], p[1], p[0]]));
-        }),
-        PixelFormat::Rgba8 => rows.for_each(|(y, row)| {
-            sink.put_row(y, row.chunks_exact(4).map(|p| [p[0], p[1], p[2]]));
-        }),
-        PixelFormat::Bgra8 => rows.for_each(|(y, row)| {
-            sink.put_row(y, row.chunks_exact(4).map(|p| [p[2], p[1], p[0]]));
-        }),
-        PixelFormat::Yuyv => {
-            let t = yuv_tables();
-            rows.for_each(|(y, row)| {
-                let pairs = row.chunks_exact(4);
-                sink.put_row(y, pairs.flat_map(|q| t.pair(q[0], q[2], q[1], q[3])));
-            });
-        }
-        PixelFormat::Uyvy => {
-            let t = yuv_tables();
-            rows.for_each(|(y, row)| {
-                let pairs = row.chunks_exact(4);
-                sink.put_row(y, pairs.flat_map(|q| t.pair(q[1], q[3], q[0], q[2])));
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Converts a frame to interleaved RGB (`[height, width, 3]` row-major) into `out`, which is
@@ -381,17 +318,17 @@ pub(crate) fn convert_rows(
 /// # Errors
 /// A [`FrameError`] if the buffer does not match `layout`.
 pub fn frame_to_rgb(buf: &[u8], layout: &FrameLayout, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    layout.check(buf.len())?;
+    let row_bytes = layout.check(buf.len())?;
     let rgb_row = layout.width_px * 3;
     out.resize(rgb_row * layout.height_px, 0);
-    convert_rows(
-        buf,
-        layout,
-        &mut Interleaved {
-            out,
-            row_bytes: rgb_row,
-        },
-    )
+    for (y, dst) in out.chunks_exact_mut(rgb_row).enumerate() {
+        // In range: `check` proved `stride * (height - 1) + row_bytes <= len`.
+        let start = y * layout.stride_bytes;
+        if let Some(row) = buf.get(start..start + row_bytes) {
+            convert_row(layout.format, row, dst);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! `CenterCrop(224)` (offsets rounded half to even) -> `ToTensor()` (`k / 255` in f32) ->
 //! `Normalize(CLIP mean, CLIP std)` (f32, operation by operation) -> `[3, 224, 224]` f32.
 //!
-//! The frame is first split into three planes (any [`frame::PixelFormat`] converts straight into
-//! them), then each plane runs through the thermal path's resize kernel, computing only the
-//! 224 x 224 pixels that survive the crop. [`frame`] converts camera buffers, [`decode`] PNG and
+//! Packed RGB-like frames (RGB8, BGR8, RGBA8, BGRA8, with a row stride) are resized where they
+//! lie by the thermal path's resize kernel, one channel at a time from a single transpose of the
+//! interleaved source ([`PilResizePlan::run_interleaved`]); YUYV/UYVY frames are converted to RGB
+//! first. Only the 224 x 224 pixels that survive the crop are computed. [`frame`] converts camera buffers, [`decode`] PNG and
 //! JPEG files.
 
 pub mod decode;
@@ -17,9 +18,11 @@ pub mod frame;
 use ndarray::{Array3, ArrayView3, ArrayViewMut3};
 use thiserror::Error;
 
-use crate::preprocess::pil_resize::{CropRect, PilResizeError, PilResizePlan, PilResizeScratch};
+use crate::preprocess::pil_resize::{
+    CropRect, Interleaved, PilResizeError, PilResizePlan, PilResizeScratch,
+};
 use crate::preprocess::resize::{center_crop_offsets, short_side_size, ResizeError};
-use frame::{convert_rows, FrameError, FrameLayout, PixelFormat, Planar};
+use frame::{frame_to_rgb, FrameError, FrameLayout, PixelFormat};
 
 /// Side of the model input (resize target of the short side and centre crop size).
 pub const SIZE_PX: usize = 224;
@@ -79,8 +82,8 @@ fn shape_text(shape: &[usize]) -> String {
 pub struct VisionPreprocessor {
     plan: Option<PilResizePlan>,
     scratch: PilResizeScratch,
-    /// The frame as three planes R, G, B.
-    planes: Vec<u8>,
+    /// A YUV frame converted to interleaved RGB.
+    rgb: Vec<u8>,
     /// The cropped resize output, three 224 x 224 planes.
     cropped: Vec<u8>,
     /// Contiguous copy of a non-contiguous RGB view.
@@ -180,38 +183,43 @@ impl VisionPreprocessor {
         })
     }
 
-    /// Frame -> planes -> resized and cropped planes in `self.cropped`.
+    /// Frame -> resized and cropped planes R, G, B in `self.cropped`. Packed RGB layouts are
+    /// resized where they lie; YUV frames are converted to RGB first.
     fn resize_crop(&mut self, buf: &[u8], layout: &FrameLayout) -> Result<(), VisionError> {
         layout.check(buf.len())?;
         let (width_px, height_px) = (layout.width_px, layout.height_px);
         let plan = self.plan_for(width_px, height_px)?;
-        let plane = width_px * height_px;
-        self.planes.resize(3 * plane, 0);
-        convert_rows(
-            buf,
-            layout,
-            &mut Planar {
-                out: &mut self.planes,
-                width_px,
-                height_px,
-            },
-        )?;
+        let order = match layout.format {
+            PixelFormat::Rgb8 | PixelFormat::Rgba8 | PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                [0, 1, 2]
+            }
+            PixelFormat::Bgr8 | PixelFormat::Bgra8 => [2, 1, 0],
+        };
+        let mut rgb = std::mem::take(&mut self.rgb);
+        let (src, source) = if layout.format.is_pairwise() {
+            frame_to_rgb(buf, layout, &mut rgb)?;
+            let packed = FrameLayout::packed(PixelFormat::Rgb8, width_px, height_px);
+            (rgb.as_slice(), packed)
+        } else {
+            (buf, *layout)
+        };
         let crop = SIZE_PX * SIZE_PX;
         self.cropped.resize(3 * crop, 0);
-        for (src, dst) in self
-            .planes
-            .chunks_exact(plane)
-            .zip(self.cropped.chunks_exact_mut(crop))
-        {
-            plan.run(src, &mut self.scratch, dst)
-                .map_err(|source| VisionError::Resize {
-                    width_px,
-                    height_px,
-                    source,
-                })?;
-        }
+        let mut planes: Vec<&mut [u8]> = self.cropped.chunks_exact_mut(crop).collect();
+        let interleaved = Interleaved {
+            row_stride_bytes: source.stride_bytes,
+            pixel_bytes: source.format.bytes_per_pixel(),
+        };
+        let result = plan
+            .run_interleaved(src, interleaved, &order, &mut self.scratch, &mut planes)
+            .map_err(|source| VisionError::Resize {
+                width_px,
+                height_px,
+                source,
+            });
+        self.rgb = rgb;
         self.plan = Some(plan);
-        Ok(())
+        result
     }
 
     /// The cached plan if it fits the frame size, otherwise a new one (torchvision geometry).
