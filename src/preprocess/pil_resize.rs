@@ -1,4 +1,9 @@
-//! Exact emulation of Pillow's fixed-point bicubic resize of an 8-bit ("L") image.
+//! Reproduces **Pillow** (not torch): exact emulation of Pillow's fixed-point bicubic resize of
+//! an 8-bit image (`Image.resize(size, BICUBIC)`, Pillow 13 `libImaging/Resample.c`), which
+//! torchvision's `Resize` calls on a PIL image. Used by thermal (mode "L") and vision (mode
+//! "RGB": three independent channels with exactly the "L" arithmetic, read from an interleaved
+//! source by [`PilResizePlan::run_interleaved`]). The float-tensor resize of torch, used by
+//! depth, is [`crate::preprocess::resize`].
 //!
 //! Pillow (`libImaging/Resample.c`) does not resize 8-bit images in floating point: it computes
 //! bicubic (a = -0.5) weights per output pixel in f64, normalises them, converts them to 22-bit
