@@ -560,6 +560,9 @@ def annotate(exported, path, m, source):
     onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location=os.path.basename(data_file(path)), size_threshold=1024)
     del model
+    # onnx creates the data file private (0600); give it the graph file's permissions so a
+    # service user that can read vision.onnx can read its weights too.
+    os.chmod(data_file(path), os.stat(path).st_mode & 0o777)
     onnx.checker.check_model(path)               # by path: the in-memory model exceeds 2 GB
     shutil.rmtree(os.path.dirname(exported))
 

@@ -4,7 +4,8 @@
 //! so each channel is one single-channel resize. Rather than splitting the frame into planes
 //! first, the horizontal-first path transposes the source region once with every byte of every
 //! pixel, and each channel's horizontal taps then step `pixel_bytes` transposed rows at a time:
-//! the same kernel, no deinterleaving pass (measured: 1.05 -> see docs/performance.md).
+//! the same kernel, no deinterleaving pass (a 640x480 RGB frame to the vision tensor: 1.05 ms
+//! of CPU time when split into planes first, 0.58 ms this way; docs/performance.md).
 
 use super::{Interleaved, PilResizeError, PilResizePlan, PilResizeScratch};
 

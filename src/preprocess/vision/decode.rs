@@ -259,3 +259,76 @@ fn with_mjpeg_marker(bytes: &[u8]) -> Cow<'_, [u8]> {
     patched.extend_from_slice(bytes.get(2..).unwrap_or_default());
     Cow::Owned(patched)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use png::{BitDepth, ColorType};
+
+    fn png_bytes(color: ColorType, depth: BitDepth, w: u32, h: u32, data: &[u8]) -> Vec<u8> {
+        png_with_palette(color, depth, w, h, data, None)
+    }
+
+    fn png_with_palette(
+        color: ColorType,
+        depth: BitDepth,
+        w: u32,
+        h: u32,
+        data: &[u8],
+        palette: Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(color);
+        enc.set_depth(depth);
+        if let Some(p) = palette {
+            enc.set_palette(p);
+        }
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(data).unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn png_layouts_map_like_pillow_convert_rgb() {
+        let grey = png_bytes(ColorType::Grayscale, BitDepth::Eight, 2, 1, &[7, 200]);
+        assert_eq!(decode_png(&grey).unwrap().data, [7, 7, 7, 200, 200, 200]);
+        let rgba = png_bytes(ColorType::Rgba, BitDepth::Eight, 1, 1, &[1, 2, 3, 0]);
+        assert_eq!(decode_png(&rgba).unwrap().data, [1, 2, 3]);
+        let rgb16 = png_bytes(ColorType::Rgb, BitDepth::Sixteen, 1, 1, &[1, 255, 2, 0, 3, 9]);
+        assert_eq!(decode_png(&rgb16).unwrap().data, [1, 2, 3]);
+        let pal = png_with_palette(
+            ColorType::Indexed,
+            BitDepth::Eight,
+            2,
+            1,
+            &[1, 0],
+            Some(vec![10, 20, 30, 40, 50, 60]),
+        );
+        assert_eq!(decode_png(&pal).unwrap().data, [40, 50, 60, 10, 20, 30]);
+        let one_bit = png_bytes(ColorType::Grayscale, BitDepth::One, 2, 1, &[0b0100_0000]);
+        assert_eq!(decode_png(&one_bit).unwrap().data, [0, 0, 0, 255, 255, 255]);
+        let grey16 = png_bytes(ColorType::Grayscale, BitDepth::Sixteen, 1, 1, &[1, 0]);
+        assert_eq!(
+            decode_png(&grey16).unwrap_err().to_string(),
+            "PNG is grey at 16 bits per sample; expected 8-bit grey, or 8/16-bit RGB, RGBA or palette"
+        );
+    }
+
+    #[test]
+    fn mjpeg_marker_is_inserted_only_without_huffman_tables() {
+        // SOI, DQT (length 3), SOS: no DHT before the scan.
+        let bare = [0xff, 0xd8, 0xff, 0xdb, 0x00, 0x03, 0x00, 0xff, 0xda, 0x00];
+        let patched = with_mjpeg_marker(&bare);
+        assert_eq!(&patched[..4], &[0xff, 0xd8, 0xff, 0xe0]);
+        assert_eq!(&patched[11..], &bare[2..]);
+        let with_dht = [0xff, 0xd8, 0xff, 0xc4, 0x00, 0x02, 0xff, 0xda];
+        assert!(matches!(with_mjpeg_marker(&with_dht), Cow::Borrowed(_)));
+        // Garbage and truncation are passed on untouched (the decoder reports them).
+        for bytes in [&[0xff, 0xd8][..], &[0xff, 0xd8, 0x00], &[0xff, 0xd8, 0xff, 0xdb, 0xff]] {
+            assert!(matches!(with_mjpeg_marker(bytes), Cow::Borrowed(_)));
+        }
+    }
+}
