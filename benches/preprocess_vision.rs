@@ -28,7 +28,11 @@ fn frame(width_px: usize, height_px: usize) -> Array3<u8> {
         s ^= s >> 17;
         s ^= s << 5;
         let disc = (x as i64 - 320).pow(2) + (y as i64 - 240).pow(2) < 120 * 120;
-        let base = if disc { 230 } else { (x * 3 + y + c * 70) % 256 };
+        let base = if disc {
+            230
+        } else {
+            (x * 3 + y + c * 70) % 256
+        };
         (base as u32 + (s & 15)).min(255) as u8
     })
 }

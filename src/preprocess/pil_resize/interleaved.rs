@@ -47,7 +47,11 @@ impl PilResizePlan {
         for (&channel, dst) in channels.iter().zip(dsts.iter_mut()) {
             for (y, row) in plane.chunks_exact_mut(w).enumerate() {
                 let start = y * layout.row_stride_bytes + channel;
-                let pixels = src.get(start..).unwrap_or(&[]).iter().step_by(layout.pixel_bytes);
+                let pixels = src
+                    .get(start..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .step_by(layout.pixel_bytes);
                 for (d, &s) in row.iter_mut().zip(pixels) {
                     *d = s;
                 }
@@ -71,8 +75,8 @@ impl PilResizePlan {
             .row_stride_bytes
             .saturating_mul(h - 1)
             .saturating_add(row_bytes);
-        let channels_ok = channels.len() == dsts.len()
-            && channels.iter().all(|&c| c < layout.pixel_bytes);
+        let channels_ok =
+            channels.len() == dsts.len() && channels.iter().all(|&c| c < layout.pixel_bytes);
         if layout.pixel_bytes == 0
             || layout.row_stride_bytes < row_bytes
             || src.len() < needed
@@ -125,7 +129,11 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 17;
                     seed ^= seed << 5;
-                    if seed % 5 == 0 { 255 } else { seed as u8 }
+                    if seed % 5 == 0 {
+                        255
+                    } else {
+                        seed as u8
+                    }
                 })
                 .collect();
             let crop = CropRect {
@@ -167,14 +175,22 @@ mod tests {
             pixel_bytes: 3,
         };
         let mut dsts: Vec<&mut [u8]> = vec![&mut a, &mut b];
-        assert!(plan.run_interleaved(&[0; 36], layout, &[0, 1], &mut s, &mut dsts).is_ok());
+        assert!(plan
+            .run_interleaved(&[0; 36], layout, &[0, 1], &mut s, &mut dsts)
+            .is_ok());
         // One byte short, a channel outside the pixel, a stride shorter than a row.
-        assert!(plan.run_interleaved(&[0; 35], layout, &[0, 1], &mut s, &mut dsts).is_err());
-        assert!(plan.run_interleaved(&[0; 36], layout, &[0, 3], &mut s, &mut dsts).is_err());
+        assert!(plan
+            .run_interleaved(&[0; 35], layout, &[0, 1], &mut s, &mut dsts)
+            .is_err());
+        assert!(plan
+            .run_interleaved(&[0; 36], layout, &[0, 3], &mut s, &mut dsts)
+            .is_err());
         let short = Interleaved {
             row_stride_bytes: 11,
             ..layout
         };
-        assert!(plan.run_interleaved(&[0; 36], short, &[0, 1], &mut s, &mut dsts).is_err());
+        assert!(plan
+            .run_interleaved(&[0; 36], short, &[0, 1], &mut s, &mut dsts)
+            .is_err());
     }
 }

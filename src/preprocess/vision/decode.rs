@@ -297,7 +297,13 @@ mod tests {
         assert_eq!(decode_png(&grey).unwrap().data, [7, 7, 7, 200, 200, 200]);
         let rgba = png_bytes(ColorType::Rgba, BitDepth::Eight, 1, 1, &[1, 2, 3, 0]);
         assert_eq!(decode_png(&rgba).unwrap().data, [1, 2, 3]);
-        let rgb16 = png_bytes(ColorType::Rgb, BitDepth::Sixteen, 1, 1, &[1, 255, 2, 0, 3, 9]);
+        let rgb16 = png_bytes(
+            ColorType::Rgb,
+            BitDepth::Sixteen,
+            1,
+            1,
+            &[1, 255, 2, 0, 3, 9],
+        );
         assert_eq!(decode_png(&rgb16).unwrap().data, [1, 2, 3]);
         let pal = png_with_palette(
             ColorType::Indexed,
@@ -327,7 +333,11 @@ mod tests {
         let with_dht = [0xff, 0xd8, 0xff, 0xc4, 0x00, 0x02, 0xff, 0xda];
         assert!(matches!(with_mjpeg_marker(&with_dht), Cow::Borrowed(_)));
         // Garbage and truncation are passed on untouched (the decoder reports them).
-        for bytes in [&[0xff, 0xd8][..], &[0xff, 0xd8, 0x00], &[0xff, 0xd8, 0xff, 0xdb, 0xff]] {
+        for bytes in [
+            &[0xff, 0xd8][..],
+            &[0xff, 0xd8, 0x00],
+            &[0xff, 0xd8, 0xff, 0xdb, 0xff],
+        ] {
             assert!(matches!(with_mjpeg_marker(bytes), Cow::Borrowed(_)));
         }
     }
