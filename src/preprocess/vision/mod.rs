@@ -188,20 +188,21 @@ impl VisionPreprocessor {
     fn resize_crop(&mut self, buf: &[u8], layout: &FrameLayout) -> Result<(), VisionError> {
         layout.check(buf.len())?;
         let (width_px, height_px) = (layout.width_px, layout.height_px);
+        if layout.format.is_pairwise() {
+            frame_to_rgb(buf, layout, &mut self.rgb)?;
+        }
         let plan = self.plan_for(width_px, height_px)?;
+        let (src, source) = if layout.format.is_pairwise() {
+            let packed = FrameLayout::packed(PixelFormat::Rgb8, width_px, height_px);
+            (self.rgb.as_slice(), packed)
+        } else {
+            (buf, *layout)
+        };
         let order = match layout.format {
+            PixelFormat::Bgr8 | PixelFormat::Bgra8 => [2, 1, 0],
             PixelFormat::Rgb8 | PixelFormat::Rgba8 | PixelFormat::Yuyv | PixelFormat::Uyvy => {
                 [0, 1, 2]
             }
-            PixelFormat::Bgr8 | PixelFormat::Bgra8 => [2, 1, 0],
-        };
-        let mut rgb = std::mem::take(&mut self.rgb);
-        let (src, source) = if layout.format.is_pairwise() {
-            frame_to_rgb(buf, layout, &mut rgb)?;
-            let packed = FrameLayout::packed(PixelFormat::Rgb8, width_px, height_px);
-            (rgb.as_slice(), packed)
-        } else {
-            (buf, *layout)
         };
         let crop = SIZE_PX * SIZE_PX;
         self.cropped.resize(3 * crop, 0);
@@ -217,7 +218,6 @@ impl VisionPreprocessor {
                 height_px,
                 source,
             });
-        self.rgb = rgb;
         self.plan = Some(plan);
         result
     }
