@@ -287,7 +287,11 @@ pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 fn convert_row(format: PixelFormat, row: &[u8], out: &mut [u8]) {
     let rgb = out.chunks_exact_mut(3);
     match format {
-        PixelFormat::Rgb8 => out.copy_from_slice(row.get(..out.len()).unwrap_or_default()),
+        PixelFormat::Rgb8 => {
+            for (d, &s) in out.iter_mut().zip(row) {
+                *d = s;
+            }
+        }
         PixelFormat::Bgr8 => rgb.zip(row.chunks_exact(3)).for_each(|(d, p)| {
             d.copy_from_slice(&[p[2], p[1], p[0]]);
         }),
