@@ -254,7 +254,11 @@ fn jpeg_vs_pillow(name: &str) -> (u8, f64, f64) {
 /// so a change of decoder behaviour is noticed.
 #[test]
 fn jpeg_decode_differs_from_pillow_by_a_known_small_amount() {
-    for name in ["rgb_640x480_q90_420", "rgb_320x240_q90_422"] {
+    for name in [
+        "rgb_640x480_q90_420",
+        "rgb_320x240_q90_422",
+        "grey_96x64_q90",
+    ] {
         let (max, mean, frac) = jpeg_vs_pillow(name);
         // What reaches the model: the tensors of both decodes.
         let mut pre = VisionPreprocessor::new();
@@ -279,6 +283,18 @@ fn jpeg_decode_differs_from_pillow_by_a_known_small_amount() {
         assert!(tensor_max <= 0.05, "{name}: tensor {tensor_max}");
         assert!(max > 0, "{name}: identical to Pillow; update the docs");
     }
+}
+
+/// A one-component JPEG becomes R = G = B, like Pillow's `convert("RGB")` of an "L" image.
+#[test]
+fn greyscale_jpeg_decodes_to_equal_channels() {
+    let img = decode_jpeg(&fixture("grey_96x64_q90.jpg")).unwrap();
+    assert_eq!((img.width_px, img.height_px), (96, 64));
+    assert!(img
+        .data
+        .chunks_exact(3)
+        .all(|p| p[0] == p[1] && p[1] == p[2]));
+    assert!(img.data.chunks_exact(3).any(|p| p[0] != img.data[0]));
 }
 
 /// MJPEG cameras leave out the Huffman tables (DHT) and rely on the standard ones, which is

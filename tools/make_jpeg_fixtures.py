@@ -9,6 +9,7 @@ state how zune-jpeg's pixels differ from Pillow/libjpeg-turbo's on the same file
 Writes tests/fixtures/vision/:
   rgb_640x480_q90_420.jpg   quality 90, 4:2:0 chroma (Pillow's default; also the bench's frame)
   rgb_320x240_q90_422.jpg   quality 90, 4:2:2 chroma (what MJPEG webcams send), centre of the scene
+  grey_96x64_q90.jpg        a one-component (greyscale) JPEG: convert("RGB") gives R = G = B
   <name>_pillow.png         Image.open(jpg).convert("RGB") with this Pillow, as a lossless PNG
   jpeg_fixtures.json        Pillow and libjpeg-turbo versions
 """
@@ -27,10 +28,13 @@ OUT = os.path.join(REPO, "tests", "fixtures", "vision")
 def main():
     os.makedirs(OUT, exist_ok=True)
     scene = np.load(os.path.join(REFDATA, "vision", "rgb_640x480.npy"))
-    cases = [("rgb_640x480_q90_420", scene, 2), ("rgb_320x240_q90_422", scene[120:360, 160:480], 1)]
+    grey = scene[200:264, 300:396] @ np.array([0.299, 0.587, 0.114])
+    cases = [("rgb_640x480_q90_420", scene, 2), ("rgb_320x240_q90_422", scene[120:360, 160:480], 1),
+             ("grey_96x64_q90", np.round(grey).astype(np.uint8), 0)]
     for name, pixels, subsampling in cases:
         buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(
+        mode = "L" if pixels.ndim == 2 else "RGB"
+        Image.fromarray(np.ascontiguousarray(pixels), mode).save(
             buf, "JPEG", quality=90, subsampling=subsampling)
         with open(os.path.join(OUT, name + ".jpg"), "wb") as f:
             f.write(buf.getvalue())
