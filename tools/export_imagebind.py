@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from functools import lru_cache
 
@@ -76,6 +77,10 @@ INPUTS = {
     "vision": ([None, 3, 224, 224], {0: "batch"}),
 }
 LN_EPS = 1e-6  # every transformer and head LayerNorm; stem LayerNorms keep PyTorch's 1e-5
+# Encoders whose fp32 weights exceed protobuf's 2 GB limit (vision ViT-H/14: 632 M parameters,
+# 2.5 GB): their ONNX file holds the graph and `<m>.onnx.data` next to it holds every weight
+# (ONNX external data, one file). The manifest records both sha256s.
+EXTERNAL_DATA = {"vision"}
 
 
 class SelfAttention(nn.Module):
@@ -504,21 +509,35 @@ def example_input(m, batch, clips, gen):
 
 
 def export_one(model, m, path, opset):
+    """Exports `m` to `path`. Encoders in EXTERNAL_DATA are exported into a scratch folder next
+    to `path` (the TorchScript exporter writes one external file per tensor above 2 GB);
+    annotate() then writes `path` with a single data file. Returns the exported file."""
     enc = Encoder(model, m).eval()
     example = example_input(m, 2, 3, torch.Generator().manual_seed(0))
     _, axes = INPUTS[m]
     kwargs = dict(input_names=[m], output_names=["embedding"], opset_version=opset,
                   dynamic_axes={m: axes, "embedding": {0: "batch"}}, do_constant_folding=True)
+    target = path
+    if m in EXTERNAL_DATA:
+        scratch = tempfile.mkdtemp(prefix=f".{m}-export-", dir=os.path.dirname(path) or ".")
+        target = os.path.join(scratch, os.path.basename(path))
     with torch.no_grad():
         try:
-            torch.onnx.export(enc, (example,), path, dynamo=False, **kwargs)
+            torch.onnx.export(enc, (example,), target, dynamo=False, **kwargs)
         except TypeError:                        # torch < 2.5 has no `dynamo` argument
-            torch.onnx.export(enc, (example,), path, **kwargs)
+            torch.onnx.export(enc, (example,), target, **kwargs)
+    return target
 
 
-def annotate(path, m, source):
+def data_file(path):
+    return path + ".data"
+
+
+def annotate(exported, path, m, source):
+    """Loads the exported file (with its external data), sets the output shape and metadata and
+    writes `path`; for EXTERNAL_DATA modalities all weights go to one `<file>.data`."""
     import onnx
-    model = onnx.load(path)
+    model = onnx.load(exported)
     # The tracer loses the static 1024 after audio's clip mean and text's EOT gather; the
     # contract (and edgebind's loader) wants [batch, 1024] declared.
     dims = model.graph.output[0].type.tensor_type.shape.dim
@@ -530,8 +549,22 @@ def annotate(path, m, source):
     for k, v in (("edgebind.modality", m), ("edgebind.source", source)):
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    if m not in EXTERNAL_DATA:
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+        return
+    # onnx appends to an existing data file: start from nothing.
+    for old in (path, data_file(path)):
+        if os.path.exists(old):
+            os.remove(old)
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(data_file(path)), size_threshold=1024)
+    del model
+    # onnx creates the data file private (0600); give it the graph file's permissions so a
+    # service user that can read vision.onnx can read its weights too.
+    os.chmod(data_file(path), os.stat(path).st_mode & 0o777)
+    onnx.checker.check_model(path)               # by path: the in-memory model exceeds 2 GB
+    shutil.rmtree(os.path.dirname(exported))
 
 
 def verify(model, m, path, threads, tolerance, seed):
@@ -674,13 +707,19 @@ def main():
     for m in mods:
         path = os.path.join(args.out, f"{m}.onnx")
         t0 = time.time()
-        export_one(model, m, path, args.opset)
-        annotate(path, m, source)
+        annotate(export_one(model, m, path, args.opset), path, m, source)
         size_mb = os.path.getsize(path) / 1e6
-        print(f"exported {path} ({size_mb:.0f} MB) in {time.time() - t0:.1f} s")
+        if m in EXTERNAL_DATA:
+            print(f"exported {path} ({size_mb:.1f} MB) + {os.path.basename(data_file(path))} "
+                  f"({os.path.getsize(data_file(path)) / 1e6:.0f} MB) in {time.time() - t0:.1f} s")
+        else:
+            print(f"exported {path} ({size_mb:.0f} MB) in {time.time() - t0:.1f} s")
         verify(model, m, path, args.threads, args.tolerance, args.seed + 1)
         entry = {"file": f"{m}.onnx", "sha256": sha256(path), "input": m, "output": "embedding"}
-        if m in SENSOR_MODALITIES:
+        if m in EXTERNAL_DATA:
+            name = os.path.basename(data_file(path))
+            entry["external_data"] = [{"file": name, "sha256": sha256(data_file(path))}]
+        if m in SENSOR_MODALITIES or m == "vision":
             entries[m] = entry
         else:
             text_entry = entry if m == "text" else text_entry
@@ -712,6 +751,10 @@ def main():
         json.dump(manifest, f, indent=2)
         f.write("\n")
     print(f"wrote {os.path.join(args.out, 'manifest.json')}")
+    if "vision" in entries:
+        print("note: models.vision (with its external_data file) is for edgebind builds that "
+              "serve vision; older builds refuse a manifest naming it (export without vision "
+              "for them)")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ DISTRACTORS = ["dog barking", "person walking", "door closing", "car passing by"
                "people talking", "music playing", "glass breaking", "keyboard typing",
                "bird singing", "baby crying", "water running"]
 LABELS = SIGNAL_CONCEPTS + DISTRACTORS
+# Vision concepts come after the original bank rows and are drawn from their own generator, so
+# adding them left every earlier model file byte-identical (make_vision_concepts).
+VIS_DARK, VIS_BRIGHT, VIS_RED = "dark night scene", "bright daylight scene", "red object in view"
+VISION_CONCEPTS = [VIS_DARK, VIS_BRIGHT, VIS_RED]
+ALL_LABELS = LABELS + VISION_CONCEPTS
 
 
 def make_concepts():
@@ -65,6 +70,17 @@ def make_concepts():
     unit = np.concatenate([sig, dis], 0)
     norms = rng.uniform(0.5, 3.0, size=(len(LABELS), 1))
     return unit, (unit * norms).astype(np.float32)
+
+
+def make_vision_concepts(unit):
+    """Vision concepts: orthonormal to each other and to every earlier bank row (QR of the
+    earlier rows followed by fresh Gaussian columns), norms in [0.5, 3] like the others."""
+    rng = np.random.default_rng(20261207)
+    fresh = rng.standard_normal((DIM, len(VISION_CONCEPTS)))
+    q, _ = np.linalg.qr(np.concatenate([unit.T, fresh], 1))
+    vis = q[:, unit.shape[0]:].T                                      # [3, 1024]
+    norms = rng.uniform(0.5, 3.0, size=(len(VISION_CONCEPTS), 1))
+    return vis, (vis * norms).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- graph helpers
@@ -128,7 +144,7 @@ class Graph:
 
 
 def directions(unit, *labels):
-    return np.stack([unit[LABELS.index(lab)] for lab in labels], 0)    # [k, 1024]
+    return np.stack([unit[ALL_LABELS.index(lab)] for lab in labels], 0)    # [k, 1024]
 
 
 # --------------------------------------------------------------------------- IMU
@@ -306,6 +322,48 @@ def build_thermal(unit):
                    "edgebind-tiny thermal stand-in (NOT ImageBind): warm body / cold empty scene")
 
 
+# --------------------------------------------------------------------------- vision
+# Input: ImageBind's CLIP-normalised RGB [B, 3, 224, 224] (SPEC.md section 6); the graph undoes
+# the normalisation (x * std + mean -> 0..1). Brightness b = sigmoid((mean luma - 0.3) / 0.05)
+# (BT.601 weights); redness r = sigmoid((max over 16x16 blocks of mean(R - max(G, B)) - 0.4) /
+# 0.06): a block of strongly red pixels => "red object in view", otherwise bright => "bright
+# daylight scene", dark => "dark night scene". BGR fed as RGB turns a red object blue; a missing
+# Normalize makes a dark scene look bright.
+VIS_MEAN = [0.48145466, 0.4578275, 0.40821073]
+VIS_STD = [0.26862954, 0.26130258, 0.27577711]
+VIS_LUMA_CENTRE, VIS_LUMA_WIDTH = 0.3, 0.05
+VIS_RED_CENTRE, VIS_RED_WIDTH = 0.4, 0.06
+
+
+def build_vision(unit):
+    g = Graph("edgebind_tiny_vision")
+    rng = np.random.default_rng(1006)
+    x = "vision"
+    rgb = g.op("Add", g.op("Mul", x, g.const(np.reshape(VIS_STD, (1, 3, 1, 1)))),
+               g.const(np.reshape(VIS_MEAN, (1, 3, 1, 1))))                   # 0..1
+    luma = g.op("ReduceSum", g.op("Mul", rgb, g.const(np.reshape([0.299, 0.587, 0.114],
+                                                                 (1, 3, 1, 1)))),
+                g.const([1], np.int64), keepdims=1)                             # [B,1,224,224]
+    b = g.gate(g.op("ReduceMean", luma, axes=[2, 3], keepdims=0), VIS_LUMA_CENTRE,
+               VIS_LUMA_WIDTH)                                                  # [B, 1]
+    chan = [g.op("Slice", rgb, g.const([c], np.int64), g.const([c + 1], np.int64),
+                 g.const([1], np.int64)) for c in range(3)]
+    red = g.op("Sub", chan[0], g.op("Max", chan[1], chan[2]))
+    red = g.op("ReduceMax", g.op("AveragePool", red, kernel_shape=[16, 16], strides=[16, 16]),
+               axes=[2, 3], keepdims=0)                                         # [B, 1]
+    r = g.gate(red, VIS_RED_CENTRE, VIS_RED_WIDTH)
+    not_r = g.one_minus(r)
+    coef = g.op("Concat", g.op("Mul", not_r, g.one_minus(b)), g.op("Mul", not_r, b), r, axis=1)
+    main = g.op("MatMul", coef, g.const(directions(unit, VIS_DARK, VIS_BRIGHT, VIS_RED)))
+    pooled = g.op("AveragePool", x, kernel_shape=[16, 16], strides=[16, 16])   # [B,3,14,14]
+    pooled = g.op("Reshape", pooled, g.const([0, 3 * 196], np.int64))
+    hid, w2 = g.perturbation(pooled, 3 * 196, rng, w1_scale=0.5)
+    v = g.op("Add", main, g.op("MatMul", hid, g.const(w2)))
+    g.l2_scale(v, 1.0, "embedding")    # ImageBind's vision postprocessor: normalise, no scale
+    return g.model(x, ["batch", 3, 224, 224], ["batch", DIM],
+                   "edgebind-tiny vision stand-in (NOT ImageBind): dark / bright / red object")
+
+
 # --------------------------------------------------------------------------- synthetic inputs
 def imu_window(kind, fs=400.0, seconds=5.0, seed=0):
     """[6, N] float64: acc (m/s^2, +9.81 on z) and gyro (rad/s)."""
@@ -409,12 +467,33 @@ def thermal_scene(kind, seed=0):
     return np.clip(np.round(img * 255) / 255.0, 0, 1)[None, None].astype(np.float32)
 
 
+def vision_scene(kind, seed=0, normalise=True, bgr=False):
+    """[1, 3, 224, 224] model input of a synthetic RGB picture (0..1 in 8-bit steps)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:224, 0:224] / 224.0
+    sky = np.stack([0.45 + 0.2 * yy, 0.65 + 0.15 * yy, 0.95 - 0.1 * yy], 0)
+    grass = np.stack([0.25 + 0 * yy, 0.6 + 0.1 * xx, 0.2 + 0 * yy], 0)
+    img = np.where(yy < 0.55, sky, grass) + 0.02 * rng.standard_normal((3, 224, 224))
+    if kind == "dark":
+        img = img * 0.12
+    elif kind == "red":     # a red ball on a grey floor under indoor light
+        img = np.full((3, 224, 224), 0.35) + 0.02 * rng.standard_normal((3, 224, 224))
+        ball = (xx - 0.55) ** 2 + (yy - 0.5) ** 2 <= 0.2 ** 2
+        img[:, ball] = np.array([[0.85], [0.08], [0.06]])
+    img = np.clip(np.round(img * 255) / 255.0, 0, 1)
+    if bgr:
+        img = img[::-1]
+    if normalise:
+        img = (img - np.reshape(VIS_MEAN, (3, 1, 1))) / np.reshape(VIS_STD, (3, 1, 1))
+    return img[None].astype(np.float32)
+
+
 # --------------------------------------------------------------------------- verification
 def top2(emb, unit):
     e = emb / np.linalg.norm(emb)
     cos = unit @ e
     order = np.argsort(-cos)
-    return LABELS[order[0]], float(cos[order[0]]), LABELS[order[1]], float(cos[order[1]])
+    return ALL_LABELS[order[0]], float(cos[order[0]]), ALL_LABELS[order[1]], float(cos[order[1]])
 
 
 def verify(out_dir, unit_rows, refdata):
@@ -424,7 +503,7 @@ def verify(out_dir, unit_rows, refdata):
     opts.inter_op_num_threads = 1
     sess = {m: ort.InferenceSession(os.path.join(out_dir, f"{m}.onnx"), opts,
                                     providers=["CPUExecutionProvider"])
-            for m in ("imu", "audio", "depth", "thermal")}
+            for m in ("imu", "audio", "depth", "thermal", "vision")}
     # the bank as stored (not normalised) -> normalise here as any consumer must
     bank = np.load(os.path.join(out_dir, "concepts.npy")).astype(np.float64)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
@@ -487,6 +566,13 @@ def verify(out_dir, unit_rows, refdata):
         ("thermal", "cold empty scene after AGC", thermal_scene("cold_agc", 3), THM_COLD, True),
         ("thermal", "MISWIRED warm body: polarity inverted", 1.0 - thermal_scene("warm", 1),
          THM_WARM, False),
+        ("vision", "bright daylight: sky over grass", vision_scene("bright", 1), VIS_BRIGHT, True),
+        ("vision", "dark night: the same at 12 %", vision_scene("dark", 2), VIS_DARK, True),
+        ("vision", "red ball on a grey floor", vision_scene("red", 3), VIS_RED, True),
+        ("vision", "MISWIRED red ball: BGR as RGB", vision_scene("red", 3, bgr=True), VIS_RED,
+         False),
+        ("vision", "MISWIRED dark night: no Normalize", vision_scene("dark", 2, normalise=False),
+         VIS_DARK, False),
     ]
     ok = True
     rows = []
@@ -510,6 +596,14 @@ def verify(out_dir, unit_rows, refdata):
             emb = run("audio", np.load(p))
             l1, c1, l2, c2 = top2(emb[0].astype(np.float64), unit_rows)
             rows.append(("audio", f"(info) refdata {name}", "-", l1, c1, l2, c2, c1 - c2,
+                         float(np.linalg.norm(emb)), "info"))
+
+    for name in ("rgb_640x480", "rgb_160x120", "yuyv_640x480"):
+        p = os.path.join(refdata, "vision", f"{name}_out_3x224x224_f32.npy")
+        if os.path.exists(p):
+            emb = run("vision", np.load(p)[None])
+            l1, c1, l2, c2 = top2(emb[0].astype(np.float64), unit_rows)
+            rows.append(("vision", f"(info) refdata {name}", "-", l1, c1, l2, c2, c1 - c2,
                          float(np.linalg.norm(emb)), "info"))
 
     w = max(len(r[1]) for r in rows)
@@ -540,6 +634,7 @@ def reference_inputs():
         "audio": audio_input(tone(200.0, seed=6), 1),
         "depth": depth_input(depth_scene("close", 1)),
         "thermal": thermal_scene("warm", 1),
+        "vision": vision_scene("bright", 1),
     }
 
 
@@ -591,12 +686,18 @@ def main():
     os.makedirs(fix_models, exist_ok=True)
 
     unit, bank = make_concepts()
+    vis_unit, vis_bank = make_vision_concepts(unit)
+    unit = np.concatenate([unit, vis_unit], 0)
+    bank = np.concatenate([bank, vis_bank], 0)
     builders = {"imu": build_imu, "audio": build_audio, "depth": build_depth,
                 "thermal": build_thermal}
     for name, build in builders.items():
         save_model(build(unit), os.path.join(args.out, f"{name}.onnx"))
+    # Not in the manifest yet: edgebind's loader knows only the four sensor modalities and
+    # refuses a manifest naming another one (see models/README.md).
+    save_model(build_vision(unit), os.path.join(args.out, "vision.onnx"))
     with open(os.path.join(args.out, "concepts.txt"), "w", encoding="utf-8", newline="\n") as f:
-        f.write("".join(lab + "\n" for lab in LABELS))
+        f.write("".join(lab + "\n" for lab in ALL_LABELS))
     np.save(os.path.join(args.out, "concepts.npy"), bank)
     references = write_references(args.out)
 

@@ -8,3 +8,4 @@ pub mod pil_resize;
 pub mod resize;
 pub mod text;
 pub mod thermal;
+pub mod vision;

@@ -1,4 +1,9 @@
-//! Exact emulation of Pillow's fixed-point bicubic resize of an 8-bit ("L") image.
+//! Reproduces **Pillow** (not torch): exact emulation of Pillow's fixed-point bicubic resize of
+//! an 8-bit image (`Image.resize(size, BICUBIC)`, Pillow 13 `libImaging/Resample.c`), which
+//! torchvision's `Resize` calls on a PIL image. Used by thermal (mode "L") and vision (mode
+//! "RGB": three independent channels with exactly the "L" arithmetic, read from an interleaved
+//! source by [`PilResizePlan::run_interleaved`]). The float-tensor resize of torch, used by
+//! depth, is [`crate::preprocess::resize`].
 //!
 //! Pillow (`libImaging/Resample.c`) does not resize 8-bit images in floating point: it computes
 //! bicubic (a = -0.5) weights per output pixel in f64, normalises them, converts them to 22-bit
@@ -17,6 +22,8 @@ use std::ops::Range;
 
 use thiserror::Error;
 use wide::{i16x8, i32x4, i32x8, u8x16};
+
+mod interleaved;
 
 /// Fixed-point precision of Pillow's 8-bit resampling (`PRECISION_BITS` in `Resample.c`).
 const PRECISION_BITS: u32 = 22;
@@ -105,6 +112,22 @@ pub enum PilResizeError {
         width_px: usize,
         /// Crop height.
         height_px: usize,
+    },
+    /// An interleaved source does not fit its layout, or the channels do not fit the pixel.
+    #[error("interleaved source of {width_px}x{height_px} px, {pixel_bytes} bytes per pixel, stride {row_stride_bytes}, {channels} channels: {actual} bytes do not fit")]
+    SourceLayout {
+        /// Input width.
+        width_px: usize,
+        /// Input height.
+        height_px: usize,
+        /// Bytes per pixel.
+        pixel_bytes: usize,
+        /// Bytes per row.
+        row_stride_bytes: usize,
+        /// Channels asked for.
+        channels: usize,
+        /// Source length.
+        actual: usize,
     },
     /// A size is so large that the plan's arithmetic would overflow.
     #[error("{axis} resize {input_px} -> {output_px} px is too large to plan")]
@@ -368,6 +391,15 @@ pub struct CropRect {
     pub height_px: usize,
 }
 
+/// Byte layout of an interleaved source (several channels per pixel, rows with a stride).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interleaved {
+    /// Bytes from one row to the next.
+    pub row_stride_bytes: usize,
+    /// Bytes per pixel (channels, including any ignored ones such as alpha).
+    pub pixel_bytes: usize,
+}
+
 /// Reusable buffers of [`PilResizePlan::run`], kept by the caller so a run does not allocate.
 #[derive(Debug, Default, Clone)]
 pub struct PilResizeScratch {
@@ -379,6 +411,8 @@ pub struct PilResizeScratch {
     intermediate_t: Vec<u8x16>,
     /// Horizontal pass output in 16-byte blocks (rows and columns padded to 16).
     intermediate_b: Vec<u8x16>,
+    /// One channel of an interleaved source, for the paths that read planes.
+    plane: Vec<u8>,
 }
 
 /// A precomputed Pillow bicubic resize `in -> out` of an 8-bit image, restricted to a crop window
@@ -584,32 +618,67 @@ impl PilResizePlan {
         scratch: &mut PilResizeScratch,
         dst: &mut [u8],
     ) {
+        let source = Interleaved {
+            row_stride_bytes: self.input_width_px,
+            pixel_bytes: 1,
+        };
+        self.transpose_source(h, src, source, scratch);
+        self.horizontal_first_channel(h, source.pixel_bytes, 0, scratch, dst);
+    }
+
+    /// Transposes the source region the horizontal pass reads (the plan's rows, the columns of
+    /// `h`'s input span, every byte of each pixel) into `scratch.source_t`.
+    fn transpose_source(
+        &self,
+        h: &AxisCoeffs,
+        src: &[u8],
+        source: Interleaved,
+        scratch: &mut PilResizeScratch,
+    ) {
+        let n_rows = self.rows.len();
+        let row_blocks = n_rows.div_ceil(TILE);
+        let cols = h.input_span();
+        let col_bytes = cols.len() * source.pixel_bytes;
+        scratch
+            .source_t
+            .resize(col_bytes.next_multiple_of(TILE) * row_blocks, u8x16::ZERO);
+        let first = self.rows.start * source.row_stride_bytes + cols.start * source.pixel_bytes;
+        transpose_to_blocks(
+            src.get(first..).unwrap_or(&[]),
+            source.row_stride_bytes,
+            n_rows,
+            col_bytes,
+            &mut scratch.source_t,
+            row_blocks,
+        );
+    }
+
+    /// The horizontal pass of byte `channel` of every pixel in the transposed source, then the
+    /// vertical pass (or the row crop) into `dst`.
+    fn horizontal_first_channel(
+        &self,
+        h: &AxisCoeffs,
+        pixel_bytes: usize,
+        channel: usize,
+        scratch: &mut PilResizeScratch,
+        dst: &mut [u8],
+    ) {
         let crop_w = self.crop.width_px;
         let n_rows = self.rows.len();
         let row_blocks = n_rows.div_ceil(TILE);
         let cols = h.input_span();
         scratch
-            .source_t
-            .resize(cols.len().next_multiple_of(TILE) * row_blocks, u8x16::ZERO);
-        let first = self.rows.start * self.input_width_px + cols.start;
-        transpose_to_blocks(
-            src.get(first..).unwrap_or(&[]),
-            self.input_width_px,
-            n_rows,
-            cols.len(),
-            &mut scratch.source_t,
-            row_blocks,
-        );
-        scratch
             .intermediate_t
             .resize(crop_w * row_blocks, u8x16::ZERO);
+        // Consecutive pixels of one channel are `pixel_bytes` transposed rows apart.
+        let tap_stride = pixel_bytes * row_blocks;
         for ((start, _, _, kp), out) in h
             .split_taps()
             .zip(scratch.intermediate_t.chunks_exact_mut(row_blocks))
         {
-            let first = (start - cols.start) * row_blocks;
+            let first = ((start - cols.start) * pixel_bytes + channel) * row_blocks;
             for (b, o) in out.iter_mut().enumerate() {
-                *o = block_taps(kp, &scratch.source_t, first + b, row_blocks);
+                *o = block_taps(kp, &scratch.source_t, first + b, tap_stride);
             }
         }
         let crop_blocks = crop_w.div_ceil(TILE);

@@ -1,5 +1,7 @@
-//! Resize geometry shared by the image-like modalities (depth, thermal), and a crop-aware
-//! antialiased bicubic resize for float images.
+//! Reproduces **torch / torchvision** (not Pillow): the `Resize` / `CenterCrop` geometry shared
+//! by the image-like modalities (depth, thermal, vision), and torch's crop-aware antialiased
+//! bicubic resize of a **float tensor**, used by depth. Thermal and vision resize 8-bit Pillow
+//! images instead, which [`crate::preprocess::pil_resize`] reproduces.
 //!
 //! * [`short_side_size`] and [`center_crop_offsets`] reproduce torchvision's
 //!   `Resize(size)` / `CenterCrop(size)` geometry exactly (torchvision `functional.py`
