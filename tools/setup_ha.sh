@@ -133,7 +133,7 @@ with open(out, "wb") as f:
     f.write(data)
 PY
 
-run_pip "installing homeassistant ${HA_VERSION}, home-assistant-frontend ${FRONTEND_VERSION} and paho-mqtt ${PAHO_VERSION} with HA's constraints (~1.5 min, ~820 MB)" \
+run_pip "installing homeassistant ${HA_VERSION}, home-assistant-frontend ${FRONTEND_VERSION} and paho-mqtt ${PAHO_VERSION} with HA's constraints (~820 MB; 1.5 min with pip's cache, 4-8 min cold on a busy 2-core machine)" \
     install --progress-bar off -c "${constraints}" "${wheel}" \
     "home-assistant-frontend==${FRONTEND_VERSION}" "paho-mqtt==${PAHO_VERSION}"
 rm -rf "${wheel_dir}"
