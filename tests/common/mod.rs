@@ -1,6 +1,8 @@
 //! Shared test helpers: paths, a real mosquitto, a subscriber, the daemon binary.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ha;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
