@@ -6,11 +6,16 @@ export CARGO_TERM_COLOR=never
 # Incremental artefacts only help rebuilds; CI builds once, and disk is not free.
 export CARGO_INCREMENTAL=0
 bash tools/setup.sh
+# Home Assistant Core for tests/home_assistant.rs (~820 MB in .ha/, 1-8 min cold): installed in
+# the background while formatting and lints run, waited for before the tests.
+bash tools/setup_ha.sh > .ha-setup.log 2>&1 &
+ha_setup=$!
 start=$(date +%s)
 cargo fmt --all -- --check
 bash tools/check_systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features v4l2,alsa -- -D warnings
+if ! wait "$ha_setup"; then cat .ha-setup.log >&2; echo "test.sh: tools/setup_ha.sh failed" >&2; exit 1; fi
 cargo test --all-targets --locked
 # The v4l2 and alsa features change only their sources: their unit tests, the real v4l error
 # paths, and cpal's real capture path on an ALSA `file`-plugin PCM.
