@@ -279,7 +279,7 @@ pub fn load_model_set(
                     dir: dir.display().to_string(),
                     modality,
                 })?;
-        let sha256 = manifest::verify_sha256(&path, &entry.sha256)?;
+        let sha256 = entry.verify(dir)?;
         let reference = match (&entry.reference, opts.parity.enabled) {
             (Some(r), true) => Some(Reference::load(dir, r, manifest.embedding_dim)?),
             _ => None,
