@@ -259,6 +259,7 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ManifestErro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
