@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concepts::reload::{reload, ReloadError, ReloadOutcome};
 use crate::concepts::SharedConcepts;
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
 use crate::pipeline::stream::spawn_stream;
@@ -139,13 +139,10 @@ pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
             .as_deref(),
     )?;
     let models_dir = config.resolve(&config.models.dir);
-    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
-    modalities.sort();
-    modalities.dedup();
     let set = load_model_set(
         &runtime,
         &models_dir,
-        &modalities,
+        &config.modalities(),
         &LoadOptions::from_config(config),
     )?;
     let load_s = started.elapsed().as_secs_f64();
@@ -288,7 +285,9 @@ pub async fn run_until(
     reload_concepts: Arc<Notify>,
 ) -> Result<RunReport> {
     let clock = Clock::new();
-    let telemetry = Arc::new(Telemetry::new(config.sources.iter().map(|s| s.name())));
+    let telemetry = Arc::new(Telemetry::new(
+        config.streams().iter().map(|(_, s)| s.name.as_str()),
+    ));
 
     // Build and check everything before anything runs.
     crate::service::status("starting: loading ONNX Runtime and the models");
@@ -306,14 +305,11 @@ pub async fn run_until(
         api = crate::inference::runtime::REQUIRED_MINOR,
         "ONNX Runtime loaded"
     );
-    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
-    modalities.sort();
-    modalities.dedup();
     let models_dir = config.resolve(&config.models.dir);
     let model_set = load_model_set(
         &runtime,
         &models_dir,
-        &modalities,
+        &config.modalities(),
         &LoadOptions::from_config(&config),
     )?;
     crate::service::status("starting: models warm; opening the sources");
@@ -332,7 +328,7 @@ pub async fn run_until(
 
     // Publisher.
     let topics = Topics::new(config.topic_prefix());
-    let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.max(1));
+    let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.n());
     {
         // A weak handle: the probe must not keep the channel open after the workers are done.
         let weak = out_tx.downgrade();
@@ -364,9 +360,9 @@ pub async fn run_until(
         max_packet_bytes: config.mqtt.max_packet_bytes,
         topics: topics.clone(),
         sensors: config
-            .sources
+            .streams()
             .iter()
-            .map(|s| (s.name().to_string(), s.modality()))
+            .map(|(_, s)| (s.name.to_string(), s.modality))
             .collect(),
         qos: config.mqtt.qos,
         stats_interval: Duration::from_secs(config.mqtt.stats_interval_s),
@@ -402,7 +398,7 @@ pub async fn run_until(
     let mut job_queues: BTreeMap<Modality, QueueSender<Job>> = BTreeMap::new();
     let detached = telemetry.stream("");
     let batching = Batching {
-        max_batch: config.models.max_batch.max(1),
+        max_batch: config.models.max_batch.n(),
         max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
     };
     for (modality, loaded) in model_set.encoders {
@@ -413,13 +409,15 @@ pub async fn run_until(
             &loaded.sha256,
         ));
         telemetry.add_model(Arc::clone(&model_stats));
-        for source in config.sources.iter().filter(|s| s.modality() == modality) {
-            telemetry
-                .stream(source.name())
-                .set_model(Arc::clone(&model_stats));
+        for (_, stream) in config.streams() {
+            if stream.modality == modality {
+                telemetry
+                    .stream(stream.name.as_str())
+                    .set_model(Arc::clone(&model_stats));
+            }
         }
         let (tx, rx) = bounded::<Job>(
-            config.models.queue_capacity,
+            config.models.queue_capacity.n(),
             config.models.when_full,
             DropReason::InferenceBacklog,
             Arc::clone(&detached),
@@ -452,17 +450,22 @@ pub async fn run_until(
 
     // Streams and sources.
     let mut source_threads = JoinSet::new();
-    for (source_cfg, source, processor) in built {
-        let name: Arc<str> = Arc::from(source_cfg.name());
+    for (source_cfg, built) in config.sources.iter().zip(built) {
+        let source_cfg = source_cfg.kind();
+        let (stream, processor) = (
+            &source_cfg.streams()[0],
+            built.processors.into_iter().next(),
+        );
+        let processor = processor.context("a source without a stream")?;
+        let name: Arc<str> = Arc::from(stream.name.as_str());
         let stats = telemetry.stream(&name);
         let jobs = job_queues
-            .get(&source_cfg.modality())
-            .with_context(|| format!("no inference worker for {}", source_cfg.modality()))?
+            .get(&stream.modality)
+            .with_context(|| format!("no inference worker for {}", stream.modality))?
             .with_stats(Arc::clone(&stats));
-        let (capacity, policy) = source_cfg.queue();
         let (sample_tx, sample_rx) = bounded::<SourceMessage>(
-            capacity,
-            policy,
+            stream.queue.capacity.get().get(),
+            stream.queue.when_full,
             DropReason::SampleQueueFull,
             Arc::clone(&stats),
         );
@@ -480,7 +483,7 @@ pub async fn run_until(
             Arc::clone(&stats),
         )?);
         let handle = sources::spawn(
-            source,
+            built.source,
             SourceContext {
                 name: name.to_string(),
                 clock,

@@ -11,19 +11,15 @@ use ndarray::ArrayD;
 
 use super::QueueSender;
 use crate::config::{
-    DepthHoles, DepthNormalizeKind, DepthPreprocessConfig, Radiometric, SourceConfig, ThermalAgc,
+    Clips, DepthCalibration, DepthPreprocessConfig, IntervalMs, SampleWindow,
     ThermalPreprocessConfig,
 };
 use crate::inference::worker::Job;
 use crate::log_limited;
 use crate::preprocess::audio::{AudioError, AudioParams, AudioPreprocessor};
-use crate::preprocess::depth::{
-    DepthError, DepthNormalize, DepthParams, DepthPreprocessor, HoleFill,
-};
+use crate::preprocess::depth::{DepthError, DepthPreprocessor};
 use crate::preprocess::imu::ImuPreprocessor;
-use crate::preprocess::thermal::{
-    Agc, RadiometricEncoding, ThermalError, ThermalParams, ThermalPreprocessor,
-};
+use crate::preprocess::thermal::{ThermalError, ThermalPreprocessor};
 use crate::sources::{Frame, FrameImage, SourceMessage};
 use crate::telemetry::{DropReason, LogLimiter, Stage, StreamStats};
 use crate::time::Timestamp;
@@ -155,114 +151,75 @@ pub enum Processor {
     },
 }
 
-/// Depth preprocessing parameters from the config; unset calibration takes `camera` (from the
-/// device) or else the reference values.
-#[must_use]
-pub fn depth_params(c: &DepthPreprocessConfig, camera: Option<DepthCalibration>) -> DepthParams {
-    let reference = DepthParams::default();
-    DepthParams {
-        focal_px: c
-            .focal_px
-            .or(camera.map(|k| k.focal_px))
-            .unwrap_or(reference.focal_px),
-        baseline_m: c
-            .baseline_m
-            .or(camera.map(|k| k.baseline_m))
-            .unwrap_or(reference.baseline_m),
-        depth_units_m: c
-            .depth_units_m
-            .or(camera.map(|k| k.depth_units_m))
-            .unwrap_or(reference.depth_units_m),
-        min_depth_m: c.min_depth_m,
-        max_depth_m: c.max_depth_m,
-        norm_max: c.norm_max,
-        norm_min: c.norm_min,
-        normalize: match c.normalize {
-            DepthNormalizeKind::Standardize => DepthNormalize::Standardize {
-                mean: c.normalize_mean,
-                std: c.normalize_std,
-            },
-            DepthNormalizeKind::None => DepthNormalize::None,
-        },
-        holes: match c.holes {
-            DepthHoles::Spec => HoleFill::Spec,
-            DepthHoles::NearestInRow => HoleFill::NearestInRow,
-        },
-    }
-}
-
-/// Depth calibration reported by a camera.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DepthCalibration {
-    /// Focal length of the depth stream, pixels.
-    pub focal_px: f64,
-    /// Stereo baseline, metres.
-    pub baseline_m: f64,
-    /// Metres per depth unit.
-    pub depth_units_m: f64,
-}
-
-/// Thermal preprocessing parameters from the config.
-#[must_use]
-pub fn thermal_params(c: &ThermalPreprocessConfig) -> ThermalParams {
-    let agc = match (c.agc, c.agc_min_c, c.agc_max_c) {
-        (ThermalAgc::FixedCelsius, Some(min_c), Some(max_c)) => Agc::FixedCelsius {
-            min_c,
-            max_c,
-            encoding: match c.radiometric {
-                Radiometric::CentiKelvin => RadiometricEncoding::CentiKelvin,
-                Radiometric::Infiray64 => RadiometricEncoding::InfiRay64,
-            },
-        },
-        _ => Agc::MinMax,
-    };
-    ThermalParams {
-        agc,
-        normalize: c.normalize_mean.zip(c.normalize_std),
-        ..ThermalParams::default()
-    }
-}
-
 impl Processor {
-    fn imu(window_ms: u64, hop_ms: u64) -> Self {
+    /// IMU windows cut as `cut` says.
+    #[must_use]
+    pub fn imu(cut: SampleWindow) -> Self {
         Self::Imu {
-            window_ms,
-            hop_ms,
+            window_ms: cut.window_ms.get(),
+            hop_ms: cut.hop_ms.get(),
             windower: None,
             pre: ImuPreprocessor::new(),
         }
     }
 
-    fn depth(
+    /// Depth frames of sensor `sensor`, one per `interval_ms`, each standing for `period_ns`.
+    ///
+    /// # Errors
+    /// [`ProcessorError::Depth`] when the preprocessing refuses `config`.
+    pub fn depth(
         sensor: &str,
-        interval_ms: u64,
+        interval_ms: IntervalMs,
         config: &DepthPreprocessConfig,
         period_ns: f64,
     ) -> Result<Self, ProcessorError> {
         Ok(Self::Depth {
-            sampler: FrameSampler::new(interval_ms),
-            pre: Box::new(DepthPreprocessor::new(depth_params(config, None)).map_err(
-                |source| ProcessorError::Depth {
-                    sensor: sensor.to_string(),
-                    source,
-                },
-            )?),
+            sampler: FrameSampler::new(interval_ms.get()),
+            pre: Box::new(
+                DepthPreprocessor::new(config.params(None)).map_err(|source| {
+                    ProcessorError::Depth {
+                        sensor: sensor.to_string(),
+                        source,
+                    }
+                })?,
+            ),
             config: Box::new(config.clone()),
             camera: None,
             period_ns: period_ns.round() as u64,
         })
     }
 
-    fn audio(
+    /// Thermal frames of sensor `sensor`, one per `interval_ms`, each standing for `period_ns`.
+    ///
+    /// # Errors
+    /// [`ProcessorError::Thermal`] when the preprocessing refuses `config`.
+    pub fn thermal(
         sensor: &str,
-        window_ms: u64,
-        hop_ms: u64,
-        clips: usize,
+        interval_ms: IntervalMs,
+        config: &ThermalPreprocessConfig,
+        period_ns: f64,
     ) -> Result<Self, ProcessorError> {
+        Ok(Self::Thermal {
+            sampler: FrameSampler::new(interval_ms.get()),
+            pre: Box::new(ThermalPreprocessor::new(config.params()).map_err(|source| {
+                ProcessorError::Thermal {
+                    sensor: sensor.to_string(),
+                    source,
+                }
+            })?),
+            period_ns: period_ns.round() as u64,
+        })
+    }
+
+    /// Audio windows of sensor `sensor` cut as `cut` says, `clips` ImageBind clips each.
+    ///
+    /// # Errors
+    /// [`ProcessorError::Audio`] when the preprocessing refuses its parameters.
+    pub fn audio(sensor: &str, cut: SampleWindow, clips: Clips) -> Result<Self, ProcessorError> {
         Ok(Self::Audio {
-            window_ms,
-            hop_ms,
-            clips,
+            window_ms: cut.window_ms.get(),
+            hop_ms: cut.hop_ms.get(),
+            clips: clips.n(),
             windower: None,
             pre: Box::new(
                 AudioPreprocessor::new(AudioParams::default()).map_err(|source| {
@@ -272,53 +229,6 @@ impl Processor {
                     }
                 })?,
             ),
-        })
-    }
-
-    /// The processor a source needs.
-    ///
-    /// # Errors
-    /// [`ProcessorError`] when preprocessing parameters are rejected.
-    pub fn for_source(source: &SourceConfig) -> Result<Self, ProcessorError> {
-        Ok(match source {
-            SourceConfig::ImuReplay(c) => Self::imu(c.window_ms, c.hop_ms),
-            SourceConfig::ImuSerial(c) => Self::imu(c.window_ms, c.hop_ms),
-            SourceConfig::AudioReplay(c) => Self::audio(&c.name, c.window_ms, c.hop_ms, c.clips)?,
-            SourceConfig::AlsaAudio(c) => Self::audio(&c.name, c.window_ms, c.hop_ms, c.clips)?,
-            SourceConfig::DepthReplay(c) => {
-                Self::depth(&c.name, c.interval_ms, &c.preprocess, 1e9 / c.fps)?
-            }
-            SourceConfig::Realsense(c) => Self::depth(
-                &c.name,
-                c.interval_ms,
-                &c.preprocess,
-                1e9 / f64::from(c.fps.max(1)),
-            )?,
-            SourceConfig::ThermalReplay(c) => Self::Thermal {
-                sampler: FrameSampler::new(c.interval_ms),
-                pre: Box::new(
-                    ThermalPreprocessor::new(thermal_params(&c.preprocess)).map_err(|source| {
-                        ProcessorError::Thermal {
-                            sensor: c.name.clone(),
-                            source,
-                        }
-                    })?,
-                ),
-                period_ns: (1e9 / c.fps).round() as u64,
-            },
-            SourceConfig::V4l2Thermal(c) => Self::Thermal {
-                sampler: FrameSampler::new(c.interval_ms),
-                pre: Box::new(
-                    ThermalPreprocessor::new(thermal_params(&c.preprocess)).map_err(|source| {
-                        ProcessorError::Thermal {
-                            sensor: c.name.clone(),
-                            source,
-                        }
-                    })?,
-                ),
-                period_ns: (1e9 / crate::sources::v4l2_thermal::nominal_fps(c.layout)).round()
-                    as u64,
-            },
         })
     }
 
@@ -472,8 +382,8 @@ impl Processor {
                     return;
                 };
                 if calibration.is_some() && calibration != *camera {
-                    // Config values override the camera's (depth_params).
-                    match DepthPreprocessor::new(depth_params(config, calibration)) {
+                    // Config values override the camera's (`DepthPreprocessConfig::params`).
+                    match DepthPreprocessor::new(config.params(calibration)) {
                         Ok(p) => {
                             **pre = p;
                             *camera = calibration;
@@ -637,16 +547,17 @@ pub fn spawn_stream(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::RealsenseConfig;
+    use crate::preprocess::depth::DepthParams;
+    use crate::sources::realsense::RealsenseConfig;
     use crate::sources::Frame;
     use crate::time::Clock;
 
-    fn realsense(preprocess: &str) -> SourceConfig {
+    fn realsense(preprocess: &str) -> Processor {
         let c: RealsenseConfig = toml::from_str(&format!(
             "name = \"depth\"\ninterval_ms = 0\n[preprocess]\n{preprocess}"
         ))
         .unwrap();
-        SourceConfig::Realsense(c)
+        Processor::depth("depth", c.cut.interval_ms, &c.settings.preprocess, 33e6).unwrap()
     }
 
     fn frame(calibration: Option<DepthCalibration>, k: u64) -> SourceMessage {
@@ -667,9 +578,9 @@ mod tests {
 
     #[test]
     fn a_block_the_windower_cannot_take_is_counted_every_time_and_logged_once() {
-        let c: crate::config::ImuReplayConfig =
+        let c: crate::sources::imu_replay::ImuReplayConfig =
             toml::from_str("name = \"imu\"\npath = \"x.csv\"").unwrap();
-        let mut p = Processor::for_source(&SourceConfig::ImuReplay(c)).unwrap();
+        let mut p = Processor::imu(c.cut);
         let stats = StreamStats::default();
         let mut logs = StreamLogs::default();
         let mut out = Vec::new();
@@ -697,7 +608,7 @@ mod tests {
 
     #[test]
     fn the_camera_calibration_is_used_where_the_config_sets_none() {
-        let mut p = Processor::for_source(&realsense("focal_px = 600.0\n")).unwrap();
+        let mut p = realsense("focal_px = 600.0\n");
         let stats = StreamStats::default();
         let mut logs = StreamLogs::default();
         let mut out = Vec::new();

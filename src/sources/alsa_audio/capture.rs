@@ -216,7 +216,7 @@ pub struct CaptureSettings {
     /// Rate reported while no device is open.
     pub nominal_rate_hz: u32,
     /// Blocks the callback may queue for the source thread.
-    pub block_queue: usize,
+    pub block_queue: std::num::NonZeroUsize,
     /// Cap of the reopen backoff.
     pub max_backoff: Duration,
     /// A stream silent this long is reopened.
@@ -246,7 +246,7 @@ pub fn run_capture<D: AudioDevice>(
     ctx.stats
         .set_connected(false, f64::from(settings.nominal_rate_hz));
     while !ctx.cancel.is_cancelled() {
-        let (block_tx, blocks) = cb::bounded(settings.block_queue.max(1));
+        let (block_tx, blocks) = cb::bounded(settings.block_queue.get());
         let (fault_tx, faults) = cb::bounded(64);
         // The sink learns the channel count from the opener (`with_channels`), once negotiated.
         let block_sink = BlockSink {
@@ -532,7 +532,7 @@ mod tests {
         };
         let settings = CaptureSettings {
             nominal_rate_hz: 100,
-            block_queue: 16,
+            block_queue: std::num::NonZeroUsize::new(16).unwrap(),
             max_backoff: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(5),
             max_frames: Some(500),

@@ -11,6 +11,7 @@
 //! reopened with exponential backoff until it returns or the daemon stops. Other sensors are not
 //! affected: nothing is shared but the clock.
 
+pub mod config;
 pub mod csv_line;
 pub mod protocol;
 pub mod timing;
@@ -22,17 +23,17 @@ use std::time::{Duration, Instant};
 
 use tokio_serial::SerialPort;
 
+use self::config::{
+    AccUnit, CsvColumn, CsvDelimiter, GyroUnit, SerialFlowControl, SerialImuProtocol, SerialParity,
+    DEFAULT_WITMOTION_ACC_RANGE_G, DEFAULT_WITMOTION_GYRO_RANGE_DPS,
+};
+pub use self::config::{ImuSerialConfig, ImuSerialSettings};
 use self::csv_line::{CsvConfig, CsvConfigError, CsvLayout, CsvLineParser, TimeColumn, TimeUnit};
 use self::protocol::{ImuParser, ImuReading, ParserStats};
 use self::timing::{SampleClock, Stamp};
 use self::witmotion::{WitmotionConfig, WitmotionError, WitmotionParser};
-use super::reconnect::{Reconnect, INITIAL_BACKOFF};
+use super::reconnect::Reconnect;
 use super::{ImuSample, Source, SourceContext, SourceMessage};
-use crate::config::{
-    AccUnit, Config, CsvColumn, CsvDelimiter, GyroUnit, ImuSerialConfig, SerialFlowControl,
-    SerialImuProtocol, SerialParity, DEFAULT_WITMOTION_ACC_RANGE_G,
-    DEFAULT_WITMOTION_GYRO_RANGE_DPS,
-};
 use crate::log_limited;
 use crate::pipeline::Disconnected;
 use crate::telemetry::{DropReason, LogLimiter};
@@ -64,16 +65,6 @@ pub enum ImuSerialError {
         name: String,
         /// Why.
         source: WitmotionError,
-    },
-    /// A serial setting has no equivalent.
-    #[error("source {name}: {field}: {message}")]
-    Setting {
-        /// The source.
-        name: String,
-        /// The config field.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
     },
 }
 
@@ -115,38 +106,32 @@ pub struct ImuSerial {
 }
 
 impl ImuSerial {
-    /// Builds the parser and line settings of `c`. The port is not opened here: a USB device may
-    /// be plugged in after the daemon starts.
+    /// Builds the parser and line settings of source `name`'s settings `c`, its port at
+    /// `path`. The port is not opened here: a USB device may be plugged in after the daemon
+    /// starts.
     ///
     /// # Errors
-    /// [`ImuSerialError`] for settings that validation would have rejected.
-    pub fn new(config: &Config, c: &ImuSerialConfig) -> Result<Self, ImuSerialError> {
-        let setting = |field: &'static str, message: String| ImuSerialError::Setting {
-            name: c.name.clone(),
-            field,
-            message,
-        };
-        let data_bits = match c.data_bits {
-            5 => tokio_serial::DataBits::Five,
-            6 => tokio_serial::DataBits::Six,
-            7 => tokio_serial::DataBits::Seven,
-            8 => tokio_serial::DataBits::Eight,
-            n => return Err(setting("data_bits", format!("{n} is not 5-8"))),
-        };
-        let stop_bits = match c.stop_bits {
-            1 => tokio_serial::StopBits::One,
-            2 => tokio_serial::StopBits::Two,
-            n => return Err(setting("stop_bits", format!("{n} is not 1 or 2"))),
-        };
+    /// [`ImuSerialError`] for a CSV layout or WitMotion ranges the parsers refuse.
+    pub fn new(name: &str, path: PathBuf, c: &ImuSerialSettings) -> Result<Self, ImuSerialError> {
         let line = LineSettings {
             baud_rate: c.baud_rate,
-            data_bits,
+            data_bits: match c.data_bits.get() {
+                5 => tokio_serial::DataBits::Five,
+                6 => tokio_serial::DataBits::Six,
+                7 => tokio_serial::DataBits::Seven,
+                // 8: the range of `DataBits` is 5 to 8.
+                _ => tokio_serial::DataBits::Eight,
+            },
             parity: match c.parity {
                 SerialParity::None => tokio_serial::Parity::None,
                 SerialParity::Odd => tokio_serial::Parity::Odd,
                 SerialParity::Even => tokio_serial::Parity::Even,
             },
-            stop_bits,
+            stop_bits: match c.stop_bits.get() {
+                2 => tokio_serial::StopBits::Two,
+                // 1: the range of `StopBits` is 1 to 2.
+                _ => tokio_serial::StopBits::One,
+            },
             flow_control: match c.flow_control {
                 SerialFlowControl::None => tokio_serial::FlowControl::None,
                 SerialFlowControl::Software => tokio_serial::FlowControl::Software,
@@ -156,7 +141,7 @@ impl ImuSerial {
         let parser = match c.protocol {
             SerialImuProtocol::Csv => Parser::Csv(Box::new(
                 CsvLineParser::new(csv_config(c)).map_err(|source| ImuSerialError::Csv {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     source,
                 })?,
             )),
@@ -170,20 +155,17 @@ impl ImuSerial {
                         .unwrap_or(DEFAULT_WITMOTION_GYRO_RANGE_DPS),
                 })
                 .map_err(|source| ImuSerialError::Witmotion {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     source,
                 })?,
             ),
         };
-        if !(c.sample_rate_hz.is_finite() && c.sample_rate_hz > 0.0) {
-            return Err(setting("sample_rate_hz", "must be > 0".into()));
-        }
         Ok(Self {
-            path: config.resolve(&c.path),
+            path,
             line,
             parser,
-            sample_rate_hz: c.sample_rate_hz,
-            max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms).max(INITIAL_BACKOFF),
+            sample_rate_hz: c.sample_rate_hz.get(),
+            max_backoff: c.reconnect_max_backoff_ms.duration(),
         })
     }
 
@@ -199,7 +181,7 @@ impl ImuSerial {
 }
 
 /// The parser configuration for a `csv` source.
-fn csv_config(c: &ImuSerialConfig) -> CsvConfig {
+fn csv_config(c: &ImuSerialSettings) -> CsvConfig {
     let mut layout = CsvLayout::default();
     if let Some(columns) = &c.csv_columns {
         for (i, column) in columns.iter().enumerate() {
@@ -476,7 +458,7 @@ mod tests {
              csv_columns = [\"t_ms\", \"_\", \"gyro_x\", \"gyro_y\", \"gyro_z\", \"acc_x\", \"acc_y\", \"acc_z\"]\n\
              csv_delimiter = \"semicolon\"",
         );
-        let p = csv_config(&c);
+        let p = csv_config(&c.settings);
         assert_eq!(p.layout.acc_columns, [5, 6, 7]);
         assert_eq!(p.layout.gyro_columns, [2, 3, 4]);
         assert_eq!(
@@ -493,15 +475,22 @@ mod tests {
 
     #[test]
     fn defaults_are_8n1_at_115200_dropping_the_oldest_block() {
-        let c = serial_config("protocol = \"witmotion\"");
+        let stream = serial_config("protocol = \"witmotion\"");
+        let c = &stream.settings;
         assert_eq!(c.baud_rate, 115_200);
         assert_eq!(
-            (c.data_bits, c.parity, c.stop_bits),
+            (c.data_bits.get(), c.parity, c.stop_bits.get()),
             (8, SerialParity::None, 1)
         );
         assert_eq!(c.flow_control, SerialFlowControl::None);
-        assert_eq!(c.when_full, crate::config::WhenFull::DropOldest);
-        assert_eq!((c.window_ms, c.hop_ms), (5000, 1000));
+        assert_eq!(
+            stream.common.queue.when_full,
+            crate::config::WhenFull::DropOldest
+        );
+        assert_eq!(
+            (stream.cut.window_ms.get(), stream.cut.hop_ms.get()),
+            (5000, 1000)
+        );
     }
 
     #[test]

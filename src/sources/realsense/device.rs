@@ -22,12 +22,12 @@ use realsense_rust::frame::{DepthFrame, FrameEx, PixelKind};
 use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2Option, Rs2StreamKind};
 use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
 
-use super::reconnect::{Reconnect, INITIAL_BACKOFF};
-use super::{Frame, FrameImage, Source, SourceContext, SourceMessage};
-use crate::config::{Config, DepthPreprocessConfig, RealsenseConfig};
+use super::RealsenseSettings;
+use crate::config::{DepthCalibration, DepthPreprocessConfig};
 use crate::log_limited;
-use crate::pipeline::stream::{depth_params, DepthCalibration};
 use crate::preprocess::depth::DepthParams;
+use crate::sources::reconnect::Reconnect;
+use crate::sources::{Frame, FrameImage, Source, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, LogLimiter};
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
@@ -151,40 +151,45 @@ pub struct Realsense {
 }
 
 impl Realsense {
-    /// Checks the settings; a recording is opened once to check that it plays. A live camera
-    /// is not looked for: it may be plugged in later.
+    /// Checks the settings `c` of source `name` (its `recording` resolved); a recording is
+    /// opened once to check that it plays. A live camera is not looked for: it may be plugged
+    /// in later.
     ///
     /// # Errors
     /// [`RealsenseError`] naming the source and the file.
-    pub fn new(config: &Config, c: &RealsenseConfig) -> Result<Self, RealsenseError> {
+    pub fn new(
+        name: &str,
+        c: &RealsenseSettings,
+        recording: Option<PathBuf>,
+    ) -> Result<Self, RealsenseError> {
         let serial = c
             .serial
             .as_ref()
             .map(|s| {
                 CString::new(s.as_str()).map_err(|_| RealsenseError::Serial {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     serial: s.clone(),
                 })
             })
             .transpose()?;
         let spec = Spec {
             serial,
-            recording: c.recording.as_ref().map(|p| config.resolve(p)),
+            recording,
             looping: c.looping,
-            width_px: c.width_px as usize,
-            height_px: c.height_px as usize,
-            fps: c.fps as usize,
+            width_px: c.width_px.px() as usize,
+            height_px: c.height_px.px() as usize,
+            fps: c.fps.fps() as usize,
         };
         if let Some(path) = &spec.recording {
             check_recording(&spec).map_err(|reason| RealsenseError::Recording {
-                name: c.name.clone(),
+                name: name.to_string(),
                 path: path.clone(),
                 reason,
             })?;
         }
         Ok(Self {
             spec,
-            max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms).max(INITIAL_BACKOFF),
+            max_backoff: c.reconnect_max_backoff_ms.duration(),
             preprocess: c.preprocess.clone(),
         })
     }
@@ -534,7 +539,7 @@ impl Calibration {
     }
 
     fn log(&self, preprocess: &DepthPreprocessConfig) {
-        let used = depth_params(preprocess, Some(self.complete()));
+        let used = preprocess.params(Some(self.complete()));
         tracing::info!(
             camera_focal_px = ?self.focal_px,
             camera_baseline_m = ?self.baseline_m,
