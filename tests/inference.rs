@@ -16,6 +16,7 @@ use edgebind::config::{EmbeddingEncoding, Qos};
 use edgebind::inference::manifest::sha256_file;
 use edgebind::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use edgebind::inference::{Encoder, OrtRuntime};
+use edgebind::pipeline::WindowMeta;
 use edgebind::publish::payload::{unit_norm, Topics};
 use edgebind::telemetry::{ModelStats, Stage, StreamStats};
 use edgebind::time::Clock;
@@ -507,13 +508,15 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
             .send(Job {
                 sensor: Arc::from("imu"),
                 stats: Arc::clone(&stats),
-                seq: seq as u64,
-                start: now,
-                end: now,
-                sample_count: 2000,
-                gaps: 0,
+                meta: WindowMeta {
+                    seq: seq as u64,
+                    start: now,
+                    end: now,
+                    sample_count: 2000,
+                    gaps: 0,
+                    preprocess_ms: 0.0,
+                },
                 input: input.clone(),
-                preprocess_ms: 0.0,
                 queued_at: Instant::now(),
             })
             .unwrap();

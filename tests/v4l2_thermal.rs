@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::*;
 use edgebind::config::{self, Config, SourceConfig};
-use edgebind::pipeline::stream::{Processor, StreamLogs};
+use edgebind::pipeline::processor::{Processor, StreamCx, StreamLogs};
 use edgebind::sources::kind::BuildContext;
 use edgebind::sources::{Frame, FrameImage, SourceMessage};
 use edgebind::telemetry::{DropReason, StreamStats};
@@ -35,7 +35,7 @@ fn problems(source: &str) -> Vec<String> {
 }
 
 /// The processor of the configuration's source.
-fn processor(c: &Config) -> Processor {
+fn processor(c: &Config) -> Box<dyn Processor> {
     c.sources[0].kind().processors().unwrap().remove(0)
 }
 
@@ -156,9 +156,11 @@ fn infiray_temperature_frames_are_read_as_kelvin_x64() {
             image: FrameImage::U16(image),
             calibration: None,
         }),
-        &stats,
-        &mut StreamLogs::default(),
-        &mut out,
+        &mut StreamCx {
+            stats: &stats,
+            logs: &mut StreamLogs::default(),
+            out: &mut out,
+        },
     );
     assert_eq!(out.len(), 1);
     let v = out[0].input.iter().copied().fold(f32::NAN, f32::max);
@@ -183,9 +185,11 @@ fn one_frame_is_embedded_per_interval_and_the_others_are_counted_as_skipped() {
                 image: FrameImage::U16(image),
                 calibration: None,
             }),
-            &stats,
-            &mut StreamLogs::default(),
-            &mut out,
+            &mut StreamCx {
+                stats: &stats,
+                logs: &mut StreamLogs::default(),
+                out: &mut out,
+            },
         );
     }
     assert_eq!(out.len(), 3);

@@ -12,7 +12,7 @@ use crate::config::CutKeys;
 use crate::config::{
     Config, Problem, QueueSettings, Scope, SensorName, Stream, StreamCommon, StreamKind, Windowing,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{Processor, ProcessorError};
 use crate::Modality;
 
 /// Where a windowed source's sample rate comes from when the configuration does not say it.
@@ -76,7 +76,7 @@ pub struct BuiltSource {
     /// The source, ready to run on its thread.
     pub source: Box<dyn Source>,
     /// One per stream.
-    pub processors: Vec<Processor>,
+    pub processors: Vec<Box<dyn Processor>>,
 }
 
 /// Why a source could not be built.
@@ -113,7 +113,7 @@ pub trait Kind: StreamKind {
     ///
     /// # Errors
     /// [`ProcessorError`] when the preprocessing refuses its options.
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError>;
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError>;
 
     /// The model input of one window (the modality's, with one clip where it has clips).
     fn item_shape(_stream: &Stream<Self>) -> Vec<usize> {
@@ -141,7 +141,7 @@ pub trait SourceKind: fmt::Debug + Send + Sync {
     ///
     /// # Errors
     /// [`ProcessorError`] when the preprocessing refuses its options.
-    fn processors(&self) -> Result<Vec<Processor>, ProcessorError>;
+    fn processors(&self) -> Result<Vec<Box<dyn Processor>>, ProcessorError>;
     /// Opens it (see [`Kind::open`]).
     ///
     /// # Errors
@@ -196,7 +196,7 @@ impl<K: Kind> SourceKind for Stream<K> {
         K::validate(self, config, s);
     }
 
-    fn processors(&self) -> Result<Vec<Processor>, ProcessorError> {
+    fn processors(&self) -> Result<Vec<Box<dyn Processor>>, ProcessorError> {
         K::processor(self).map(|p| vec![p])
     }
 

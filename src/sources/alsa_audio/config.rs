@@ -6,7 +6,7 @@ use super::AlsaAudio;
 use crate::config::{
     limits, BackoffMs, Clips, Config, SampleWindow, Scope, Stream, StreamKind, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind, RateFrom};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -107,8 +107,8 @@ impl Kind for AlsaAudioSettings {
         Ok(Box::new(AlsaAudio::new(stream)?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
-        Processor::audio(stream.name(), stream.cut, stream.settings.clips)
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
+        processor::audio::audio_windows(stream.name(), stream.cut, stream.settings.clips)
     }
 
     fn item_shape(stream: &Stream<Self>) -> Vec<usize> {

@@ -8,7 +8,7 @@ use super::{load_wav, AudioReplay};
 use crate::config::{
     Clips, Config, ReplaySpeed, SampleWindow, Scope, Stream, StreamKind, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind, RateFrom};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -67,8 +67,8 @@ impl Kind for AudioReplaySettings {
         )?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
-        Processor::audio(stream.name(), stream.cut, stream.settings.clips)
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
+        processor::audio::audio_windows(stream.name(), stream.cut, stream.settings.clips)
     }
 
     fn item_shape(stream: &Stream<Self>) -> Vec<usize> {

@@ -10,7 +10,7 @@ use crate::config::{
     limits, Config, DepthPreprocessConfig, FrameInterval, IntervalMs, ReplaySpeed, Scope, Stream,
     StreamKind, ThermalPreprocessConfig, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -38,7 +38,7 @@ pub trait ReplayedFrames:
         sensor: &str,
         interval_ms: IntervalMs,
         period_ns: f64,
-    ) -> Result<Processor, ProcessorError>;
+    ) -> Result<Box<dyn Processor>, ProcessorError>;
 }
 
 /// A stack of camera frames replayed as a camera.
@@ -108,7 +108,7 @@ impl<P: ReplayedFrames> Kind for FrameReplaySettings<P> {
         )?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
         let c = &stream.settings;
         c.preprocess
             .processor(stream.name(), stream.cut.interval_ms, 1e9 / c.fps)
@@ -136,8 +136,8 @@ impl ReplayedFrames for ThermalPreprocessConfig {
         sensor: &str,
         interval_ms: IntervalMs,
         period_ns: f64,
-    ) -> Result<Processor, ProcessorError> {
-        Processor::thermal(sensor, interval_ms, self, period_ns)
+    ) -> Result<Box<dyn Processor>, ProcessorError> {
+        processor::thermal::thermal_frames(sensor, interval_ms, self, period_ns)
     }
 }
 
@@ -162,7 +162,7 @@ impl ReplayedFrames for DepthPreprocessConfig {
         sensor: &str,
         interval_ms: IntervalMs,
         period_ns: f64,
-    ) -> Result<Processor, ProcessorError> {
-        Processor::depth(sensor, interval_ms, self, period_ns)
+    ) -> Result<Box<dyn Processor>, ProcessorError> {
+        processor::depth::depth_frames(sensor, interval_ms, self, period_ns)
     }
 }

@@ -8,7 +8,7 @@ use super::{load, ImuReplay};
 use crate::config::{
     unreadable, Config, ImuRateHz, ReplaySpeed, SampleWindow, Scope, Stream, StreamKind, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind, RateFrom};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -118,8 +118,8 @@ impl Kind for ImuReplaySettings {
         )?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
-        Ok(Processor::imu(stream.cut))
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
+        Ok(processor::imu::imu_windows(stream.cut))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::{
     limits, BackoffMs, Config, DataBits, ImuRateHz, SampleWindow, Scope, StopBits, Stream,
     StreamKind, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -271,8 +271,8 @@ impl Kind for ImuSerialSettings {
         )?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
-        Ok(Processor::imu(stream.cut))
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
+        Ok(processor::imu::imu_windows(stream.cut))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::config::{
     unreadable, BackoffMs, Config, DepthPreprocessConfig, FrameInterval, FrameSidePx, RealsenseFps,
     Scope, Stream, StreamKind, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -117,9 +117,9 @@ impl Kind for RealsenseSettings {
         })
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
         let c = &stream.settings;
-        Processor::depth(
+        processor::depth::depth_frames(
             stream.name(),
             stream.cut.interval_ms,
             &c.preprocess,

@@ -7,7 +7,7 @@ use crate::config::{
     limits, BackoffMs, Config, FrameInterval, FrameSidePx, Radiometric, Scope, Stream, StreamKind,
     ThermalAgc, ThermalPreprocessConfig, WhenFull,
 };
-use crate::pipeline::stream::{Processor, ProcessorError};
+use crate::pipeline::processor::{self, Processor, ProcessorError};
 use crate::sources::kind::{BuildContext, Kind};
 use crate::sources::{Source, SourceError};
 use crate::Modality;
@@ -121,9 +121,9 @@ impl Kind for V4l2ThermalSettings {
         )?))
     }
 
-    fn processor(stream: &Stream<Self>) -> Result<Processor, ProcessorError> {
+    fn processor(stream: &Stream<Self>) -> Result<Box<dyn Processor>, ProcessorError> {
         let c = &stream.settings;
-        Processor::thermal(
+        processor::thermal::thermal_frames(
             stream.name(),
             stream.cut.interval_ms,
             &c.preprocess,
