@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::limits;
 use super::validate::Scope;
-use crate::preprocess::depth::{DepthNormalize, DepthParams, HoleFill};
+use crate::preprocess::depth::{DepthCalibration, DepthNormalize, DepthParams, HoleFill};
 use crate::preprocess::thermal::{Agc, RadiometricEncoding, ThermalParams};
 
 /// How 16-bit thermal frames become 8-bit images.
@@ -234,17 +234,6 @@ fn normalize(s: &mut Scope<'_>, mean: Option<f64>, std: Option<f64>) {
             "normalize_mean and normalize_std go together",
         );
     }
-}
-
-/// Depth calibration a camera reports (the configuration's values override it).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DepthCalibration {
-    /// Focal length of the depth stream, pixels.
-    pub focal_px: f64,
-    /// Stereo baseline, metres.
-    pub baseline_m: f64,
-    /// Metres per depth unit.
-    pub depth_units_m: f64,
 }
 
 impl DepthPreprocessConfig {

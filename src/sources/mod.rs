@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DepthCalibration;
 use crate::pipeline::QueueSender;
+use crate::preprocess::depth::DepthCalibration;
 use crate::telemetry::{DropReason, StreamStats};
 use crate::time::{Clock, Timestamp};
 use crate::window::{FrameSampler, WindowSpec};

@@ -4,9 +4,9 @@
 use ndarray::{Array3, ArrayD};
 
 use super::{FrameTensor, Frames, Processor, ProcessorError, StreamCx};
-use crate::config::{DepthCalibration, DepthPreprocessConfig, IntervalMs};
+use crate::config::{DepthPreprocessConfig, IntervalMs};
 use crate::log_limited;
-use crate::preprocess::depth::{DepthError, DepthPreprocessor};
+use crate::preprocess::depth::{DepthCalibration, DepthError, DepthPreprocessor};
 use crate::sources::{Frame, FrameImage};
 use crate::telemetry::DropReason;
 use crate::Modality;

@@ -23,9 +23,9 @@ use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2Option, Rs2StreamKind};
 use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
 
 use super::RealsenseSettings;
-use crate::config::{DepthCalibration, DepthPreprocessConfig};
+use crate::config::DepthPreprocessConfig;
 use crate::log_limited;
-use crate::preprocess::depth::DepthParams;
+use crate::preprocess::depth::{DepthCalibration, DepthParams};
 use crate::sources::reconnect::Reconnect;
 use crate::sources::{Frame, FrameImage, Source, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, LogLimiter};
