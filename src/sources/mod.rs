@@ -6,12 +6,12 @@
 
 pub mod alsa_audio;
 pub mod audio_replay;
+pub mod device_loop;
 pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
 pub mod kind;
 pub mod realsense;
-pub mod reconnect;
 pub mod registry;
 pub mod thermal_decode;
 pub mod v4l2_thermal;

@@ -17,7 +17,6 @@ pub mod protocol;
 pub mod timing;
 pub mod witmotion;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,7 @@ use self::csv_line::{CsvConfig, CsvConfigError, CsvLayout, CsvLineParser, TimeCo
 use self::protocol::{ImuParser, ImuReading, ParserStats};
 use self::timing::{SampleClock, Stamp};
 use self::witmotion::{WitmotionConfig, WitmotionError, WitmotionParser};
-use super::reconnect::Reconnect;
+use super::device_loop::{run_device, Ended, Hardware};
 use super::{ImuSample, Source, SourceContext, SourceMessage};
 use crate::log_limited;
 use crate::pipeline::Disconnected;
@@ -224,17 +223,6 @@ fn time_column(column: usize, unit: TimeUnit) -> Option<TimeColumn> {
     Some(TimeColumn { column, unit })
 }
 
-/// Why reading from an open port stopped.
-enum ReadEnd {
-    /// The daemon is stopping (or the windower is gone).
-    Stop,
-    /// The port failed or vanished; `delivered` says whether it had sent any byte.
-    Lost {
-        error: std::io::Error,
-        delivered: bool,
-    },
-}
-
 /// Frames or lines that could not be used, from the parser's counters.
 fn frames_lost(s: &ParserStats) -> u64 {
     s.bad_checksums + s.bad_lines + s.overlong_lines + s.unpaired_frames + s.bad_values
@@ -252,42 +240,68 @@ impl Source for ImuSerial {
     // cancellation. tokio-serial's builder opens the port (its blocking serialport `TTYPort`).
     fn run(mut self: Box<Self>, ctx: SourceContext) {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        let rate = self.sample_rate_hz;
-        let mut driver = Driver::new(rate);
-        let mut reconnect = Reconnect::new("serial port", self.max_backoff);
-        let path = self.path.display().to_string();
-        ctx.stats.set_connected(false, rate);
-        while !ctx.cancel.is_cancelled() {
-            match self.open_port() {
-                Ok(port) => {
-                    if !reconnect.opened(&path) {
-                        tracing::info!(
-                            device = %path,
-                            baud_rate = self.line.baud_rate,
-                            sample_rate_hz = rate,
-                            "serial port open"
-                        );
-                    }
-                    ctx.stats.set_connected(true, rate);
-                    // A reopened port starts mid-frame; whatever was held belongs to the old one.
-                    self.parser.get().reset();
-                    let end = driver.read_port(port, self.parser.get(), &ctx);
-                    ctx.stats.set_connected(false, rate);
-                    match end {
-                        ReadEnd::Stop => break,
-                        ReadEnd::Lost { error, delivered } => {
-                            reconnect.lost(&path, &error, delivered);
-                        }
-                    }
-                }
-                Err(e) => reconnect.open_failed(&format!("{path}: {e}")),
-            }
-            if !reconnect.wait(&ctx) {
-                break;
-            }
-        }
-        ctx.stats.set_connected(false, rate);
-        tracing::debug!("serial source stopped");
+        let max_backoff = self.max_backoff;
+        let mut line = SerialLine {
+            driver: Driver::new(self.sample_rate_hz),
+            path: self.path.display().to_string(),
+            serial: &mut self,
+        };
+        run_device(&mut line, max_backoff, &ctx);
+    }
+}
+
+/// A serial port as the device loop drives it.
+struct SerialLine<'a> {
+    serial: &'a mut ImuSerial,
+    driver: Driver,
+    /// The port's path, for log lines.
+    path: String,
+}
+
+impl Hardware for SerialLine<'_> {
+    type Device = Box<dyn SerialPort>;
+    type OpenError = String;
+    type Error = std::io::Error;
+    const KIND: &'static str = "serial port";
+
+    fn nominal_rate_hz(&self) -> f64 {
+        self.serial.sample_rate_hz
+    }
+
+    fn open(&mut self) -> Result<Box<dyn SerialPort>, String> {
+        let port = self
+            .serial
+            .open_port()
+            .map_err(|e| format!("{}: {e}", self.path))?;
+        // A reopened port starts mid-frame; whatever was held belongs to the old one.
+        self.serial.parser.get().reset();
+        Ok(port)
+    }
+
+    fn describe(&self, _port: &Box<dyn SerialPort>) -> String {
+        self.path.clone()
+    }
+
+    fn rate_hz(&self, _port: &Box<dyn SerialPort>) -> f64 {
+        self.serial.sample_rate_hz
+    }
+
+    fn announce(&self, _port: &Box<dyn SerialPort>) {
+        tracing::info!(
+            device = %self.path,
+            baud_rate = self.serial.line.baud_rate,
+            sample_rate_hz = self.serial.sample_rate_hz,
+            "serial port open"
+        );
+    }
+
+    fn capture(
+        &mut self,
+        port: &mut Box<dyn SerialPort>,
+        ctx: &SourceContext,
+    ) -> Ended<std::io::Error> {
+        self.driver
+            .read_port(port.as_mut(), self.serial.parser.get(), ctx)
     }
 }
 
@@ -323,17 +337,17 @@ impl Driver {
     /// Reads `port` until it fails or the daemon stops; sends what was read before returning.
     fn read_port(
         &mut self,
-        mut port: Box<dyn SerialPort>,
+        port: &mut dyn SerialPort,
         parser: &mut dyn ImuParser,
         ctx: &SourceContext,
-    ) -> ReadEnd {
+    ) -> Ended<std::io::Error> {
         let mut buf = [0u8; READ_BUFFER_BYTES];
         let mut bad_input_log = LogLimiter::default();
         let mut delivered = false;
         loop {
             if ctx.cancel.is_cancelled() {
                 let _ = self.flush(ctx);
-                return ReadEnd::Stop;
+                return Ended::Stop;
             }
             let lost = match port.read(&mut buf) {
                 Ok(0) => Some(std::io::Error::new(
@@ -375,10 +389,10 @@ impl Driver {
                     .block_since
                     .is_some_and(|t| t.elapsed() >= BLOCK_MAX_AGE);
             if (due || lost.is_some()) && self.flush(ctx).is_err() {
-                return ReadEnd::Stop;
+                return Ended::Stop;
             }
             if let Some(error) = lost {
-                return ReadEnd::Lost { error, delivered };
+                return Ended::Lost { error, delivered };
             }
         }
     }
