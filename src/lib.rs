@@ -18,7 +18,8 @@
 //!   reloads.
 //! - [`publish`]: MQTT payloads (pure), the outbox, the publisher owning the event loop (MQTT
 //!   3.1.1 or 5), a local broker.
-//! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
+//! - [`pipeline`]: bounded queues with named policies, the processors (one per family of
+//!   modalities) and the per-stream thread that runs one.
 //! - [`telemetry`]: counters, drops by reason, logging set-up and rate-limited logging, the
 //!   Prometheus endpoint.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
