@@ -107,33 +107,52 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Modalities on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// A modality on the command line: a sensor modality of the table, or text (the concept
+/// bank's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModalityArg {
-    /// IMU: float32 `.npy` `[6, N]` (rows acc xyz, gyro xyz; with `--rate-hz`) or a CSV as the
-    /// `imu_replay` source reads it; the first 5 s are used.
-    Imu,
-    /// Thermal: `.npy` uint8 or uint16 `[H, W]` (first frame of a stack), or a PNG.
-    Thermal,
-    /// Depth: `.npy` or 16-bit grey PNG, uint16 `[H, W]` in depth units (millimetres by default).
-    Depth,
-    /// Audio: WAV (any rate and channels; 8/16/24/32-bit integer or 32-bit float).
-    Audio,
+    /// A sensor modality: what its files are is in the table (`ModalitySpec::file_input`).
+    Sensor(Modality),
     /// Text: the text itself, a UTF-8 file (one text per line), or int64 token ids `.npy`.
     Text,
 }
+
+/// Every modality of the table, then text.
+const MODALITY_ARGS: [ModalityArg; Modality::ALL.len() + 1] = {
+    let mut all = [ModalityArg::Text; Modality::ALL.len() + 1];
+    let mut i = 0;
+    while i < Modality::ALL.len() {
+        all[i] = ModalityArg::Sensor(Modality::ALL[i]);
+        i += 1;
+    }
+    all
+};
 
 impl ModalityArg {
     /// The daemon's modality; `None` for text, which only the concept bank uses.
     #[must_use]
     pub fn sensor(self) -> Option<Modality> {
         match self {
-            Self::Imu => Some(Modality::Imu),
-            Self::Thermal => Some(Modality::Thermal),
-            Self::Depth => Some(Modality::Depth),
-            Self::Audio => Some(Modality::Audio),
+            Self::Sensor(m) => Some(m),
             Self::Text => None,
         }
+    }
+}
+
+impl ValueEnum for ModalityArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &MODALITY_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            Self::Sensor(m) => {
+                clap::builder::PossibleValue::new(m.as_str()).help(m.spec().file_input)
+            }
+            Self::Text => clap::builder::PossibleValue::new("text").help(
+                "Text: the text itself, a UTF-8 file (one text per line), or int64 token ids `.npy`",
+            ),
+        })
     }
 }
 

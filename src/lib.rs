@@ -18,11 +18,15 @@
 //!   reloads.
 //! - [`publish`]: MQTT payloads (pure), the outbox, the publisher owning the event loop (MQTT
 //!   3.1.1 or 5), a local broker.
-//! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
+//! - [`pipeline`]: bounded queues with named policies, the processors (one per family of
+//!   modalities) and the per-stream thread that runs one.
 //! - [`telemetry`]: counters, drops by reason, logging set-up and rate-limited logging, the
 //!   Prometheus endpoint.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
+//! - [`modality`]: the modality table: per modality its name, model input shape and dtype, how
+//!   its stream is cut (with the default window) and its preprocessing; the one place shapes
+//!   and names are written.
 
 pub mod app;
 pub mod bench;
@@ -31,6 +35,7 @@ pub mod concepts;
 pub mod config;
 pub mod files;
 pub mod inference;
+pub mod modality;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;
@@ -40,40 +45,4 @@ pub mod telemetry;
 pub mod time;
 pub mod window;
 
-use serde::{Deserialize, Serialize};
-
-/// The sensor modalities ImageBind embeds that edgebind serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Modality {
-    /// Accelerometer + gyroscope, `[B, 6, 2000]`.
-    Imu,
-    /// Log-mel spectrogram clips, `[B, S, 1, 128, 204]`.
-    Audio,
-    /// Disparity image, `[B, 1, 224, 224]`.
-    Depth,
-    /// Thermal intensity image, `[B, 1, 224, 224]`.
-    Thermal,
-}
-
-impl Modality {
-    /// All modalities.
-    pub const ALL: [Modality; 4] = [Self::Imu, Self::Audio, Self::Depth, Self::Thermal];
-
-    /// The lower-case name used in manifests, topics and payloads (also the ONNX input name).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Imu => "imu",
-            Self::Audio => "audio",
-            Self::Depth => "depth",
-            Self::Thermal => "thermal",
-        }
-    }
-}
-
-impl std::fmt::Display for Modality {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use modality::{Modality, ModalitySpec};

@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 use common::*;
 use edgebind::config::{DepthPreprocessConfig, ExecutionProviderKind, ThermalPreprocessConfig};
 use edgebind::inference::{Encoder, OrtRuntime, TextEncoder};
-use edgebind::pipeline::stream::{depth_params, thermal_params};
 use edgebind::preprocess::audio::{AudioParams, AudioPreprocessor};
 use edgebind::preprocess::depth::DepthPreprocessor;
 use edgebind::preprocess::imu::ImuPreprocessor;
@@ -107,7 +106,12 @@ fn embed_imu_from_a_csv_recording_equals_the_daemons_first_window() {
     let got = embed("imu", &csv, &tiny("imu.onnx"), &[]);
     // The daemon: imu_replay reads the CSV (rate from t_s), a 5 s window = 1000 samples at
     // 200 Hz, resampled to [6, 2000].
-    let rec = imu_replay::load(&csv, edgebind::config::ImuFileFormat::Csv, None).unwrap();
+    let rec = imu_replay::load(
+        &csv,
+        edgebind::sources::imu_replay::ImuFileFormat::Csv,
+        None,
+    )
+    .unwrap();
     assert!((rec.sample_rate_hz - 200.0).abs() < 1e-6);
     let samples: Vec<[f32; 6]> = rec.samples[..1000].iter().map(|s| s.unwrap()).collect();
     let x = ImuPreprocessor::new()
@@ -179,7 +183,7 @@ fn embed_depth_from_npy_and_from_16_bit_png_equals_the_daemons_frame_embedding()
     let Some(FrameImage::U16(raw)) = load_stack(&npy, FrameKind::Depth).unwrap().frame(0) else {
         panic!("fixture is uint16")
     };
-    let x = DepthPreprocessor::new(depth_params(&DepthPreprocessConfig::default(), None))
+    let x = DepthPreprocessor::new(DepthPreprocessConfig::default().params(None))
         .unwrap()
         .tensor(raw.view())
         .unwrap();
@@ -210,8 +214,7 @@ fn embed_thermal_from_npy_and_from_png_equals_the_daemons_frame_embedding() {
     else {
         panic!("fixture is uint16")
     };
-    let mut pre =
-        ThermalPreprocessor::new(thermal_params(&ThermalPreprocessConfig::default())).unwrap();
+    let mut pre = ThermalPreprocessor::new(ThermalPreprocessConfig::default().params()).unwrap();
     let x = pre.tensor_u16(raw.view()).unwrap();
     let want = daemon_embedding(Modality::Thermal, &tiny("thermal.onnx"), &x.into_dyn());
     assert_same(

@@ -228,7 +228,10 @@ impl Running {
         );
         let path = write_config(dir.path(), &text);
         let config = edgebind::config::load(&path).unwrap();
-        let source = sources::build(&config, &config.sources[0]).unwrap();
+        let source = config.sources[0]
+            .kind()
+            .open(&sources::kind::BuildContext { config: &config })
+            .unwrap();
         let stats = Arc::new(StreamStats::default());
         let (tx, rx) = bounded(
             4096,

@@ -16,6 +16,7 @@ use edgebind::config::{EmbeddingEncoding, Qos};
 use edgebind::inference::manifest::sha256_file;
 use edgebind::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use edgebind::inference::{Encoder, OrtRuntime};
+use edgebind::pipeline::WindowMeta;
 use edgebind::publish::payload::{unit_norm, Topics};
 use edgebind::telemetry::{ModelStats, Stage, StreamStats};
 use edgebind::time::Clock;
@@ -507,13 +508,15 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
             .send(Job {
                 sensor: Arc::from("imu"),
                 stats: Arc::clone(&stats),
-                seq: seq as u64,
-                start: now,
-                end: now,
-                sample_count: 2000,
-                gaps: 0,
+                meta: WindowMeta {
+                    seq: seq as u64,
+                    start: now,
+                    end: now,
+                    sample_count: 2000,
+                    gaps: 0,
+                    preprocess_ms: 0.0,
+                },
                 input: input.clone(),
-                preprocess_ms: 0.0,
                 queued_at: Instant::now(),
             })
             .unwrap();
@@ -790,4 +793,55 @@ fn start_up_reports_each_model_as_systemd_status_and_sends_ready_only_when_all_a
     ] {
         assert!(position(step) < ready, "{step} after READY: {lines:#?}");
     }
+}
+
+#[test]
+fn sigterm_while_a_model_warms_up_stops_the_daemon_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its warm-up run lasts at least 600 s (tools/make_slow_model.py --load-seconds 600).
+    let (model, model_sha) = file_entry(&fixture("models/imu_slow_load.onnx"));
+    let models = model_set_with_imu(
+        dir.path(),
+        serde_json::json!({"file": model, "sha256": model_sha, "input": "imu", "output": "embedding"}),
+    );
+    let config = format!(
+        "{}{}",
+        base_config("slow-load", 1883).replace(
+            &format!("dir = \"{}\"", repo().join("models/tiny").display()),
+            &format!("dir = \"{}\"", models.display()),
+        ),
+        imu_source(&fixture("recordings/imu_still_200hz.csv"), "")
+    );
+    let path = write_config(dir.path(), &config);
+    let log = dir.path().join("daemon.log");
+    let mut child = spawn_daemon(&path, &log, &[]);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_for_log(&log, "model 1/1 (imu): loading", Duration::from_secs(60)),
+        "{}",
+        read_log()
+    );
+    // Session creation of this ~1 KB model takes milliseconds: a second later the warm-up run
+    // is under way, and it is still loading.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "{}", read_log());
+    assert!(!read_log().contains("encoder loaded"), "{}", read_log());
+    sigterm(&child);
+    let asked = Instant::now();
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let took = asked.elapsed();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{}", read_log()));
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {:.2} s after SIGTERM:\n{}",
+        took.as_secs_f64(),
+        read_log()
+    );
+    assert_eq!(status.code(), Some(0), "{}", read_log());
+    assert!(
+        read_log().contains("stopped during start-up"),
+        "{}",
+        read_log()
+    );
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::*;
 use edgebind::config::{self, Config, SourceConfig};
-use edgebind::pipeline::stream::{Processor, StreamLogs};
+use edgebind::pipeline::processor::{Processor, StreamCx, StreamLogs};
+use edgebind::sources::kind::BuildContext;
 use edgebind::sources::{Frame, FrameImage, SourceMessage};
 use edgebind::telemetry::{DropReason, StreamStats};
 use edgebind::time::Clock;
@@ -23,10 +24,19 @@ fn config_with(source: &str) -> Config {
 }
 
 fn problems(source: &str) -> Vec<String> {
-    config::validate(&config_with(source))
+    let text = format!(
+        "{}[[sources]]\ntype = \"v4l2_thermal\"\nname = \"thermal\"\n{source}",
+        base_config("dev", 1883)
+    );
+    config::problems_in(&text)
         .iter()
         .map(ToString::to_string)
         .collect()
+}
+
+/// The processor of the configuration's source.
+fn processor(c: &Config) -> Box<dyn Processor> {
+    c.sources[0].kind().processors().unwrap().remove(0)
 }
 
 #[test]
@@ -51,8 +61,12 @@ fn cameras_validate_without_the_device() {
         panic!("not a camera")
     };
     // Defaults: the latest frame wins, one frame per second.
-    assert_eq!(c.sources[0].queue(), (4, config::WhenFull::DropOldest));
-    assert_eq!(v.interval_ms, 1000);
+    let queue = c.sources[0].kind().common().queue;
+    assert_eq!(
+        (queue.capacity.get().get(), queue.when_full),
+        (4, config::WhenFull::DropOldest)
+    );
+    assert_eq!(v.cut.interval_ms.get(), 1000);
     assert_eq!(c.sources[0].modality(), edgebind::Modality::Thermal);
 }
 
@@ -131,7 +145,7 @@ fn infiray_temperature_frames_are_read_as_kelvin_x64() {
          [sources.preprocess]\nagc = \"fixed_celsius\"\nagc_min_c = 0.0\nagc_max_c = 50.0\n\
          radiometric = \"infiray64\"\n",
     );
-    let mut processor = Processor::for_source(&c.sources[0]).unwrap();
+    let mut processor = processor(&c);
     let stats = StreamStats::default();
     let mut out = Vec::new();
     let image = ndarray::Array2::from_elem((192, 256), 19_082u16);
@@ -142,9 +156,11 @@ fn infiray_temperature_frames_are_read_as_kelvin_x64() {
             image: FrameImage::U16(image),
             calibration: None,
         }),
-        &stats,
-        &mut StreamLogs::default(),
-        &mut out,
+        &mut StreamCx {
+            stats: &stats,
+            logs: &mut StreamLogs::default(),
+            out: &mut out,
+        },
     );
     assert_eq!(out.len(), 1);
     let v = out[0].input.iter().copied().fold(f32::NAN, f32::max);
@@ -154,7 +170,7 @@ fn infiray_temperature_frames_are_read_as_kelvin_x64() {
 #[test]
 fn one_frame_is_embedded_per_interval_and_the_others_are_counted_as_skipped() {
     let c = config_with("device = \"/dev/video0\"\ninterval_ms = 1000\n");
-    let mut processor = Processor::for_source(&c.sources[0]).unwrap();
+    let mut processor = processor(&c);
     let stats = StreamStats::default();
     let clock = Clock::new();
     let mut out = Vec::new();
@@ -169,9 +185,11 @@ fn one_frame_is_embedded_per_interval_and_the_others_are_counted_as_skipped() {
                 image: FrameImage::U16(image),
                 calibration: None,
             }),
-            &stats,
-            &mut StreamLogs::default(),
-            &mut out,
+            &mut StreamCx {
+                stats: &stats,
+                logs: &mut StreamLogs::default(),
+                out: &mut out,
+            },
         );
     }
     assert_eq!(out.len(), 3);
@@ -183,7 +201,10 @@ fn one_frame_is_embedded_per_interval_and_the_others_are_counted_as_skipped() {
 #[test]
 fn without_the_feature_the_source_refuses_to_build_and_says_why() {
     let c = config_with("device = \"/dev/video0\"\n");
-    let e = edgebind::sources::build(&c, &c.sources[0]).unwrap_err();
+    let e = c.sources[0]
+        .kind()
+        .open(&BuildContext { config: &c })
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "source thermal: edgebind was built without the v4l2 feature (cargo build --features v4l2)"
@@ -194,6 +215,9 @@ fn without_the_feature_the_source_refuses_to_build_and_says_why() {
 #[test]
 fn with_the_feature_the_source_builds_without_opening_the_camera() {
     let c = config_with("device = \"/dev/video-edgebind-missing\"\n");
-    let source = edgebind::sources::build(&c, &c.sources[0]).unwrap();
+    let source = c.sources[0]
+        .kind()
+        .open(&BuildContext { config: &c })
+        .unwrap();
     assert_eq!(source.sample_rate_hz(), 9.0);
 }

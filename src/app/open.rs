@@ -3,9 +3,8 @@
 
 use anyhow::Result;
 
-use crate::config::{Config, Problem, SourceConfig};
-use crate::pipeline::stream::Processor;
-use crate::sources;
+use crate::config::{Config, Problem};
+use crate::sources::kind::{self, BuildContext, BuildFailure, BuiltSource, RateFrom};
 
 /// What `run` would find wrong with the configuration when it opens the recordings: the rate of
 /// each IMU and audio recording (a CSV's timestamps, a WAV header) against the source's window and
@@ -14,52 +13,54 @@ use crate::sources;
 /// [`validate`](crate::config::validate).
 #[must_use]
 pub fn recording_problems(config: &Config) -> Vec<Problem> {
+    let cx = BuildContext { config };
     config
         .sources
         .iter()
         .enumerate()
-        .filter(|(_, s)| matches!(s, SourceConfig::ImuReplay(_) | SourceConfig::AudioReplay(_)))
+        .filter(|(_, s)| s.kind().rate_from() == Some(RateFrom::Recording))
         .filter_map(|(index, source)| {
-            let opened = sources::build(config, source).ok()?;
-            Some(crate::config::source_rate_problems(
-                config,
-                index,
-                opened.sample_rate_hz(),
-            ))
+            let opened = source.kind().open(&cx).ok()?;
+            let problems = kind::rate_problems(source.kind(), opened.sample_rate_hz());
+            Some(in_source(index, problems))
         })
         .flatten()
         .collect()
 }
 
-/// A source built, with the processor of its stream.
-pub(super) type BuiltSource = (SourceConfig, Box<dyn sources::Source>, Processor);
+/// `problems` with keys relative to source `index` placed under `sources[index]`.
+fn in_source(index: usize, problems: Vec<Problem>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|mut p| {
+            p.path = format!("sources[{index}].{}", p.path);
+            p.related = p
+                .related
+                .iter()
+                .map(|r| format!("sources[{index}].{r}"))
+                .collect();
+            p
+        })
+        .collect()
+}
 
-/// Opens every source and makes its stream's processor. A value that does not fit what a source
-/// turned out to be (a window shorter than one sample at a recording's rate, preprocessing
-/// options the preprocessor refuses) is a configuration error (exit 78) naming the key, like
-/// those `check` finds, all of them at once.
+/// Opens every source and makes its streams' processors. A value that does not fit what a
+/// source turned out to be (a window shorter than one sample at a recording's rate,
+/// preprocessing options the preprocessor refuses) is a configuration error (exit 78) naming the
+/// key, like those `check` finds, all of them at once.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`](crate::config::ConfigError::Invalid) for those, else the first
 /// source that cannot be opened.
 pub(super) fn build_sources(config: &Config) -> Result<Vec<BuiltSource>> {
+    let cx = BuildContext { config };
     let mut built = Vec::new();
     let mut problems = Vec::new();
     for (index, source) in config.sources.iter().enumerate() {
-        let processor = Processor::for_source(source).map_err(|e| Problem {
-            path: format!("sources[{index}].preprocess"),
-            message: e.reason(),
-            ..Problem::default()
-        });
-        let opened = sources::build(config, source)?;
-        problems.extend(crate::config::source_rate_problems(
-            config,
-            index,
-            opened.sample_rate_hz(),
-        ));
-        match processor {
-            Ok(processor) => built.push((source.clone(), opened, processor)),
-            Err(problem) => problems.push(problem),
+        match source.kind().build(&cx) {
+            Ok(b) => built.push(b),
+            Err(BuildFailure::Config(p)) => problems.extend(in_source(index, p)),
+            Err(BuildFailure::Open(e)) => return Err(e.into()),
         }
     }
     if problems.is_empty() {

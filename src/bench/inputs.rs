@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, Array3, ArrayD};
 
 use super::BenchError;
-use crate::config::{DepthPreprocessConfig, ImuFileFormat, ThermalPreprocessConfig};
-use crate::pipeline::stream::{depth_params, thermal_params};
+use crate::config::{DepthPreprocessConfig, ThermalPreprocessConfig};
+use crate::modality::Cut;
 use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::ThermalPreprocessor;
 use crate::sources::frame_replay::{load_stack, FrameKind, FrameStack};
+use crate::sources::imu_replay::ImuFileFormat;
 use crate::Modality;
 
 /// IMU recording used (5 s windows at 200 Hz, resampled to ImageBind's 2000 samples).
@@ -29,10 +30,6 @@ pub const AUDIO_RATE_HZ: u32 = 48_000;
 /// Channels of the synthetic microphone signal.
 pub const AUDIO_CHANNELS: u16 = 2;
 
-const IMU_WINDOW_S: f64 = 5.0;
-const IMU_HOP_S: f64 = 1.0;
-const AUDIO_WINDOW_S: f64 = 2.0;
-const AUDIO_HOP_S: f64 = 1.0;
 const AUDIO_SECONDS: f64 = 12.0;
 
 /// Where the bundled recordings are: `explicit`, else the repository or package locations.
@@ -248,6 +245,127 @@ fn frames_u16(
     }
 }
 
+/// The default window and hop of a windowed modality, in seconds (the modality table's).
+fn window_and_hop_s(modality: Modality) -> (f64, f64) {
+    match modality.spec().cut {
+        Cut::Samples {
+            window_ms, hop_ms, ..
+        } => (window_ms as f64 / 1000.0, hop_ms as f64 / 1000.0),
+        Cut::Frames { .. } => (0.0, 0.0),
+    }
+}
+
+fn preprocess_error(modality: Modality, e: &dyn std::fmt::Display) -> BenchError {
+    BenchError::Preprocess {
+        modality,
+        message: e.to_string(),
+    }
+}
+
+/// IMU windows of the bundled recording (or synthetic motion).
+fn imu_input(dir: Option<&Path>) -> Result<(String, Preparer), BenchError> {
+    let (samples, rate_hz, from) =
+        match dir {
+            Some(d) => {
+                let path = d.join(IMU_RECORDING);
+                let rec = crate::sources::imu_replay::load(&path, ImuFileFormat::Csv, None)
+                    .map_err(|e| BenchError::Recordings {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let samples: Vec<[f32; 6]> = rec.samples.into_iter().flatten().collect();
+                (samples, rec.sample_rate_hz, IMU_RECORDING.to_string())
+            }
+            None => (synthetic_imu(200.0, 16.0), 200.0, "synthetic motion".into()),
+        };
+    let (window_s, hop_s) = window_and_hop_s(Modality::Imu);
+    let window = (window_s * rate_hz).round() as usize;
+    if samples.len() < window {
+        return Err(BenchError::Recordings {
+            path: PathBuf::from(from),
+            message: format!("{} samples, a window needs {window}", samples.len()),
+        });
+    }
+    Ok((
+        format!("{window_s} s at {rate_hz} Hz from {from}"),
+        Preparer::Imu {
+            pre: ImuPreprocessor::new(),
+            samples,
+            window,
+            hop: (hop_s * rate_hz).round() as usize,
+            next: 0,
+        },
+    ))
+}
+
+/// Windows of channel 0 of a synthetic microphone signal.
+fn audio_input() -> Result<(String, Preparer), BenchError> {
+    let planar = synthetic_audio(AUDIO_RATE_HZ, AUDIO_CHANNELS, AUDIO_SECONDS);
+    let channel0 = planar.into_iter().next().unwrap_or_default();
+    let pre = AudioPreprocessor::new(AudioParams::default())
+        .map_err(|e| preprocess_error(Modality::Audio, &e))?;
+    let (window_s, hop_s) = window_and_hop_s(Modality::Audio);
+    Ok((
+        format!(
+            "{window_s} s of synthetic {} kHz {AUDIO_CHANNELS}-channel audio, 1 clip",
+            f64::from(AUDIO_RATE_HZ) / 1000.0
+        ),
+        Preparer::Audio {
+            pre: Box::new(pre),
+            channel0,
+            rate_hz: AUDIO_RATE_HZ,
+            window: (window_s * f64::from(AUDIO_RATE_HZ)) as usize,
+            hop: (hop_s * f64::from(AUDIO_RATE_HZ)) as usize,
+            next: 0,
+        },
+    ))
+}
+
+/// Frames of the bundled depth recording (or synthetic ones).
+fn depth_input(dir: Option<&Path>) -> Result<(String, Preparer), BenchError> {
+    let (frames, from) = match frames_u16(dir, DEPTH_RECORDING, FrameKind::Depth)? {
+        Some(f) => (f, DEPTH_RECORDING.to_string()),
+        None => (
+            synthetic_frames(8, 480, 640, 500, 4000.0),
+            "synthetic frames".into(),
+        ),
+    };
+    let pre = DepthPreprocessor::new(DepthPreprocessConfig::default().params(None))
+        .map_err(|e| preprocess_error(Modality::Depth, &e))?;
+    let (_, h, w) = frames.dim();
+    Ok((
+        format!("{w}×{h} u16 depth frame from {from}"),
+        Preparer::Depth {
+            pre: Box::new(pre),
+            frames,
+            next: 0,
+        },
+    ))
+}
+
+/// Frames of the bundled thermal recording (or synthetic ones).
+fn thermal_input(dir: Option<&Path>) -> Result<(String, Preparer), BenchError> {
+    let kind = FrameKind::Thermal { radiometric: true };
+    let (frames, from) = match frames_u16(dir, THERMAL_RECORDING, kind)? {
+        Some(f) => (f, THERMAL_RECORDING.to_string()),
+        None => (
+            synthetic_frames(8, 120, 160, 29_000, 1500.0),
+            "synthetic frames".into(),
+        ),
+    };
+    let pre = ThermalPreprocessor::new(ThermalPreprocessConfig::default().params())
+        .map_err(|e| preprocess_error(Modality::Thermal, &e))?;
+    let (_, h, w) = frames.dim();
+    Ok((
+        format!("{w}×{h} u16 thermal frame from {from}"),
+        Preparer::Thermal {
+            pre: Box::new(pre),
+            frames,
+            next: 0,
+        },
+    ))
+}
+
 impl ModalityInput {
     /// The input of `modality`, from the recordings in `dir` (synthetic when `None`).
     ///
@@ -255,109 +373,11 @@ impl ModalityInput {
     /// [`BenchError::Recordings`] for an unreadable recording; [`BenchError::Preprocess`] when
     /// a preprocessor cannot be built.
     pub fn new(modality: Modality, dir: Option<&Path>) -> Result<Self, BenchError> {
-        let pre_err = |e: &dyn std::fmt::Display| BenchError::Preprocess {
-            modality,
-            message: e.to_string(),
-        };
         let (description, preparer) = match modality {
-            Modality::Imu => {
-                let (samples, rate_hz, from) = match dir {
-                    Some(d) => {
-                        let path = d.join(IMU_RECORDING);
-                        let rec = crate::sources::imu_replay::load(&path, ImuFileFormat::Csv, None)
-                            .map_err(|e| BenchError::Recordings {
-                                path: path.clone(),
-                                message: e.to_string(),
-                            })?;
-                        let samples: Vec<[f32; 6]> = rec.samples.into_iter().flatten().collect();
-                        (samples, rec.sample_rate_hz, IMU_RECORDING.to_string())
-                    }
-                    None => (synthetic_imu(200.0, 16.0), 200.0, "synthetic motion".into()),
-                };
-                let window = (IMU_WINDOW_S * rate_hz).round() as usize;
-                if samples.len() < window {
-                    return Err(BenchError::Recordings {
-                        path: PathBuf::from(from),
-                        message: format!("{} samples, a window needs {window}", samples.len()),
-                    });
-                }
-                (
-                    format!("{IMU_WINDOW_S} s at {rate_hz} Hz from {from}"),
-                    Preparer::Imu {
-                        pre: ImuPreprocessor::new(),
-                        samples,
-                        window,
-                        hop: (IMU_HOP_S * rate_hz).round() as usize,
-                        next: 0,
-                    },
-                )
-            }
-            Modality::Audio => {
-                let planar = synthetic_audio(AUDIO_RATE_HZ, AUDIO_CHANNELS, AUDIO_SECONDS);
-                let channel0 = planar.into_iter().next().unwrap_or_default();
-                let pre =
-                    AudioPreprocessor::new(AudioParams::default()).map_err(|e| pre_err(&e))?;
-                (
-                    format!(
-                        "{AUDIO_WINDOW_S} s of synthetic {} kHz {AUDIO_CHANNELS}-channel audio, 1 clip",
-                        f64::from(AUDIO_RATE_HZ) / 1000.0
-                    ),
-                    Preparer::Audio {
-                        pre: Box::new(pre),
-                        channel0,
-                        rate_hz: AUDIO_RATE_HZ,
-                        window: (AUDIO_WINDOW_S * f64::from(AUDIO_RATE_HZ)) as usize,
-                        hop: (AUDIO_HOP_S * f64::from(AUDIO_RATE_HZ)) as usize,
-                        next: 0,
-                    },
-                )
-            }
-            Modality::Depth => {
-                let (frames, from) = match frames_u16(dir, DEPTH_RECORDING, FrameKind::Depth)? {
-                    Some(f) => (f, DEPTH_RECORDING.to_string()),
-                    None => (
-                        synthetic_frames(8, 480, 640, 500, 4000.0),
-                        "synthetic frames".into(),
-                    ),
-                };
-                let pre =
-                    DepthPreprocessor::new(depth_params(&DepthPreprocessConfig::default(), None))
-                        .map_err(|e| pre_err(&e))?;
-                let (_, h, w) = frames.dim();
-                (
-                    format!("{w}×{h} u16 depth frame from {from}"),
-                    Preparer::Depth {
-                        pre: Box::new(pre),
-                        frames,
-                        next: 0,
-                    },
-                )
-            }
-            Modality::Thermal => {
-                let (frames, from) = match frames_u16(
-                    dir,
-                    THERMAL_RECORDING,
-                    FrameKind::Thermal { radiometric: true },
-                )? {
-                    Some(f) => (f, THERMAL_RECORDING.to_string()),
-                    None => (
-                        synthetic_frames(8, 120, 160, 29_000, 1500.0),
-                        "synthetic frames".into(),
-                    ),
-                };
-                let pre =
-                    ThermalPreprocessor::new(thermal_params(&ThermalPreprocessConfig::default()))
-                        .map_err(|e| pre_err(&e))?;
-                let (_, h, w) = frames.dim();
-                (
-                    format!("{w}×{h} u16 thermal frame from {from}"),
-                    Preparer::Thermal {
-                        pre: Box::new(pre),
-                        frames,
-                        next: 0,
-                    },
-                )
-            }
+            Modality::Imu => imu_input(dir)?,
+            Modality::Audio => audio_input()?,
+            Modality::Depth => depth_input(dir)?,
+            Modality::Thermal => thermal_input(dir)?,
         };
         Ok(Self {
             modality,

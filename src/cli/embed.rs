@@ -10,14 +10,12 @@ use anyhow::{bail, Context, Result};
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::{InputOptions, ModalityArg, ProviderArg, RadiometricArg};
-use crate::config::ImuFileFormat;
 use crate::config::{
     DepthHoles, DepthNormalizeKind, DepthPreprocessConfig, ExecutionProviderKind, Radiometric,
     ThermalAgc, ThermalPreprocessConfig,
 };
 use crate::files::{self, npy};
 use crate::inference::{Encoder, OrtRuntime, TextEncoder};
-use crate::pipeline::stream::{depth_params, thermal_params};
 use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
@@ -26,6 +24,7 @@ use crate::preprocess::thermal::ThermalPreprocessor;
 use crate::sources::audio_replay::load_wav;
 use crate::sources::frame_replay::{load_stack, FrameKind, MAX_FRAME_SIDE_PX};
 use crate::sources::imu_replay;
+use crate::sources::imu_replay::ImuFileFormat;
 use crate::sources::FrameImage;
 use crate::Modality;
 
@@ -202,7 +201,7 @@ pub(super) fn sensor_tensor(
                 },
                 ..ThermalPreprocessConfig::default()
             };
-            let mut pre = ThermalPreprocessor::new(thermal_params(&cfg))
+            let mut pre = ThermalPreprocessor::new(cfg.params())
                 .with_context(|| "thermal preprocessing options")?;
             let tensor = match &frame {
                 FrameImage::U8(a) => pre.tensor_u8(a.view()),
@@ -234,7 +233,7 @@ pub(super) fn sensor_tensor(
                 },
                 ..DepthPreprocessConfig::default()
             };
-            let mut pre = DepthPreprocessor::new(depth_params(&cfg, None))
+            let mut pre = DepthPreprocessor::new(cfg.params(None))
                 .with_context(|| "depth preprocessing options")?;
             Ok(pre
                 .tensor(raw.view())

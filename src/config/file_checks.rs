@@ -1,58 +1,22 @@
 //! The file checks of validation. Every file the configuration names is opened and read as the
-//! user `check` runs as, with the very functions `run` reads it with (recordings, the model
-//! set's concept bank and parity references, the TLS files), so that what `run` would refuse
-//! at start is a configuration problem that `check` reports and `run` exits 78 for. The
-//! encoders themselves are opened but not hashed (hashing several GB would make `check` slow).
+//! user `check` runs as, with the very functions `run` reads it with (the model set's concept
+//! bank and parity references, the TLS files here; each source kind checks its recordings), so
+//! that what `run` would refuse at start is a configuration problem that `check` reports and
+//! `run` exits 78 for. The encoders themselves are opened but not hashed (hashing several GB
+//! would make `check` slow).
 
 use std::path::Path;
 
-use super::{Config, ImuFileFormat, SourceConfig};
+use super::Config;
 use crate::files;
 use crate::inference::{Manifest, Reference};
 use crate::publish::tls::{TlsClient, TlsFiles};
 use crate::publish::BrokerUrl;
-use crate::sources::frame_replay::{load_stack, FrameKind};
-use crate::sources::{audio_replay, imu_replay};
-use crate::Modality;
 
-/// Why `path` cannot be opened and read by this process, if it cannot.
-pub(super) fn unreadable(path: &Path) -> Option<String> {
+/// Why `path` cannot be opened and read by this process, if it cannot (source kinds check the
+/// files they name with it, or with the loader `run` uses).
+pub(crate) fn unreadable(path: &Path) -> Option<String> {
     files::readable(path).err().map(|e| e.to_string())
-}
-
-/// What `run` would refuse about the recording of a replay `source` (loaded in full, as `run`
-/// loads it).
-pub(super) fn recording(config: &Config, source: &SourceConfig) -> Option<String> {
-    match source {
-        SourceConfig::ImuReplay(c) => {
-            let path = config.resolve(&c.path);
-            let extension = path.extension().and_then(|e| e.to_str());
-            let undecided =
-                c.format == ImuFileFormat::Auto && !matches!(extension, Some("csv" | "npy"));
-            let npy = c.format == ImuFileFormat::Npy
-                || (c.format == ImuFileFormat::Auto && extension == Some("npy"));
-            if undecided || (npy && c.sample_rate_hz.is_none()) {
-                // Validation names the format or the rate; the file can only be opened.
-                return unreadable(&path);
-            }
-            imu_replay::load(&path, c.format, c.sample_rate_hz)
-                .err()
-                .map(|e| e.to_string())
-        }
-        SourceConfig::ThermalReplay(c) => load_stack(
-            &config.resolve(&c.path),
-            FrameKind::thermal(c.preprocess.agc),
-        )
-        .err()
-        .map(|e| e.to_string()),
-        SourceConfig::DepthReplay(c) => load_stack(&config.resolve(&c.path), FrameKind::Depth)
-            .err()
-            .map(|e| e.to_string()),
-        SourceConfig::AudioReplay(c) => audio_replay::load_wav(&config.resolve(&c.path))
-            .err()
-            .map(|e| e.to_string()),
-        _ => None,
-    }
 }
 
 /// What `run` would refuse about the model set: a missing encoder, one the user cannot read,
@@ -67,11 +31,8 @@ pub(super) fn model_set(config: &Config) -> Vec<String> {
         Ok(m) => m,
         Err(e) => return vec![e.to_string()],
     };
-    let mut modalities: Vec<Modality> = config.sources.iter().map(SourceConfig::modality).collect();
-    modalities.sort();
-    modalities.dedup();
     let mut out = Vec::new();
-    for modality in modalities {
+    for modality in config.modalities() {
         let Some((path, entry)) = manifest.model(modality) else {
             out.push(format!(
                 "{}: no {modality} model, but a {modality} source is configured",

@@ -1,27 +1,33 @@
-//! The daemon's TOML configuration: strict types (unknown fields rejected), sources as a tagged
-//! enum, units in field names. [`load`] parses a file; [`validate`] reports every problem at once.
+//! The daemon's TOML configuration: strict types (unknown fields rejected, numbers within their
+//! ranges as they are read), units in field names. The daemon-wide sections are here; each
+//! source kind's keys are in its own module under `sources`, read through the common keys of
+//! [`Stream`] and listed in `sources::registry`. [`load`] parses a file; [`validate`] reports
+//! every problem at once.
 
 mod file_checks;
 pub mod limits;
 mod parse;
 mod preprocess;
+mod ranged;
 mod ranges;
 mod sections;
-mod serial;
-mod sources;
+mod stream;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+pub(crate) use file_checks::unreadable;
 pub use parse::Locations;
 pub use preprocess::*;
-pub use ranges::source_rate_problems;
+pub use ranged::*;
+pub use ranges::rate_problems;
 pub use sections::*;
-pub use serial::*;
-pub use sources::*;
-pub use validate::{validate, warnings, Problem};
+pub use stream::*;
+pub use validate::{validate, warnings, Problem, Scope};
+
+pub use crate::sources::registry::{SourceConfig, SOURCE_TYPES};
 
 /// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
 pub const EX_CONFIG: i32 = 78;
@@ -63,7 +69,7 @@ fn invalid_text(path: &Path, problems: &[Problem]) -> String {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This device.
@@ -84,8 +90,8 @@ pub struct Config {
     /// The Prometheus metrics endpoint (off when absent).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
-    /// The sensors.
-    #[serde(default)]
+    /// The sensors (read one by one by their `type`: `config::parse`).
+    #[serde(default, skip_deserializing)]
     pub sources: Vec<SourceConfig>,
     /// Directory that relative paths are resolved against (the config file's directory).
     #[serde(skip)]
@@ -149,6 +155,26 @@ impl Config {
         }
     }
 
+    /// Every sensor stream of the configured sources, with the index of its source.
+    #[must_use]
+    pub fn streams(&self) -> Vec<(usize, crate::sources::kind::StreamDecl<'_>)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.kind().streams().into_iter().map(move |d| (i, d)))
+            .collect()
+    }
+
+    /// The modalities the sensors feed, each once, in order.
+    #[must_use]
+    pub fn modalities(&self) -> Vec<crate::Modality> {
+        let mut modalities: Vec<crate::Modality> =
+            self.streams().iter().map(|(_, s)| s.modality).collect();
+        modalities.sort();
+        modalities.dedup();
+        modalities
+    }
+
     /// The topic prefix in effect.
     #[must_use]
     pub fn topic_prefix(&self) -> String {
@@ -174,7 +200,7 @@ fn finish(
             p.sensor = source_index(&p.path)
                 .and_then(|i| config?.sources.get(i))
                 .map(|s| s.name().to_string())
-                .filter(|n| !n.is_empty());
+                .filter(|n| n != parse::PLACEHOLDER_NAME);
         }
     }
     problems.sort_by_key(|p| p.location.unwrap_or((usize::MAX, 0)));
@@ -200,17 +226,44 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
+    read(&text, path)
+}
+
+/// Parses and validates configuration `text` (read from `path`): what [`load`] does after
+/// reading the file.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with every problem, each at its line and column.
+pub fn read(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    match checked(text, path) {
+        (Some(config), problems, _) if problems.is_empty() => Ok(config),
+        (Some(config), problems, _) => Err(config.invalid(problems)),
+        (None, problems, locations) => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: finish(problems, &locations, None),
+        }),
+    }
+}
+
+/// Every problem of configuration `text` as [`read`] finds them, each placed at its key, in file
+/// order, without the sensor names `check` adds.
+#[must_use]
+pub fn problems_in(text: &str) -> Vec<Problem> {
+    let (_, problems, locations) = checked(text, Path::new("config.toml"));
+    finish(problems, &locations, None)
+}
+
+/// The configuration (when it could be read), its problems (parse's and validation's) and where
+/// each key is.
+fn checked(text: &str, path: &Path) -> (Option<Config>, Vec<Problem>, Locations) {
     let parse::Parsed {
         config,
         mut problems,
         poisoned,
         locations,
-    } = parse::parse(&text);
+    } = parse::parse(text);
     let Some(config) = config.map(|c| c.placed(path, locations.clone())) else {
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: finish(problems, &locations, None),
-        });
+        return (None, problems, locations);
     };
     // Validation sees placeholders where keys could not be read: nothing is said of them.
     problems.extend(
@@ -218,11 +271,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             .into_iter()
             .filter(|p| !parse::concerns(p, &poisoned)),
     );
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(config.invalid(problems))
-    }
+    (Some(config), problems, locations)
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
-//! Preprocessing options of thermal and depth sources (SPEC.md §3, §4).
+//! Preprocessing options of thermal and depth sources (SPEC.md §3, §4): the keys, their checks,
+//! and the preprocessing parameters they give.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use super::limits;
+use super::validate::Scope;
+use crate::preprocess::depth::{DepthCalibration, DepthNormalize, DepthParams, HoleFill};
+use crate::preprocess::thermal::{Agc, RadiometricEncoding, ThermalParams};
 
 /// How 16-bit thermal frames become 8-bit images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThermalAgc {
     /// Per-frame min/max stretch (the reference convention; any scene gets full contrast).
@@ -14,7 +20,7 @@ pub enum ThermalAgc {
 }
 
 /// How a radiometric camera encodes temperature in 16-bit pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Radiometric {
     /// Kelvin × 100 (FLIR Lepton TLinear).
@@ -24,7 +30,7 @@ pub enum Radiometric {
 }
 
 /// Thermal preprocessing options (SPEC.md §4; UNVERIFIED parameters are configurable).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ThermalPreprocessConfig {
     /// 16-bit → 8-bit mapping.
@@ -68,7 +74,7 @@ pub(super) fn default_radiometric() -> Radiometric {
 }
 
 /// Depth standardisation after resizing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DepthNormalizeKind {
     /// `(x - normalize_mean) / normalize_std` (Omnivore's inference transform; the default).
@@ -78,7 +84,7 @@ pub enum DepthNormalizeKind {
 }
 
 /// What happens to invalid (0) depth pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DepthHoles {
     /// As the spec: 0 → nearest possible depth → maximal disparity.
@@ -90,7 +96,7 @@ pub enum DepthHoles {
 /// Depth preprocessing options (SPEC.md §3; the parameters are UNVERIFIED upstream, so all are
 /// settable). Calibration left unset comes from the camera, or (for recordings) the reference
 /// values: focal 518.857901 px, baseline 0.075 m, 1 mm depth units.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DepthPreprocessConfig {
     /// Horizontal focal length of the depth stream, in pixels.
@@ -169,4 +175,133 @@ pub(super) fn default_depth_std() -> f64 {
 }
 pub(super) fn default_holes() -> DepthHoles {
     DepthHoles::Spec
+}
+
+impl ThermalPreprocessConfig {
+    /// The thermal preprocessing parameters these options give.
+    #[must_use]
+    pub fn params(&self) -> ThermalParams {
+        let agc = match (self.agc, self.agc_min_c, self.agc_max_c) {
+            (ThermalAgc::FixedCelsius, Some(min_c), Some(max_c)) => Agc::FixedCelsius {
+                min_c,
+                max_c,
+                encoding: match self.radiometric {
+                    Radiometric::CentiKelvin => RadiometricEncoding::CentiKelvin,
+                    Radiometric::Infiray64 => RadiometricEncoding::InfiRay64,
+                },
+            },
+            _ => Agc::MinMax,
+        };
+        ThermalParams {
+            agc,
+            normalize: self.normalize_mean.zip(self.normalize_std),
+            ..ThermalParams::default()
+        }
+    }
+
+    /// The checks of the options (keys under `preprocess.`).
+    pub fn validate(&self, s: &mut Scope<'_>) {
+        let lo_ok = s.optional("preprocess.agc_min_c", self.agc_min_c, &limits::CELSIUS);
+        let hi_ok = s.optional("preprocess.agc_max_c", self.agc_max_c, &limits::CELSIUS);
+        match (self.agc, self.agc_min_c, self.agc_max_c) {
+            (ThermalAgc::FixedCelsius, Some(lo), Some(hi)) if lo_ok && hi_ok => {
+                s.ordered(("preprocess.agc_min_c", lo), ("preprocess.agc_max_c", hi));
+            }
+            (ThermalAgc::FixedCelsius, None, _) | (ThermalAgc::FixedCelsius, _, None) => {
+                s.related(
+                    "preprocess.agc",
+                    &["preprocess.agc_min_c", "preprocess.agc_max_c"],
+                    "fixed_celsius needs agc_min_c and agc_max_c",
+                );
+            }
+            _ => {}
+        }
+        normalize(
+            s,
+            self.normalize_mean.map(f64::from),
+            self.normalize_std.map(f64::from),
+        );
+    }
+}
+
+fn normalize(s: &mut Scope<'_>, mean: Option<f64>, std: Option<f64>) {
+    s.optional("preprocess.normalize_mean", mean, &limits::NORMALIZE_MEAN);
+    s.optional("preprocess.normalize_std", std, &limits::NORMALIZE_STD);
+    if mean.is_some() != std.is_some() {
+        s.related(
+            "preprocess.normalize_mean",
+            &["preprocess.normalize_std"],
+            "normalize_mean and normalize_std go together",
+        );
+    }
+}
+
+impl DepthPreprocessConfig {
+    /// The depth preprocessing parameters these options give; unset calibration takes `camera`
+    /// (from the device) or else the reference values.
+    #[must_use]
+    pub fn params(&self, camera: Option<DepthCalibration>) -> DepthParams {
+        let reference = DepthParams::default();
+        DepthParams {
+            focal_px: self
+                .focal_px
+                .or(camera.map(|k| k.focal_px))
+                .unwrap_or(reference.focal_px),
+            baseline_m: self
+                .baseline_m
+                .or(camera.map(|k| k.baseline_m))
+                .unwrap_or(reference.baseline_m),
+            depth_units_m: self
+                .depth_units_m
+                .or(camera.map(|k| k.depth_units_m))
+                .unwrap_or(reference.depth_units_m),
+            min_depth_m: self.min_depth_m,
+            max_depth_m: self.max_depth_m,
+            norm_max: self.norm_max,
+            norm_min: self.norm_min,
+            normalize: match self.normalize {
+                DepthNormalizeKind::Standardize => DepthNormalize::Standardize {
+                    mean: self.normalize_mean,
+                    std: self.normalize_std,
+                },
+                DepthNormalizeKind::None => DepthNormalize::None,
+            },
+            holes: match self.holes {
+                DepthHoles::Spec => HoleFill::Spec,
+                DepthHoles::NearestInRow => HoleFill::NearestInRow,
+            },
+        }
+    }
+
+    /// The checks of the options (keys under `preprocess.`).
+    pub fn validate(&self, s: &mut Scope<'_>) {
+        s.optional("preprocess.focal_px", self.focal_px, &limits::FOCAL_PX);
+        s.optional(
+            "preprocess.baseline_m",
+            self.baseline_m,
+            &limits::BASELINE_M,
+        );
+        s.optional(
+            "preprocess.depth_units_m",
+            self.depth_units_m,
+            &limits::DEPTH_UNITS_M,
+        );
+        for (lo, hi, limit) in [
+            (
+                ("preprocess.min_depth_m", self.min_depth_m),
+                ("preprocess.max_depth_m", self.max_depth_m),
+                &limits::DEPTH_M,
+            ),
+            (
+                ("preprocess.norm_min", self.norm_min),
+                ("preprocess.norm_max", self.norm_max),
+                &limits::DISPARITY_NORM,
+            ),
+        ] {
+            if s.check(lo.0, lo.1, limit) & s.check(hi.0, hi.1, limit) {
+                s.ordered(lo, hi);
+            }
+        }
+        normalize(s, Some(self.normalize_mean), Some(self.normalize_std));
+    }
 }

@@ -1,85 +1,15 @@
-//! Every number of a configuration against its range in [`limits`], and the checks that tie
-//! numbers to each other: a window at its sample rate, a batch within its queue, a sample rate a
-//! serial line can carry, ordered pairs (`min_depth_m` < `max_depth_m`). `validate` runs
-//! [`check`] once; `app` runs [`source_rate_problems`] for the rates only known at start (a
-//! recording's, a device's).
+//! Every number of the daemon-wide sections against its range in [`limits`] (those not already
+//! checked by their type when read), and the checks that tie numbers to each other: a batch
+//! within its queue, a window at its sample rate. Each source kind checks its own numbers
+//! (`sources::<kind>::config`) with [`Scope`]; `app` runs [`rate_problems`] for the rates only
+//! known when a source is opened (a recording's, a device's).
 
-use super::limits::{self, Limit, Number};
+use super::limits::{self, Unit};
 use super::validate::{Problem, Problems};
-use super::{
-    AlsaAudioConfig, Config, DepthPreprocessConfig, ImuSerialConfig, SerialImuProtocol,
-    SourceConfig, ThermalAgc, ThermalPreprocessConfig,
-};
+use super::{Config, SampleWindow, Windowing};
+use crate::modality::Cut;
 use crate::window::{samples_in, WindowError};
-
-/// Checks of the keys under one prefix (`mqtt`, `sources[2]`).
-struct Scope<'a> {
-    p: &'a mut Problems,
-    prefix: String,
-}
-
-impl Scope<'_> {
-    fn at(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.prefix)
-        }
-    }
-
-    /// Whether `v` is within `limit`; a problem under `key` when not.
-    fn check<T: Number>(&mut self, key: &str, v: T, limit: &Limit<T>) -> bool {
-        match limit.check(v) {
-            Ok(_) => true,
-            Err(e) => {
-                let path = self.at(key);
-                self.p.add(path, e.0);
-                false
-            }
-        }
-    }
-
-    fn count(&mut self, key: &str, v: usize, limit: &Limit<u64>) -> bool {
-        self.check(key, v as u64, limit)
-    }
-
-    fn optional<T: Number>(&mut self, key: &str, v: Option<T>, limit: &Limit<T>) -> bool {
-        v.is_none_or(|v| self.check(key, v, limit))
-    }
-
-    /// A problem of `key` that also depends on `others` (so that it is not reported when one of
-    /// those could not be read).
-    fn related(&mut self, key: &str, others: &[&str], message: String) {
-        let path = self.at(key);
-        let related = others.iter().map(|o| self.at(o)).collect();
-        self.p.add_related(path, related, message);
-    }
-
-    /// `lo` < `hi`, both already within their limits.
-    fn ordered(&mut self, (lo_key, lo): (&str, f64), (hi_key, hi): (&str, f64)) {
-        if lo >= hi {
-            self.related(
-                hi_key,
-                &[lo_key],
-                format!(
-                    "{} must be above {lo_key} ({})",
-                    limits::number(hi),
-                    limits::number(lo)
-                ),
-            );
-        }
-    }
-
-    /// The window and hop at `rate_hz`: at least one sample each, and a window that fits in
-    /// memory. `rate_key` is the key the rate comes from, if it is in the file.
-    fn window_at_rate(&mut self, window_ms: u64, hop_ms: u64, rate_hz: f64, rate_key: &[&str]) {
-        for error in window_errors(window_ms, hop_ms, rate_hz) {
-            if let Some((key, message)) = window_problem(&error, "") {
-                self.related(key, rate_key, message);
-            }
-        }
-    }
-}
+use crate::Modality;
 
 /// The window and hop errors at `rate_hz` (both, when both are wrong).
 fn window_errors(window_ms: u64, hop_ms: u64, rate_hz: f64) -> Vec<WindowError> {
@@ -89,10 +19,23 @@ fn window_errors(window_ms: u64, hop_ms: u64, rate_hz: f64) -> Vec<WindowError> 
         .collect()
 }
 
+/// The problems of a window and hop at `rate_hz`, as (key, message); `whose` says where the rate
+/// comes from when it is not the file's (`"the recording's "`).
+pub(super) fn window_problems(
+    cut: &SampleWindow,
+    rate_hz: f64,
+    whose: &str,
+) -> Vec<(&'static str, String)> {
+    window_errors(cut.window_ms.get(), cut.hop_ms.get(), rate_hz)
+        .iter()
+        .filter_map(|e| window_problem(e, whose))
+        .collect()
+}
+
 /// The key a window error is about and what it means; `whose` says where the rate comes from
 /// when it is not the file's (`"the recording's "`).
 fn window_problem(error: &WindowError, whose: &str) -> Option<(&'static str, String)> {
-    use limits::{number, Unit};
+    use limits::number;
     match *error {
         WindowError::TooShort { what, ms, rate_hz } => Some((
             what,
@@ -131,27 +74,17 @@ fn window_problem(error: &WindowError, whose: &str) -> Option<(&'static str, Str
     }
 }
 
-/// Every number of `config` against its range, and the cross-checks between numbers.
+/// Every number of the daemon-wide sections against its range, and the cross-checks between
+/// numbers.
 pub(super) fn check(config: &Config, p: &mut Problems) {
     runtime(config, p);
     models_and_concepts(config, p);
     mqtt_outbox_metrics(config, p);
-    for (i, source) in config.sources.iter().enumerate() {
-        let mut s = Scope {
-            p: &mut *p,
-            prefix: format!("sources[{i}]"),
-        };
-        source_ranges(&mut s, source);
-    }
 }
 
 fn runtime(config: &Config, p: &mut Problems) {
     let rt = &config.runtime;
-    let mut s = Scope {
-        p,
-        prefix: "runtime".into(),
-    };
-    s.count("intra_threads", rt.intra_threads, &limits::intra_threads());
+    let mut s = p.scope("runtime");
     let trt = &rt.tensorrt;
     s.optional(
         "tensorrt.max_workspace_bytes",
@@ -183,13 +116,8 @@ fn runtime(config: &Config, p: &mut Problems) {
 
 fn models_and_concepts(config: &Config, p: &mut Problems) {
     let m = &config.models;
-    let mut s = Scope {
-        p: &mut *p,
-        prefix: "models".into(),
-    };
-    let queue_ok = s.count("queue_capacity", m.queue_capacity, &limits::INFERENCE_QUEUE);
-    let batch_ok = s.count("max_batch", m.max_batch, &limits::MAX_BATCH);
-    if queue_ok && batch_ok && m.max_batch > m.queue_capacity {
+    let mut s = p.scope("models");
+    if m.max_batch.n() > m.queue_capacity.n() {
         s.related(
             "max_batch",
             &["queue_capacity"],
@@ -205,27 +133,20 @@ fn models_and_concepts(config: &Config, p: &mut Problems) {
         &limits::MAX_BATCH_WAIT_MS,
     );
     let c = &config.concepts;
-    let mut s = Scope {
-        p,
-        prefix: "concepts".into(),
-    };
-    s.count("top_k", c.top_k, &limits::TOP_K);
+    let mut s = p.scope("concepts");
+    s.check("top_k", c.top_k as u64, &limits::TOP_K);
     s.check("min_score", f64::from(c.min_score), &limits::COSINE);
 }
 
 fn mqtt_outbox_metrics(config: &Config, p: &mut Problems) {
     let m = &config.mqtt;
-    let mut s = Scope {
-        p: &mut *p,
-        prefix: "mqtt".into(),
-    };
+    let mut s = p.scope("mqtt");
     s.check("keep_alive_s", m.keep_alive_s, &limits::KEEP_ALIVE_S);
-    s.count(
+    s.check(
         "max_packet_bytes",
-        m.max_packet_bytes,
+        m.max_packet_bytes as u64,
         &limits::MAX_PACKET_BYTES,
     );
-    s.count("queue_capacity", m.queue_capacity, &limits::PUBLISH_QUEUE);
     s.check(
         "stats_interval_s",
         m.stats_interval_s,
@@ -237,10 +158,7 @@ fn mqtt_outbox_metrics(config: &Config, p: &mut Problems) {
         &limits::RECONNECT_MAX_BACKOFF_MS,
     );
     let o = &config.outbox;
-    let mut s = Scope {
-        p: &mut *p,
-        prefix: "outbox".into(),
-    };
+    let mut s = p.scope("outbox");
     s.check("max_bytes", o.max_bytes.0, &limits::OUTBOX_MAX_BYTES);
     s.check(
         "fsync_interval_ms",
@@ -249,270 +167,37 @@ fn mqtt_outbox_metrics(config: &Config, p: &mut Problems) {
     );
     if let Some(metrics) = &config.metrics {
         if let Ok(addr) = metrics.listen.parse::<std::net::SocketAddr>() {
-            let s = Scope {
-                p,
-                prefix: "metrics".into(),
-            };
             if let Err(e) = limits::PORT.check(u64::from(addr.port())) {
-                s.p.add(s.at("listen"), format!("port {}", e.0));
+                p.add("metrics.listen", format!("port {}", e.0));
             }
         }
     }
 }
 
-fn source_ranges(s: &mut Scope<'_>, source: &SourceConfig) {
-    match source {
-        SourceConfig::ImuReplay(c) => {
-            let rate_ok = s.optional(
-                "sample_rate_hz",
-                c.sample_rate_hz,
-                &limits::IMU_SAMPLE_RATE_HZ,
-            );
-            let window_ok = s.check("window_ms", c.window_ms, &limits::WINDOW_MS)
-                & s.check("hop_ms", c.hop_ms, &limits::HOP_MS);
-            s.count("queue_capacity", c.queue_capacity, &limits::SAMPLE_QUEUE);
-            if let (Some(rate), true, true) = (c.sample_rate_hz, rate_ok, window_ok) {
-                s.window_at_rate(c.window_ms, c.hop_ms, rate, &["sample_rate_hz"]);
-            }
-        }
-        SourceConfig::ImuSerial(c) => imu_serial(s, c),
-        SourceConfig::AudioReplay(c) => {
-            s.check("window_ms", c.window_ms, &limits::AUDIO_WINDOW_MS);
-            s.check("hop_ms", c.hop_ms, &limits::HOP_MS);
-            s.count("clips", c.clips, &limits::AUDIO_CLIPS);
-            s.count("queue_capacity", c.queue_capacity, &limits::SAMPLE_QUEUE);
-        }
-        SourceConfig::AlsaAudio(c) => alsa_audio(s, c),
-        SourceConfig::ThermalReplay(c) => {
-            s.check("fps", c.fps, &limits::REPLAY_FPS);
-            s.check("interval_ms", c.interval_ms, &limits::FRAME_INTERVAL_MS);
-            s.count("queue_capacity", c.queue_capacity, &limits::FRAME_QUEUE);
-            thermal_preprocess(s, &c.preprocess);
-        }
-        SourceConfig::DepthReplay(c) => {
-            s.check("fps", c.fps, &limits::REPLAY_FPS);
-            s.check("interval_ms", c.interval_ms, &limits::FRAME_INTERVAL_MS);
-            s.count("queue_capacity", c.queue_capacity, &limits::FRAME_QUEUE);
-            depth_preprocess(s, &c.preprocess);
-        }
-        SourceConfig::V4l2Thermal(c) => {
-            s.optional(
-                "telemetry_rows",
-                c.telemetry_rows.map(u64::from),
-                &limits::TELEMETRY_ROWS,
-            );
-            s.optional(
-                "width_px",
-                c.width_px.map(u64::from),
-                &limits::FRAME_SIZE_PX,
-            );
-            s.optional(
-                "height_px",
-                c.height_px.map(u64::from),
-                &limits::FRAME_SIZE_PX,
-            );
-            s.check("interval_ms", c.interval_ms, &limits::FRAME_INTERVAL_MS);
-            s.count("queue_capacity", c.queue_capacity, &limits::FRAME_QUEUE);
-            s.check(
-                "reconnect_max_backoff_ms",
-                c.reconnect_max_backoff_ms,
-                &limits::RECONNECT_MAX_BACKOFF_MS,
-            );
-            thermal_preprocess(s, &c.preprocess);
-        }
-        SourceConfig::Realsense(c) => {
-            s.check("width_px", u64::from(c.width_px), &limits::FRAME_SIZE_PX);
-            s.check("height_px", u64::from(c.height_px), &limits::FRAME_SIZE_PX);
-            s.check("fps", u64::from(c.fps), &limits::REALSENSE_FPS);
-            s.check("interval_ms", c.interval_ms, &limits::FRAME_INTERVAL_MS);
-            s.count("queue_capacity", c.queue_capacity, &limits::FRAME_QUEUE);
-            s.check(
-                "reconnect_max_backoff_ms",
-                c.reconnect_max_backoff_ms,
-                &limits::RECONNECT_MAX_BACKOFF_MS,
-            );
-            depth_preprocess(s, &c.preprocess);
-        }
-    }
-}
-
-fn imu_serial(s: &mut Scope<'_>, c: &ImuSerialConfig) {
-    let baud_ok = s.check("baud_rate", u64::from(c.baud_rate), &limits::BAUD_RATE);
-    s.check("data_bits", u64::from(c.data_bits), &limits::DATA_BITS);
-    s.check("stop_bits", u64::from(c.stop_bits), &limits::STOP_BITS);
-    let rate_ok = s.check(
-        "sample_rate_hz",
-        c.sample_rate_hz,
-        &limits::IMU_SAMPLE_RATE_HZ,
-    );
-    let window_ok = s.check("window_ms", c.window_ms, &limits::WINDOW_MS)
-        & s.check("hop_ms", c.hop_ms, &limits::HOP_MS);
-    s.count("queue_capacity", c.queue_capacity, &limits::SAMPLE_QUEUE);
-    s.check(
-        "reconnect_max_backoff_ms",
-        c.reconnect_max_backoff_ms,
-        &limits::RECONNECT_MAX_BACKOFF_MS,
-    );
-    if c.protocol == SerialImuProtocol::Witmotion {
-        s.optional(
-            "witmotion_acc_range_g",
-            c.witmotion_acc_range_g.map(f64::from),
-            &limits::WITMOTION_ACC_RANGE_G,
-        );
-        s.optional(
-            "witmotion_gyro_range_dps",
-            c.witmotion_gyro_range_dps.map(f64::from),
-            &limits::WITMOTION_GYRO_RANGE_DPS,
-        );
-        let bits_per_sample = limits::WITMOTION_BYTES_PER_SAMPLE * limits::SERIAL_BITS_PER_BYTE;
-        if rate_ok && baud_ok && c.sample_rate_hz * bits_per_sample as f64 > f64::from(c.baud_rate)
-        {
-            s.related(
-                "sample_rate_hz",
-                &["baud_rate"],
-                format!(
-                    "{} Hz needs at least {} baud ({} bytes of WitMotion frames per sample), but \
-                     baud_rate is {}: at most {} samples/s get through",
-                    limits::number(c.sample_rate_hz),
-                    (c.sample_rate_hz * bits_per_sample as f64).ceil(),
-                    limits::WITMOTION_BYTES_PER_SAMPLE,
-                    c.baud_rate,
-                    u64::from(c.baud_rate) / bits_per_sample
-                ),
-            );
-        }
-    }
-    if rate_ok && window_ok {
-        s.window_at_rate(c.window_ms, c.hop_ms, c.sample_rate_hz, &["sample_rate_hz"]);
-    }
-}
-
-fn alsa_audio(s: &mut Scope<'_>, c: &AlsaAudioConfig) {
-    let rate_ok = s.optional(
-        "sample_rate_hz",
-        c.sample_rate_hz.map(u64::from),
-        &limits::AUDIO_SAMPLE_RATE_HZ,
-    );
-    s.optional(
-        "channels",
-        c.channels.map(u64::from),
-        &limits::AUDIO_CHANNELS,
-    );
-    let window_ok = s.check("window_ms", c.window_ms, &limits::AUDIO_WINDOW_MS)
-        & s.check("hop_ms", c.hop_ms, &limits::HOP_MS);
-    s.count("clips", c.clips, &limits::AUDIO_CLIPS);
-    s.count("queue_capacity", c.queue_capacity, &limits::SAMPLE_QUEUE);
-    s.check(
-        "reconnect_max_backoff_ms",
-        c.reconnect_max_backoff_ms,
-        &limits::RECONNECT_MAX_BACKOFF_MS,
-    );
-    s.optional("max_frames", c.max_frames, &limits::MAX_FRAMES);
-    if let (Some(rate), true, true) = (c.sample_rate_hz, rate_ok, window_ok) {
-        s.window_at_rate(c.window_ms, c.hop_ms, f64::from(rate), &["sample_rate_hz"]);
-    }
-}
-
-fn thermal_preprocess(s: &mut Scope<'_>, t: &ThermalPreprocessConfig) {
-    let lo_ok = s.optional("preprocess.agc_min_c", t.agc_min_c, &limits::CELSIUS);
-    let hi_ok = s.optional("preprocess.agc_max_c", t.agc_max_c, &limits::CELSIUS);
-    match (t.agc, t.agc_min_c, t.agc_max_c) {
-        (ThermalAgc::FixedCelsius, Some(lo), Some(hi)) if lo_ok && hi_ok => {
-            s.ordered(("preprocess.agc_min_c", lo), ("preprocess.agc_max_c", hi))
-        }
-        (ThermalAgc::FixedCelsius, None, _) | (ThermalAgc::FixedCelsius, _, None) => {
-            s.related(
-                "preprocess.agc",
-                &["preprocess.agc_min_c", "preprocess.agc_max_c"],
-                "fixed_celsius needs agc_min_c and agc_max_c".into(),
-            );
-        }
-        _ => {}
-    }
-    normalize(
-        s,
-        t.normalize_mean.map(f64::from),
-        t.normalize_std.map(f64::from),
-    );
-}
-
-fn normalize(s: &mut Scope<'_>, mean: Option<f64>, std: Option<f64>) {
-    s.optional("preprocess.normalize_mean", mean, &limits::NORMALIZE_MEAN);
-    s.optional("preprocess.normalize_std", std, &limits::NORMALIZE_STD);
-    if mean.is_some() != std.is_some() {
-        s.related(
-            "preprocess.normalize_mean",
-            &["preprocess.normalize_std"],
-            "normalize_mean and normalize_std go together".into(),
-        );
-    }
-}
-
-fn depth_preprocess(s: &mut Scope<'_>, d: &DepthPreprocessConfig) {
-    s.optional("preprocess.focal_px", d.focal_px, &limits::FOCAL_PX);
-    s.optional("preprocess.baseline_m", d.baseline_m, &limits::BASELINE_M);
-    s.optional(
-        "preprocess.depth_units_m",
-        d.depth_units_m,
-        &limits::DEPTH_UNITS_M,
-    );
-    for (lo, hi, limit) in [
-        (
-            ("preprocess.min_depth_m", d.min_depth_m),
-            ("preprocess.max_depth_m", d.max_depth_m),
-            &limits::DEPTH_M,
-        ),
-        (
-            ("preprocess.norm_min", d.norm_min),
-            ("preprocess.norm_max", d.norm_max),
-            &limits::DISPARITY_NORM,
-        ),
-    ] {
-        if s.check(lo.0, lo.1, limit) & s.check(hi.0, hi.1, limit) {
-            s.ordered(lo, hi);
-        }
-    }
-    normalize(s, Some(d.normalize_mean), Some(d.normalize_std));
-}
-
-/// Problems of source `index` at the sample rate it turned out to have when it was opened (a
-/// recording's own rate, the rate a device negotiated): the rate itself, and the window and hop
-/// at that rate. Empty for camera sources and for a usable rate.
+/// Problems of a source of `modality` cut as `windowing` at the sample rate it turned out to
+/// have when it was opened (`whose`: "the recording's", "the device's"): the rate itself, and
+/// the window and hop at that rate, with keys relative to the source's table. Empty for a usable
+/// rate and for sources cut in frames.
 #[must_use]
-pub fn source_rate_problems(config: &Config, index: usize, rate_hz: f64) -> Vec<Problem> {
+pub fn rate_problems(
+    modality: Modality,
+    windowing: Windowing,
+    whose: &str,
+    rate_hz: f64,
+) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
-    let Some(source) = config.sources.get(index) else {
+    let (Windowing::Samples { window_ms, hop_ms }, Cut::Samples { rate, .. }) =
+        (windowing, modality.spec().cut)
+    else {
         return p.0;
     };
-    let s = Scope {
-        p: &mut p,
-        prefix: format!("sources[{index}]"),
-    };
-    let (window_ms, hop_ms) = match source {
-        SourceConfig::ImuReplay(c) => (c.window_ms, c.hop_ms),
-        SourceConfig::ImuSerial(c) => (c.window_ms, c.hop_ms),
-        SourceConfig::AudioReplay(c) => (c.window_ms, c.hop_ms),
-        SourceConfig::AlsaAudio(c) => (c.window_ms, c.hop_ms),
-        _ => return p.0,
-    };
-    let from = match source {
-        SourceConfig::AudioReplay(_) | SourceConfig::ImuReplay(_) => "the recording's",
-        _ => "the device's",
-    };
-    let rate_problem = match source.modality() {
-        crate::Modality::Audio if rate_hz.is_finite() => limits::AUDIO_SAMPLE_RATE_HZ
-            .check(rate_hz.round() as u64)
-            .err(),
-        _ => limits::IMU_SAMPLE_RATE_HZ.check(rate_hz).err(),
-    };
-    if let Some(e) = rate_problem {
-        s.p.add(s.at("sample_rate_hz"), format!("{from} {}", e.0));
+    if let Err(e) = rate.check(rate_hz) {
+        p.add("sample_rate_hz", format!("{whose} {}", e.0));
         return p.0;
     }
-    for error in window_errors(window_ms, hop_ms, rate_hz) {
-        if let Some((key, message)) = window_problem(&error, &format!("{from} ")) {
-            s.p.add(s.at(key), message);
-        }
+    let cut = SampleWindow { window_ms, hop_ms };
+    for (key, message) in window_problems(&cut, rate_hz, &format!("{whose} ")) {
+        p.add(key, message);
     }
     p.0
 }
@@ -530,10 +215,32 @@ mod tests {
         Config::parse(&text, Path::new("x.toml")).unwrap()
     }
 
+    /// The number checks: the daemon-wide sections' and each source's (the recordings these
+    /// configurations name do not exist: their problems are left out).
     fn problems(extra: &str) -> Vec<String> {
+        let config = config(extra);
         let mut p = Problems(Vec::new());
-        check(&config(extra), &mut p);
-        p.0.iter().map(ToString::to_string).collect()
+        check(&config, &mut p);
+        for (i, s) in config.sources.iter().enumerate() {
+            s.kind()
+                .validate(&config, &mut p.scope(format!("sources[{i}]")));
+        }
+        p.0.iter()
+            .map(ToString::to_string)
+            .filter(|p| !p.contains(".path: "))
+            .collect()
+    }
+
+    /// The problems of source `index` at `rate_hz`, placed in the file.
+    fn source_rate_problems(config: &Config, index: usize, rate_hz: f64) -> Vec<Problem> {
+        let source = config.sources[index].kind();
+        crate::sources::kind::rate_problems(source, rate_hz)
+            .into_iter()
+            .map(|mut p| {
+                p.path = format!("sources[{index}].{}", p.path);
+                p
+            })
+            .collect()
     }
 
     #[test]
@@ -593,8 +300,8 @@ mod tests {
     fn a_cross_check_names_the_keys_it_depends_on() {
         let c = config("");
         let mut c2 = c.clone();
-        c2.models.max_batch = 8;
-        c2.models.queue_capacity = 4;
+        c2.models.max_batch = crate::config::MaxBatch::new(8).unwrap();
+        c2.models.queue_capacity = crate::config::InferenceQueue::new(4).unwrap();
         let mut p = Problems(Vec::new());
         check(&c2, &mut p);
         assert_eq!(p.0.len(), 1);

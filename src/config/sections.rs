@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ranged::{InferenceQueue, IntraThreads, MaxBatch, PublishQueue};
+
 /// Identity of this device.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +16,7 @@ pub struct DeviceConfig {
 }
 
 /// ONNX Runtime settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Path of `libonnxruntime.so`. `ORT_DYLIB_PATH` overrides it; when neither is set the
@@ -28,8 +30,8 @@ pub struct RuntimeConfig {
     #[serde(default)]
     pub require_gpu: bool,
     /// Threads ONNX Runtime may use inside one operator (per session).
-    #[serde(default = "default_intra_threads")]
-    pub intra_threads: usize,
+    #[serde(default)]
+    pub intra_threads: IntraThreads,
     /// TensorRT provider options (used when `tensorrt` is listed).
     #[serde(default)]
     pub tensorrt: TensorrtConfig,
@@ -47,7 +49,7 @@ impl Default for RuntimeConfig {
             library_path: None,
             execution_providers: default_providers(),
             require_gpu: false,
-            intra_threads: default_intra_threads(),
+            intra_threads: IntraThreads::default(),
             tensorrt: TensorrtConfig::default(),
             cuda: CudaConfig::default(),
             parity: ParityConfig::default(),
@@ -217,10 +219,6 @@ pub(super) fn default_providers() -> Vec<ExecutionProviderKind> {
     ]
 }
 
-pub(super) fn default_intra_threads() -> usize {
-    1
-}
-
 /// An ONNX Runtime execution provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -258,31 +256,23 @@ pub enum WhenFull {
 }
 
 /// The model set and its inference queue.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     /// Directory holding `manifest.json`, the encoders and the concept bank.
     pub dir: PathBuf,
     /// Windows waiting for each model's inference worker.
-    #[serde(default = "default_inference_queue")]
-    pub queue_capacity: usize,
+    #[serde(default)]
+    pub queue_capacity: InferenceQueue,
     /// Policy of the inference queue when the model cannot keep up.
     #[serde(default = "default_drop_oldest")]
     pub when_full: WhenFull,
     /// Most windows one session run embeds: windows already waiting are batched up to this.
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
+    #[serde(default)]
+    pub max_batch: MaxBatch,
     /// How long a worker may wait for more windows to fill a batch (0: only those waiting).
     #[serde(default)]
     pub max_batch_wait_ms: u64,
-}
-
-pub(super) fn default_max_batch() -> usize {
-    4
-}
-
-pub(super) fn default_inference_queue() -> usize {
-    8
 }
 
 pub(super) fn default_drop_oldest() -> WhenFull {
@@ -355,7 +345,7 @@ pub enum EmbeddingEncoding {
 }
 
 /// The MQTT broker and the published topics.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Broker address `mqtt://host:port`, or `local` to start a private mosquitto on a free
@@ -383,8 +373,8 @@ pub struct MqttConfig {
     #[serde(default = "default_encoding")]
     pub embedding_encoding: EmbeddingEncoding,
     /// Messages waiting for the publisher; producers wait when it is full (nothing is dropped).
-    #[serde(default = "default_publish_queue")]
-    pub queue_capacity: usize,
+    #[serde(default)]
+    pub queue_capacity: PublishQueue,
     /// Interval of the `<prefix>/stats` message and of sensor `state` updates (0 = off).
     #[serde(default = "default_stats_interval_s")]
     pub stats_interval_s: u64,
@@ -569,9 +559,6 @@ pub(super) fn default_max_packet_bytes() -> usize {
 }
 pub(super) fn default_encoding() -> EmbeddingEncoding {
     EmbeddingEncoding::Json
-}
-pub(super) fn default_publish_queue() -> usize {
-    256
 }
 pub(super) fn default_stats_interval_s() -> u64 {
     10

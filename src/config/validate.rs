@@ -5,11 +5,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::file_checks;
-use super::{
-    AlsaAudioConfig, Config, CsvColumn, ExecutionProviderKind, ImuFileFormat, ImuSerialConfig,
-    Radiometric, RealsenseConfig, SerialFlowControl, SerialImuProtocol, SourceConfig, ThermalAgc,
-    ThermalLayout, V4l2PixelFormat, V4l2ThermalConfig,
-};
+use super::limits::{self, Limit, Number};
+use super::ranged::is_name;
+use super::{Config, ExecutionProviderKind, SampleWindow};
 use crate::publish::BrokerUrl;
 
 /// One thing wrong with a configuration.
@@ -60,13 +58,94 @@ impl Problems {
             ..Problem::default()
         });
     }
+
+    /// The checks of the keys under `prefix` (`mqtt`, `sources[2]`).
+    pub(super) fn scope(&mut self, prefix: impl Into<String>) -> Scope<'_> {
+        Scope {
+            p: self,
+            prefix: prefix.into(),
+        }
+    }
 }
 
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// The checks of the keys of one table (`mqtt`, `sources[2]`): problems are added with keys
+/// relative to it.
+pub struct Scope<'a> {
+    p: &'a mut Problems,
+    prefix: String,
+}
+
+impl fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Scope<'_> {
+    /// The full path of `key`.
+    #[must_use]
+    pub fn at(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    /// A problem of `key`.
+    pub fn add(&mut self, key: &str, message: impl Into<String>) {
+        let path = self.at(key);
+        self.p.add(path, message);
+    }
+
+    /// A problem of `key` that also depends on `others` (so that it is not reported when one of
+    /// those could not be read).
+    pub fn related(&mut self, key: &str, others: &[&str], message: impl Into<String>) {
+        let path = self.at(key);
+        let related = others.iter().map(|o| self.at(o)).collect();
+        self.p.add_related(path, related, message);
+    }
+
+    /// Whether `v` is within `limit`; a problem under `key` when not.
+    pub fn check<T: Number>(&mut self, key: &str, v: T, limit: &Limit<T>) -> bool {
+        match limit.check(v) {
+            Ok(_) => true,
+            Err(e) => {
+                self.add(key, e.0);
+                false
+            }
+        }
+    }
+
+    /// [`check`](Self::check) for a key that may be unset (true when it is).
+    pub fn optional<T: Number>(&mut self, key: &str, v: Option<T>, limit: &Limit<T>) -> bool {
+        v.is_none_or(|v| self.check(key, v, limit))
+    }
+
+    /// `lo` < `hi`, both already within their limits.
+    pub fn ordered(&mut self, (lo_key, lo): (&str, f64), (hi_key, hi): (&str, f64)) {
+        if lo >= hi {
+            self.related(
+                hi_key,
+                &[lo_key],
+                format!(
+                    "{} must be above {lo_key} ({})",
+                    limits::number(hi),
+                    limits::number(lo)
+                ),
+            );
+        }
+    }
+
+    /// The window and hop at `rate_hz`: at least one sample each, and a window that fits in
+    /// memory. `rate_key` is the key the rate comes from.
+    pub fn window_at_rate(&mut self, cut: &SampleWindow, rate_hz: f64, rate_key: &[&str]) {
+        for (key, message) in super::ranges::window_problems(cut, rate_hz, "") {
+            self.related(key, rate_key, message);
+        }
+    }
 }
 
 fn check_credentials_and_tls(config: &Config, p: &mut Problems) {
@@ -179,12 +258,11 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
         .collect()
 }
 
-/// Every problem in `config`, in file order; empty when the configuration is usable.
-/// Files the configuration points to are checked for existence.
+/// Every problem in `config`; empty when the configuration is usable. Files the
+/// configuration points to are opened and read as `run` reads them.
 #[must_use]
 pub fn validate(config: &Config) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
-
     if !is_name(&config.device.id) {
         p.add(
             "device.id",
@@ -194,7 +272,35 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             ),
         );
     }
+    check_runtime(config, &mut p);
+    check_providers(config, &mut p);
+    let models_dir = config.resolve(&config.models.dir);
+    if !models_dir.join("manifest.json").is_file() {
+        p.add(
+            "models.dir",
+            format!("{} has no manifest.json", models_dir.display()),
+        );
+    }
+    for message in file_checks::model_set(config) {
+        p.add("models.dir", message);
+    }
+    check_mqtt(config, &mut p);
+    check_credentials_and_tls(config, &mut p);
+    check_outbox(config, &mut p);
+    if let Some(m) = &config.metrics {
+        if m.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.add(
+                "metrics.listen",
+                format!("{:?} is not an address like \"127.0.0.1:9464\"", m.listen),
+            );
+        }
+    }
+    check_sources(config, &mut p);
+    super::ranges::check(config, &mut p);
+    p.0
+}
 
+fn check_runtime(config: &Config, p: &mut Problems) {
     let rt = &config.runtime;
     if let Some(lib) = &rt.library_path {
         if let Some(m) = file_checks::unreadable(&config.resolve(lib)) {
@@ -227,19 +333,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "is true but no GPU provider (tensorrt, cuda) is listed",
         );
     }
-    check_providers(config, &mut p);
+}
 
-    let models_dir = config.resolve(&config.models.dir);
-    if !models_dir.join("manifest.json").is_file() {
-        p.add(
-            "models.dir",
-            format!("{} has no manifest.json", models_dir.display()),
-        );
-    }
-    for message in file_checks::model_set(config) {
-        p.add("models.dir", message);
-    }
-
+fn check_mqtt(config: &Config, p: &mut Problems) {
     let mqtt = &config.mqtt;
     if let Err(e) = BrokerUrl::parse(&mqtt.url) {
         p.add("mqtt.url", e.to_string());
@@ -261,294 +357,33 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             );
         }
     }
-    check_credentials_and_tls(config, &mut p);
-    check_outbox(config, &mut p);
-    if let Some(m) = &config.metrics {
-        if m.listen.parse::<std::net::SocketAddr>().is_err() {
+}
+
+/// Sensor names used once, and each source's own checks.
+fn check_sources(config: &Config, p: &mut Problems) {
+    let mut names = HashSet::new();
+    for (i, stream) in config.streams() {
+        if !names.insert(stream.name.as_str()) {
             p.add(
-                "metrics.listen",
-                format!("{:?} is not an address like \"127.0.0.1:9464\"", m.listen),
+                format!("sources[{i}].{}", stream.name_key),
+                format!("{:?} is used by another source", stream.name.as_str()),
             );
         }
     }
-
-    let mut names = HashSet::new();
     for (i, source) in config.sources.iter().enumerate() {
-        let at = |field: &str| format!("sources[{i}].{field}");
-        if !is_name(source.name()) {
-            p.add(
-                at("name"),
-                format!(
-                    "{:?} must be 1-64 characters of letters, digits, '-' or '_'",
-                    source.name()
-                ),
-            );
-        } else if !names.insert(source.name().to_string()) {
-            p.add(
-                at("name"),
-                format!("{:?} is used by another source", source.name()),
-            );
-        }
-        match source {
-            SourceConfig::ImuReplay(c) => {
-                let path = config.resolve(&c.path);
-                if let Some(m) = file_checks::recording(config, source) {
-                    p.add(at("path"), m);
-                }
-                let format = match c.format {
-                    ImuFileFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
-                        Some("csv") => Some(ImuFileFormat::Csv),
-                        Some("npy") => Some(ImuFileFormat::Npy),
-                        _ => {
-                            p.add_related(
-                                at("format"),
-                                vec![at("path")],
-                                "cannot tell from the extension; set \"csv\" or \"npy\"",
-                            );
-                            None
-                        }
-                    },
-                    f => Some(f),
-                };
-                if c.sample_rate_hz.is_none() && format == Some(ImuFileFormat::Npy) {
-                    p.add_related(
-                        at("sample_rate_hz"),
-                        vec![at("path"), at("format")],
-                        "is required for .npy recordings",
-                    );
-                }
-            }
-            SourceConfig::ThermalReplay(_)
-            | SourceConfig::AudioReplay(_)
-            | SourceConfig::DepthReplay(_) => {
-                if let Some(m) = file_checks::recording(config, source) {
-                    p.add(at("path"), m);
-                }
-            }
-            SourceConfig::ImuSerial(c) => imu_serial(&mut p, &at, c),
-            SourceConfig::V4l2Thermal(c) => v4l2_thermal(&mut p, &at, c),
-            SourceConfig::Realsense(c) => realsense(&mut p, &at, config, c),
-            SourceConfig::AlsaAudio(c) => alsa_audio(&mut p, &at, c),
-        }
+        source
+            .kind()
+            .validate(config, &mut p.scope(format!("sources[{i}]")));
     }
     if config.sources.is_empty() {
         p.add("sources", "no sensor is configured");
-    }
-    super::ranges::check(config, &mut p);
-    p.0
-}
-
-/// A `realsense` source. A live camera is not looked for (it may be plugged in later); a
-/// recording must exist.
-fn realsense(p: &mut Problems, at: &dyn Fn(&str) -> String, config: &Config, c: &RealsenseConfig) {
-    if !cfg!(feature = "realsense") {
-        p.add(
-            at("type"),
-            "edgebind was built without the realsense feature (cargo build --features realsense)",
-        );
-    }
-    match &c.recording {
-        Some(rec) => {
-            if let Some(m) = file_checks::unreadable(&config.resolve(rec)) {
-                p.add(at("recording"), m);
-            }
-            if c.serial.is_some() {
-                p.add(at("serial"), "does not apply to a recording");
-            }
-        }
-        None if c.looping => p.add(at("loop"), "applies only to a recording"),
-        None => {}
-    }
-    if c.serial.as_ref().is_some_and(|s| s.trim().is_empty()) {
-        p.add(
-            at("serial"),
-            "must not be empty (omit it for the first camera)",
-        );
-    }
-}
-
-/// A `v4l2_thermal` source. The device itself is not checked: a USB camera may be plugged in
-/// after the daemon starts, and the source waits for it.
-fn v4l2_thermal(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &V4l2ThermalConfig) {
-    match c.device.strip_prefix("card:") {
-        Some(card) if card.trim().is_empty() => p.add(at("device"), "card: needs a card name"),
-        Some(_) => {}
-        None if !c.device.starts_with('/') => p.add(
-            at("device"),
-            format!(
-                "{:?} must be a device path such as /dev/video0, or card:<name>",
-                c.device
-            ),
-        ),
-        None => {}
-    }
-    let split = c.layout == ThermalLayout::InfiraySplit;
-    if split && c.pixel_format.is_some_and(|f| f != V4l2PixelFormat::Yuyv) {
-        p.add(
-            at("pixel_format"),
-            "layout \"infiray_split\" is a \"YUYV\" mode",
-        );
-    }
-    if c.telemetry_rows.is_some() && c.layout != ThermalLayout::Lepton {
-        p.add(at("telemetry_rows"), "only applies to layout = \"lepton\"");
-    }
-    match (c.width_px, c.height_px) {
-        (None, None) => {}
-        // Zero or huge sizes are reported by the range check.
-        (Some(w), Some(h)) if w == 0 || h == 0 => {}
-        (Some(w), Some(h)) => match c.layout {
-            ThermalLayout::InfiraySplit if h % 2 != 0 => {
-                p.add(at("height_px"), "a split frame has an even height");
-            }
-            ThermalLayout::Lepton => {
-                let rows = c
-                    .telemetry_rows
-                    .unwrap_or(super::DEFAULT_LEPTON_TELEMETRY_ROWS);
-                if w % 4 != 0 || (h != w / 4 * 3 && h != w / 4 * 3 + rows) {
-                    p.add(
-                        at("height_px"),
-                        format!(
-                            "a Lepton frame is width*3/4 rows, or width*3/4 + telemetry_rows ({rows})"
-                        ),
-                    );
-                }
-            }
-            _ => {}
-        },
-        _ => p.add(at("width_px"), "width_px and height_px go together"),
-    }
-    // The preprocessing must read temperature the way this camera encodes it.
-    if c.preprocess.agc == ThermalAgc::FixedCelsius {
-        match (split, c.preprocess.radiometric) {
-            (true, Radiometric::CentiKelvin) => p.add(
-                at("preprocess.radiometric"),
-                "infiray_split frames are kelvin x 64: set \"infiray64\"",
-            ),
-            (false, Radiometric::Infiray64) => p.add(
-                at("preprocess.radiometric"),
-                "\"infiray64\" is the encoding of layout = \"infiray_split\"; \"Y16 \" frames are centi_kelvin",
-            ),
-            _ => {}
-        }
-        if !split && c.pixel_format.is_some_and(|f| f != V4l2PixelFormat::Y16) {
-            p.add(
-                at("preprocess.agc"),
-                "fixed_celsius needs 16-bit frames (pixel_format \"Y16 \" or layout \"infiray_split\")",
-            );
-        }
-    }
-}
-
-/// An `alsa_audio` source. The device itself is not checked here (`check` must not need the
-/// sound card); the daemon opens it when it starts.
-fn alsa_audio(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &AlsaAudioConfig) {
-    if c.device.trim().is_empty() {
-        p.add(
-            at("device"),
-            "must name an ALSA PCM such as \"default\" or \"hw:1,0\"",
-        );
-    }
-}
-
-/// An `imu_serial` source. The port itself is not checked: a USB device may be plugged in after
-/// the daemon starts, and the source waits for it.
-fn imu_serial(p: &mut Problems, at: &dyn Fn(&str) -> String, c: &ImuSerialConfig) {
-    if c.path.as_os_str().is_empty() {
-        p.add(at("path"), "must name a serial device");
-    }
-    let csv_only = [
-        ("csv_columns", c.csv_columns.is_some()),
-        ("csv_delimiter", c.csv_delimiter.is_some()),
-        ("acc_unit", c.acc_unit.is_some()),
-        ("gyro_unit", c.gyro_unit.is_some()),
-    ];
-    let witmotion_only = [
-        ("witmotion_acc_range_g", c.witmotion_acc_range_g.is_some()),
-        (
-            "witmotion_gyro_range_dps",
-            c.witmotion_gyro_range_dps.is_some(),
-        ),
-    ];
-    let (foreign, protocol) = match c.protocol {
-        SerialImuProtocol::Csv => (witmotion_only.as_slice(), "csv"),
-        SerialImuProtocol::Witmotion => (csv_only.as_slice(), "witmotion"),
-    };
-    // Every check below depends on the protocol (not reported if it could not be read).
-    let protocol_key = || vec![at("protocol")];
-    for (field, _) in foreign.iter().filter(|(_, set)| *set) {
-        p.add_related(
-            at(field),
-            protocol_key(),
-            format!("does not apply to protocol = \"{protocol}\""),
-        );
-    }
-
-    match c.protocol {
-        SerialImuProtocol::Csv => {
-            if c.acc_unit.is_none() {
-                p.add_related(
-                    at("acc_unit"),
-                    protocol_key(),
-                    "is required for csv: \"g\" or \"m/s^2\"",
-                );
-            }
-            if c.gyro_unit.is_none() {
-                p.add_related(
-                    at("gyro_unit"),
-                    protocol_key(),
-                    "is required for csv: \"deg/s\" or \"rad/s\"",
-                );
-            }
-            if let Some(columns) = &c.csv_columns {
-                csv_columns(p, at, columns);
-            }
-        }
-        SerialImuProtocol::Witmotion => {
-            if c.flow_control == SerialFlowControl::Software {
-                p.add_related(
-                    at("flow_control"),
-                    protocol_key(),
-                    "software (XON/XOFF) flow control would eat bytes of binary frames",
-                );
-            }
-        }
-    }
-}
-
-fn csv_columns(p: &mut Problems, at: &dyn Fn(&str) -> String, columns: &[CsvColumn]) {
-    use crate::sources::imu_serial::csv_line::MAX_COLUMNS;
-    if columns.len() > MAX_COLUMNS {
-        p.add(
-            at("csv_columns"),
-            format!("lists {} columns; at most {MAX_COLUMNS}", columns.len()),
-        );
-    }
-    for axis in CsvColumn::AXES {
-        match columns.iter().filter(|c| **c == axis).count() {
-            0 => p.add(
-                at("csv_columns"),
-                format!("has no {:?} column", axis.as_str()),
-            ),
-            1 => {}
-            _ => p.add(
-                at("csv_columns"),
-                format!("lists {:?} more than once", axis.as_str()),
-            ),
-        }
-    }
-    if columns.iter().filter(|c| c.is_time()).count() > 1 {
-        p.add(
-            at("csv_columns"),
-            "lists more than one device timestamp column",
-        );
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
-    use std::path::Path;
+    use crate::config::problems_in;
 
     fn problems(source: &str) -> Vec<String> {
         let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny");
@@ -559,8 +394,7 @@ mod tests {
              [[sources]]\ntype = \"imu_serial\"\nname = \"imu\"\n{source}",
             env!("CARGO_MANIFEST_DIR")
         );
-        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
-        validate(&config).iter().map(ToString::to_string).collect()
+        problems_in(&text).iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -608,12 +442,13 @@ mod tests {
             "path = \"/dev/ttyUSB0\"\nprotocol = \"witmotion\"\nsample_rate_hz = 100.0\n\
              acc_unit = \"g\"\nwitmotion_gyro_range_dps = -1.0\nflow_control = \"software\"\n",
         );
+        // In file order.
         assert_eq!(
             p,
             vec![
                 "sources[1].acc_unit: does not apply to protocol = \"witmotion\"",
-                "sources[1].flow_control: software (XON/XOFF) flow control would eat bytes of binary frames",
                 "sources[1].witmotion_gyro_range_dps: -1 °/s is less than the 100 °/s allowed: WitMotion gyroscopes are set to ±250 to ±2000 °/s",
+                "sources[1].flow_control: software (XON/XOFF) flow control would eat bytes of binary frames",
             ]
         );
     }
@@ -624,8 +459,7 @@ mod tests {
             "[device]\nid = \"d\"\n[models]\ndir = \"{models}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
              [[sources]]\ntype = \"realsense\"\nname = \"depth\"\n{source}"
         );
-        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
-        validate(&config).iter().map(ToString::to_string).collect()
+        problems_in(&text).iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -652,11 +486,12 @@ mod tests {
             .map(String::as_str)
             .filter(|m| !m.starts_with("sources[0].type"))
             .collect();
+        // In file order.
         assert_eq!(
             p,
             vec![
-                "sources[0].recording: /nonexistent/x.bag: does not exist",
                 "sources[0].serial: does not apply to a recording",
+                "sources[0].recording: /nonexistent/x.bag: does not exist",
                 "sources[0].width_px: 0 px is less than the 1 px allowed: no depth or thermal camera has frames wider or taller than 4096 pixels",
                 "sources[0].fps: 1000 fps is more than the 300 fps allowed: RealSense depth modes run at 6 to 300 fps",
                 "sources[0].queue_capacity: 0 frames is less than the 1 frame allowed: a waiting frame holds its pixels (600 KiB at 640x480 16-bit); a camera's latest frame is the one worth embedding",
@@ -678,8 +513,7 @@ mod tests {
             "[device]\nid = \"d\"\n[runtime]\n{runtime}\n[models]\ndir = \"{dir}\"\n{models}\n\
              [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n"
         );
-        let config = Config::parse(&text, Path::new("x.toml")).unwrap();
-        validate(&config)
+        problems_in(&text)
             .iter()
             .map(ToString::to_string)
             .filter(|p| !p.starts_with("sources:"))
@@ -694,11 +528,12 @@ mod tests {
              [runtime.parity]\nmin_cosine = 1.5",
             "queue_capacity = 2\nmax_batch = 4\nmax_batch_wait_ms = 5000",
         );
+        // In file order.
         assert_eq!(
             p,
             vec![
-                "runtime.tensorrt.max_workspace_bytes: 1024 bytes (1 KiB) is less than the 1048576 bytes (1 MiB) allowed: TensorRT needs some scratch memory to build an engine, and no Jetson or GPU has more than 128 GiB",
                 "runtime.tensorrt.builder_optimization_level: 9 is more than the 5 allowed: TensorRT's builder levels run from 0 (fast build) to 5 (slowest build, best engine)",
+                "runtime.tensorrt.max_workspace_bytes: 1024 bytes (1 KiB) is less than the 1048576 bytes (1 MiB) allowed: TensorRT needs some scratch memory to build an engine, and no Jetson or GPU has more than 128 GiB",
                 "runtime.parity.min_cosine: 1.5 is more than the 1 allowed: a cosine similarity lies between -1 and 1",
                 "models.max_batch: 4 is larger than models.queue_capacity (2): a batch is made of waiting windows",
                 "models.max_batch_wait_ms: 5000 ms (5 s) is more than the 1000 ms (1 s) allowed: every window of a batch waits this long at most before it is embedded",

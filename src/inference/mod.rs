@@ -25,8 +25,7 @@ pub use text::{TextEncoder, TextEncoderError};
 
 use crate::concepts::{ConceptBank, ConceptError};
 use crate::config::{
-    Config, CudaConfig, ExecutionProviderKind, ParityConfig, ParityFailure, SourceConfig,
-    TensorrtConfig,
+    Config, CudaConfig, ExecutionProviderKind, ParityConfig, ParityFailure, TensorrtConfig,
 };
 use crate::Modality;
 
@@ -111,14 +110,10 @@ pub struct ModelSet {
     pub encoders: BTreeMap<Modality, LoadedEncoder>,
 }
 
-/// Input shape used to warm an encoder up (batch of one).
+/// Input shape used to warm an encoder up (batch of one), from the modality table.
 #[must_use]
 pub fn example_input_shape(modality: Modality) -> Vec<usize> {
-    match modality {
-        Modality::Imu => vec![6, 2000],
-        Modality::Audio => vec![1, 1, 128, 204],
-        Modality::Depth | Modality::Thermal => vec![1, 224, 224],
-    }
+    modality.example_shape()
 }
 
 /// Everything that decides how the models are loaded, from the configuration.
@@ -150,22 +145,21 @@ impl LoadOptions {
     pub fn from_config(config: &Config) -> Self {
         let rt = &config.runtime;
         let mut item_shapes: BTreeMap<Modality, Vec<Vec<usize>>> = BTreeMap::new();
-        for source in &config.sources {
-            let shape = item_shape(source);
-            let shapes = item_shapes.entry(source.modality()).or_default();
-            if !shapes.contains(&shape) {
-                shapes.push(shape);
+        for (_, stream) in config.streams() {
+            let shapes = item_shapes.entry(stream.modality).or_default();
+            if !shapes.contains(&stream.item_shape) {
+                shapes.push(stream.item_shape);
             }
         }
         Self {
             providers: rt.execution_providers.clone(),
             require_gpu: rt.require_gpu,
-            intra_threads: rt.intra_threads,
+            intra_threads: rt.intra_threads.n(),
             tensorrt: rt.tensorrt.clone(),
             tensorrt_cache_dir: rt.tensorrt.resolved_cache_dir(&config.base_dir),
             cuda: rt.cuda.clone(),
             parity: rt.parity.clone(),
-            max_batch: config.models.max_batch.max(1),
+            max_batch: config.models.max_batch.n(),
             item_shapes,
         }
     }
@@ -176,15 +170,6 @@ impl LoadOptions {
             .filter(|s| !s.is_empty())
             .cloned()
             .unwrap_or_else(|| vec![example_input_shape(modality)])
-    }
-}
-
-/// The model input of one window of `source`, without the batch dimension.
-#[must_use]
-pub fn item_shape(source: &SourceConfig) -> Vec<usize> {
-    match source.audio_clips() {
-        Some(clips) => vec![clips.max(1), 1, 128, 204],
-        None => example_input_shape(source.modality()),
     }
 }
 

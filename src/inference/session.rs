@@ -58,14 +58,11 @@ pub enum SessionError {
     },
 }
 
-/// The input contract of each modality: `None` is a free (batch or clip) dimension.
+/// The input contract of each modality (from the modality table): `None` is a free (batch or
+/// clip) dimension.
 #[must_use]
-pub fn input_contract(modality: Modality) -> &'static [Option<i64>] {
-    match modality {
-        Modality::Imu => &[None, Some(6), Some(2000)],
-        Modality::Audio => &[None, None, Some(1), Some(128), Some(204)],
-        Modality::Depth | Modality::Thermal => &[None, Some(1), Some(224), Some(224)],
-    }
+pub fn input_contract(modality: Modality) -> Vec<Option<i64>> {
+    modality.contract()
 }
 
 fn describe(dims: &[Option<i64>]) -> String {
@@ -397,6 +394,7 @@ fn check_contract(
         message,
     };
     let expected = input_contract(modality);
+    let expected = expected.as_slice();
     let inputs = session.inputs();
     let [input] = inputs else {
         return Err(err(format!(

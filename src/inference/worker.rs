@@ -12,6 +12,7 @@ use super::session::Encoder;
 use crate::concepts::SharedConcepts;
 use crate::config::{EmbeddingEncoding, Qos};
 use crate::log_limited;
+use crate::pipeline::WindowMeta;
 use crate::publish::payload::{
     unit_norm, EmbeddingEnvelope, EmbeddingField, LabelsMessage, Latency, ModelInfo, Topics,
     WindowInfo, ENVELOPE_VERSION,
@@ -19,7 +20,7 @@ use crate::publish::payload::{
 use crate::publish::{MessageTiming, OutMessage};
 use crate::telemetry::inference::thread_cpu_time;
 use crate::telemetry::{DropReason, LogLimiter, ModelStats, Stage, StreamStats};
-use crate::time::{Clock, Timestamp};
+use crate::time::Clock;
 
 /// A preprocessed window waiting for its model.
 #[derive(Debug)]
@@ -28,20 +29,10 @@ pub struct Job {
     pub sensor: Arc<str>,
     /// The sensor's counters.
     pub stats: Arc<StreamStats>,
-    /// Window number in the sensor's stream.
-    pub seq: u64,
-    /// First sample's capture time.
-    pub start: Timestamp,
-    /// Capture time just after the last sample.
-    pub end: Timestamp,
-    /// Samples in the window.
-    pub sample_count: u64,
-    /// Samples missing inside it.
-    pub gaps: u64,
+    /// The window's place in the sensor's stream and its preprocessing time.
+    pub meta: WindowMeta,
     /// The model input without the batch dimension.
     pub input: ArrayD<f32>,
-    /// Time spent preprocessing.
-    pub preprocess_ms: f64,
     /// When it was queued.
     pub queued_at: Instant,
 }
@@ -121,12 +112,12 @@ pub fn messages_for(
         device: ctx.device.clone(),
         sensor: job.sensor.to_string(),
         modality,
-        seq: job.seq,
+        seq: job.meta.seq,
         window: WindowInfo {
-            start_utc_ns: job.start.utc_ns,
-            end_utc_ns: job.end.utc_ns,
-            sample_count: job.sample_count,
-            gaps: job.gaps,
+            start_utc_ns: job.meta.start.utc_ns,
+            end_utc_ns: job.meta.end.utc_ns,
+            sample_count: job.meta.sample_count,
+            gaps: job.meta.gaps,
         },
         model: ModelInfo {
             name: ctx.model_name.clone(),
@@ -138,10 +129,10 @@ pub fn messages_for(
         embedding_norm: norm,
         labels,
         latency: Latency {
-            preprocess_ms: job.preprocess_ms,
+            preprocess_ms: job.meta.preprocess_ms,
             queue_ms,
             inference_ms,
-            window_end_to_publish_ms: now.mono_ns.saturating_sub(job.end.mono_ns) as f64 / 1e6,
+            window_end_to_publish_ms: now.mono_ns.saturating_sub(job.meta.end.mono_ns) as f64 / 1e6,
         },
     };
     let mut out = Vec::with_capacity(2);
@@ -154,15 +145,17 @@ pub fn messages_for(
             timing: Some(MessageTiming {
                 stats: Arc::clone(&job.stats),
                 handed_at: Instant::now(),
-                window_end_age: Duration::from_nanos(now.mono_ns.saturating_sub(job.end.mono_ns)),
+                window_end_age: Duration::from_nanos(
+                    now.mono_ns.saturating_sub(job.meta.end.mono_ns),
+                ),
             }),
         });
     }
     let labels = LabelsMessage {
         v: ENVELOPE_VERSION,
         sensor: &job.sensor,
-        seq: job.seq,
-        window_end_utc_ns: job.end.utc_ns,
+        seq: job.meta.seq,
+        window_end_utc_ns: job.meta.end.utc_ns,
         labels: &envelope.labels,
     };
     if let Ok(payload) = serde_json::to_vec(&labels) {
@@ -232,7 +225,10 @@ fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display, logs: &mut WorkerLog
     for job in batch {
         job.stats.add_drops(DropReason::InferenceError, 1);
     }
-    let (first, last) = (batch.first().map(|j| j.seq), batch.last().map(|j| j.seq));
+    let (first, last) = (
+        batch.first().map(|j| j.meta.seq),
+        batch.last().map(|j| j.meta.seq),
+    );
     log_limited!(logs.failed, tracing::Level::WARN,
         "windows dropped: the model failed (counted as inference_error)",
         windows = batch.len(), first_seq = first.unwrap_or(0), last_seq = last.unwrap_or(0),
@@ -268,7 +264,7 @@ fn publish_batch(
             job.stats.add_drops(DropReason::InferenceError, 1);
             log_limited!(logs.non_finite, tracing::Level::WARN,
                 "window dropped: the model's output is not finite (counted as inference_error)",
-                sensor = %job.sensor, seq = job.seq);
+                sensor = %job.sensor, seq = job.meta.seq);
             continue;
         }
         job.stats.record_latency(Stage::Inference, inference);
@@ -375,19 +371,21 @@ mod tests {
         Job {
             sensor: Arc::from("s"),
             stats: Arc::new(StreamStats::default()),
-            seq,
-            start: now,
-            end: now,
-            sample_count: 1,
-            gaps: 0,
+            meta: WindowMeta {
+                seq,
+                start: now,
+                end: now,
+                sample_count: 1,
+                gaps: 0,
+                preprocess_ms: 0.0,
+            },
             input: ArrayD::zeros(ndarray::IxDyn(shape)),
-            preprocess_ms: 0.0,
             queued_at: Instant::now(),
         }
     }
 
     fn seqs(batch: &[Job]) -> Vec<u64> {
-        batch.iter().map(|j| j.seq).collect()
+        batch.iter().map(|j| j.meta.seq).collect()
     }
 
     #[test]

@@ -106,6 +106,18 @@ pub enum HoleFill {
     NearestInRow,
 }
 
+/// The calibration a depth camera reports with its frames: what the disparity conversion needs
+/// of the camera (a configuration's values override it, `DepthPreprocessConfig::params`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DepthCalibration {
+    /// Focal length of the depth stream, pixels.
+    pub focal_px: f64,
+    /// Stereo baseline, metres.
+    pub baseline_m: f64,
+    /// Metres per depth unit.
+    pub depth_units_m: f64,
+}
+
 /// Depth preprocessing parameters; `Default` gives the reference values of SPEC.md section 3.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DepthParams {

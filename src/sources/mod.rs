@@ -1,15 +1,18 @@
-//! Sensor sources. Each source is built (files opened, devices checked) before anything runs,
-//! then runs on its own named thread, stamping capture times and pushing sample blocks into a
-//! bounded queue. A source that ends (a non-looping replay) closes its queue.
+//! Sensor sources. Each kind is a module owning its keys, checks and build
+//! (`<kind>/config.rs`), listed once in [`registry`]; [`kind`] is what the rest of edgebind sees
+//! of one. Each source is built (files opened, devices checked) before anything runs, then runs
+//! on its own named thread, stamping capture times and pushing sample blocks into a bounded
+//! queue. A source that ends (a non-looping replay) closes its queue.
 
 pub mod alsa_audio;
 pub mod audio_replay;
+pub mod device_loop;
 pub mod frame_replay;
 pub mod imu_replay;
 pub mod imu_serial;
-#[cfg(feature = "realsense")]
+pub mod kind;
 pub mod realsense;
-pub mod reconnect;
+pub mod registry;
 pub mod thermal_decode;
 pub mod v4l2_thermal;
 
@@ -20,8 +23,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SourceConfig};
 use crate::pipeline::QueueSender;
+use crate::preprocess::depth::DepthCalibration;
 use crate::telemetry::{DropReason, StreamStats};
 use crate::time::{Clock, Timestamp};
 use crate::window::{FrameSampler, WindowSpec};
@@ -68,7 +71,7 @@ pub struct Frame {
     pub image: FrameImage,
     /// Depth calibration the camera reports (depth cameras only); the stream rebuilds its
     /// preprocessing when it changes.
-    pub calibration: Option<crate::pipeline::stream::DepthCalibration>,
+    pub calibration: Option<DepthCalibration>,
 }
 
 /// What a source sends to its stream's windower.
@@ -320,52 +323,6 @@ pub trait Source: Send + std::fmt::Debug + 'static {
     fn sample_rate_hz(&self) -> f64;
     /// Runs until cancelled or (for finite recordings) until the end.
     fn run(self: Box<Self>, ctx: SourceContext);
-}
-
-/// Builds the source a config entry describes (opens and checks its file or device).
-///
-/// # Errors
-/// A [`SourceError`] naming the source and what is wrong.
-pub fn build(config: &Config, source: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
-    match source {
-        SourceConfig::ImuReplay(c) => Ok(Box::new(imu_replay::ImuReplay::open(config, c)?)),
-        SourceConfig::ThermalReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
-            &config.resolve(&c.path),
-            frame_replay::FrameKind::thermal(c.preprocess.agc),
-            frame_replay::FramePacing {
-                fps: c.fps,
-                interval_ms: c.interval_ms,
-                speed: c.speed,
-                looping: c.looping,
-            },
-        )?)),
-        SourceConfig::AudioReplay(c) => Ok(Box::new(audio_replay::AudioReplay::open(
-            &config.resolve(&c.path),
-            c.speed,
-            c.looping,
-            (c.window_ms, c.hop_ms),
-        )?)),
-        SourceConfig::DepthReplay(c) => Ok(Box::new(frame_replay::FrameReplay::open(
-            &config.resolve(&c.path),
-            frame_replay::FrameKind::Depth,
-            frame_replay::FramePacing {
-                fps: c.fps,
-                interval_ms: c.interval_ms,
-                speed: c.speed,
-                looping: c.looping,
-            },
-        )?)),
-        SourceConfig::ImuSerial(c) => Ok(Box::new(imu_serial::ImuSerial::new(config, c)?)),
-        SourceConfig::V4l2Thermal(c) => Ok(Box::new(v4l2_thermal::V4l2Thermal::new(c)?)),
-        #[cfg(feature = "realsense")]
-        SourceConfig::Realsense(c) => Ok(Box::new(realsense::Realsense::new(config, c)?)),
-        #[cfg(not(feature = "realsense"))]
-        SourceConfig::Realsense(c) => Err(SourceError::NotBuilt {
-            name: c.name.clone(),
-            feature: "realsense",
-        }),
-        SourceConfig::AlsaAudio(c) => Ok(Box::new(alsa_audio::AlsaAudio::new(c)?)),
-    }
 }
 
 /// Starts a built source on a thread named after it.

@@ -21,42 +21,14 @@ use document::{find_table, is_under_any, join, locate, remove_value, set_value, 
 use explain::{expected_names, explain, quoted_after, suggestion};
 
 use super::validate::Problem;
-use super::{
-    AlsaAudioConfig, AudioReplayConfig, Config, DepthReplayConfig, ImuReplayConfig,
-    ImuSerialConfig, RealsenseConfig, SourceConfig, ThermalReplayConfig, V4l2ThermalConfig,
-};
+use super::{Config, SourceConfig, SOURCE_TYPES};
 
 /// Deserialization attempts per table before giving up (each one finds one more problem).
 const MAX_ATTEMPTS: usize = 256;
 
-/// The source types, as written in `type`.
-pub(super) const SOURCE_TYPES: [&str; 8] = [
-    "imu_replay",
-    "thermal_replay",
-    "depth_replay",
-    "audio_replay",
-    "imu_serial",
-    "v4l2_thermal",
-    "realsense",
-    "alsa_audio",
-];
-
-fn source_from<'i>(
-    kind: &str,
-    de: Deserializer<'i>,
-) -> Option<Result<SourceConfig, toml::de::Error>> {
-    Some(match kind {
-        "imu_replay" => ImuReplayConfig::deserialize(de).map(SourceConfig::ImuReplay),
-        "thermal_replay" => ThermalReplayConfig::deserialize(de).map(SourceConfig::ThermalReplay),
-        "depth_replay" => DepthReplayConfig::deserialize(de).map(SourceConfig::DepthReplay),
-        "audio_replay" => AudioReplayConfig::deserialize(de).map(SourceConfig::AudioReplay),
-        "imu_serial" => ImuSerialConfig::deserialize(de).map(SourceConfig::ImuSerial),
-        "v4l2_thermal" => V4l2ThermalConfig::deserialize(de).map(SourceConfig::V4l2Thermal),
-        "realsense" => RealsenseConfig::deserialize(de).map(SourceConfig::Realsense),
-        "alsa_audio" => AlsaAudioConfig::deserialize(de).map(SourceConfig::AlsaAudio),
-        _ => return None,
-    })
-}
+/// The text a placeholder for an unreadable text key holds: a valid sensor name, never named
+/// in a problem (`finish` leaves it out).
+pub(super) const PLACEHOLDER_NAME: &str = "edgebind-placeholder";
 
 /// A placeholder put in for a required key that is missing or could not be read.
 #[derive(Debug)]
@@ -69,15 +41,22 @@ struct Placeholder {
     named: bool,
 }
 
+/// Values of every type, tried in turn until one deserializes; the last ones satisfy the
+/// ranges of validated values (`config::ranged`: counts, rates, sensor names).
 fn generic_candidates() -> Vec<DeValue<'static>> {
-    let float = DeValue::parse("0.0").map(Spanned::into_inner).ok();
+    fn parsed(text: &'static str) -> Option<DeValue<'static>> {
+        DeValue::parse(text).map(Spanned::into_inner).ok()
+    }
     [
         Some(DeValue::String(Cow::Borrowed(""))),
         Some(DeValue::Integer(toml::de::DeInteger::default())),
-        float,
+        parsed("0.0"),
         Some(DeValue::Boolean(false)),
         Some(DeValue::Array(DeArray::new())),
         Some(DeValue::Table(DeTable::new())),
+        parsed("1"),
+        parsed("1.0"),
+        Some(DeValue::String(Cow::Borrowed(PLACEHOLDER_NAME))),
     ]
     .into_iter()
     .flatten()
@@ -279,7 +258,7 @@ impl<'t> Recovery<'t> {
             }
         };
         let source = self.recover(Spanned::new(span, table), prefix, |de| {
-            source_from(&kind, de).unwrap_or_else(|| {
+            SourceConfig::read(&kind, de).unwrap_or_else(|| {
                 Err(serde::de::Error::custom(format!(
                     "unknown source type {kind}"
                 )))
@@ -311,11 +290,11 @@ fn next_candidate(unit: &mut Spanned<DeTable<'_>>, p: &mut Placeholder, message:
 
 /// A source that deserializes for sure, standing in for an entry that could not be read.
 fn placeholder_source() -> Option<SourceConfig> {
-    toml::from_str(
-        "type = \"imu_serial\"\nname = \"\"\npath = \"\"\nprotocol = \"witmotion\"\n\
-         sample_rate_hz = 100.0\n",
-    )
-    .ok()
+    let text = format!(
+        "name = \"{PLACEHOLDER_NAME}\"\npath = \"\"\nprotocol = \"witmotion\"\nsample_rate_hz = 100.0\n"
+    );
+    let table = Deserializer::parse(&text).ok()?;
+    SourceConfig::read("imu_serial", table)?.ok()
 }
 
 /// A configuration file read with every problem found.
@@ -527,11 +506,10 @@ mod tests {
     fn every_source_type_is_read_by_its_own_name() {
         for kind in SOURCE_TYPES {
             let de = Deserializer::parse("").unwrap();
-            assert!(source_from(kind, de).is_some(), "{kind}");
+            assert!(SourceConfig::read(kind, de).is_some(), "{kind}");
         }
-        // The names are serde's own.
+        // The placeholder is a source of a registered type.
         let s = placeholder_source().unwrap();
-        let text = toml::to_string(&s).unwrap();
-        assert!(text.contains("type = \"imu_serial\""), "{text}");
+        assert_eq!(s.kind().type_name(), "imu_serial");
     }
 }

@@ -10,8 +10,8 @@ use crossbeam_channel::{self as cb, Receiver, Sender};
 
 use super::negotiate::CaptureFormat;
 use crate::log_limited;
-use crate::sources::reconnect::Reconnect;
-pub use crate::sources::reconnect::INITIAL_BACKOFF;
+pub use crate::sources::device_loop::INITIAL_BACKOFF;
+use crate::sources::device_loop::{run_device, Ended, Hardware};
 use crate::sources::{SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, LogLimiter, StreamStats};
 use crate::time::Clock;
@@ -216,7 +216,7 @@ pub struct CaptureSettings {
     /// Rate reported while no device is open.
     pub nominal_rate_hz: u32,
     /// Blocks the callback may queue for the source thread.
-    pub block_queue: usize,
+    pub block_queue: std::num::NonZeroUsize,
     /// Cap of the reopen backoff.
     pub max_backoff: Duration,
     /// A stream silent this long is reopened.
@@ -225,80 +225,111 @@ pub struct CaptureSettings {
     pub max_frames: Option<u64>,
 }
 
-/// Why reading from an open device stopped.
-enum CaptureEnd {
-    /// Cancelled, the windower is gone, or `max_frames` was reached.
-    Stop,
-    /// The device failed; `delivered` says whether it had sent audio.
-    Lost { error: String, delivered: bool },
-}
-
 /// Runs until cancelled (or `max_frames`): opens a device with `open`, captures from it, and
-/// reopens it with backoff whenever it cannot be opened or fails.
+/// reopens it with backoff whenever it cannot be opened or fails (the shared [`run_device`]
+/// loop).
 pub fn run_capture<D: AudioDevice>(
-    mut open: impl FnMut(BlockSink, FaultSink) -> Result<D, DeviceError>,
+    open: impl FnMut(BlockSink, FaultSink) -> Result<D, DeviceError>,
     settings: &CaptureSettings,
     ctx: &SourceContext,
 ) {
-    let mut reconnect = Reconnect::new("audio device", settings.max_backoff);
-    let mut timeline: Option<Timeline> = None;
-    let mut state = LoopState::default();
-    ctx.stats
-        .set_connected(false, f64::from(settings.nominal_rate_hz));
-    while !ctx.cancel.is_cancelled() {
-        let (block_tx, blocks) = cb::bounded(settings.block_queue.max(1));
+    let mut microphone = Microphone {
+        open,
+        settings,
+        stats: Arc::clone(&ctx.stats),
+        clock: ctx.clock,
+        timeline: None,
+        state: LoopState::default(),
+    };
+    run_device(&mut microphone, settings.max_backoff, ctx);
+}
+
+/// An audio device as the device loop drives it.
+struct Microphone<'a, F> {
+    open: F,
+    settings: &'a CaptureSettings,
+    stats: Arc<StreamStats>,
+    clock: Clock,
+    /// Kept across reopens at the same rate, so sample numbers go on.
+    timeline: Option<Timeline>,
+    state: LoopState,
+}
+
+/// An open audio device with the queues its callback thread fills.
+struct OpenDevice<D> {
+    device: D,
+    blocks: Receiver<Block>,
+    faults: Receiver<Fault>,
+}
+
+impl<D: AudioDevice, F: FnMut(BlockSink, FaultSink) -> Result<D, DeviceError>> Hardware
+    for Microphone<'_, F>
+{
+    type Device = OpenDevice<D>;
+    type OpenError = DeviceError;
+    type Error = String;
+    const KIND: &'static str = "audio device";
+
+    fn nominal_rate_hz(&self) -> f64 {
+        f64::from(self.settings.nominal_rate_hz)
+    }
+
+    fn open(&mut self) -> Result<OpenDevice<D>, DeviceError> {
+        let (block_tx, blocks) = cb::bounded(self.settings.block_queue.get());
         let (fault_tx, faults) = cb::bounded(64);
         // The sink learns the channel count from the opener (`with_channels`), once negotiated.
         let block_sink = BlockSink {
             tx: block_tx,
-            stats: Arc::clone(&ctx.stats),
-            clock: ctx.clock,
+            stats: Arc::clone(&self.stats),
+            clock: self.clock,
             channels: 1,
             pos: 0,
             offset_ns: None,
         };
         let fault_sink = FaultSink {
             tx: fault_tx,
-            stats: Arc::clone(&ctx.stats),
+            stats: Arc::clone(&self.stats),
         };
-        match open(block_sink, fault_sink) {
-            Ok(device) => {
-                let format = device.format();
-                if !reconnect.opened(&device.describe()) {
-                    tracing::info!(device = %device.describe(), %format, "audio device open");
-                }
-                ctx.stats
-                    .set_connected(true, f64::from(format.sample_rate_hz));
-                let timeline = match &mut timeline {
-                    Some(t) if t.rate_hz() == f64::from(format.sample_rate_hz) => {
-                        t.restart();
-                        t
-                    }
-                    slot => slot.insert(Timeline::new(format.sample_rate_hz)),
-                };
-                let end = capture(
-                    format, &blocks, &faults, timeline, &mut state, settings, ctx,
-                );
-                ctx.stats
-                    .set_connected(false, f64::from(format.sample_rate_hz));
-                let what = device.describe();
-                drop(device);
-                match end {
-                    CaptureEnd::Stop => break,
-                    CaptureEnd::Lost { error, delivered } => {
-                        reconnect.lost(&what, &error, delivered);
-                    }
-                }
-            }
-            Err(error) => reconnect.open_failed(&error),
-        }
-        if !reconnect.wait(ctx) {
-            break;
-        }
+        let device = (self.open)(block_sink, fault_sink)?;
+        Ok(OpenDevice {
+            device,
+            blocks,
+            faults,
+        })
     }
-    ctx.stats
-        .set_connected(false, f64::from(settings.nominal_rate_hz));
-    tracing::debug!("audio source stopped");
+
+    fn describe(&self, open: &OpenDevice<D>) -> String {
+        open.device.describe()
+    }
+
+    fn rate_hz(&self, open: &OpenDevice<D>) -> f64 {
+        f64::from(open.device.format().sample_rate_hz)
+    }
+
+    fn announce(&self, open: &OpenDevice<D>) {
+        let format = open.device.format();
+        tracing::info!(device = %open.device.describe(), %format, "audio device open");
+    }
+
+    fn capture(&mut self, open: &mut OpenDevice<D>, ctx: &SourceContext) -> Ended<String> {
+        let format = open.device.format();
+        let timeline = match &mut self.timeline {
+            Some(t) if t.rate_hz() == f64::from(format.sample_rate_hz) => {
+                t.restart();
+                t
+            }
+            slot => slot.insert(Timeline::new(format.sample_rate_hz)),
+        };
+        capture(
+            format,
+            &open.blocks,
+            &open.faults,
+            timeline,
+            &mut self.state,
+            self.settings,
+            ctx,
+        )
+    }
 }
 
 /// What lives across reopens.
@@ -328,13 +359,13 @@ fn capture(
     state: &mut LoopState,
     settings: &CaptureSettings,
     ctx: &SourceContext,
-) -> CaptureEnd {
+) -> Ended<String> {
     let channels = usize::from(format.channels.max(1));
     let mut delivered = false;
     let mut last_block = Instant::now();
     loop {
         if ctx.cancel.is_cancelled() {
-            return CaptureEnd::Stop;
+            return Ended::Stop;
         }
         for fault in faults.try_iter() {
             match fault {
@@ -347,7 +378,7 @@ fn capture(
                         xruns_total = state.xruns
                     );
                 }
-                Fault::Lost(error) => return CaptureEnd::Lost { error, delivered },
+                Fault::Lost(error) => return Ended::Lost { error, delivered },
                 Fault::Other(error) => {
                     log_limited!(state.fault_log, tracing::Level::WARN, "audio stream error", %error);
                 }
@@ -358,7 +389,7 @@ fn capture(
             Err(cb::RecvTimeoutError::Timeout) => {
                 let silent = last_block.elapsed();
                 if silent >= settings.stall_timeout {
-                    return CaptureEnd::Lost {
+                    return Ended::Lost {
                         error: format!("no audio for {} ms", silent.as_millis()),
                         delivered,
                     };
@@ -366,7 +397,7 @@ fn capture(
                 continue;
             }
             Err(cb::RecvTimeoutError::Disconnected) => {
-                return CaptureEnd::Lost {
+                return Ended::Lost {
                     error: "the stream stopped".into(),
                     delivered,
                 }
@@ -404,7 +435,7 @@ fn capture(
                 first_t,
                 interleaved,
             }) {
-                return CaptureEnd::Stop;
+                return Ended::Stop;
             }
             ctx.stats.add_samples(frames, last_t.utc_ns);
         }
@@ -413,7 +444,7 @@ fn capture(
                 frames = state.frames,
                 "max_frames reached; audio source finished"
             );
-            return CaptureEnd::Stop;
+            return Ended::Stop;
         }
     }
 }
@@ -532,7 +563,7 @@ mod tests {
         };
         let settings = CaptureSettings {
             nominal_rate_hz: 100,
-            block_queue: 16,
+            block_queue: std::num::NonZeroUsize::new(16).unwrap(),
             max_backoff: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(5),
             max_frames: Some(500),

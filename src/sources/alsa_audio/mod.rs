@@ -14,6 +14,7 @@
 //! message.
 
 pub mod capture;
+pub mod config;
 #[cfg(feature = "alsa")]
 pub mod device;
 pub mod negotiate;
@@ -21,9 +22,9 @@ pub mod negotiate;
 use std::time::Duration;
 
 use self::capture::CaptureSettings;
+pub use self::config::{AlsaAudioConfig, AlsaAudioSettings, AudioSampleFormat};
 use self::negotiate::{CaptureFormat, FormatRequest, NegotiationError, SampleKind};
 use super::{Source, SourceContext};
-use crate::config::AlsaAudioConfig;
 
 /// A stream silent this long is closed and reopened.
 const STALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,7 +74,7 @@ pub enum AlsaAudioError {
 
 /// The config's request.
 #[must_use]
-pub fn format_request(c: &AlsaAudioConfig) -> FormatRequest {
+pub fn format_request(c: &AlsaAudioSettings) -> FormatRequest {
     FormatRequest {
         sample_rate_hz: c.sample_rate_hz,
         channels: c.channels,
@@ -97,16 +98,16 @@ impl AlsaAudio {
     /// not exist (with the list of capture devices), a format it cannot deliver (with what it
     /// supports), or a device that cannot be queried.
     pub fn new(c: &AlsaAudioConfig) -> Result<Self, AlsaAudioError> {
-        let format = probe(c)?;
+        let format = probe(c.name(), &c.settings)?;
         Ok(Self {
-            device: c.device.clone(),
+            device: c.settings.device.clone(),
             format,
             settings: CaptureSettings {
                 nominal_rate_hz: format.sample_rate_hz,
-                block_queue: c.queue_capacity,
-                max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms),
+                block_queue: c.common.queue.capacity.get(),
+                max_backoff: c.settings.reconnect_max_backoff_ms.duration(),
                 stall_timeout: STALL_TIMEOUT,
-                max_frames: c.max_frames,
+                max_frames: c.settings.max_frames,
             },
         })
     }
@@ -119,14 +120,14 @@ impl AlsaAudio {
 }
 
 #[cfg(feature = "alsa")]
-fn probe(c: &AlsaAudioConfig) -> Result<CaptureFormat, AlsaAudioError> {
-    device::probe(&c.name, &c.device, format_request(c))
+fn probe(name: &str, c: &AlsaAudioSettings) -> Result<CaptureFormat, AlsaAudioError> {
+    device::probe(name, &c.device, format_request(c))
 }
 
 #[cfg(not(feature = "alsa"))]
-fn probe(c: &AlsaAudioConfig) -> Result<CaptureFormat, AlsaAudioError> {
+fn probe(name: &str, _c: &AlsaAudioSettings) -> Result<CaptureFormat, AlsaAudioError> {
     Err(AlsaAudioError::Unsupported {
-        name: c.name.clone(),
+        name: name.to_string(),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::config::AudioSampleFormat;
+use super::config::AudioSampleFormat;
 
 /// A sample format a device may offer, as far as the daemon can convert it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

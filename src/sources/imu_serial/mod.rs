@@ -11,28 +11,28 @@
 //! reopened with exponential backoff until it returns or the daemon stops. Other sensors are not
 //! affected: nothing is shared but the clock.
 
+pub mod config;
 pub mod csv_line;
 pub mod protocol;
 pub mod timing;
 pub mod witmotion;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio_serial::SerialPort;
 
+use self::config::{
+    AccUnit, CsvColumn, CsvDelimiter, GyroUnit, SerialFlowControl, SerialImuProtocol, SerialParity,
+    DEFAULT_WITMOTION_ACC_RANGE_G, DEFAULT_WITMOTION_GYRO_RANGE_DPS,
+};
+pub use self::config::{ImuSerialConfig, ImuSerialSettings};
 use self::csv_line::{CsvConfig, CsvConfigError, CsvLayout, CsvLineParser, TimeColumn, TimeUnit};
 use self::protocol::{ImuParser, ImuReading, ParserStats};
 use self::timing::{SampleClock, Stamp};
 use self::witmotion::{WitmotionConfig, WitmotionError, WitmotionParser};
-use super::reconnect::{Reconnect, INITIAL_BACKOFF};
+use super::device_loop::{run_device, Ended, Hardware};
 use super::{ImuSample, Source, SourceContext, SourceMessage};
-use crate::config::{
-    AccUnit, Config, CsvColumn, CsvDelimiter, GyroUnit, ImuSerialConfig, SerialFlowControl,
-    SerialImuProtocol, SerialParity, DEFAULT_WITMOTION_ACC_RANGE_G,
-    DEFAULT_WITMOTION_GYRO_RANGE_DPS,
-};
 use crate::log_limited;
 use crate::pipeline::Disconnected;
 use crate::telemetry::{DropReason, LogLimiter};
@@ -64,16 +64,6 @@ pub enum ImuSerialError {
         name: String,
         /// Why.
         source: WitmotionError,
-    },
-    /// A serial setting has no equivalent.
-    #[error("source {name}: {field}: {message}")]
-    Setting {
-        /// The source.
-        name: String,
-        /// The config field.
-        field: &'static str,
-        /// What is wrong.
-        message: String,
     },
 }
 
@@ -115,38 +105,32 @@ pub struct ImuSerial {
 }
 
 impl ImuSerial {
-    /// Builds the parser and line settings of `c`. The port is not opened here: a USB device may
-    /// be plugged in after the daemon starts.
+    /// Builds the parser and line settings of source `name`'s settings `c`, its port at
+    /// `path`. The port is not opened here: a USB device may be plugged in after the daemon
+    /// starts.
     ///
     /// # Errors
-    /// [`ImuSerialError`] for settings that validation would have rejected.
-    pub fn new(config: &Config, c: &ImuSerialConfig) -> Result<Self, ImuSerialError> {
-        let setting = |field: &'static str, message: String| ImuSerialError::Setting {
-            name: c.name.clone(),
-            field,
-            message,
-        };
-        let data_bits = match c.data_bits {
-            5 => tokio_serial::DataBits::Five,
-            6 => tokio_serial::DataBits::Six,
-            7 => tokio_serial::DataBits::Seven,
-            8 => tokio_serial::DataBits::Eight,
-            n => return Err(setting("data_bits", format!("{n} is not 5-8"))),
-        };
-        let stop_bits = match c.stop_bits {
-            1 => tokio_serial::StopBits::One,
-            2 => tokio_serial::StopBits::Two,
-            n => return Err(setting("stop_bits", format!("{n} is not 1 or 2"))),
-        };
+    /// [`ImuSerialError`] for a CSV layout or WitMotion ranges the parsers refuse.
+    pub fn new(name: &str, path: PathBuf, c: &ImuSerialSettings) -> Result<Self, ImuSerialError> {
         let line = LineSettings {
             baud_rate: c.baud_rate,
-            data_bits,
+            data_bits: match c.data_bits.get() {
+                5 => tokio_serial::DataBits::Five,
+                6 => tokio_serial::DataBits::Six,
+                7 => tokio_serial::DataBits::Seven,
+                // 8: the range of `DataBits` is 5 to 8.
+                _ => tokio_serial::DataBits::Eight,
+            },
             parity: match c.parity {
                 SerialParity::None => tokio_serial::Parity::None,
                 SerialParity::Odd => tokio_serial::Parity::Odd,
                 SerialParity::Even => tokio_serial::Parity::Even,
             },
-            stop_bits,
+            stop_bits: match c.stop_bits.get() {
+                2 => tokio_serial::StopBits::Two,
+                // 1: the range of `StopBits` is 1 to 2.
+                _ => tokio_serial::StopBits::One,
+            },
             flow_control: match c.flow_control {
                 SerialFlowControl::None => tokio_serial::FlowControl::None,
                 SerialFlowControl::Software => tokio_serial::FlowControl::Software,
@@ -156,7 +140,7 @@ impl ImuSerial {
         let parser = match c.protocol {
             SerialImuProtocol::Csv => Parser::Csv(Box::new(
                 CsvLineParser::new(csv_config(c)).map_err(|source| ImuSerialError::Csv {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     source,
                 })?,
             )),
@@ -170,20 +154,17 @@ impl ImuSerial {
                         .unwrap_or(DEFAULT_WITMOTION_GYRO_RANGE_DPS),
                 })
                 .map_err(|source| ImuSerialError::Witmotion {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     source,
                 })?,
             ),
         };
-        if !(c.sample_rate_hz.is_finite() && c.sample_rate_hz > 0.0) {
-            return Err(setting("sample_rate_hz", "must be > 0".into()));
-        }
         Ok(Self {
-            path: config.resolve(&c.path),
+            path,
             line,
             parser,
-            sample_rate_hz: c.sample_rate_hz,
-            max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms).max(INITIAL_BACKOFF),
+            sample_rate_hz: c.sample_rate_hz.get(),
+            max_backoff: c.reconnect_max_backoff_ms.duration(),
         })
     }
 
@@ -199,7 +180,7 @@ impl ImuSerial {
 }
 
 /// The parser configuration for a `csv` source.
-fn csv_config(c: &ImuSerialConfig) -> CsvConfig {
+fn csv_config(c: &ImuSerialSettings) -> CsvConfig {
     let mut layout = CsvLayout::default();
     if let Some(columns) = &c.csv_columns {
         for (i, column) in columns.iter().enumerate() {
@@ -242,17 +223,6 @@ fn time_column(column: usize, unit: TimeUnit) -> Option<TimeColumn> {
     Some(TimeColumn { column, unit })
 }
 
-/// Why reading from an open port stopped.
-enum ReadEnd {
-    /// The daemon is stopping (or the windower is gone).
-    Stop,
-    /// The port failed or vanished; `delivered` says whether it had sent any byte.
-    Lost {
-        error: std::io::Error,
-        delivered: bool,
-    },
-}
-
 /// Frames or lines that could not be used, from the parser's counters.
 fn frames_lost(s: &ParserStats) -> u64 {
     s.bad_checksums + s.bad_lines + s.overlong_lines + s.unpaired_frames + s.bad_values
@@ -270,42 +240,68 @@ impl Source for ImuSerial {
     // cancellation. tokio-serial's builder opens the port (its blocking serialport `TTYPort`).
     fn run(mut self: Box<Self>, ctx: SourceContext) {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        let rate = self.sample_rate_hz;
-        let mut driver = Driver::new(rate);
-        let mut reconnect = Reconnect::new("serial port", self.max_backoff);
-        let path = self.path.display().to_string();
-        ctx.stats.set_connected(false, rate);
-        while !ctx.cancel.is_cancelled() {
-            match self.open_port() {
-                Ok(port) => {
-                    if !reconnect.opened(&path) {
-                        tracing::info!(
-                            device = %path,
-                            baud_rate = self.line.baud_rate,
-                            sample_rate_hz = rate,
-                            "serial port open"
-                        );
-                    }
-                    ctx.stats.set_connected(true, rate);
-                    // A reopened port starts mid-frame; whatever was held belongs to the old one.
-                    self.parser.get().reset();
-                    let end = driver.read_port(port, self.parser.get(), &ctx);
-                    ctx.stats.set_connected(false, rate);
-                    match end {
-                        ReadEnd::Stop => break,
-                        ReadEnd::Lost { error, delivered } => {
-                            reconnect.lost(&path, &error, delivered);
-                        }
-                    }
-                }
-                Err(e) => reconnect.open_failed(&format!("{path}: {e}")),
-            }
-            if !reconnect.wait(&ctx) {
-                break;
-            }
-        }
-        ctx.stats.set_connected(false, rate);
-        tracing::debug!("serial source stopped");
+        let max_backoff = self.max_backoff;
+        let mut line = SerialLine {
+            driver: Driver::new(self.sample_rate_hz),
+            path: self.path.display().to_string(),
+            serial: &mut self,
+        };
+        run_device(&mut line, max_backoff, &ctx);
+    }
+}
+
+/// A serial port as the device loop drives it.
+struct SerialLine<'a> {
+    serial: &'a mut ImuSerial,
+    driver: Driver,
+    /// The port's path, for log lines.
+    path: String,
+}
+
+impl Hardware for SerialLine<'_> {
+    type Device = Box<dyn SerialPort>;
+    type OpenError = String;
+    type Error = std::io::Error;
+    const KIND: &'static str = "serial port";
+
+    fn nominal_rate_hz(&self) -> f64 {
+        self.serial.sample_rate_hz
+    }
+
+    fn open(&mut self) -> Result<Box<dyn SerialPort>, String> {
+        let port = self
+            .serial
+            .open_port()
+            .map_err(|e| format!("{}: {e}", self.path))?;
+        // A reopened port starts mid-frame; whatever was held belongs to the old one.
+        self.serial.parser.get().reset();
+        Ok(port)
+    }
+
+    fn describe(&self, _port: &Box<dyn SerialPort>) -> String {
+        self.path.clone()
+    }
+
+    fn rate_hz(&self, _port: &Box<dyn SerialPort>) -> f64 {
+        self.serial.sample_rate_hz
+    }
+
+    fn announce(&self, _port: &Box<dyn SerialPort>) {
+        tracing::info!(
+            device = %self.path,
+            baud_rate = self.serial.line.baud_rate,
+            sample_rate_hz = self.serial.sample_rate_hz,
+            "serial port open"
+        );
+    }
+
+    fn capture(
+        &mut self,
+        port: &mut Box<dyn SerialPort>,
+        ctx: &SourceContext,
+    ) -> Ended<std::io::Error> {
+        self.driver
+            .read_port(port.as_mut(), self.serial.parser.get(), ctx)
     }
 }
 
@@ -341,17 +337,17 @@ impl Driver {
     /// Reads `port` until it fails or the daemon stops; sends what was read before returning.
     fn read_port(
         &mut self,
-        mut port: Box<dyn SerialPort>,
+        port: &mut dyn SerialPort,
         parser: &mut dyn ImuParser,
         ctx: &SourceContext,
-    ) -> ReadEnd {
+    ) -> Ended<std::io::Error> {
         let mut buf = [0u8; READ_BUFFER_BYTES];
         let mut bad_input_log = LogLimiter::default();
         let mut delivered = false;
         loop {
             if ctx.cancel.is_cancelled() {
                 let _ = self.flush(ctx);
-                return ReadEnd::Stop;
+                return Ended::Stop;
             }
             let lost = match port.read(&mut buf) {
                 Ok(0) => Some(std::io::Error::new(
@@ -393,10 +389,10 @@ impl Driver {
                     .block_since
                     .is_some_and(|t| t.elapsed() >= BLOCK_MAX_AGE);
             if (due || lost.is_some()) && self.flush(ctx).is_err() {
-                return ReadEnd::Stop;
+                return Ended::Stop;
             }
             if let Some(error) = lost {
-                return ReadEnd::Lost { error, delivered };
+                return Ended::Lost { error, delivered };
             }
         }
     }
@@ -476,7 +472,7 @@ mod tests {
              csv_columns = [\"t_ms\", \"_\", \"gyro_x\", \"gyro_y\", \"gyro_z\", \"acc_x\", \"acc_y\", \"acc_z\"]\n\
              csv_delimiter = \"semicolon\"",
         );
-        let p = csv_config(&c);
+        let p = csv_config(&c.settings);
         assert_eq!(p.layout.acc_columns, [5, 6, 7]);
         assert_eq!(p.layout.gyro_columns, [2, 3, 4]);
         assert_eq!(
@@ -493,15 +489,22 @@ mod tests {
 
     #[test]
     fn defaults_are_8n1_at_115200_dropping_the_oldest_block() {
-        let c = serial_config("protocol = \"witmotion\"");
+        let stream = serial_config("protocol = \"witmotion\"");
+        let c = &stream.settings;
         assert_eq!(c.baud_rate, 115_200);
         assert_eq!(
-            (c.data_bits, c.parity, c.stop_bits),
+            (c.data_bits.get(), c.parity, c.stop_bits.get()),
             (8, SerialParity::None, 1)
         );
         assert_eq!(c.flow_control, SerialFlowControl::None);
-        assert_eq!(c.when_full, crate::config::WhenFull::DropOldest);
-        assert_eq!((c.window_ms, c.hop_ms), (5000, 1000));
+        assert_eq!(
+            stream.common.queue.when_full,
+            crate::config::WhenFull::DropOldest
+        );
+        assert_eq!(
+            (stream.cut.window_ms.get(), stream.cut.hop_ms.get()),
+            (5000, 1000)
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::negotiate::NegotiationError;
 use crate::log_limited;
-use crate::sources::reconnect::Reconnect;
-pub use crate::sources::reconnect::INITIAL_BACKOFF;
+pub use crate::sources::device_loop::INITIAL_BACKOFF;
+use crate::sources::device_loop::{run_device, Ended, Hardware};
 use crate::sources::thermal_decode::{
     BufferGeometry, DecodeError, FrameLayout, PixelFormat, ThermalDecoder, ThermalFrame,
 };
@@ -245,56 +245,63 @@ pub fn frame_image(frame: ThermalFrame) -> FrameImage {
     }
 }
 
-/// Why reading from an open camera stopped.
-enum CaptureEnd {
-    /// The daemon is stopping (or the stream thread is gone).
-    Stop,
-    /// The camera failed; `delivered` says whether it had sent a frame.
-    Lost { error: DeviceError, delivered: bool },
-}
-
 /// Runs until cancelled: opens a device with `open`, captures from it, and reopens it with
-/// backoff whenever it cannot be opened or fails.
+/// backoff whenever it cannot be opened or fails (the shared [`run_device`] loop).
 pub fn run_capture<D: FrameDevice>(
-    mut open: impl FnMut() -> Result<D, DeviceError>,
+    open: impl FnMut() -> Result<D, DeviceError>,
     settings: &CaptureSettings,
     ctx: &SourceContext,
 ) {
-    let mut reconnect = Reconnect::new("camera", settings.max_backoff);
-    let mut state = StreamState {
-        time: DeviceTime::default(),
-        frames: FrameNumbers::default(),
-        gate: FrameGate::new(settings.interval_ms),
+    let mut camera = Camera {
+        open,
+        settings,
+        state: StreamState {
+            time: DeviceTime::default(),
+            frames: FrameNumbers::default(),
+            gate: FrameGate::new(settings.interval_ms),
+        },
     };
-    ctx.stats.set_connected(false, settings.nominal_fps);
-    while !ctx.cancel.is_cancelled() {
-        match open() {
-            Ok(mut device) => {
-                let fps = device.frame_rate_hz().unwrap_or(settings.nominal_fps);
-                if !reconnect.opened(&device.describe()) {
-                    tracing::info!(device = %device.describe(), fps, "camera open");
-                }
-                ctx.stats.set_connected(true, fps);
-                state.frames.reopened();
-                let end = capture(&mut device, &mut state, settings, ctx);
-                ctx.stats.set_connected(false, fps);
-                let what = device.describe();
-                drop(device);
-                match end {
-                    CaptureEnd::Stop => break,
-                    CaptureEnd::Lost { error, delivered } => {
-                        reconnect.lost(&what, &error, delivered);
-                    }
-                }
-            }
-            Err(error) => reconnect.open_failed(&error),
-        }
-        if !reconnect.wait(ctx) {
-            break;
-        }
+    run_device(&mut camera, settings.max_backoff, ctx);
+}
+
+/// A camera as the device loop drives it.
+struct Camera<'a, F> {
+    open: F,
+    settings: &'a CaptureSettings,
+    state: StreamState,
+}
+
+impl<D: FrameDevice, F: FnMut() -> Result<D, DeviceError>> Hardware for Camera<'_, F> {
+    type Device = D;
+    type OpenError = DeviceError;
+    type Error = DeviceError;
+    const KIND: &'static str = "camera";
+
+    fn nominal_rate_hz(&self) -> f64 {
+        self.settings.nominal_fps
     }
-    ctx.stats.set_connected(false, settings.nominal_fps);
-    tracing::debug!("camera source stopped");
+
+    fn open(&mut self) -> Result<D, DeviceError> {
+        let device = (self.open)()?;
+        self.state.frames.reopened();
+        Ok(device)
+    }
+
+    fn describe(&self, device: &D) -> String {
+        device.describe()
+    }
+
+    fn rate_hz(&self, device: &D) -> f64 {
+        device.frame_rate_hz().unwrap_or(self.settings.nominal_fps)
+    }
+
+    fn announce(&self, device: &D) {
+        tracing::info!(device = %device.describe(), fps = self.rate_hz(device), "camera open");
+    }
+
+    fn capture(&mut self, device: &mut D, ctx: &SourceContext) -> Ended<DeviceError> {
+        capture(device, &mut self.state, self.settings, ctx)
+    }
 }
 
 /// What lives across reopens.
@@ -310,20 +317,20 @@ fn capture<D: FrameDevice>(
     state: &mut StreamState,
     settings: &CaptureSettings,
     ctx: &SourceContext,
-) -> CaptureEnd {
+) -> Ended<DeviceError> {
     let mut delivered = false;
     let mut last_frame = Instant::now();
     let mut bad_frame_log = LogLimiter::default();
     loop {
         if ctx.cancel.is_cancelled() {
-            return CaptureEnd::Stop;
+            return Ended::Stop;
         }
         let buffer = match device.next_frame(POLL_SLICE) {
             Ok(Some(buffer)) => buffer,
             Ok(None) => {
                 let silent = last_frame.elapsed();
                 if silent >= settings.stall_timeout {
-                    return CaptureEnd::Lost {
+                    return Ended::Lost {
                         error: DeviceError::Stalled {
                             device: device.describe(),
                             silent_ms: silent.as_millis() as u64,
@@ -333,7 +340,7 @@ fn capture<D: FrameDevice>(
                 }
                 continue;
             }
-            Err(error) => return CaptureEnd::Lost { error, delivered },
+            Err(error) => return Ended::Lost { error, delivered },
         };
         let arrival_ns = ctx.clock.now().mono_ns;
         last_frame = Instant::now();
@@ -377,7 +384,7 @@ fn capture<D: FrameDevice>(
             image,
             calibration: None,
         })) {
-            return CaptureEnd::Stop;
+            return Ended::Stop;
         }
         ctx.stats.add_samples(1, t.utc_ns);
     }

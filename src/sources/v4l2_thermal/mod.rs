@@ -5,10 +5,13 @@
 //!   generic over it: decode, stamp, send, reopen with backoff.
 //! - `device` (feature `v4l2`): the real camera, the `v4l` crate with memory-mapped streaming.
 //!
+//! - [`config`]: the `v4l2_thermal` keys, their checks and the build.
+//!
 //! The source runs on one named thread that owns the camera. The config variant exists and
 //! validates without the feature; building the source then fails with a clear message.
 
 pub mod capture;
+pub mod config;
 #[cfg(feature = "v4l2")]
 pub mod device;
 pub mod negotiate;
@@ -18,12 +21,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use self::capture::{CaptureSettings, DeviceError};
+pub use self::config::{
+    ThermalLayout, V4l2PixelFormat, V4l2ThermalConfig, V4l2ThermalSettings,
+    DEFAULT_LEPTON_TELEMETRY_ROWS,
+};
 use self::negotiate::FormatRequest;
 use super::thermal_decode::{DecodeError, FrameLayout, PixelFormat, ThermalDecoder};
 use super::{Source, SourceContext};
-use crate::config::{
-    ThermalLayout, V4l2PixelFormat, V4l2ThermalConfig, DEFAULT_LEPTON_TELEMETRY_ROWS,
-};
 
 /// Frame rate assumed until the driver reports one: a Lepton on PureThermal delivers ~9 fps.
 const LEPTON_FPS: f64 = 9.0;
@@ -101,7 +105,7 @@ pub fn pixel_format(f: V4l2PixelFormat) -> PixelFormat {
 
 /// The decoder's layout for the config's.
 #[must_use]
-pub fn frame_layout(c: &V4l2ThermalConfig) -> FrameLayout {
+pub fn frame_layout(c: &V4l2ThermalSettings) -> FrameLayout {
     match c.layout {
         ThermalLayout::Plain => FrameLayout::Plain,
         ThermalLayout::Lepton => FrameLayout::Lepton {
@@ -129,18 +133,22 @@ pub struct V4l2Thermal {
 }
 
 impl V4l2Thermal {
-    /// Builds the source of `c`. The camera is not opened here: a USB camera may be plugged in
-    /// after the daemon starts.
+    /// Builds source `name` of settings `c`, taking one frame per `interval_ms`. The camera is
+    /// not opened here: a USB camera may be plugged in after the daemon starts.
     ///
     /// # Errors
     /// [`V4l2ThermalError::Unsupported`] without the `v4l2` feature; [`V4l2ThermalError::Layout`]
     /// for a format the layout cannot decode (validation rejects it first).
-    pub fn new(c: &V4l2ThermalConfig) -> Result<Self, V4l2ThermalError> {
+    pub fn new(
+        name: &str,
+        c: &V4l2ThermalSettings,
+        interval_ms: u64,
+    ) -> Result<Self, V4l2ThermalError> {
         let layout = frame_layout(c);
         let pixel_format = c.pixel_format.map(pixel_format);
         if let Some(format) = pixel_format {
             ThermalDecoder::new(format, layout).map_err(|source| V4l2ThermalError::Layout {
-                name: c.name.clone(),
+                name: name.to_string(),
                 source,
             })?;
         }
@@ -149,21 +157,21 @@ impl V4l2Thermal {
             request: FormatRequest {
                 pixel_format,
                 layout,
-                size_px: c.width_px.zip(c.height_px),
+                size_px: c.width_px.zip(c.height_px).map(|(w, h)| (w.px(), h.px())),
             },
             settings: CaptureSettings {
                 layout,
                 nominal_fps: nominal_fps(c.layout),
-                max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms),
+                max_backoff: c.reconnect_max_backoff_ms.duration(),
                 stall_timeout: STALL_TIMEOUT,
-                interval_ms: c.interval_ms,
+                interval_ms,
             },
         };
         if cfg!(feature = "v4l2") {
             Ok(source)
         } else {
             Err(V4l2ThermalError::Unsupported {
-                name: c.name.clone(),
+                name: name.to_string(),
             })
         }
     }

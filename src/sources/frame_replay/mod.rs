@@ -1,6 +1,8 @@
 //! Frame replay: a `.npy` stack of frames (uint8 or uint16, `[N, H, W]`, or one `[H, W]`
 //! frame) played back as a camera at its frame rate, or as fast as the pipeline takes it.
 
+pub mod config;
+
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Axis, Ix2};

@@ -1,12 +1,15 @@
 //! IMU replay: a recorded CSV or `.npy` file played back as a live sensor, paced in real time or
 //! as fast as the pipeline takes it, optionally looping (capture times keep increasing).
 
+pub mod config;
+
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
+pub use self::config::{ImuFileFormat, ImuReplayConfig, ImuReplaySettings};
 use super::{replay_block_end, replay_block_len, ImuSample, Source, SourceContext, SourceMessage};
-use crate::config::{Config, ImuFileFormat, ImuReplayConfig, ReplaySpeed};
+use crate::config::ReplaySpeed;
 use crate::files::{self, npy, FileError};
 use crate::telemetry::DropReason;
 
@@ -344,19 +347,19 @@ pub struct ImuReplay {
 }
 
 impl ImuReplay {
-    /// Loads the recording named by `c`.
+    /// Loads the recording at `path` (resolved) that `c` names.
     ///
     /// # Errors
     /// [`ImuFileError`].
-    pub fn open(config: &Config, c: &ImuReplayConfig) -> Result<Self, ImuFileError> {
-        let path = config.resolve(&c.path);
-        let recording = load(&path, c.format, c.sample_rate_hz)?;
+    pub fn open(path: PathBuf, c: &ImuReplayConfig) -> Result<Self, ImuFileError> {
+        let s = &c.settings;
+        let recording = load(&path, s.format, s.sample_rate_hz.map(|r| r.get()))?;
         Ok(Self {
             path,
             recording,
-            speed: c.speed,
-            looping: c.looping,
-            window_hop_ms: (c.window_ms, c.hop_ms),
+            speed: s.speed,
+            looping: s.looping,
+            window_hop_ms: (c.cut.window_ms.get(), c.cut.hop_ms.get()),
         })
     }
 }

@@ -22,12 +22,12 @@ use realsense_rust::frame::{DepthFrame, FrameEx, PixelKind};
 use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2Option, Rs2StreamKind};
 use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
 
-use super::reconnect::{Reconnect, INITIAL_BACKOFF};
-use super::{Frame, FrameImage, Source, SourceContext, SourceMessage};
-use crate::config::{Config, DepthPreprocessConfig, RealsenseConfig};
+use super::RealsenseSettings;
+use crate::config::DepthPreprocessConfig;
 use crate::log_limited;
-use crate::pipeline::stream::{depth_params, DepthCalibration};
-use crate::preprocess::depth::DepthParams;
+use crate::preprocess::depth::{DepthCalibration, DepthParams};
+use crate::sources::device_loop::{run_device, Ended, Hardware};
+use crate::sources::{Frame, FrameImage, Source, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, LogLimiter};
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
@@ -151,40 +151,45 @@ pub struct Realsense {
 }
 
 impl Realsense {
-    /// Checks the settings; a recording is opened once to check that it plays. A live camera
-    /// is not looked for: it may be plugged in later.
+    /// Checks the settings `c` of source `name` (its `recording` resolved); a recording is
+    /// opened once to check that it plays. A live camera is not looked for: it may be plugged
+    /// in later.
     ///
     /// # Errors
     /// [`RealsenseError`] naming the source and the file.
-    pub fn new(config: &Config, c: &RealsenseConfig) -> Result<Self, RealsenseError> {
+    pub fn new(
+        name: &str,
+        c: &RealsenseSettings,
+        recording: Option<PathBuf>,
+    ) -> Result<Self, RealsenseError> {
         let serial = c
             .serial
             .as_ref()
             .map(|s| {
                 CString::new(s.as_str()).map_err(|_| RealsenseError::Serial {
-                    name: c.name.clone(),
+                    name: name.to_string(),
                     serial: s.clone(),
                 })
             })
             .transpose()?;
         let spec = Spec {
             serial,
-            recording: c.recording.as_ref().map(|p| config.resolve(p)),
+            recording,
             looping: c.looping,
-            width_px: c.width_px as usize,
-            height_px: c.height_px as usize,
-            fps: c.fps as usize,
+            width_px: c.width_px.px() as usize,
+            height_px: c.height_px.px() as usize,
+            fps: c.fps.fps() as usize,
         };
         if let Some(path) = &spec.recording {
             check_recording(&spec).map_err(|reason| RealsenseError::Recording {
-                name: c.name.clone(),
+                name: name.to_string(),
                 path: path.clone(),
                 reason,
             })?;
         }
         Ok(Self {
             spec,
-            max_backoff: Duration::from_millis(c.reconnect_max_backoff_ms).max(INITIAL_BACKOFF),
+            max_backoff: c.reconnect_max_backoff_ms.duration(),
             preprocess: c.preprocess.clone(),
         })
     }
@@ -212,56 +217,52 @@ impl Source for Realsense {
 
     fn run(self: Box<Self>, ctx: SourceContext) {
         let _span = tracing::info_span!("source", sensor = %ctx.name).entered();
-        let fps = self.sample_rate_hz();
-        let what = self.spec.describe();
-        let mut reconnect = Reconnect::new("RealSense", self.max_backoff);
-        ctx.stats.set_connected(false, fps);
-        while !ctx.cancel.is_cancelled() {
-            match open(&self.spec) {
-                Ok(mut open) => {
-                    if !reconnect.opened(&what) {
-                        tracing::info!(
-                            device = %what,
-                            width_px = self.spec.width_px,
-                            height_px = self.spec.height_px,
-                            fps = self.spec.fps,
-                            "RealSense streaming"
-                        );
-                    }
-                    ctx.stats.set_connected(true, fps);
-                    let end = Stream::new(&self).run(&mut open.pipeline, &ctx);
-                    // Dropping stops the pipeline and frees its device. (realsense-rust's
-                    // `stop()` forgets the pipeline's profile, leaking the device and, for a
-                    // recording, its reader thread, which then races the process exit.)
-                    drop(open);
-                    ctx.stats.set_connected(false, fps);
-                    match end {
-                        End::Stop => break,
-                        End::Finished => {
-                            tracing::info!(device = %what, "recording finished");
-                            return;
-                        }
-                        End::Lost { error, delivered } => {
-                            reconnect.lost(&what, &error, delivered);
-                        }
-                    }
-                }
-                Err(error) => reconnect.open_failed(&format!("{what}: {error}")),
-            }
-            if !reconnect.wait(&ctx) {
-                break;
-            }
-        }
-        ctx.stats.set_connected(false, fps);
-        tracing::debug!("RealSense source stopped");
+        run_device(&mut Camera(&self), self.max_backoff, &ctx);
     }
 }
 
-/// How a streaming session ended.
-enum End {
-    Stop,
-    Finished,
-    Lost { error: String, delivered: bool },
+/// The camera (or its recording) as the device loop drives it.
+struct Camera<'a>(&'a Realsense);
+
+impl Hardware for Camera<'_> {
+    type Device = Open;
+    type OpenError = String;
+    type Error = String;
+    const KIND: &'static str = "RealSense";
+
+    fn nominal_rate_hz(&self) -> f64 {
+        self.0.sample_rate_hz()
+    }
+
+    fn open(&mut self) -> Result<Open, String> {
+        open(&self.0.spec).map_err(|error| format!("{}: {error}", self.0.spec.describe()))
+    }
+
+    fn describe(&self, _open: &Open) -> String {
+        self.0.spec.describe()
+    }
+
+    fn rate_hz(&self, _open: &Open) -> f64 {
+        self.0.sample_rate_hz()
+    }
+
+    fn announce(&self, _open: &Open) {
+        let spec = &self.0.spec;
+        tracing::info!(
+            device = %spec.describe(),
+            width_px = spec.width_px,
+            height_px = spec.height_px,
+            fps = spec.fps,
+            "RealSense streaming"
+        );
+    }
+
+    // The loop drops `open` after this returns, which stops the pipeline and frees its device.
+    // (realsense-rust's `stop()` forgets the pipeline's profile, leaking the device and, for a
+    // recording, its reader thread, which then races the process exit.)
+    fn capture(&mut self, open: &mut Open, ctx: &SourceContext) -> Ended<String> {
+        Stream::new(self.0).run(&mut open.pipeline, ctx)
+    }
 }
 
 /// One streaming session (one open pipeline).
@@ -289,12 +290,12 @@ impl<'a> Stream<'a> {
         }
     }
 
-    fn run(&mut self, pipeline: &mut ActivePipeline, ctx: &SourceContext) -> End {
+    fn run(&mut self, pipeline: &mut ActivePipeline, ctx: &SourceContext) -> Ended<String> {
         let recording = self.source.spec.recording.is_some();
         let mut last_frame = Instant::now();
         loop {
             if ctx.cancel.is_cancelled() {
-                return End::Stop;
+                return Ended::Stop;
             }
             match pipeline.wait(Some(WAIT)) {
                 Ok(frames) => {
@@ -302,7 +303,7 @@ impl<'a> Stream<'a> {
                     self.received = true;
                     for frame in frames.frames_of_type::<DepthFrame>() {
                         if !self.handle(&frame, ctx) {
-                            return End::Stop;
+                            return Ended::Stop;
                         }
                     }
                 }
@@ -310,17 +311,17 @@ impl<'a> Stream<'a> {
                     let quiet = last_frame.elapsed();
                     if recording && !self.source.spec.looping && self.received {
                         if quiet >= RECORDING_END_SILENCE {
-                            return End::Finished;
+                            return Ended::Finished;
                         }
                     } else if quiet >= LIVE_SILENCE {
-                        return End::Lost {
+                        return Ended::Lost {
                             error: format!("no frame for {} s", quiet.as_secs()),
                             delivered: self.delivered,
                         };
                     }
                 }
                 Err(e) => {
-                    return End::Lost {
+                    return Ended::Lost {
                         error: e.to_string(),
                         delivered: self.delivered,
                     }
@@ -534,7 +535,7 @@ impl Calibration {
     }
 
     fn log(&self, preprocess: &DepthPreprocessConfig) {
-        let used = depth_params(preprocess, Some(self.complete()));
+        let used = preprocess.params(Some(self.complete()));
         tracing::info!(
             camera_focal_px = ?self.focal_px,
             camera_baseline_m = ?self.baseline_m,

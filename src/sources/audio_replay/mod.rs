@@ -1,6 +1,8 @@
 //! Audio replay: a WAV file (any rate and channel count; 8/16/24/32-bit integer or 32-bit float)
 //! played back as a microphone, paced in real time or as fast as the pipeline takes it.
 
+pub mod config;
+
 use std::cell::Cell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
