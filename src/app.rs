@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +20,7 @@ use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use crate::inference::{load_model_set, LoadOptions, OrtRuntime};
 use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
-use crate::publish::payload::Topics;
-use crate::publish::{run_publisher, BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
+use crate::publish::{BrokerUrl, LocalBroker, PublisherConfig, PublisherReport};
 use crate::sources::{self, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
 use crate::time::Clock;
@@ -330,56 +329,16 @@ pub async fn run_until(
         None => None,
     };
 
-    // Publisher.
-    let topics = Topics::new(config.topic_prefix());
-    let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.max(1));
-    {
-        // A weak handle: the probe must not keep the channel open after the workers are done.
-        let weak = out_tx.downgrade();
-        telemetry.register_queue(
-            QueueKind::Publisher,
-            "mqtt",
-            out_tx.max_capacity(),
-            Box::new(move || {
-                weak.upgrade()
-                    .map_or(0, |tx| tx.max_capacity() - tx.capacity())
-            }),
-        );
-    }
-    let publisher_cfg = PublisherConfig {
-        protocol: config.mqtt.protocol,
-        device: config.device.id.clone(),
-        host: broker.host.clone(),
-        port: broker.port,
-        tls: connection.tls,
-        credentials: connection.credentials,
-        fsync: config.outbox.fsync,
-        fsync_interval: Duration::from_millis(config.outbox.fsync_interval_ms),
-        client_id: config
-            .mqtt
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("edgebind-{}", config.device.id)),
-        keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
-        max_packet_bytes: config.mqtt.max_packet_bytes,
-        topics: topics.clone(),
-        sensors: config
-            .sources
-            .iter()
-            .map(|s| (s.name().to_string(), s.modality()))
-            .collect(),
-        qos: config.mqtt.qos,
-        stats_interval: Duration::from_secs(config.mqtt.stats_interval_s),
-        max_backoff: Duration::from_millis(config.mqtt.reconnect_max_backoff_ms),
-        drain_timeout: options.shutdown_timeout,
-    };
-    let publisher = tokio::spawn(run_publisher(
-        publisher_cfg,
-        outbox,
-        out_rx,
-        Arc::clone(&telemetry),
-        cancel.child_token(),
-    ));
+    // Outputs: the MQTT output (outbox, publisher) and the reporter of stats and sensor states.
+    let publisher_cfg = PublisherConfig::new(
+        &config,
+        &broker.host,
+        broker.port,
+        connection,
+        options.shutdown_timeout,
+    );
+    let (events, publisher) =
+        crate::output::start(&config, publisher_cfg, outbox, &telemetry, &cancel);
 
     // The concept bank, shared by the workers and replaced on SIGHUP.
     let concepts = SharedConcepts::new(Arc::unwrap_or_clone(model_set.concepts));
@@ -431,24 +390,20 @@ pub async fn run_until(
             Box::new(tx.depth_probe()),
         );
         let ctx = WorkerContext {
-            device: config.device.id.clone(),
             model_name: model_set.manifest.name.clone(),
             model_sha256: loaded.sha256,
             ort_version: runtime.version.clone(),
             concepts: concepts.clone(),
             top_k: config.concepts.top_k,
             min_score: config.concepts.min_score,
-            topics: topics.clone(),
-            qos: config.mqtt.qos,
-            encoding: config.mqtt.embedding_encoding,
             clock,
             batching,
             model_stats,
         };
-        threads.push(spawn_worker(loaded.encoder, ctx, rx, out_tx.clone())?);
+        threads.push(spawn_worker(loaded.encoder, ctx, rx, events.clone())?);
         job_queues.insert(modality, tx);
     }
-    drop(out_tx);
+    drop(events);
 
     // Streams and sources.
     let mut source_threads = JoinSet::new();

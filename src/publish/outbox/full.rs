@@ -2,7 +2,7 @@
 //! record is cut back off, then room is made as `outbox.when_full` says (see the parent
 //! module's documentation).
 
-use super::{io_err, Outbox, OutboxError, Record};
+use super::{io_err, Appended, Outbox, OutboxError, Record};
 use crate::config::WhenFull;
 use std::io::{self, Write};
 
@@ -17,16 +17,10 @@ pub(super) enum Room {
 }
 
 impl Outbox {
-    /// Counts `record` as dropped and returns it as the one dropped after `dropped`.
-    pub(super) fn refuse(
-        &mut self,
-        mut record: Record,
-        mut dropped: Vec<Record>,
-    ) -> (u64, Vec<Record>) {
+    /// Counts the new message as dropped, after the older `dropped`.
+    pub(super) fn refuse(&mut self, dropped: Vec<Record>) -> Appended {
         self.counters.dropped_full += 1;
-        record.id = u64::MAX;
-        dropped.push(record);
-        (u64::MAX, dropped)
+        Appended::DroppedNewest { dropped }
     }
 
     /// Writes the encoded record in `scratch` to the end of the active segment. A write cut
