@@ -220,7 +220,10 @@ fn python_reference(python: &Path, o: &E2eOptions) -> PythonReference {
     let (p1, measured_s, utc1) = (s.sample(ticks), t0.elapsed().as_secs_f64(), utc_now_ns());
     let cpu_percent = (p1.cpu_s - p0.cpu_s) / measured_s * 100.0;
     let inference_cpu_percent = m.inference_s / measured_s * 100.0;
-    println!("python real time: {} windows in {measured_s:.1} s", m.windows);
+    println!(
+        "python real time: {} windows in {measured_s:.1} s",
+        m.windows
+    );
 
     s.send("max");
     s.expect("max-ready");
@@ -244,7 +247,10 @@ fn python_reference(python: &Path, o: &E2eOptions) -> PythonReference {
 }
 
 fn p99(l: Option<&Latency>) -> String {
-    l.map_or_else(|| "-".into(), |l| format!("{:.2} / {:.2}", l.p50_ms, l.p99_ms))
+    l.map_or_else(
+        || "-".into(),
+        |l| format!("{:.2} / {:.2}", l.p50_ms, l.p99_ms),
+    )
 }
 
 fn main() {
@@ -266,19 +272,28 @@ fn main() {
         max_speed_duration: args.max_speed_duration,
         recordings: None,
     };
-    eprintln!("edgebind end to end ({:?} + {:?})", o.duration, o.max_speed_duration);
+    eprintln!(
+        "edgebind end to end ({:?} + {:?})",
+        o.duration, o.max_speed_duration
+    );
     let ours = e2e::run(&o, &mut |p| eprintln!("  {p}")).unwrap();
     eprintln!("python reference");
     let py = python_reference(&python, &o);
     let rt = &ours.realtime;
     println!("| | edgebind | python reference |");
     println!("|---|---|---|");
-    println!("| CPU, % of one core | {:.2} | {:.2} |", rt.daemon_cpu_percent, py.cpu_percent);
+    println!(
+        "| CPU, % of one core | {:.2} | {:.2} |",
+        rt.daemon_cpu_percent, py.cpu_percent
+    );
     println!(
         "| CPU beyond inference, % | {:.2} | {:.2} |",
         rt.cpu_beyond_inference_percent, py.cpu_beyond_inference_percent
     );
-    println!("| peak RSS, MiB | {:.1} | {:.1} |", rt.peak_rss_mib, py.peak_rss_mib);
+    println!(
+        "| peak RSS, MiB | {:.1} | {:.1} |",
+        rt.peak_rss_mib, py.peak_rss_mib
+    );
     println!(
         "| window end → subscriber minus inference, p50 / p99 ms | {} | {} |",
         p99(rt.end_to_delivery_excluding_inference.as_ref()),

@@ -391,7 +391,10 @@ fn a_stalled_pipeline_still_stops_within_the_shutdown_timeout_saying_offline_its
             &repo().join("models/tiny").display().to_string(),
             &models.display().to_string(),
         )
-        .replace("queue_capacity = 4\n", "queue_capacity = 4\nmax_batch = 1\n"),
+        .replace(
+            "queue_capacity = 4\n",
+            "queue_capacity = 4\nmax_batch = 1\n",
+        ),
     );
     let log = dir.path().join("daemon.log");
     let err = std::fs::File::create(&log).unwrap();
@@ -446,11 +449,7 @@ fn an_outbox_of_the_previous_record_format_is_delivered_after_an_upgrade() {
     let outbox = dir.path().join("outbox");
     std::fs::create_dir_all(&outbox).unwrap();
     for name in ["00000000000000000000.seg", "acks.log"] {
-        std::fs::copy(
-            fixture("outbox_format0").join(name),
-            outbox.join(name),
-        )
-        .unwrap();
+        std::fs::copy(fixture("outbox_format0").join(name), outbox.join(name)).unwrap();
     }
     let broker = LocalBroker::start(&[]).unwrap();
     let sub = Subscriber::start(broker.port(), "edgebind/legacy/#");
@@ -464,7 +463,10 @@ fn an_outbox_of_the_previous_record_format_is_delivered_after_an_upgrade() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(exit.success(), "{text}");
     assert!(text.contains("outbox recovered"), "{text}");
-    assert!(sub.wait_for(Duration::from_secs(5), |m| m.len() >= 6), "{text}");
+    assert!(
+        sub.wait_for(Duration::from_secs(5), |m| m.len() >= 6),
+        "{text}"
+    );
     assert_eq!(seqs_of(&sub, "wrist"), vec![0, 1, 2]);
     let labels: Vec<u64> = sub
         .on("/wrist/labels")
@@ -496,7 +498,13 @@ fn a_second_daemon_on_the_same_outbox_refuses_to_start_and_the_first_goes_on() {
     let sub = Subscriber::start(broker.port(), "edgebind/first/#");
     let first_path = write_config(
         dir.path(),
-        &config("first", broker.port(), &outbox, &demo_source("imu", true), ""),
+        &config(
+            "first",
+            broker.port(),
+            &outbox,
+            &demo_source("imu", true),
+            "",
+        ),
     );
     let first_log = dir.path().join("first.log");
     let mut first = spawn_daemon(&first_path, &first_log, &[]);
@@ -536,5 +544,9 @@ fn a_second_daemon_on_the_same_outbox_refuses_to_start_and_the_first_goes_on() {
     );
     sigterm(&first);
     let exit = wait_with_timeout(&mut first, Duration::from_secs(30)).expect("daemon stops");
-    assert!(exit.success(), "{}", std::fs::read_to_string(&first_log).unwrap());
+    assert!(
+        exit.success(),
+        "{}",
+        std::fs::read_to_string(&first_log).unwrap()
+    );
 }

@@ -48,7 +48,8 @@ fn put(o: &mut Outbox) -> Option<(Option<u64>, Vec<u64>)> {
         retain: false,
         payload: &PAYLOAD,
     };
-    let ids = |dropped: Vec<edgebind::publish::outbox::Record>| dropped.iter().map(|r| r.id).collect();
+    let ids =
+        |dropped: Vec<edgebind::publish::outbox::Record>| dropped.iter().map(|r| r.id).collect();
     match o.append(message).unwrap() {
         Appended::Stored { id, dropped } => Some((Some(id), ids(dropped))),
         Appended::DroppedNewest { dropped } => Some((None, ids(dropped))),

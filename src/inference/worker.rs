@@ -226,7 +226,10 @@ fn emit_batch(
         job.stats.record_latency(Stage::Inference, inference);
         let raw: Vec<f32> = row.to_vec();
         let window = embedded_window(ctx, encoder, modality, job, &raw, inference_ms, queue_ms);
-        if out.emit_blocking(&Event::Embedded(Arc::new(window))).is_err() {
+        if out
+            .emit_blocking(&Event::Embedded(Arc::new(window)))
+            .is_err()
+        {
             tracing::error!("every output has stopped; inference worker exits");
             return false;
         }

@@ -206,7 +206,10 @@ mod tests {
             .map(|e| samples(&e))
             .collect();
         assert_eq!(kept, vec![0, 1]);
-        assert_eq!(telemetry.output_drops(), vec![("all".into(), 0), ("page".into(), 3)]);
+        assert_eq!(
+            telemetry.output_drops(),
+            vec![("all".into(), 0), ("page".into(), 3)]
+        );
         let depths = telemetry.queue_depths();
         assert!(depths.iter().any(|q| q.name == "page" && q.capacity == 2));
         assert!(telemetry
@@ -240,6 +243,9 @@ mod tests {
         assert_eq!(samples(&rx.blocking_recv().unwrap()), 0);
         assert_eq!(samples(&rx.blocking_recv().unwrap()), 1);
         producer.join().unwrap().unwrap();
-        assert!(rx.blocking_recv().is_none(), "closed once the emitter is gone");
+        assert!(
+            rx.blocking_recv().is_none(),
+            "closed once the emitter is gone"
+        );
     }
 }

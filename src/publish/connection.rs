@@ -65,12 +65,14 @@ pub fn build(config: &Config, tls: bool) -> Result<Security, SetupError> {
                 .map_err(|source| SetupError::PasswordFile { path, source })?;
             Some(text.lines().next().unwrap_or("").to_string())
         }
-        (None, Some(var)) => Some(std::env::var(var).map_err(|source| {
-            SetupError::PasswordEnv {
-                var: var.clone(),
-                source,
-            }
-        })?),
+        (None, Some(var)) => {
+            Some(
+                std::env::var(var).map_err(|source| SetupError::PasswordEnv {
+                    var: var.clone(),
+                    source,
+                })?,
+            )
+        }
         (None, None) => None,
     };
     let credentials = match (&mqtt.username, password) {

@@ -213,7 +213,11 @@ impl Codec {
         OutMessage {
             topic: self.topics.status(),
             sensor: None,
-            payload: if online { b"online".to_vec() } else { b"offline".to_vec() },
+            payload: if online {
+                b"online".to_vec()
+            } else {
+                b"offline".to_vec()
+            },
             retain: true,
             qos: Qos::AtLeastOnce,
             timing: None,

@@ -14,7 +14,6 @@ pub mod tls;
 pub use broker::{BrokerUrl, LocalBroker};
 pub use encode::{Codec, MessageTiming, OutMessage, Publish};
 pub use mqtt::{
-    message_properties, run_publisher, start_output, Credentials, PublisherConfig,
-    PublisherReport,
+    message_properties, run_publisher, start_output, Credentials, PublisherConfig, PublisherReport,
 };
 pub use outbox::{Outbox, OutboxError, OutboxOptions, Recovery};

@@ -268,8 +268,8 @@ mod tests {
         assert!(out.contains(
             "edgebind_stage_latency_seconds_bucket{sensor=\"a\",stage=\"queue\",le=\"+Inf\"} 2\n"
         ));
-        assert!(out.contains(
-            "edgebind_stage_latency_seconds_count{sensor=\"a\",stage=\"queue\"} 2\n"
-        ));
+        assert!(
+            out.contains("edgebind_stage_latency_seconds_count{sensor=\"a\",stage=\"queue\"} 2\n")
+        );
     }
 }

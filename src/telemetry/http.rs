@@ -67,7 +67,9 @@ pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, cancel: Can
             };
             if let Err(e) = written {
                 telemetry.errors.add(ErrorKind::MetricsResponse);
-                let mut limiter = limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut limiter = limiter
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 log_limited!(limiter, tracing::Level::DEBUG,
                     "cannot write a metrics response (counted as metrics_response)", error = %e);
             }

@@ -18,9 +18,7 @@ use prometheus_client::registry::Registry;
 use serde::ser::{SerializeMap as _, Serializer};
 use serde::Serialize;
 
-use super::{
-    DropReason, ErrorKind, ModelSnapshot, Stage, StageSummary, StreamSnapshot, Telemetry,
-};
+use super::{DropReason, ErrorKind, ModelSnapshot, Stage, StageSummary, StreamSnapshot, Telemetry};
 use std::sync::atomic::Ordering;
 
 /// A number as read at one moment.
@@ -118,7 +116,10 @@ fn per_queue(t: &Telemetry, get: fn(&super::QueueDepth) -> usize) -> Vec<(Labels
     t.queue_depths()
         .iter()
         .map(|q| {
-            let labels = vec![("queue", q.kind.as_str().to_string()), ("name", q.name.clone())];
+            let labels = vec![
+                ("queue", q.kind.as_str().to_string()),
+                ("name", q.name.clone()),
+            ];
             (labels, count(get(q) as u64))
         })
         .collect()
@@ -204,7 +205,12 @@ pub const ERRORS: Metric = Metric {
     read: Read::Series(|t| {
         ErrorKind::ALL
             .iter()
-            .map(|k| (vec![("kind", k.as_str().to_string())], count(t.errors.get(*k))))
+            .map(|k| {
+                (
+                    vec![("kind", k.as_str().to_string())],
+                    count(t.errors.get(*k)),
+                )
+            })
             .collect()
     }),
 };
@@ -443,9 +449,8 @@ impl Collector for Exposition {
                 }
                 Values::Histograms(hs) => {
                     for (labels, h) in hs {
-                        e.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-                            h.sum_s, h.count, &h.buckets, None,
-                        )?;
+                        e.encode_family(labels)?
+                            .encode_histogram::<NoLabelSet>(h.sum_s, h.count, &h.buckets, None)?;
                     }
                 }
             }
@@ -493,7 +498,10 @@ impl StatsSnapshot {
         Self {
             values,
             groups,
-            streams: t.streams().map(|(k, s)| (k.to_string(), s.snapshot())).collect(),
+            streams: t
+                .streams()
+                .map(|(k, s)| (k.to_string(), s.snapshot()))
+                .collect(),
             latency: t
                 .streams()
                 .map(|(k, s)| (k.to_string(), s.latency().summary()))
@@ -537,7 +545,12 @@ mod tests {
         let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
         for m in METRICS {
             assert!(m.name.starts_with("edgebind_"), "{}", m.name);
-            assert_eq!(m.kind == Kind::Counter, m.name.ends_with("_total"), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
         }
         names.sort_unstable();
         let n = names.len();
@@ -555,8 +568,16 @@ mod tests {
                 Kind::Gauge => "gauge",
                 Kind::Histogram => "histogram",
             };
-            assert!(text.contains(&format!("# TYPE {} {kind}\n", m.name)), "{}\n{text}", m.name);
-            assert!(text.contains(&format!("# HELP {} {}", m.name, m.help)), "{}", m.name);
+            assert!(
+                text.contains(&format!("# TYPE {} {kind}\n", m.name)),
+                "{}\n{text}",
+                m.name
+            );
+            assert!(
+                text.contains(&format!("# HELP {} {}", m.name, m.help)),
+                "{}",
+                m.name
+            );
         }
     }
 
@@ -571,8 +592,14 @@ mod tests {
         assert_eq!(stats["errors_total"]["outbox_ack"], 1);
         assert_eq!(stats["errors_total"]["serialize"], 0);
         let text = t.render_prometheus();
-        assert!(text.contains("edgebind_messages_delivered_total 7\n"), "{text}");
-        assert!(text.contains("edgebind_errors_total{kind=\"outbox_ack\"} 1\n"), "{text}");
+        assert!(
+            text.contains("edgebind_messages_delivered_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgebind_errors_total{kind=\"outbox_ack\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("edgebind_broker_connected 0\n"), "{text}");
         // Every row with a stats key is in the payload, nothing else at the top level.
         let keys: Vec<&str> = METRICS.iter().filter_map(|m| m.stats).collect();
@@ -580,6 +607,10 @@ mod tests {
         for k in &keys {
             assert!(object.contains_key(*k), "{k}");
         }
-        assert_eq!(object.len(), keys.len() + 4, "v, streams, latency, inference");
+        assert_eq!(
+            object.len(),
+            keys.len() + 4,
+            "v, streams, latency, inference"
+        );
     }
 }

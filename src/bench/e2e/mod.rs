@@ -26,8 +26,8 @@ pub mod setup;
 
 use daemon::Daemon;
 pub use probe::{utc_now_ns, DeliveryProbe};
-pub use setup::{io_err, materialize, Replays, TempDir};
 use setup::{config_text, max_speed_sources, realtime_sources};
+pub use setup::{io_err, materialize, Replays, TempDir};
 
 /// Camera rates of the replays: a FLIR Lepton delivers ~9 frames/s, a RealSense 30; the
 /// daemon embeds one frame per second of each and counts the rest as skipped.
@@ -305,11 +305,21 @@ impl Bench<'_> {
             cpu_resolution_percent: 100.0 / ticks / measured_s,
             peak_rss_mib: mib(s1.proc.peak_rss_bytes),
             threads: s1.proc.threads,
-            thread_cpu_percent: procfs::thread_cpu_percent(&s0.threads, &s1.threads, ticks, measured_s),
+            thread_cpu_percent: procfs::thread_cpu_percent(
+                &s0.threads,
+                &s1.threads,
+                ticks,
+                measured_s,
+            ),
             latency: stage_latencies(&s0.scrape, &s1.scrape, None),
             latency_by_sensor: names
                 .iter()
-                .map(|n| (n.to_string(), stage_latencies(&s0.scrape, &s1.scrape, Some(n))))
+                .map(|n| {
+                    (
+                        n.to_string(),
+                        stage_latencies(&s0.scrape, &s1.scrape, Some(n)),
+                    )
+                })
                 .collect(),
             end_to_delivery_excluding_inference: probe.between(s0.utc_ns, s1.utc_ns),
             drops: drops_between(&s0.scrape, &s1.scrape),

@@ -70,10 +70,7 @@ impl Publisher {
                 Err(e) => self.encode_failed(&e),
             }
         }
-        let lost = messages
-            .into_iter()
-            .filter_map(|m| self.append(m))
-            .count() as u64;
+        let lost = messages.into_iter().filter_map(|m| self.append(m)).count() as u64;
         if lost > 0 {
             tracing::error!(
                 lost,

@@ -105,13 +105,9 @@ impl Publisher {
 
     fn hand_control(&mut self, m: OutMessage) -> Result<(), OutMessage> {
         let props = |topic: &str| message_properties(&self.cfg, topic, m.sensor.as_deref());
-        let handed = self.client.try_publish(
-            m.topic.clone(),
-            m.qos,
-            m.retain,
-            m.payload.clone(),
-            props,
-        );
+        let handed =
+            self.client
+                .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone(), props);
         match handed {
             Ok(()) => {
                 self.link.handed.push_back(Handed {

@@ -163,8 +163,9 @@ impl Publisher {
         self.hand_over();
         self.start_sync_if_due();
         self.publish_gauges();
-        let idle =
-            self.outbox.pending() == 0 && self.link.control.is_empty() && self.link.in_rumqttc() == 0;
+        let idle = self.outbox.pending() == 0
+            && self.link.control.is_empty()
+            && self.link.in_rumqttc() == 0;
         if !self.intake.open && idle && self.intake.held.is_none() {
             return None;
         }

@@ -303,8 +303,7 @@ impl Outbox {
         while i + 1 < self.segments.len() {
             if self.segments.get(i).is_some_and(|s| s.live == 0) {
                 if let Some(seg) = self.segments.remove(i) {
-                    self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
-                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                    self.delete_segment(seg)?;
                     removed = true;
                 }
             } else {

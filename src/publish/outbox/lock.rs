@@ -55,6 +55,9 @@ pub(super) fn lock_dir(dir: &Path) -> Result<File, OutboxError> {
 /// The pid the holder wrote (at most a few bytes are read: the file is untrusted).
 fn holder(file: &mut File) -> Option<u32> {
     let mut text = String::new();
-    std::io::Read::by_ref(file).take(16).read_to_string(&mut text).ok()?;
+    std::io::Read::by_ref(file)
+        .take(16)
+        .read_to_string(&mut text)
+        .ok()?;
     text.trim().parse().ok()
 }

@@ -378,24 +378,6 @@ impl Outbox {
         Ok(Appended::Stored { id, dropped })
     }
 
-    /// `drop_oldest` and full: drops the oldest segments until a record of `len` bytes fits
-    /// (or nothing is left to drop).
-    fn drop_oldest_until_room(
-        &mut self,
-        len: u64,
-        dropped: &mut Vec<Record>,
-    ) -> Result<(), OutboxError> {
-        while self.is_full_for(len) {
-            if self.segments.len() == 1 && !self.roll_unless_full()? {
-                break;
-            }
-            if !self.drop_oldest_segment(dropped)? {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Books the record just written to the active segment; its id.
     fn stored(&mut self, len: u64, message: NewRecord<'_>) -> Result<u64, OutboxError> {
         let id = self.next_id;
@@ -496,43 +478,14 @@ impl Outbox {
         }
     }
 
-    /// Drops every pending record of the oldest sealed segment and deletes it.
-    fn drop_oldest_segment(&mut self, dropped: &mut Vec<Record>) -> Result<bool, OutboxError> {
-        if self.segments.len() < 2 {
-            return Ok(false);
-        }
-        let Some(seg) = self.segments.pop_front() else {
-            return Ok(false);
-        };
-        let end = self.segments.front().map_or(self.next_id, |s| s.first_id);
-        let ids: Vec<u64> = self
-            .pending
-            .range(seg.first_id..end)
-            .map(|(k, _)| *k)
-            .collect();
-        for id in ids {
-            if let Some(loc) = self.pending.remove(&id) {
-                let record = match self.cache.remove(&id) {
-                    Some(r) => {
-                        self.cache_bytes -= r.payload.len();
-                        Some(r)
-                    }
-                    None => read_record(&seg.reader, loc).ok(),
-                };
-                if let Some(r) = record {
-                    dropped.push(r);
-                }
-                self.counters.dropped_full += 1;
-            }
-        }
-        if let Some(last) = end.checked_sub(1) {
-            if last >= seg.first_id {
-                self.acks.push(seg.first_id, last);
-            }
-        }
+    /// Deletes a sealed segment taken out of `segments`. Its handle waiting for the next sync
+    /// goes too: an open handle would keep the file's blocks allocated, so that on a full disk
+    /// deleting it would free nothing.
+    fn delete_segment(&mut self, seg: Segment) -> Result<(), OutboxError> {
         self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
-        fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-        Ok(true)
+        self.unsynced_sealed.retain(|(path, _)| *path != seg.path);
+        drop(seg.reader);
+        fs::remove_file(&seg.path).map_err(io_err(&seg.path))
     }
 
     /// The record `id` if it is still pending.

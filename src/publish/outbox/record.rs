@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(r.topic, "edgebind/d/imu/embedding");
         assert_eq!((r.qos, r.retain), (Qos::AtLeastOnce, true));
         assert_eq!(r.payload, b"{}");
-        assert!(Record::decode(&format0(7, "t", 2, false, b"")).is_none(), "QoS 2");
+        assert!(
+            Record::decode(&format0(7, "t", 2, false, b"")).is_none(),
+            "QoS 2"
+        );
     }
 
     #[test]

@@ -129,18 +129,22 @@ impl Outbox {
         if self.syncer.is_none() {
             match SyncThread::spawn() {
                 Ok(t) => self.syncer = Some(t),
-                Err(e) => tracing::warn!(error = %e, "cannot start the outbox sync thread; syncing on the publisher's task"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the outbox sync thread; syncing on the publisher's task")
+                }
             }
         }
         let (job, reply) = match &self.syncer {
-            Some(t) => match t.jobs.try_send((job, reply)) {
-                Ok(()) => return Ok(pending),
-                Err(e) => {
-                    tracing::warn!("the outbox sync thread is busy or gone; syncing on the publisher's task");
-                    self.syncer = None;
-                    e.into_inner()
+            Some(t) => {
+                match t.jobs.try_send((job, reply)) {
+                    Ok(()) => return Ok(pending),
+                    Err(e) => {
+                        tracing::warn!("the outbox sync thread is busy or gone; syncing on the publisher's task");
+                        self.syncer = None;
+                        e.into_inner()
+                    }
                 }
-            },
+            }
             None => (job, reply),
         };
         if reply.send(job.run()).is_err() {

@@ -325,7 +325,10 @@ fn records_of_the_previous_format_are_read_and_new_ones_follow_them() {
     assert_eq!(pending_ids(&o), (1..7).collect::<Vec<_>>());
     assert_eq!(o.get(1).unwrap().unwrap().sensor, None);
     let new = o.get(6).unwrap().unwrap();
-    assert_eq!((new.sensor.as_deref(), new.topic.as_str()), (Some("s"), "t/6"));
+    assert_eq!(
+        (new.sensor.as_deref(), new.topic.as_str()),
+        (Some("s"), "t/6")
+    );
 }
 
 #[test]
@@ -365,7 +368,11 @@ fn a_compacted_ack_log_waits_beside_the_old_one_until_the_next_sync() {
     let before = fs::read(&log).unwrap();
     o.compact_acks().unwrap();
     assert!(o.acks.is_replacing());
-    assert_eq!(fs::read(&log).unwrap(), before, "the old log stays until the sync");
+    assert_eq!(
+        fs::read(&log).unwrap(),
+        before,
+        "the old log stays until the sync"
+    );
     assert!(tmp.exists());
     // Acks after the compaction go to the new log; a crash now loses none of them.
     o.ack(6).unwrap();
