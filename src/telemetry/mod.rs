@@ -316,7 +316,8 @@ impl Telemetry {
         StatsSnapshot::read(self)
     }
 
-    /// The `<prefix>/stats` body now, as JSON.
+    /// The `<prefix>/stats` body now, as JSON (tests; the MQTT output encodes its own).
+    #[cfg(test)]
     #[must_use]
     pub fn stats_json(&self) -> serde_json::Value {
         serde_json::to_value(self.stats_snapshot()).unwrap_or_default()
