@@ -37,6 +37,8 @@ mod poll;
 mod properties;
 mod state;
 mod store;
+#[cfg(test)]
+mod tests;
 
 pub use properties::message_properties;
 use state::Publisher;
