@@ -236,3 +236,40 @@ fn after_a_stop_the_publisher_gives_up_at_the_drain_deadline_keeping_what_is_una
     assert!(p.prepare().is_none());
     assert_eq!(p.outbox.pending(), 2);
 }
+
+#[test]
+fn a_message_that_cannot_be_read_back_is_counted_as_outbox_read_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, eventloop, telemetry) = publisher(dir.path());
+    first.on_input(Some(vec![window(&telemetry, 0), window(&telemetry, 1)]));
+    first.outbox.sync().unwrap();
+    drop((first, eventloop));
+    // A new run finds the four messages, then their segment loses its contents under it
+    // (nothing from the last run is cached: every message is read back from the file).
+    let (mut p, _eventloop, telemetry) = publisher(dir.path());
+    assert_eq!(p.outbox.pending(), 4);
+    let segment = dir.path().join("outbox").join("00000000000000000000.seg");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    net(&mut p, NetEvent::Connected);
+    p.prepare().unwrap();
+    assert_eq!(
+        p.link.in_rumqttc(),
+        2,
+        "online and state; no unreadable message"
+    );
+    assert_eq!(p.outbox.pending(), 0, "skipped, not retried forever");
+    assert_eq!(
+        telemetry
+            .errors
+            .get(crate::telemetry::ErrorKind::OutboxRead),
+        4
+    );
+    assert!(telemetry
+        .render_prometheus()
+        .contains("edgebind_errors_total{kind=\"outbox_read\"} 4\n"));
+}
