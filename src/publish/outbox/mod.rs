@@ -234,15 +234,17 @@ fn segment_path(dir: &Path, first_id: u64) -> PathBuf {
 
 /// Segments already in `dir`, by first id.
 fn segment_ids(dir: &Path) -> Result<Vec<u64>, OutboxError> {
-    let mut ids: Vec<u64> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            name.strip_suffix(".seg")?.parse::<u64>().ok()
-        })
-        .collect();
+    let mut ids = Vec::new();
+    // An entry that cannot be read fails the open: skipping it could skip a segment, and with
+    // it messages never delivered.
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        ids.extend(id);
+    }
     ids.sort_unstable();
     Ok(ids)
 }
