@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use edgebind::concepts::{ConceptBank, SharedConcepts};
-use edgebind::config::{EmbeddingEncoding, Qos};
 use edgebind::inference::manifest::sha256_file;
 use edgebind::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use edgebind::inference::{Encoder, OrtRuntime};
+use edgebind::output::{Event, FullPolicy, OutputQueue, Outputs};
 use edgebind::pipeline::WindowMeta;
-use edgebind::publish::payload::{unit_norm, Topics};
+use edgebind::publish::payload::unit_norm;
 use edgebind::telemetry::{ModelStats, Stage, StreamStats};
 use edgebind::time::Clock;
 use edgebind::Modality;
@@ -524,16 +524,12 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
     drop(jobs_tx);
     let model_stats = Arc::new(ModelStats::new(Modality::Imu, "cpu", "1.31.1", "x"));
     let ctx = WorkerContext {
-        device: "batch".into(),
         model_name: "edgebind-tiny".into(),
         model_sha256: "x".into(),
         ort_version: runtime.version.clone(),
         concepts: tiny_concepts(),
         top_k: 3,
         min_score: 0.1,
-        topics: Topics::new("edgebind/batch"),
-        qos: Qos::AtLeastOnce,
-        encoding: EmbeddingEncoding::Json,
         clock,
         batching: Batching {
             max_batch: 4,
@@ -541,15 +537,19 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
         },
         model_stats: Arc::clone(&model_stats),
     };
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(4 * N);
-    let worker = spawn_worker(encoder, ctx, jobs_rx, out_tx).unwrap();
+    let mut outputs = Outputs::new(Arc::new(edgebind::telemetry::Telemetry::new(["imu"])));
+    let mut out_rx = outputs.subscribe(OutputQueue {
+        name: "test",
+        capacity: std::num::NonZeroUsize::new(4 * N).unwrap(),
+        when_full: FullPolicy::Block,
+    });
+    let worker = spawn_worker(encoder, ctx, jobs_rx, outputs.emitter()).unwrap();
     worker.join().unwrap();
 
-    let mut published: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
-    while let Ok(m) = out_rx.try_recv() {
-        if m.topic.ends_with("/embedding") {
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-            published.insert(v["seq"].as_u64().unwrap(), v);
+    let mut published = BTreeMap::new();
+    while let Ok(event) = out_rx.try_recv() {
+        if let Event::Embedded(w) = event {
+            published.insert(w.window.seq, w);
         }
     }
     assert_eq!(published.len(), N);
@@ -563,19 +563,12 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
     for (seq, input) in inputs.iter().enumerate() {
         let raw = single.run_one(input).unwrap();
         let (unit, norm) = unit_norm(&raw);
-        let v = &published[&(seq as u64)];
-        let got: Vec<f32> = v["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(got.len(), unit.len());
-        for (a, b) in got.iter().zip(&unit) {
+        let w = &published[&(seq as u64)];
+        assert_eq!(w.embedding.len(), unit.len());
+        for (a, b) in w.embedding.iter().zip(&unit) {
             worst = worst.max((a - b).abs());
         }
-        let got_norm = v["embedding_norm"].as_f64().unwrap() as f32;
-        worst = worst.max((got_norm - norm).abs() / norm.max(1.0));
+        worst = worst.max((w.norm - norm).abs() / norm.max(1.0));
     }
     assert!(
         worst <= 1e-6,

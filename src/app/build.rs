@@ -20,7 +20,7 @@ use super::open::build_sources;
 use super::{Broker, RunOptions};
 use crate::config::Config;
 use crate::inference::{load_model_set, LoadOptions, ModelSet, OrtRuntime};
-use crate::publish::connection::Connection;
+use crate::publish::connection::Security;
 use crate::sources::kind::BuiltSource;
 use crate::telemetry::Telemetry;
 use crate::time::Clock;
@@ -124,7 +124,7 @@ pub struct Pipeline {
     /// Where the broker is (a local one runs as long as this lives).
     pub(super) broker: Broker,
     /// Credentials and TLS for it.
-    pub(super) connection: Connection,
+    pub(super) security: Security,
     /// The Prometheus endpoint's socket, bound.
     pub(super) metrics_listener: Option<std::net::TcpListener>,
 }
@@ -146,7 +146,7 @@ impl Pipeline {
         crate::service::status("starting: models warm; opening the sources");
         let sources = build_sources(&config)?;
         let broker = Broker::from_url(&config.mqtt.url)?;
-        let connection = crate::publish::connection::build(&config, broker.tls)?;
+        let security = crate::publish::connection::build(&config, broker.tls)?;
         let metrics_listener = match &config.metrics {
             Some(m) => Some(bind_metrics(&m.listen)?),
             None => None,
@@ -159,7 +159,7 @@ impl Pipeline {
             models,
             sources,
             broker,
-            connection,
+            security,
             metrics_listener,
         })
     }

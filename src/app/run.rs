@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,11 +18,11 @@ use super::{reload_concepts_on_request, Broker, RunOptions, RunReport};
 use crate::concepts::SharedConcepts;
 use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
+use crate::output::Emitter;
 use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
-use crate::publish::connection::Connection;
-use crate::publish::payload::Topics;
-use crate::publish::{run_publisher, OutMessage, PublisherConfig, PublisherReport};
+use crate::publish::connection::Security;
+use crate::publish::{PublisherConfig, PublisherReport};
 use crate::sources::kind::BuiltSource;
 use crate::sources::{self, SourceContext, SourceMessage};
 use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
@@ -37,7 +37,6 @@ struct Wiring<'a> {
     config: &'a Config,
     telemetry: &'a Arc<Telemetry>,
     clock: Clock,
-    topics: Topics,
     cancel: &'a CancellationToken,
 }
 
@@ -60,19 +59,19 @@ impl Pipeline {
             models,
             sources,
             broker,
-            connection,
+            security,
             metrics_listener,
         } = self;
         let w = Wiring {
             config: &config,
             telemetry: &telemetry,
             clock,
-            topics: Topics::new(config.topic_prefix()),
             cancel: &cancel,
         };
-        let (out_tx, publisher) = start_publisher(&w, &options, &broker, connection).await?;
+        let (events, publisher) = start_outputs(&w, &options, &broker, security).await?;
         let concepts = share_concepts(&w, &models, reload_concepts);
-        let (mut threads, job_queues) = start_workers(&w, models, &concepts, out_tx)?;
+        let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
+        drop(events);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
         tracing::info!(
             sensors = config.sources.len(),
@@ -117,67 +116,26 @@ impl Pipeline {
     }
 }
 
-/// Opens the outbox and starts the publisher; returns its input and its task.
-async fn start_publisher(
+/// Opens the outbox and starts the outputs (MQTT, and the reporter of stats and sensor
+/// states); returns the emitter the workers hand their events to and the publisher's task.
+async fn start_outputs(
     w: &Wiring<'_>,
     options: &RunOptions,
     broker: &Broker,
-    connection: Connection,
-) -> Result<(
-    mpsc::Sender<OutMessage>,
-    tokio::task::JoinHandle<PublisherReport>,
-)> {
+    security: Security,
+) -> Result<(Emitter, tokio::task::JoinHandle<PublisherReport>)> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
-    let (out_tx, out_rx) = mpsc::channel(config.mqtt.queue_capacity.n());
-    {
-        // A weak handle: the probe must not keep the channel open after the workers are done.
-        let weak = out_tx.downgrade();
-        telemetry.register_queue(
-            QueueKind::Publisher,
-            "mqtt",
-            out_tx.max_capacity(),
-            Box::new(move || {
-                weak.upgrade()
-                    .map_or(0, |tx| tx.max_capacity() - tx.capacity())
-            }),
-        );
-    }
-    let publisher_cfg = PublisherConfig {
-        protocol: config.mqtt.protocol,
-        device: config.device.id.clone(),
-        host: broker.host.clone(),
-        port: broker.port,
-        tls: connection.tls,
-        credentials: connection.credentials,
-        fsync: config.outbox.fsync,
-        fsync_interval: Duration::from_millis(config.outbox.fsync_interval_ms),
-        client_id: config
-            .mqtt
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("edgebind-{}", config.device.id)),
-        keep_alive: Duration::from_secs(config.mqtt.keep_alive_s),
-        max_packet_bytes: config.mqtt.max_packet_bytes,
-        topics: w.topics.clone(),
-        sensors: config
-            .streams()
-            .iter()
-            .map(|(_, s)| (s.name.to_string(), s.modality))
-            .collect(),
-        qos: config.mqtt.qos,
-        stats_interval: Duration::from_secs(config.mqtt.stats_interval_s),
-        max_backoff: Duration::from_millis(config.mqtt.reconnect_max_backoff_ms),
-        drain_timeout: options.shutdown_timeout,
-    };
-    let publisher = tokio::spawn(run_publisher(
-        publisher_cfg,
-        outbox,
-        out_rx,
-        Arc::clone(telemetry),
-        w.cancel.child_token(),
-    ));
-    Ok((out_tx, publisher))
+    let publisher = PublisherConfig::new(
+        config,
+        &broker.host,
+        broker.port,
+        security,
+        options.shutdown_timeout,
+    );
+    Ok(crate::output::start(
+        config, publisher, outbox, telemetry, w.cancel,
+    ))
 }
 
 /// The concept bank, shared by the workers and replaced on SIGHUP.
@@ -202,7 +160,7 @@ fn start_workers(
     w: &Wiring<'_>,
     models: Models,
     concepts: &SharedConcepts,
-    out_tx: mpsc::Sender<OutMessage>,
+    events: &Emitter,
 ) -> Result<(Vec<JoinHandle<()>>, JobQueues)> {
     let (config, telemetry) = (w.config, w.telemetry);
     let mut threads = Vec::new();
@@ -241,21 +199,17 @@ fn start_workers(
             Box::new(tx.depth_probe()),
         );
         let ctx = WorkerContext {
-            device: config.device.id.clone(),
             model_name: set.manifest.name.clone(),
             model_sha256: loaded.sha256,
             ort_version: runtime.version.clone(),
             concepts: concepts.clone(),
             top_k: config.concepts.top_k,
             min_score: config.concepts.min_score,
-            topics: w.topics.clone(),
-            qos: config.mqtt.qos,
-            encoding: config.mqtt.embedding_encoding,
             clock: w.clock,
             batching,
             model_stats,
         };
-        threads.push(spawn_worker(loaded.encoder, ctx, rx, out_tx.clone())?);
+        threads.push(spawn_worker(loaded.encoder, ctx, rx, events.clone())?);
         job_queues.insert(modality, tx);
     }
     Ok((threads, job_queues))

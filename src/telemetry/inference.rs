@@ -1,7 +1,6 @@
 //! Counters and identity of each loaded model: the execution provider actually in use, the ONNX
 //! Runtime version, session runs and the windows they embedded (their ratio is the mean batch).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -118,57 +117,6 @@ impl ModelStats {
     }
 }
 
-/// A model's counter value as Prometheus text.
-type Render = fn(&ModelStats) -> String;
-
-/// Prometheus lines of every model: provider info, runs, windows, inference CPU.
-pub(crate) fn render_prometheus<'a>(
-    out: &mut String,
-    models: impl Iterator<Item = &'a ModelStats> + Clone,
-) {
-    let _ = writeln!(
-        out,
-        "# HELP edgebind_inference_provider_info Execution provider and ONNX Runtime version in use per model (value 1).\n\
-         # TYPE edgebind_inference_provider_info gauge"
-    );
-    for m in models.clone() {
-        let _ = writeln!(
-            out,
-            "edgebind_inference_provider_info{{model=\"{}\",provider=\"{}\",ort_version=\"{}\"}} 1",
-            m.modality,
-            escape(&m.provider),
-            escape(&m.ort_version)
-        );
-    }
-    // The per-model counters: the value is rendered as text so the CPU seconds keep their
-    // fractional part.
-    let counters: [(&str, &str, Render); 3] = [
-        (
-            "edgebind_inference_runs_total",
-            "Session runs per model (one per batch).",
-            |m| m.runs().to_string(),
-        ),
-        (
-            "edgebind_inference_windows_total",
-            "Windows embedded per model (windows / runs = mean batch size).",
-            |m| m.windows().to_string(),
-        ),
-        (
-            "edgebind_inference_cpu_seconds_total",
-            "CPU time of each model's worker thread inside session runs (all of the run's CPU \
-             with runtime.intra_threads = 1; with more, ONNX Runtime's own pool threads are not \
-             included).",
-            |m| format!("{:.6}", m.cpu().as_secs_f64()),
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for m in models.clone() {
-            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", m.modality, value(m));
-        }
-    }
-}
-
 /// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`; a vDSO read, cheap
 /// enough around every session run).
 #[must_use]
@@ -177,12 +125,4 @@ pub fn thread_cpu_time() -> Option<Duration> {
     let secs = u64::try_from(t.tv_sec()).ok()?;
     let nanos = u32::try_from(t.tv_nsec()).ok()?;
     Some(Duration::new(secs, nanos))
-}
-
-/// Label values are versions and provider names; escape the three characters the text format
-/// reserves anyway.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
