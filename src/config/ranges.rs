@@ -153,10 +153,15 @@ fn runtime(config: &Config, p: &mut Problems) {
     };
     s.count("intra_threads", rt.intra_threads, &limits::intra_threads());
     let trt = &rt.tensorrt;
-    s.optional(
+    s.check(
         "tensorrt.max_workspace_bytes",
-        trt.max_workspace_bytes.map(|b| b.0),
+        trt.max_workspace_bytes.0,
         &limits::TRT_WORKSPACE_BYTES,
+    );
+    s.count(
+        "tensorrt.fp16_excluded_op_types",
+        trt.fp16_excluded_op_types.len(),
+        &limits::TRT_EXCLUDED_OP_TYPES,
     );
     s.check(
         "tensorrt.device_id",

@@ -227,6 +227,17 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             "is true but no GPU provider (tensorrt, cuda) is listed",
         );
     }
+    if rt.disable_cpu_fallback
+        && rt
+            .execution_providers
+            .iter()
+            .all(|e| *e == ExecutionProviderKind::Cpu)
+    {
+        p.add(
+            "runtime.disable_cpu_fallback",
+            "is true but no GPU provider (tensorrt, cuda) is listed",
+        );
+    }
     check_providers(config, &mut p);
 
     let models_dir = config.resolve(&config.models.dir);
