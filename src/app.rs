@@ -115,6 +115,10 @@ pub struct WarmedModel {
     pub path: std::path::PathBuf,
     /// The provider in use.
     pub provider: &'static str,
+    /// The load step in use and how many nodes each provider got.
+    pub step: &'static str,
+    /// Nodes per provider (`tensorrt 3, cuda 41, cpu 2`).
+    pub nodes: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// The parity check's result (`None`: no reference).
@@ -156,6 +160,8 @@ pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
             modality,
             path: loaded.encoder.path.clone(),
             provider: loaded.encoder.provider.as_str(),
+            step: loaded.encoder.step,
+            nodes: loaded.encoder.placement.describe(),
             ort_version: runtime.version.clone(),
             parity: loaded.parity,
             load_s,
@@ -406,12 +412,15 @@ pub async fn run_until(
         max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
     };
     for (modality, loaded) in model_set.encoders {
-        let model_stats = Arc::new(ModelStats::new(
-            modality,
-            loaded.encoder.provider.as_str(),
-            &runtime.version,
-            &loaded.sha256,
-        ));
+        let model_stats = Arc::new(
+            ModelStats::new(
+                modality,
+                loaded.encoder.provider.as_str(),
+                &runtime.version,
+                &loaded.sha256,
+            )
+            .with_step(loaded.encoder.step),
+        );
         telemetry.add_model(Arc::clone(&model_stats));
         for source in config.sources.iter().filter(|s| s.modality() == modality) {
             telemetry

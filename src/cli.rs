@@ -325,11 +325,13 @@ fn warm(path: &Path) -> Result<i32> {
             format!("parity cosine {:.6}", p.min_cosine)
         });
         println!(
-            "{}: {} on {} (ONNX Runtime {}), {parity}",
+            "{}: {} on {} (step {}, ONNX Runtime {}; nodes: {}), {parity}",
             m.modality,
             m.path.display(),
             m.provider,
-            m.ort_version
+            m.step,
+            m.ort_version,
+            m.nodes
         );
     }
     let total_s = models.first().map_or(0.0, |m| m.load_s);

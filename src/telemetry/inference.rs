@@ -20,6 +20,9 @@ pub struct ModelStats {
     pub ort_version: String,
     /// sha256 of the model file.
     pub model_sha256: String,
+    /// The load step in use (`tensorrt-fp16`, `tensorrt-fp32`, `cuda`, `cpu`, …; see
+    /// [`with_step`](Self::with_step)).
+    pub step: String,
     runs: AtomicU64,
     windows: AtomicU64,
     cpu_ns: AtomicU64,
@@ -30,6 +33,8 @@ pub struct ModelStats {
 pub struct ModelIdentity {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use (which precision TensorRT runs at, or the provider fallen back to).
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -41,6 +46,8 @@ pub struct ModelIdentity {
 pub struct ModelSnapshot {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use.
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -60,10 +67,19 @@ impl ModelStats {
             provider: provider.to_string(),
             ort_version: ort_version.to_string(),
             model_sha256: model_sha256.to_string(),
+            step: provider.to_string(),
             runs: AtomicU64::new(0),
             windows: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The load step that loaded the model (by default the provider's name, which is the step
+    /// of the `cuda` and `cpu` providers).
+    #[must_use]
+    pub fn with_step(mut self, step: &str) -> Self {
+        self.step = step.to_string();
+        self
     }
 
     /// Counts one session run over `windows` windows that took `cpu` of the worker thread's CPU
@@ -100,6 +116,7 @@ impl ModelStats {
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
         }
@@ -110,6 +127,7 @@ impl ModelStats {
     pub fn snapshot(&self) -> ModelSnapshot {
         ModelSnapshot {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
             runs_total: self.runs(),
@@ -128,15 +146,16 @@ pub(crate) fn render_prometheus<'a>(
 ) {
     let _ = writeln!(
         out,
-        "# HELP edgebind_inference_provider_info Execution provider and ONNX Runtime version in use per model (value 1).\n\
+        "# HELP edgebind_inference_provider_info Execution provider, load step and ONNX Runtime version in use per model (value 1).\n\
          # TYPE edgebind_inference_provider_info gauge"
     );
     for m in models.clone() {
         let _ = writeln!(
             out,
-            "edgebind_inference_provider_info{{model=\"{}\",provider=\"{}\",ort_version=\"{}\"}} 1",
+            "edgebind_inference_provider_info{{model=\"{}\",provider=\"{}\",step=\"{}\",ort_version=\"{}\"}} 1",
             m.modality,
             escape(&m.provider),
+            escape(&m.step),
             escape(&m.ort_version)
         );
     }
