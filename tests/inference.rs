@@ -242,10 +242,7 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
             .and_then(|r| r.split(')').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        assert!(
-            nodes > 0,
-            "{line}"
-        );
+        assert!(nodes > 0, "{line}");
     }
     assert!(stdout.contains("4 model(s) warm in"), "{stdout}");
     // One cache key directory per model (and the shared timing cache), even though this
@@ -259,7 +256,8 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
     // The key names the TensorRT version the loader would use (none here) and ends with a hash
     // of CUDA, cuDNN and the module, which differ between machines.
     assert!(
-        keys.iter().any(|k| k.starts_with("timing-ort1.31.1-trtnone-")),
+        keys.iter()
+            .any(|k| k.starts_with("timing-ort1.31.1-trtnone-")),
         "{keys:?}"
     );
     let imu = keys
@@ -277,8 +275,14 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
     ] {
         assert!(key_file.contains(part), "{part:?} missing:\n{key_file}");
     }
-    assert!(key_file.contains("model_sha256 = 7dd81bd922f0c08b"), "{key_file}");
-    assert!(key_file.contains("\ncuda = ") && key_file.contains("\nmodule = "), "{key_file}");
+    assert!(
+        key_file.contains("model_sha256 = 7dd81bd922f0c08b"),
+        "{key_file}"
+    );
+    assert!(
+        key_file.contains("\ncuda = ") && key_file.contains("\nmodule = "),
+        "{key_file}"
+    );
     // The audio profile spans the source's 3 clips and the reference's 1.
     assert!(
         keys.iter()

@@ -41,7 +41,9 @@ fn onnx_runtime_itself_refuses_cpu_nodes_when_cpu_fallback_is_disabled() {
     let strict = cpu_plan(vec![(DISABLE_CPU_FALLBACK, "1".into())]);
     match create_session(runtime, &model, &strict, 1) {
         Err(CreateError::Failed { reason }) => assert!(
-            reason.to_lowercase().contains("fallback to cpu ep has been explicitly disabled"),
+            reason
+                .to_lowercase()
+                .contains("fallback to cpu ep has been explicitly disabled"),
             "{reason}"
         ),
         Err(other) => panic!("{other:?}"),
@@ -75,4 +77,78 @@ fn the_ladder_skips_providers_this_library_lacks_and_strictness_spares_the_cpu_s
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].starts_with("tensorrt: "), "{reasons:?}");
     assert!(reasons[1].starts_with("cuda: "), "{reasons:?}");
+}
+
+#[test]
+fn doctor_reports_the_stack_the_providers_and_where_each_model_runs() {
+    let config = repo().join("config/demo.toml");
+    let out = run(edgebind().arg("doctor").arg("--config").arg(&config));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?}:\n{stdout}"))
+            .to_string()
+    };
+    // The library path is normalised (no `..`), and its version is the real one.
+    let ort = line("  ONNX Runtime  1.31.1 (");
+    assert!(!ort.contains(".."), "{ort}");
+    // This CPU-only library has neither GPU provider compiled in: said as such.
+    assert_eq!(
+        line("  tensorrt  "),
+        "  tensorrt  not in this ONNX Runtime build (not in runtime.execution_providers)"
+    );
+    assert_eq!(line("  cpu       "), "  cpu       loads");
+    // Each model the demo's sources need, with ONNX Runtime's own node count.
+    for modality in ["imu", "depth", "thermal"] {
+        let l = line(&format!("  {modality:<8}step cpu, nodes: cpu "));
+        assert!(l.ends_with(", parity cosine 1.0000"), "{l}");
+    }
+}
+
+#[test]
+fn doctor_with_a_unit_compares_a_plain_and_a_sandboxed_warm_up() {
+    let config = repo().join("config/demo.toml");
+    let unit = repo().join("systemd/edgebind.service");
+    let out = run(edgebind()
+        .arg("doctor")
+        .arg("--config")
+        .arg(&config)
+        .arg("--unit")
+        .arg(&unit));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let section = stdout
+        .split("\nSandbox of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no sandbox section:\n{stdout}"));
+    // The plain probe always runs and reports; the unit's lifecycle settings are left out.
+    assert!(
+        !section.contains("plain run printed no report"),
+        "{section}"
+    );
+    assert!(
+        section.contains("settings; warm-up via systemd-run)"),
+        "{section}"
+    );
+    let systemd_is_init =
+        std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd");
+    if systemd_is_init {
+        // A real sandbox: either the same, or each difference named (exit 1).
+        let same = section.contains("the warm-up runs the same inside the sandbox as plainly");
+        assert_eq!(
+            out.status.code(),
+            Some(if same { 0 } else { 1 }),
+            "{section}"
+        );
+    } else {
+        // No systemd here (containers, CI): systemd-run's own reason, and exit 1.
+        assert!(
+            section.contains("the warm-up did not run under the sandbox: "),
+            "{section}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{section}");
+    }
 }

@@ -281,8 +281,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.join("cuda.conf"), "/usr/local/cuda-12.6/lib64\n").unwrap();
-        std::fs::write(d.join("aarch64.conf"), "# multiarch\n/usr/lib/aarch64-linux-gnu\n")
-            .unwrap();
+        std::fs::write(
+            d.join("aarch64.conf"),
+            "# multiarch\n/usr/lib/aarch64-linux-gnu\n",
+        )
+        .unwrap();
         assert_eq!(
             ld_so_conf_dirs(&tmp.path().join("ld.so.conf"), 0),
             [

@@ -108,11 +108,27 @@ pub(super) fn load_one(
         let cache = step_cache(opts, target, &runtime.version, &step, &profile)?;
         let mut numbers = String::new();
         let outcome = match attempt(runtime, target, opts, &step, &profile, cache.as_ref())? {
-            Attempt::Loaded(loaded) => return Ok(*loaded),
+            Attempt::Loaded(mut loaded) => {
+                let reasons = ladder.reasons();
+                if !reasons.is_empty() {
+                    tracing::warn!(
+                        model = %target.path.display(),
+                        step = step.name(),
+                        left = %reasons.join("; "),
+                        "{}: running at step {} after the earlier steps were left",
+                        target.what,
+                        step.name()
+                    );
+                }
+                loaded.encoder.fallback_reasons = reasons.to_vec();
+                return Ok(*loaded);
+            }
             Attempt::Left(outcome) => outcome,
             Attempt::Disagrees(n) => {
                 numbers = n;
-                let reference = target.reference.map(|r| r.output_path.display().to_string());
+                let reference = target
+                    .reference
+                    .map(|r| r.output_path.display().to_string());
                 Outcome::ParityFailed {
                     detail: format!(
                         "output disagrees with the reference {} ({numbers})",
@@ -122,7 +138,9 @@ pub(super) fn load_one(
             }
         };
         match ladder.decide(outcome, opts.parity.on_failure) {
-            Decision::Accept | Decision::Next(_) | Decision::Retry(Retry::WithoutExplicitProfile) => {}
+            Decision::Accept
+            | Decision::Next(_)
+            | Decision::Retry(Retry::WithoutExplicitProfile) => {}
             Decision::Retry(Retry::AfterClearingCache) => {
                 if let Some(mut cache) = cache {
                     cache.clear("TensorRT could not deserialize the cached engine")?;
@@ -232,7 +250,13 @@ fn attempt(
     };
     let plan = plan::plan(step, inputs, &opts.cuda, opts.disable_cpu_fallback);
     let doing = describe_step(target, step, cache);
-    tracing::info!(model = %path.display(), options = %plan.render().join("; "), "{doing}");
+    let options = plan.render();
+    let options = if options.is_empty() {
+        "none".to_string()
+    } else {
+        options.join("; ")
+    };
+    tracing::info!(model = %path.display(), %options, "{doing}");
     // Everything ONNX Runtime logs while TensorRT builds (at creation, or at the first run
     // without an explicit profile) is followed.
     let _watch: Option<BuildWatch<'_>> = matches!(step, Step::Tensorrt { .. })
@@ -247,7 +271,9 @@ fn attempt(
             log_unavailable(path, step, provider, &reason);
             return Ok(Attempt::Left(Outcome::Unavailable { provider, reason }));
         }
-        Err(CreateError::Failed { reason }) => return Ok(Attempt::Left(failed(path, step, reason))),
+        Err(CreateError::Failed { reason }) => {
+            return Ok(Attempt::Left(failed(path, step, reason)))
+        }
     };
     let mut encoder = Encoder::from_session(session, target.modality, path, step, placement)?;
     if encoder.embedding_dim() != target.embedding_dim {
@@ -268,13 +294,23 @@ fn attempt(
         }
     );
     let warm = with_progress(
-        &format!("{}: warming up on {provider} (step {})", target.what, step.name()),
-        || warm_up(&mut encoder, &opts.shapes(target.modality), implicit.then_some(opts.max_batch)),
+        &format!(
+            "{}: warming up on {provider} (step {})",
+            target.what,
+            step.name()
+        ),
+        || {
+            warm_up(
+                &mut encoder,
+                &opts.shapes(target.modality),
+                implicit.then_some(opts.max_batch),
+            )
+        },
     );
     if let Err(e) = warm {
         return Ok(Attempt::Left(failed(path, step, e.to_string())));
     }
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let load_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let nodes = encoder.placement.describe();
     let Some(reference) = target.reference else {
         tracing::info!(
@@ -293,7 +329,8 @@ fn attempt(
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
             nodes = %nodes, ort_version = %runtime.version, load_ms,
-            parity_min_cosine = report.min_cosine, parity_max_abs_diff = report.max_abs_diff,
+            parity_min_cosine = %format!("{:.6}", report.min_cosine),
+            parity_max_abs_diff = %format!("{:.2e}", report.max_abs_diff),
             "encoder loaded, warm and matching its reference"
         );
         return Ok(loaded(encoder, target, Some(report)));
@@ -347,7 +384,9 @@ fn warm_up(
     shapes: &[Vec<usize>],
     max_batch: Option<usize>,
 ) -> Result<(), SessionError> {
-    let batches: Vec<usize> = std::iter::once(1).chain(max_batch.filter(|&b| b > 1)).collect();
+    let batches: Vec<usize> = std::iter::once(1)
+        .chain(max_batch.filter(|&b| b > 1))
+        .collect();
     for item in shapes {
         for &b in &batches {
             let mut shape = vec![b];

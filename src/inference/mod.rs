@@ -260,4 +260,3 @@ pub fn load_model_set(
         encoders,
     })
 }
-

@@ -190,8 +190,15 @@ mod tests {
             Some(("cuda".into(), 41))
         );
         assert_eq!(parse_placement("  Softmax (/blocks.0/attn/Softmax)"), None);
-        assert_eq!(parse_placement("placed on [X]. Number of nodes: many"), None);
-        let p = Placement(vec![("tensorrt".into(), 3), ("cuda".into(), 41), ("cpu".into(), 2)]);
+        assert_eq!(
+            parse_placement("placed on [X]. Number of nodes: many"),
+            None
+        );
+        let p = Placement(vec![
+            ("tensorrt".into(), 3),
+            ("cuda".into(), 41),
+            ("cpu".into(), 2),
+        ]);
         assert_eq!(p.describe(), "tensorrt 3, cuda 41, cpu 2");
         assert_eq!(p.nodes_on("cpu"), 2);
         assert_eq!(Placement::default().describe(), "unknown");

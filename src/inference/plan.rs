@@ -65,7 +65,10 @@ pub fn tensorrt_options(
     let c = trt.config;
     let mut o: Vec<(&'static str, String)> = vec![
         ("device_id", c.device_id.to_string()),
-        ("trt_max_workspace_size", c.max_workspace_bytes.0.to_string()),
+        (
+            "trt_max_workspace_size",
+            c.max_workspace_bytes.0.to_string(),
+        ),
         ("trt_fp16_enable", flag(precision.fp16())),
         ("trt_int8_enable", flag(precision.int8())),
         (
@@ -83,7 +86,10 @@ pub fn tensorrt_options(
         ]);
     }
     if let Some(core) = c.dla_core.filter(|_| precision != Precision::Fp32) {
-        o.extend([("trt_dla_enable", flag(true)), ("trt_dla_core", core.to_string())]);
+        o.extend([
+            ("trt_dla_enable", flag(true)),
+            ("trt_dla_core", core.to_string()),
+        ]);
     }
     if !excluded.is_empty() {
         o.push(("trt_op_types_to_exclude", excluded.join(",")));
@@ -242,7 +248,10 @@ mod tests {
         };
         let cuda = CudaConfig { device_id: 0 };
         let steps = ladder(&[Tensorrt, Cuda, Cpu], &cfg, false);
-        let plans: Vec<SessionPlan> = steps.iter().map(|s| plan(s, inputs, &cuda, false)).collect();
+        let plans: Vec<SessionPlan> = steps
+            .iter()
+            .map(|s| plan(s, inputs, &cuda, false))
+            .collect();
         let engine_dir = cache.engine_dir.display().to_string();
         let timing_dir = cache.timing_dir.display().to_string();
 
@@ -278,7 +287,10 @@ mod tests {
         let o = options(p, 0);
         assert!(o.contains(&("trt_op_types_to_exclude", "Softmax")), "{o:?}");
         assert!(o.contains(&("trt_fp16_enable", "true")), "{o:?}");
-        assert!(!o.iter().any(|(k, _)| k.starts_with("trt_profile")), "{o:?}");
+        assert!(
+            !o.iter().any(|(k, _)| k.starts_with("trt_profile")),
+            "{o:?}"
+        );
 
         // Step 3: FP32, explicit profile again.
         let o = options(&plans[2], 0);
@@ -319,7 +331,10 @@ mod tests {
         let cuda = CudaConfig { device_id: 2 };
         let steps = ladder(&[Tensorrt, Cuda, Cpu], &cfg, true);
         let fp16 = plan(&steps[0], inputs, &cuda, true);
-        assert_eq!(fp16.config_entries, [(DISABLE_CPU_FALLBACK, "1".to_string())]);
+        assert_eq!(
+            fp16.config_entries,
+            [(DISABLE_CPU_FALLBACK, "1".to_string())]
+        );
         let o = options(&fp16, 0);
         for want in [
             ("device_id", "2"),
@@ -334,7 +349,9 @@ mod tests {
         // DLA does not apply to FP32; the CPU step never gets the strictness entry.
         let fp32 = plan(&steps[2], inputs, &cuda, true);
         assert!(!options(&fp32, 0).iter().any(|(k, _)| k.contains("dla")));
-        assert!(plan(&Step::Cpu, inputs, &cuda, true).config_entries.is_empty());
+        assert!(plan(&Step::Cpu, inputs, &cuda, true)
+            .config_entries
+            .is_empty());
         assert_eq!(
             fp16.render().last().map(String::as_str),
             Some("session.disable_cpu_ep_fallback=1")

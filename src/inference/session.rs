@@ -203,12 +203,13 @@ pub fn create_session(
     }
     for provider in &plan.providers {
         if let Some(ep) = provider.dispatch() {
-            builder = builder
-                .with_execution_providers([ep])
-                .map_err(|e| CreateError::Unavailable {
-                    provider: provider.kind,
-                    reason: e.to_string(),
-                })?;
+            builder =
+                builder
+                    .with_execution_providers([ep])
+                    .map_err(|e| CreateError::Unavailable {
+                        provider: provider.kind,
+                        reason: e.to_string(),
+                    })?;
         }
     }
     let session = builder

@@ -299,7 +299,8 @@ impl Ladder {
         match outcome {
             Outcome::Accepted => Decision::Accept,
             Outcome::Unavailable { provider, reason } => {
-                self.reasons.push(format!("{}: {reason}", provider.as_str()));
+                self.reasons
+                    .push(format!("{}: {reason}", provider.as_str()));
                 if !self.unavailable.contains(&provider) {
                     self.unavailable.push(provider);
                 }
@@ -514,7 +515,10 @@ mod tests {
     #[test]
     fn on_failure_fail_stops_at_the_first_refusal() {
         let mut l = default_ladder();
-        assert_eq!(l.decide(parity_failed(), ParityFailure::Fail), Decision::Refuse);
+        assert_eq!(
+            l.decide(parity_failed(), ParityFailure::Fail),
+            Decision::Refuse
+        );
     }
 
     #[test]
@@ -551,8 +555,10 @@ mod tests {
     #[test]
     fn a_split_graph_refusing_the_explicit_profile_is_retried_once_without_it() {
         let mut l = default_ladder();
-        let rejected = || Outcome::ProfileRejected {
+        let rejected = || {
+            Outcome::ProfileRejected {
             reason: "Following input(s) has no associated shape profiles provided: /blocks.3/Add_output_0".into(),
+        }
         };
         assert_eq!(
             l.decide(rejected(), NEXT),

@@ -100,7 +100,10 @@ impl CacheKey {
             spec.precision.as_str()
         );
         if !spec.excluded_op_types.is_empty() {
-            key.push_str(&format!("-x{}", short_hash(&spec.excluded_op_types.join(","))));
+            key.push_str(&format!(
+                "-x{}",
+                short_hash(&spec.excluded_op_types.join(","))
+            ));
         }
         if let Some(core) = spec.dla() {
             key.push_str(&format!("-dla{core}"));
@@ -478,7 +481,11 @@ mod tests {
             key.contains("module = NVIDIA Jetson AGX Orin Developer Kit\n"),
             "{key}"
         );
-        std::fs::write(dirs.engine_dir.join("TensorrtExecutionProvider_x.engine"), b"x").unwrap();
+        std::fs::write(
+            dirs.engine_dir.join("TensorrtExecutionProvider_x.engine"),
+            b"x",
+        )
+        .unwrap();
         assert!(dirs.has_engine());
         // Prepared again for the same spec: the engine is kept.
         let again = CacheDirs::prepare(&tmp.path().join("cache"), &s).unwrap();
@@ -492,7 +499,9 @@ mod tests {
         let p = imu_profile(4);
         let s = spec(&gpu, Some(&p));
         let dirs = CacheDirs::prepare(tmp.path(), &s).unwrap();
-        let engine = dirs.engine_dir.join("TensorrtExecutionProvider_TRTKernel_x_sm87.engine");
+        let engine = dirs
+            .engine_dir
+            .join("TensorrtExecutionProvider_TRTKernel_x_sm87.engine");
         std::fs::write(&engine, b"built by TensorRT 10.3.0").unwrap();
         // The key file says the engine came from another TensorRT (as after a JetPack upgrade
         // when the library versions could not be read, so that the directory name is the same).
@@ -528,7 +537,8 @@ mod tests {
         assert!(dirs.cleared.as_deref().unwrap().contains("no key file"));
         // ONNX Runtime could not deserialize an engine: the step clears and rebuilds.
         std::fs::write(dirs.engine_dir.join("a.engine"), b"damaged").unwrap();
-        dirs.clear("TensorRT could not deserialize the cached engine").unwrap();
+        dirs.clear("TensorRT could not deserialize the cached engine")
+            .unwrap();
         assert!(!dirs.has_engine());
     }
 

@@ -265,7 +265,8 @@ fn diagnostics(stderr: &str) -> BTreeSet<String> {
             if first.len() >= 20 && first.ends_with('Z') && first.contains('T') {
                 let rest = t[first.len()..].trim_start();
                 let (level, message) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-                return matches!(level, "WARN" | "ERROR").then(|| format!("{level} {}", message.trim()));
+                return matches!(level, "WARN" | "ERROR")
+                    .then(|| format!("{level} {}", message.trim()));
             }
             Some(t.to_string())
         })
@@ -282,7 +283,11 @@ pub fn differences(plain: &Run, sandboxed: &Run) -> Vec<String> {
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             out.push(format!(
                 "the warm-up did not run under the sandbox: {}",
-                if tail.is_empty() { "no output".to_string() } else { tail.join(" | ") }
+                if tail.is_empty() {
+                    "no output".to_string()
+                } else {
+                    tail.join(" | ")
+                }
             ));
         }
         if plain.report.is_none() {
@@ -294,7 +299,9 @@ pub fn differences(plain: &Run, sandboxed: &Run) -> Vec<String> {
         (None, Some(e)) => out.push(format!("fails under the sandbox only: {e}")),
         (Some(e), None) => out.push(format!("fails in the plain run only: {e}")),
         (Some(a), Some(b)) if a != b => {
-            out.push(format!("fails differently: plainly \"{a}\", under the sandbox \"{b}\""));
+            out.push(format!(
+                "fails differently: plainly \"{a}\", under the sandbox \"{b}\""
+            ));
         }
         _ => {}
     }
@@ -318,7 +325,12 @@ pub fn differences(plain: &Run, sandboxed: &Run) -> Vec<String> {
         }
     }
     for d in &p.devices {
-        if s.error.is_none() && !s.devices.iter().any(|x| x.major == d.major && x.minor == d.minor) {
+        if s.error.is_none()
+            && !s
+                .devices
+                .iter()
+                .any(|x| x.major == d.major && x.minor == d.minor)
+        {
             out.push(format!(
                 "{} ({} {}:{}) is opened plainly, not under the sandbox",
                 d.path,
@@ -456,10 +468,16 @@ mod tests {
         };
         let d = differences(&plain, &broken);
         assert_eq!(d.len(), 4, "{d:#?}");
-        assert!(d[0].contains("imu: plainly tensorrt (step tensorrt-fp16), under the sandbox cpu (step cpu)"));
+        assert!(d[0].contains(
+            "imu: plainly tensorrt (step tensorrt-fp16), under the sandbox cpu (step cpu)"
+        ));
         assert!(d[1].starts_with("/dev/nvmap (char 10:120) is opened plainly"));
-        assert!(d.iter().any(|l| l.ends_with("Error in cpuinfo: failed to parse processor information from /proc/cpuinfo")));
-        assert!(d.iter().any(|l| l.contains("WARN execution provider unavailable")));
+        assert!(d.iter().any(|l| l.ends_with(
+            "Error in cpuinfo: failed to parse processor information from /proc/cpuinfo"
+        )));
+        assert!(d
+            .iter()
+            .any(|l| l.contains("WARN execution provider unavailable")));
         // No report at all: systemd-run itself failed.
         let none = Run {
             report: None,
@@ -472,8 +490,17 @@ mod tests {
         let mut failing = report("cpu", Vec::new());
         failing.models.clear();
         failing.error = Some("/m/manifest.json: cannot be read".into());
-        let d = differences(&plain, &Run { report: Some(failing), stderr: String::new() });
-        assert_eq!(d, ["fails under the sandbox only: /m/manifest.json: cannot be read"]);
+        let d = differences(
+            &plain,
+            &Run {
+                report: Some(failing),
+                stderr: String::new(),
+            },
+        );
+        assert_eq!(
+            d,
+            ["fails under the sandbox only: /m/manifest.json: cannot be read"]
+        );
         assert_eq!(
             Run::from_output("noise\n{\"user\":\"u\",\"library\":\"\",\"ort_version\":\"\",\"models\":[],\"devices\":[],\"error\":null}\n", "")
                 .report
