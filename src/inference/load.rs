@@ -108,21 +108,7 @@ pub(super) fn load_one(
         let cache = step_cache(opts, target, &runtime.version, &step, &profile)?;
         let mut numbers = String::new();
         let outcome = match attempt(runtime, target, opts, &step, &profile, cache.as_ref())? {
-            Attempt::Loaded(mut loaded) => {
-                let reasons = ladder.reasons();
-                if !reasons.is_empty() {
-                    tracing::warn!(
-                        model = %target.path.display(),
-                        step = step.name(),
-                        left = %reasons.join("; "),
-                        "{}: running at step {} after the earlier steps were left",
-                        target.what,
-                        step.name()
-                    );
-                }
-                loaded.encoder.fallback_reasons = reasons.to_vec();
-                return Ok(*loaded);
-            }
+            Attempt::Loaded(loaded) => return Ok(keep(*loaded, &ladder, target, &step)),
             Attempt::Left(outcome) => outcome,
             Attempt::Disagrees(n) => {
                 numbers = n;
@@ -176,6 +162,28 @@ pub(super) fn load_one(
     } else {
         ModelSetError::Session(SessionError::NoProvider { path, reasons })
     })
+}
+
+/// The encoder of the accepted step, with why the steps before it were left (logged once).
+fn keep(
+    mut loaded: LoadedEncoder,
+    ladder: &Ladder,
+    target: &LoadTarget<'_>,
+    step: &Step,
+) -> LoadedEncoder {
+    let reasons = ladder.reasons();
+    if !reasons.is_empty() {
+        tracing::warn!(
+            model = %target.path.display(),
+            step = step.name(),
+            left = %reasons.join("; "),
+            "{}: running at step {} after the earlier steps were left",
+            target.what,
+            step.name()
+        );
+    }
+    loaded.encoder.fallback_reasons = reasons.to_vec();
+    loaded
 }
 
 /// The engine cache of a TensorRT step (created, checked, emptied when stale).
@@ -311,11 +319,25 @@ fn attempt(
         return Ok(Attempt::Left(failed(path, step, e.to_string())));
     }
     let load_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    verify(encoder, target, opts, &runtime.version, step, load_ms)
+}
+
+/// The parity check of a loaded, warm encoder (kept without a reference).
+fn verify(
+    mut encoder: Encoder,
+    target: &LoadTarget<'_>,
+    opts: &LoadOptions,
+    ort_version: &str,
+    step: &Step,
+    load_ms: u64,
+) -> Result<Attempt, ModelSetError> {
+    let path = target.path;
+    let provider = encoder.provider.as_str();
     let nodes = encoder.placement.describe();
     let Some(reference) = target.reference else {
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
-            nodes = %nodes, ort_version = %runtime.version, load_ms,
+            nodes = %nodes, ort_version, load_ms,
             "encoder loaded and warm (no parity reference in the manifest)"
         );
         return Ok(loaded(encoder, target, None));
@@ -328,7 +350,7 @@ fn attempt(
     if report.min_cosine >= opts.parity.min_cosine {
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
-            nodes = %nodes, ort_version = %runtime.version, load_ms,
+            nodes = %nodes, ort_version, load_ms,
             parity_min_cosine = %format!("{:.6}", report.min_cosine),
             parity_max_abs_diff = %format!("{:.2e}", report.max_abs_diff),
             "encoder loaded, warm and matching its reference"

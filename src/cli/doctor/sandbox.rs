@@ -125,6 +125,9 @@ impl DeviceGroups {
     }
 }
 
+/// A device number as systemd resolves a `DeviceAllow=/dev/…` path: (block device, major, minor).
+pub type Rdev = (bool, u32, u32);
+
 /// Whether the unit's `DevicePolicy=`/`DeviceAllow=` let `node` through, and by which rule
 /// (`None`: denied). `rdev_of` resolves a `DeviceAllow=/dev/…` path to its node, as systemd does
 /// when the unit starts.
@@ -133,7 +136,7 @@ pub fn allowed_by(
     properties: &[(String, String)],
     groups: &DeviceGroups,
     node: &DeviceNode,
-    rdev_of: &dyn Fn(&str) -> Option<(bool, u32, u32)>,
+    rdev_of: &dyn Fn(&str) -> Option<Rdev>,
 ) -> Option<String> {
     let policy = properties
         .iter()
