@@ -176,6 +176,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_watched_build_keeps_its_latest_line_and_count_for_the_status() {
+        // No watch: ONNX Runtime's lines are only logged.
+        *BUILD.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        route(LogLevel::Verbose, "[TensorRT EP] unwatched");
+        assert_eq!(latest_build_line(), None);
+        // Watched (what watch_build does besides raising the environment's level).
+        *BUILD.lock().unwrap_or_else(PoisonError::into_inner) = Some(BuildLine::default());
+        assert_eq!(latest_build_line(), None, "nothing logged yet");
+        route(LogLevel::Verbose, "  [TRT] Tactic: 0x0000 Time: 0.1 ms  ");
+        route(
+            LogLevel::Info,
+            "TensorRT engine build for TRTKernel_graph_main_0 took: 81234 ms",
+        );
+        route(LogLevel::Verbose, "");
+        assert_eq!(
+            latest_build_line(),
+            Some(BuildLine {
+                text: "TensorRT engine build for TRTKernel_graph_main_0 took: 81234 ms".into(),
+                count: 3,
+            })
+        );
+        *BUILD.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        assert_eq!(latest_build_line(), None);
+    }
+
+    #[test]
     fn placement_lines_are_parsed_into_short_provider_names() {
         assert_eq!(
             parse_placement(" All nodes placed on [CPUExecutionProvider]. Number of nodes: 12"),
