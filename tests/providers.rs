@@ -152,3 +152,74 @@ fn doctor_with_a_unit_compares_a_plain_and_a_sandboxed_warm_up() {
         assert_eq!(out.status.code(), Some(1), "{section}");
     }
 }
+
+/// `edgebind check`'s exit code and stderr for the base configuration with `runtime` added to
+/// its `[runtime]` section and `tensorrt` as `[runtime.tensorrt]`.
+fn check_runtime(runtime: &str, tensorrt: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[sources]]\ntype = \"imu_replay\"\nname = \"imu\"\npath = \"{}\"\n",
+        base_config("providers", 1).replace(
+            "execution_providers = [\"cpu\"]",
+            &format!(
+                "{runtime}\n[runtime.tensorrt]\ncache_dir = \"{}\"\n{tensorrt}",
+                dir.path().join("trt").display()
+            ),
+        ),
+        fixture("recordings/imu_still_200hz.csv").display()
+    );
+    let path = write_config(dir.path(), &text);
+    let out = run(edgebind().arg("check").arg("--config").arg(&path));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_new_provider_options_refuse_nonsense_with_a_message_naming_the_key() {
+    let gpu = "execution_providers = [\"tensorrt\", \"cuda\", \"cpu\"]";
+    // Accepted: the defaults spelled out.
+    let (code, err) = check_runtime(
+        &format!("{gpu}\ndisable_cpu_fallback = true"),
+        "max_workspace_bytes = \"2GiB\"\nfp16_excluded_op_types = [\"Softmax\", \"LayerNormalization\"]\ndetailed_build_log = false",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // Strictness without a GPU provider means nothing.
+    let (code, err) = check_runtime(
+        "execution_providers = [\"cpu\"]\ndisable_cpu_fallback = true",
+        "",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(
+            "runtime.disable_cpu_fallback: is true but no GPU provider (tensorrt, cuda) is listed"
+        ),
+        "{err}"
+    );
+    // Not an op type (it would reach ONNX Runtime as a comma-separated list).
+    let (code, err) = check_runtime(gpu, "fp16_excluded_op_types = [\"Softmax,Gelu\"]");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("\"Softmax,Gelu\" is not an ONNX op type"),
+        "{err}"
+    );
+    // A hostile list length.
+    let many: Vec<String> = (0..65).map(|i| format!("\"Op{i}\"")).collect();
+    let (code, err) = check_runtime(
+        gpu,
+        &format!("fp16_excluded_op_types = [{}]", many.join(", ")),
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("runtime.tensorrt.fp16_excluded_op_types: 65 op types is more than the 64 op types allowed"),
+        "{err}"
+    );
+    // An absurd workspace.
+    let (code, err) = check_runtime(gpu, "max_workspace_bytes = \"1PiB\"");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("runtime.tensorrt.max_workspace_bytes: "),
+        "{err}"
+    );
+}
