@@ -223,3 +223,28 @@ fn the_new_provider_options_refuse_nonsense_with_a_message_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_model_set_without_references_gets_a_cpu_reference_that_catches_a_wrong_model() {
+    use edgebind::inference::cpu_reference::{fixed_input, make, CPU_REFERENCE_NAME};
+    let runtime = ort_runtime();
+    let model = repo().join("models/tiny/imu.onnx");
+    let reference = make(runtime, Modality::Imu, &model, &[6, 2000], 1).unwrap();
+    assert_eq!(reference.input, fixed_input(2, &[6, 2000]));
+    assert_eq!(
+        reference.output_path.display().to_string(),
+        CPU_REFERENCE_NAME
+    );
+    // The reference is the CPU provider's output for that input, row by row.
+    let mut cpu = Encoder::load(runtime, Modality::Imu, &model, &[Cpu], false, 1).unwrap();
+    let out = cpu.run(&reference.input).unwrap();
+    assert_eq!(out, reference.output);
+    assert!(reference.compare(&out).min_cosine > 0.999_999);
+    // Another model's output (an IMU encoder with other weights, standing in for an engine that
+    // computes garbage) is far from it: the check that refuses a bad FP16 engine refuses this.
+    let other = repo().join("tests/fixtures/models/imu_slow.onnx");
+    let mut wrong = Encoder::load(runtime, Modality::Imu, &other, &[Cpu], false, 1).unwrap();
+    let garbage = wrong.run(&reference.input).unwrap();
+    let report = reference.compare(&garbage);
+    assert!(report.min_cosine < 0.99, "cosine {}", report.min_cosine);
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
+use super::cpu_reference;
 use super::gpu_stack::GpuStack;
 use super::ort_log::{self, BuildWatch};
 use super::parity::Reference;
@@ -19,6 +20,7 @@ use super::{LoadOptions, LoadedEncoder, ModelSetError};
 use crate::Modality;
 
 /// One model to load.
+#[derive(Clone)]
 pub(super) struct LoadTarget<'a> {
     pub modality: Modality,
     pub path: &'a Path,
@@ -104,7 +106,12 @@ pub(super) fn load_one(
         opts.require_gpu,
     ));
     let profile = profile_for(opts, target);
+    let mut own_reference = OwnReference::default();
     while let Some(step) = ladder.current().cloned() {
+        let target = &LoadTarget {
+            reference: own_reference.for_step(runtime, target, opts, &step),
+            ..target.clone()
+        };
         let cache = step_cache(opts, target, &runtime.version, &step, &profile)?;
         let mut numbers = String::new();
         let outcome = match attempt(runtime, target, opts, &step, &profile, cache.as_ref())? {
@@ -162,6 +169,71 @@ pub(super) fn load_one(
     } else {
         ModelSetError::Session(SessionError::NoProvider { path, reasons })
     })
+}
+
+/// The CPU reference of a model whose manifest has none, made once, when the first step that
+/// wants it ([`cpu_reference::wanted`]) is tried.
+#[derive(Default)]
+struct OwnReference {
+    tried: bool,
+    made: Option<Reference>,
+}
+
+impl OwnReference {
+    /// The reference `step` is checked against: the manifest's, else the CPU one.
+    fn for_step<'a>(
+        &'a mut self,
+        runtime: &OrtRuntime,
+        target: &LoadTarget<'a>,
+        opts: &LoadOptions,
+        step: &Step,
+    ) -> Option<&'a Reference> {
+        if target.reference.is_some() {
+            return target.reference;
+        }
+        // A step whose provider this library lacks never runs: no reference is made for it
+        // (on a CPU-only library, none at all).
+        if !cpu_reference::wanted(step, opts.parity.enabled) || !compiled_in(step) {
+            return None;
+        }
+        if !self.tried {
+            self.tried = true;
+            let item = opts
+                .shapes(target.modality)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| super::example_input_shape(target.modality));
+            let made = with_progress(
+                &format!(
+                    "{}: making a CPU reference for the parity check",
+                    target.what
+                ),
+                || {
+                    cpu_reference::make(
+                        runtime,
+                        target.modality,
+                        target.path,
+                        &item,
+                        opts.intra_threads,
+                    )
+                },
+            );
+            match made {
+                Ok(r) => {
+                    tracing::info!(
+                        model = %target.path.display(),
+                        "the manifest has no parity reference: GPU steps are checked against the CPU provider's output for a fixed input"
+                    );
+                    self.made = Some(r);
+                }
+                Err(e) => tracing::warn!(
+                    model = %target.path.display(), error = %e,
+                    "the manifest has no parity reference and the CPU reference could not be made: GPU steps are not checked"
+                ),
+            }
+        }
+        self.made.as_ref()
+    }
 }
 
 /// The encoder of the accepted step, with why the steps before it were left (logged once).
@@ -337,7 +409,7 @@ fn verify(
     let Some(reference) = target.reference else {
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
-            nodes = %nodes, ort_version, load_ms,
+            nodes = %nodes, ort_version = %ort_version, load_ms,
             "encoder loaded and warm (no parity reference in the manifest)"
         );
         return Ok(loaded(encoder, target, None));
@@ -350,7 +422,7 @@ fn verify(
     if report.min_cosine >= opts.parity.min_cosine {
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
-            nodes = %nodes, ort_version, load_ms,
+            nodes = %nodes, ort_version = %ort_version, load_ms,
             parity_min_cosine = %format!("{:.6}", report.min_cosine),
             parity_max_abs_diff = %format!("{:.2e}", report.max_abs_diff),
             "encoder loaded, warm and matching its reference"
@@ -397,6 +469,18 @@ fn failed(path: &Path, step: &Step, reason: String) -> Outcome {
 fn tensorrt_compiled_in() -> bool {
     use ort::ep::ExecutionProvider as _;
     ort::ep::TensorRT::is_available().unwrap_or(false)
+}
+
+/// Whether every provider `step` registers is compiled into the loaded library.
+fn compiled_in(step: &Step) -> bool {
+    use ort::ep::ExecutionProvider as _;
+    step.registered().iter().all(|p| match p {
+        crate::config::ExecutionProviderKind::Tensorrt => tensorrt_compiled_in(),
+        crate::config::ExecutionProviderKind::Cuda => {
+            ort::ep::CUDA::is_available().unwrap_or(false)
+        }
+        crate::config::ExecutionProviderKind::Cpu => true,
+    })
 }
 
 /// One run per input shape, batch of one (and of `max_batch` when given), so that the first

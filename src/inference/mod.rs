@@ -1,6 +1,7 @@
 //! Inference: ONNX Runtime loaded at run time, the model set (manifest, checksums, concept
 //! bank), one contract-checked encoder session per modality, and the worker thread owning it.
 
+pub mod cpu_reference;
 pub mod gpu_stack;
 mod load;
 pub mod manifest;
