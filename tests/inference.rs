@@ -148,6 +148,7 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
         .unwrap_or_else(|| panic!("no state message:\n{text}"));
     assert_valid("state", &state);
     assert_eq!(state["inference"]["provider"], "cpu", "{state}");
+    assert_eq!(state["inference"]["step"], "cpu", "{state}");
     assert_eq!(state["inference"]["ort_version"], "1.31.1", "{state}");
     let stats = sub.on("/stats").last().map(Seen::json).unwrap();
     assert_valid("stats", &stats);
@@ -155,7 +156,7 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
     assert_eq!(stats["streams"]["imu"]["inference"]["provider"], "cpu");
     assert!(
         body.contains(
-            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
+            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",step=\"cpu\",ort_version=\"1.31.1\"} 1"
         ),
         "{body}"
     );
@@ -231,9 +232,18 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
             .find(|l| l.starts_with(&format!("{modality}: ")))
             .unwrap_or_else(|| panic!("no {modality} line:\n{stdout}"));
         assert!(
-            line.contains("on cpu (ONNX Runtime 1.31.1), parity cosine 1.000000"),
+            line.contains("on cpu (step cpu, ONNX Runtime 1.31.1; nodes: cpu "),
             "{line}"
         );
+        assert!(line.ends_with("), parity cosine 1.000000"), "{line}");
+        // The node count is ONNX Runtime's own placement line, a real number.
+        let nodes: usize = line
+            .split("nodes: cpu ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(nodes > 0, "{line}");
     }
     assert!(stdout.contains("4 model(s) warm in"), "{stdout}");
     // One cache key directory per model (and the shared timing cache), even though this
@@ -244,19 +254,40 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
         .collect();
     keys.sort();
     assert_eq!(keys.len(), 5, "{keys:?}");
-    assert!(
-        keys.iter().any(|k| k == "timing-ort1.31.1-fp16"),
-        "{keys:?}"
-    );
+    // The key names the TensorRT version the loader would use (none here) and ends with a hash
+    // of CUDA, cuDNN and the module, which differ between machines.
     assert!(
         keys.iter()
-            .any(|k| k == "imu-7dd81bd922f0c08b-ort1.31.1-fp16-b4"),
+            .any(|k| k.starts_with("timing-ort1.31.1-trtnone-")),
         "{keys:?}"
+    );
+    let imu = keys
+        .iter()
+        .find(|k| k.starts_with("imu-7dd81bd922f0c08b-ort1.31.1-trtnone-fp16-b4-"))
+        .unwrap_or_else(|| panic!("no imu key directory: {keys:?}"));
+    // The key file spells out everything the engine depends on.
+    let key_file = std::fs::read_to_string(cache.join(imu).join("edgebind-key.txt")).unwrap();
+    for part in [
+        "modality = imu\n",
+        "onnx_runtime = 1.31.1\n",
+        "tensorrt = none\n",
+        "precision = fp16\n",
+        "profile = min imu:1x6x2000, opt imu:1x6x2000, max imu:4x6x2000\n",
+    ] {
+        assert!(key_file.contains(part), "{part:?} missing:\n{key_file}");
+    }
+    assert!(
+        key_file.contains("model_sha256 = 7dd81bd922f0c08b"),
+        "{key_file}"
+    );
+    assert!(
+        key_file.contains("\ncuda = ") && key_file.contains("\nmodule = "),
+        "{key_file}"
     );
     // The audio profile spans the source's 3 clips and the reference's 1.
     assert!(
         keys.iter()
-            .any(|k| k.starts_with("audio-") && k.ends_with("-b4-1x1x128x204-3x1x128x204")),
+            .any(|k| k.starts_with("audio-") && k.contains("-b4-1x1x128x204-3x1x128x204-")),
         "{keys:?}"
     );
 }

@@ -109,6 +109,10 @@ pub struct WarmedModel {
     pub path: std::path::PathBuf,
     /// The provider in use.
     pub provider: &'static str,
+    /// The load step in use.
+    pub step: &'static str,
+    /// Nodes per provider (`tensorrt 3, cuda 41, cpu 2`).
+    pub nodes: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// The parity check's result (`None`: no reference).
@@ -136,6 +140,8 @@ pub fn warm(config: &Config) -> Result<Vec<WarmedModel>> {
             modality,
             path: loaded.encoder.path.clone(),
             provider: loaded.encoder.provider.as_str(),
+            step: loaded.encoder.step,
+            nodes: loaded.encoder.placement.describe(),
             ort_version: ort_version.clone(),
             parity: loaded.parity,
             load_s,

@@ -172,12 +172,15 @@ fn start_workers(
     };
     let Models { runtime, set, .. } = models;
     for (modality, loaded) in set.encoders {
-        let model_stats = Arc::new(ModelStats::new(
-            modality,
-            loaded.encoder.provider.as_str(),
-            &runtime.version,
-            &loaded.sha256,
-        ));
+        let model_stats = Arc::new(
+            ModelStats::new(
+                modality,
+                loaded.encoder.provider.as_str(),
+                &runtime.version,
+                &loaded.sha256,
+            )
+            .with_step(loaded.encoder.step),
+        );
         telemetry.add_model(Arc::clone(&model_stats));
         for (_, stream) in config.streams() {
             if stream.modality == modality {

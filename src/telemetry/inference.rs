@@ -19,6 +19,9 @@ pub struct ModelStats {
     pub ort_version: String,
     /// sha256 of the model file.
     pub model_sha256: String,
+    /// The load step in use (`tensorrt-fp16`, `tensorrt-fp32`, `cuda`, `cpu`, …; see
+    /// [`with_step`](Self::with_step)).
+    pub step: String,
     runs: AtomicU64,
     windows: AtomicU64,
     cpu_ns: AtomicU64,
@@ -29,6 +32,8 @@ pub struct ModelStats {
 pub struct ModelIdentity {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use (which precision TensorRT runs at, or the provider fallen back to).
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -40,6 +45,8 @@ pub struct ModelIdentity {
 pub struct ModelSnapshot {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use.
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -59,10 +66,19 @@ impl ModelStats {
             provider: provider.to_string(),
             ort_version: ort_version.to_string(),
             model_sha256: model_sha256.to_string(),
+            step: provider.to_string(),
             runs: AtomicU64::new(0),
             windows: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The load step that loaded the model (by default the provider's name, which is the step
+    /// of the `cuda` and `cpu` providers).
+    #[must_use]
+    pub fn with_step(mut self, step: &str) -> Self {
+        self.step = step.to_string();
+        self
     }
 
     /// Counts one session run over `windows` windows that took `cpu` of the worker thread's CPU
@@ -99,6 +115,7 @@ impl ModelStats {
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
         }
@@ -109,6 +126,7 @@ impl ModelStats {
     pub fn snapshot(&self) -> ModelSnapshot {
         ModelSnapshot {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
             runs_total: self.runs(),

@@ -273,7 +273,7 @@ pub const METRICS: &[&Metric] = &[
     &STAGE_LATENCY,
     &Metric {
         name: "edgebind_inference_provider_info",
-        help: "Execution provider and ONNX Runtime version in use per model (value 1).",
+        help: "Execution provider, load step and ONNX Runtime version in use per model (value 1).",
         kind: Kind::Gauge,
         stats: None,
         read: Read::Series(|t| {
@@ -283,6 +283,7 @@ pub const METRICS: &[&Metric] = &[
                     let labels = vec![
                         ("model", m.modality.to_string()),
                         ("provider", m.provider.clone()),
+                        ("step", m.step.clone()),
                         ("ort_version", m.ort_version.clone()),
                     ];
                     (labels, count(1))

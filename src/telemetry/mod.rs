@@ -383,24 +383,24 @@ mod tests {
     #[test]
     fn the_provider_in_use_reaches_state_stats_and_metrics() {
         let t = Telemetry::new(["imu0"]);
-        let m = Arc::new(ModelStats::new(
-            crate::Modality::Imu,
-            "cpu",
-            "1.31.1",
-            "ab12",
-        ));
+        let m = Arc::new(
+            ModelStats::new(crate::Modality::Imu, "tensorrt", "1.31.1", "ab12")
+                .with_step("tensorrt-fp32"),
+        );
         t.add_model(Arc::clone(&m));
         t.stream("imu0").set_model(Arc::clone(&m));
         m.add_run(3, Some(std::time::Duration::from_millis(2)));
         let state = serde_json::to_value(t.stream("imu0").snapshot()).unwrap_or_default();
-        assert_eq!(state["inference"]["provider"], "cpu");
+        assert_eq!(state["inference"]["provider"], "tensorrt");
+        assert_eq!(state["inference"]["step"], "tensorrt-fp32");
         assert_eq!(state["inference"]["ort_version"], "1.31.1");
         let stats = t.stats_json();
+        assert_eq!(stats["inference"]["imu"]["step"], "tensorrt-fp32");
         assert_eq!(stats["inference"]["imu"]["runs_total"], 1);
         assert_eq!(stats["inference"]["imu"]["windows_total"], 3);
         let text = t.render_prometheus();
         assert!(text.contains(
-            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
+            "edgebind_inference_provider_info{model=\"imu\",provider=\"tensorrt\",step=\"tensorrt-fp32\",ort_version=\"1.31.1\"} 1"
         ));
         assert!(text.contains("edgebind_inference_runs_total{model=\"imu\"} 1"));
         assert!(text.contains("edgebind_inference_windows_total{model=\"imu\"} 3"));
