@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
+//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `concepts`, `bench`. Errors are reported here,
 //! once, with their context; configuration errors exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use crate::telemetry::init_logging;
 use crate::Modality;
 
 mod bench;
+pub mod concepts;
 mod demo;
 pub mod embed;
 
@@ -102,6 +103,10 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = limits::flags::intra_threads)]
         threads: usize,
     },
+    /// Concepts as words: build a bank with the model set's text encoder, or print the
+    /// concepts nearest to an input file.
+    #[command(subcommand)]
+    Concepts(concepts::ConceptsCommand),
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
     Bench(BenchArgs),
@@ -276,6 +281,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Warm { config } => warm(&config),
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
+        Command::Concepts(command) => concepts::run(command),
         Command::Preprocess {
             modality,
             input,
