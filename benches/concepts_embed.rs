@@ -21,8 +21,22 @@ use edgebind::inference::manifest::{sha256_file, Manifest};
 use edgebind::inference::OrtRuntime;
 
 const WORDS: [&str; 16] = [
-    "dog", "smoke alarm", "person", "glass", "engine", "door", "rain", "music", "baby", "bird",
-    "water", "keyboard", "car", "wind", "footsteps", "speech",
+    "dog",
+    "smoke alarm",
+    "person",
+    "glass",
+    "engine",
+    "door",
+    "rain",
+    "music",
+    "baby",
+    "bird",
+    "water",
+    "keyboard",
+    "car",
+    "wind",
+    "footsteps",
+    "speech",
 ];
 
 /// Resident set size of this process, MiB.
@@ -64,7 +78,13 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     )
 }
 
-fn bench_model(runtime: &OrtRuntime, name: &str, model: &TextModel, labels_per_run: usize, batches: &[usize]) {
+fn bench_model(
+    runtime: &OrtRuntime,
+    name: &str,
+    model: &TextModel,
+    labels_per_run: usize,
+    batches: &[usize],
+) {
     for &batch in batches {
         let n = labels_per_run.max(batch);
         let set = labels(n);

@@ -30,7 +30,11 @@ fn model_set(dir: &Path) -> PathBuf {
     }
     std::fs::copy(fixture("models/text_tiny.onnx"), m.join("text.onnx")).unwrap();
     let bpe = repo().join(".bpe/bpe_simple_vocab_16e6.txt.gz");
-    assert!(bpe.is_file(), "{} missing: run tools/fetch_clip_bpe.sh", bpe.display());
+    assert!(
+        bpe.is_file(),
+        "{} missing: run tools/fetch_clip_bpe.sh",
+        bpe.display()
+    );
     std::fs::copy(&bpe, m.join("bpe_simple_vocab_16e6.txt.gz")).unwrap();
     let path = m.join("manifest.json");
     let mut v: serde_json::Value =
@@ -85,7 +89,10 @@ fn embed_text(input: &Path, models: &Path, out: &Path) -> Array2<f32> {
 
 fn max_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
     assert_eq!(a.shape(), b.shape());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// refdata's prompts (row i of ImageBind's token ids) but the empty one, which is no label.
@@ -119,7 +126,10 @@ fn a_built_bank_equals_embed_text_and_the_python_rows_of_imagebinds_tokens() {
     let plain = dir.path().join("plain.txt");
     std::fs::write(&plain, &text).unwrap();
     let embedded = embed_text(&plain, &models, &dir.path().join("e.npy"));
-    assert_eq!(bank, embedded, "bank rows differ from `edgebind embed text`");
+    assert_eq!(
+        bank, embedded,
+        "bank rows differ from `edgebind embed text`"
+    );
     let written = std::fs::read_to_string(dir.path().join("out/concepts.txt")).unwrap();
     assert_eq!(written, text);
 
@@ -136,7 +146,12 @@ fn a_built_bank_equals_embed_text_and_the_python_rows_of_imagebinds_tokens() {
     }
 
     // One prompt per run gives the same rows.
-    let one = build(&file, &models, &dir.path().join("b1"), &["--batch-size", "1"]);
+    let one = build(
+        &file,
+        &models,
+        &dir.path().join("b1"),
+        &["--batch-size", "1"],
+    );
     assert!(max_diff(&one, &bank) < 1e-6);
 }
 
@@ -146,10 +161,18 @@ fn a_template_embeds_the_prompts_and_the_bank_keeps_the_labels() {
     let models = model_set(dir.path());
     let file = dir.path().join("labels.txt");
     std::fs::write(&file, "dog barking\nsmoke alarm\n").unwrap();
-    let bank = build(&file, &models, &dir.path().join("out"), &["--template", "a sound of {}"]);
+    let bank = build(
+        &file,
+        &models,
+        &dir.path().join("out"),
+        &["--template", "a sound of {}"],
+    );
     let prompts = dir.path().join("prompts.txt");
     std::fs::write(&prompts, "a sound of dog barking\na sound of smoke alarm\n").unwrap();
-    assert_eq!(bank, embed_text(&prompts, &models, &dir.path().join("e.npy")));
+    assert_eq!(
+        bank,
+        embed_text(&prompts, &models, &dir.path().join("e.npy"))
+    );
     let labels = std::fs::read_to_string(dir.path().join("out/concepts.txt")).unwrap();
     assert_eq!(labels, "dog barking\nsmoke alarm\n");
 }
@@ -190,31 +213,43 @@ fn mistakes_are_one_line_errors_naming_the_file_or_field() {
     let models = model_set(dir.path());
     let file = dir.path().join("labels.txt");
     std::fs::write(&file, "dog\ncat\ndog\n").unwrap();
-    let e = fails(edgebind()
-        .args(["concepts", "build"])
-        .arg(&file)
-        .arg("--models")
-        .arg(&models)
-        .arg("-o")
-        .arg(dir.path()));
-    assert!(e.contains("labels.txt") && e.contains("labels[2]: \"dog\" appears twice"), "{e}");
+    let e = fails(
+        edgebind()
+            .args(["concepts", "build"])
+            .arg(&file)
+            .arg("--models")
+            .arg(&models)
+            .arg("-o")
+            .arg(dir.path()),
+    );
+    assert!(
+        e.contains("labels.txt") && e.contains("labels[2]: \"dog\" appears twice"),
+        "{e}"
+    );
     std::fs::write(&file, "dog\n").unwrap();
-    let e = fails(edgebind()
-        .args(["concepts", "build"])
-        .arg(&file)
-        .args(["--template", "a sound of"])
-        .arg("--models")
-        .arg(&models)
-        .arg("-o")
-        .arg(dir.path()));
-    assert!(e.contains("template: \"a sound of\" must hold exactly one {}"), "{e}");
-    let e = fails(edgebind()
-        .args(["concepts", "build"])
-        .arg(&file)
-        .arg("--models")
-        .arg(repo().join("models/tiny"))
-        .arg("-o")
-        .arg(dir.path()));
+    let e = fails(
+        edgebind()
+            .args(["concepts", "build"])
+            .arg(&file)
+            .args(["--template", "a sound of"])
+            .arg("--models")
+            .arg(&models)
+            .arg("-o")
+            .arg(dir.path()),
+    );
+    assert!(
+        e.contains("template: \"a sound of\" must hold exactly one {}"),
+        "{e}"
+    );
+    let e = fails(
+        edgebind()
+            .args(["concepts", "build"])
+            .arg(&file)
+            .arg("--models")
+            .arg(repo().join("models/tiny"))
+            .arg("-o")
+            .arg(dir.path()),
+    );
     assert!(e.contains("has no text encoder"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 }
@@ -261,12 +296,14 @@ fn match_prints_the_concepts_the_daemon_would_match() {
         .args(["--concepts", "a person standing, an empty room"]));
     assert_eq!(stdout.lines().count(), 4, "{stdout}");
     assert!(stdout.contains("a person standing") && stdout.contains("an empty room"));
-    let e = fails(edgebind()
-        .args(["concepts", "match"])
-        .arg(&input)
-        .args(["--modality", "thermal", "--models"])
-        .arg(&models)
-        .args(["--concepts", "missing/words.txt"]));
+    let e = fails(
+        edgebind()
+            .args(["concepts", "match"])
+            .arg(&input)
+            .args(["--modality", "thermal", "--models"])
+            .arg(&models)
+            .args(["--concepts", "missing/words.txt"]),
+    );
     assert!(e.contains("missing/words.txt: does not exist"), "{e}");
 }
 
@@ -302,12 +339,16 @@ fn the_embedder_releases_or_keeps_the_encoder_and_the_cache_serves_a_restart() {
     assert!(!transient.is_loaded());
     assert_eq!(calls, [(2, 2)]);
     let mut resident = embedder(Residency::Resident);
-    assert_eq!(resident.embed(&set, &mut |_, _| {}).unwrap().rows, rows.rows);
+    assert_eq!(
+        resident.embed(&set, &mut |_, _| {}).unwrap().rows,
+        rows.rows
+    );
     assert!(resident.is_loaded());
 
     let cache = BankCache::new(dir.path().join("cache"));
     let mut fresh = embedder(Residency::Resident);
-    let (first, outcome) = cache::cached_rows(&mut fresh, Some(&cache), &set, &mut |_, _| {}).unwrap();
+    let (first, outcome) =
+        cache::cached_rows(&mut fresh, Some(&cache), &set, &mut |_, _| {}).unwrap();
     assert_eq!(outcome, CacheOutcome::Embedded);
     assert_eq!(first.rows, rows.rows);
     // A restart: a new embedder gets the rows from the cache without loading the encoder.
@@ -327,7 +368,10 @@ fn the_embedder_releases_or_keeps_the_encoder_and_the_cache_serves_a_restart() {
         cache::cached_rows(&mut restarted, Some(&cache), &set, &mut |_, _| {}).unwrap();
     assert!(matches!(outcome, CacheOutcome::Rebuilt { ref reason } if reason.contains("checksum")));
     assert_eq!(again.rows, rows.rows);
-    assert_eq!(cache.get(&cache::key(&model, &set)).unwrap().unwrap().rows, rows.rows);
+    assert_eq!(
+        cache.get(&cache::key(&model, &set)).unwrap().unwrap().rows,
+        rows.rows
+    );
     // An encoder file that differs from the manifest is refused by name.
     std::fs::write(models.join("text.onnx"), b"not a model").unwrap();
     let e = embedder(Residency::Transient)

@@ -68,7 +68,12 @@ fn the_fixture_covers_what_the_tokenizer_promises() {
             .unwrap_or_else(|| panic!("no case {name}"))
             .clone()
     };
-    for name in ["long_10k_words", "long_10k_cjk", "long_10k_emoji", "long_10k_one_word"] {
+    for name in [
+        "long_10k_words",
+        "long_10k_cjk",
+        "long_10k_emoji",
+        "long_10k_one_word",
+    ] {
         let c = by(name);
         assert!(c["text"].as_str().unwrap().len() >= 10_000, "{name}");
         // Truncated: 77 ids, none zero, EOT last.

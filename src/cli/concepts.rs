@@ -106,7 +106,14 @@ pub fn run(command: ConceptsCommand) -> Result<i32> {
             output,
             batch_size,
             run,
-        } => build(&labels, &models, template, &output, usize::from(batch_size), &run),
+        } => build(
+            &labels,
+            &models,
+            template,
+            &output,
+            usize::from(batch_size),
+            &run,
+        ),
         ConceptsCommand::Match {
             input,
             modality,
@@ -132,7 +139,9 @@ pub fn run(command: ConceptsCommand) -> Result<i32> {
 /// Reads a labels file (the exporter's format) or a `.json` set.
 fn read_set(path: &Path, template: Option<String>) -> Result<TextSet> {
     let text = files::read_to_string(path, files::MAX_TEXT_BYTES, "concept labels")?;
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let mut def: ConceptSetDef = if is_json {
         serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
     } else {
@@ -150,7 +159,10 @@ fn read_set(path: &Path, template: Option<String>) -> Result<TextSet> {
     if template.is_some() {
         def.template = template;
     }
-    match def.validate().with_context(|| format!("{}", path.display()))? {
+    match def
+        .validate()
+        .with_context(|| format!("{}", path.display()))?
+    {
         ConceptSet::Text(set) => Ok(set),
         ConceptSet::Precomputed(_) => bail!(
             "{}: holds a precomputed bank, not words to embed",
@@ -337,7 +349,9 @@ fn nearest(args: &MatchArgs) -> Result<i32> {
             let set = concepts_arg(arg, args.template.clone())?;
             let (_, model) = text_model(&args.models)?;
             let rows = embed_set(runtime, model, &set, 32, &args.run)?;
-            let bank = rows.bank().map_err(|m| anyhow::anyhow!("--concepts: {m}"))?;
+            let bank = rows
+                .bank()
+                .map_err(|m| anyhow::anyhow!("--concepts: {m}"))?;
             (bank, "--concepts".to_string())
         }
     };

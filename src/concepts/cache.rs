@@ -147,8 +147,8 @@ impl BankCache {
             return Err(corrupt("checksum does not match the content".into()));
         }
         let (labels, values) = body.split_at(labels_len);
-        let labels = std::str::from_utf8(labels)
-            .map_err(|_| corrupt("labels are not UTF-8".into()))?;
+        let labels =
+            std::str::from_utf8(labels).map_err(|_| corrupt("labels are not UTF-8".into()))?;
         let labels: Vec<String> = labels.split_terminator('\n').map(String::from).collect();
         if labels.len() != rows {
             return Err(corrupt(format!("{} labels for {rows} rows", labels.len())));
@@ -157,8 +157,8 @@ impl BankCache {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let rows = Array2::from_shape_vec((rows, dim), values)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let rows =
+            Array2::from_shape_vec((rows, dim), values).map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(EmbeddedRows { labels, rows }))
     }
 

@@ -107,10 +107,14 @@ pub enum ControlError {
     #[error(transparent)]
     Invalid(#[from] SetError),
     /// `set` with a precomputed bank: only words can be sent.
-    #[error("precomputed: a control command carries words; a precomputed bank is configured, not sent")]
+    #[error(
+        "precomputed: a control command carries words; a precomputed bank is configured, not sent"
+    )]
     PrecomputedInCommand,
     /// `add`/`remove` on a precomputed bank.
-    #[error("the active set is a precomputed bank: send `set` with labels to replace it with words")]
+    #[error(
+        "the active set is a precomputed bank: send `set` with labels to replace it with words"
+    )]
     NotText,
 }
 
@@ -295,7 +299,11 @@ mod tests {
         assert_eq!(s.set.labels(), ["alarm"]);
         assert_eq!(s.set.template(), None);
 
-        let a = run("add", r#"{"labels":["cat","bird"],"aliases":{"bird":["a bird"]}}"#).unwrap();
+        let a = run(
+            "add",
+            r#"{"labels":["cat","bird"],"aliases":{"bird":["a bird"]}}"#,
+        )
+        .unwrap();
         assert_eq!(a.set.labels(), ["dog", "cat", "bird"]);
         assert_eq!(a.set.template(), Some("a sound of {}"));
         assert_eq!(a.unchanged, ["cat"]);
@@ -316,7 +324,11 @@ mod tests {
             ("add", br#"{"labels":["x"],"template":"{}"}"#, "bad_json"),
             ("set", br#"{"labels":[]}"#, "invalid_set"),
             ("remove", br#"{"labels":["dog","cat"]}"#, "invalid_set"),
-            ("add", br#"{"labels":["dog"],"aliases":{"dog":["hound"]}}"#, "invalid_set"),
+            (
+                "add",
+                br#"{"labels":["dog"],"aliases":{"dog":["hound"]}}"#,
+                "invalid_set",
+            ),
             (
                 "set",
                 br#"{"precomputed":{"labels":"a","embeddings":"b"}}"#,
@@ -325,7 +337,11 @@ mod tests {
         ];
         for (verb, body, code) in cases {
             let e = Command::parse(verb, body).and_then(|c| apply(&active(), c));
-            assert_eq!(e.as_ref().map_err(ControlError::code).err(), Some(code), "{verb} {e:?}");
+            assert_eq!(
+                e.as_ref().map_err(ControlError::code).err(),
+                Some(code),
+                "{verb} {e:?}"
+            );
         }
         let big = vec![b' '; MAX_COMMAND_BYTES + 1];
         assert_eq!(

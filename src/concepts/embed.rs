@@ -244,12 +244,11 @@ impl TextEmbedder {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let rows = combine(set.labels().len(), &prompts, &all).map_err(|message| {
-            EmbedError::Bank {
+        let rows =
+            combine(set.labels().len(), &prompts, &all).map_err(|message| EmbedError::Bank {
                 path: path.clone(),
                 message,
-            }
-        })?;
+            })?;
         Ok(EmbeddedRows {
             labels: set.labels().to_vec(),
             rows,
@@ -310,7 +309,10 @@ mod tests {
         let r = rows.row(1);
         // Directions (1,0) and (0,1) average to 45°, scaled to the mean norm 3.
         let want = 3.0 / 2f32.sqrt();
-        assert!((r[0] - want).abs() < 1e-6 && (r[1] - want).abs() < 1e-6, "{r}");
+        assert!(
+            (r[0] - want).abs() < 1e-6 && (r[1] - want).abs() < 1e-6,
+            "{r}"
+        );
         let zero = ndarray::arr2(&[[3.0, 4.0], [0.0, 0.0], [0.0, 4.0]]);
         assert!(combine(2, &prompts, &zero).unwrap_err().contains("\"b\""));
     }

@@ -191,7 +191,10 @@ impl TextSet {
         aliases: BTreeMap<String, Vec<String>>,
     ) -> Result<Self, SetError> {
         if labels.is_empty() {
-            return Err(SetError::new("labels", "no label: a set needs at least one"));
+            return Err(SetError::new(
+                "labels",
+                "no label: a set needs at least one",
+            ));
         }
         if labels.len() > MAX_LABELS {
             return Err(SetError::new(
@@ -357,20 +360,37 @@ mod tests {
             (r#"{"labels":["a",""]}"#, "labels[1]: is empty"),
             (r#"{"labels":["a","a"]}"#, "labels[1]: \"a\" appears twice"),
             (r#"{"labels":[" a"]}"#, "labels[0]: \" a\" starts or ends"),
-            (r#"{"labels":["a\nb"]}"#, "labels[0]: holds the control character U+000A"),
-            (r#"{"labels":["a"],"template":"x"}"#, "template: \"x\" must hold exactly one {} (it holds 0)"),
+            (
+                r#"{"labels":["a\nb"]}"#,
+                "labels[0]: holds the control character U+000A",
+            ),
+            (
+                r#"{"labels":["a"],"template":"x"}"#,
+                "template: \"x\" must hold exactly one {} (it holds 0)",
+            ),
             (r#"{"labels":["a"],"template":"{} {}"}"#, "(it holds 2)"),
-            (r#"{"labels":["a"],"aliases":{"b":["c"]}}"#, "aliases.\"b\": is not a label"),
-            (r#"{"labels":["a"],"aliases":{"a":["a"]}}"#, "aliases.\"a\"[0]: \"a\" appears twice"),
+            (
+                r#"{"labels":["a"],"aliases":{"b":["c"]}}"#,
+                "aliases.\"b\": is not a label",
+            ),
+            (
+                r#"{"labels":["a"],"aliases":{"a":["a"]}}"#,
+                "aliases.\"a\"[0]: \"a\" appears twice",
+            ),
             (r#"{"labels":["a"],"colour":1}"#, "unknown field `colour`"),
-            (r#"{"labels":["a"],"precomputed":{"labels":"l","embeddings":"e"}}"#, "labels: a set is either"),
+            (
+                r#"{"labels":["a"],"precomputed":{"labels":"l","embeddings":"e"}}"#,
+                "labels: a set is either",
+            ),
         ];
         for (json, want) in cases {
             let e = def(json).unwrap_err();
             assert!(e.contains(want), "{json}: {e}");
         }
         let long = format!(r#"{{"labels":["{}"]}}"#, "x".repeat(MAX_LABEL_BYTES + 1));
-        assert!(def(&long).unwrap_err().contains("is 1025 bytes, at most 1024"));
+        assert!(def(&long)
+            .unwrap_err()
+            .contains("is 1025 bytes, at most 1024"));
         let many: Vec<String> = (0..=MAX_LABELS).map(|i| format!("l{i}")).collect();
         let e = TextSet::new(many, None, BTreeMap::new()).unwrap_err();
         assert_eq!(e.to_string(), "labels: 4097 labels, at most 4096");

@@ -245,11 +245,23 @@ mod tests {
         let good = std::fs::read_to_string(&path).unwrap();
         let cases = [
             (good.replace("smoke alarm", "smoke"), "(edited or corrupt)"),
-            (good.replace("\"format\": 1", "\"format\": 2"), "format 2 is not supported"),
-            (good.replace("\"audio\"", "\"video\""), "holds set \"video\""),
-            (good.replace("\"smoke alarm\"", "\"\""), "labels[1]: is empty"),
+            (
+                good.replace("\"format\": 1", "\"format\": 2"),
+                "format 2 is not supported",
+            ),
+            (
+                good.replace("\"audio\"", "\"video\""),
+                "holds set \"video\"",
+            ),
+            (
+                good.replace("\"smoke alarm\"", "\"\""),
+                "labels[1]: is empty",
+            ),
             ("{\"format\": 1".to_string(), "not a concept set"),
-            (good.replace("\"set\"", "\"colour\": 1, \"set\""), "unknown field"),
+            (
+                good.replace("\"set\"", "\"colour\": 1, \"set\""),
+                "unknown field",
+            ),
         ];
         for (text, want) in cases {
             std::fs::write(&path, text).unwrap();

@@ -20,7 +20,10 @@ pub mod clean;
 
 /// CLIP's pre-tokenizer (`re.IGNORECASE`): the special tokens, the contractions, runs of
 /// letters, single digits, runs of anything else but whitespace.
-#[allow(clippy::expect_used, reason = "a constant pattern, exercised by every test")]
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern, exercised by every test"
+)]
 static PRE_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
@@ -306,7 +309,22 @@ mod tests {
         // Devanagari vowel signs are marks, not letters (\p{L}); ⅳ is a number, not a letter.
         assert_eq!(
             pieces,
-            vec!["it", "'s", "4", "2", "dogs", "!!", "<|endoftext|>", "क", "ु", "त", "्", "त", "ा", "ⅳ"]
+            vec![
+                "it",
+                "'s",
+                "4",
+                "2",
+                "dogs",
+                "!!",
+                "<|endoftext|>",
+                "क",
+                "ु",
+                "त",
+                "्",
+                "त",
+                "ा",
+                "ⅳ"
+            ]
         );
     }
 

@@ -50,7 +50,10 @@ static FTFY_ENTITIES: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
     out
 });
 
-#[allow(clippy::expect_used, reason = "constant patterns, checked by the tests")]
+#[allow(
+    clippy::expect_used,
+    reason = "constant patterns, checked by the tests"
+)]
 static PY_CHARREF: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\x0C <&#;]{1,32};?)").expect("charref")
 });
@@ -271,8 +274,14 @@ mod tests {
 
     #[test]
     fn html_unescape_follows_cpython() {
-        assert_eq!(html_unescape("&amp;amp; &lt &notit; &#65;&#x42 &#0; &#128;"), "&amp; < ¬it; AB \u{fffd} €");
-        assert_eq!(html_unescape("&#x110000; &#xD800; &#1; &bogus; &#z"), "\u{fffd} \u{fffd}  &bogus; &#z");
+        assert_eq!(
+            html_unescape("&amp;amp; &lt &notit; &#65;&#x42 &#0; &#128;"),
+            "&amp; < ¬it; AB \u{fffd} €"
+        );
+        assert_eq!(
+            html_unescape("&#x110000; &#xD800; &#1; &bogus; &#z"),
+            "\u{fffd} \u{fffd}  &bogus; &#z"
+        );
         assert_eq!(HTML5.len(), 2231);
     }
 
