@@ -1,5 +1,6 @@
-//! The command line: `run`, `check`, `warm`, `doctor`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
-//! once, with their context; configuration errors exit with 78 (EX_CONFIG).
+//! The command line: `run`, `check`, `warm`, `doctor`, `demo`, `preprocess`, `embed`, `concepts`,
+//! `bench`. Errors are reported here, once, with their context; configuration errors exit with 78
+//! (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::telemetry::init_logging;
 use crate::Modality;
 
 mod bench;
+pub mod concepts;
 mod demo;
 pub mod doctor;
 pub mod embed;
@@ -108,6 +110,10 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = limits::flags::intra_threads)]
         threads: usize,
     },
+    /// Concepts as words: build a bank with the model set's text encoder, or print the
+    /// concepts nearest to an input file.
+    #[command(subcommand)]
+    Concepts(concepts::ConceptsCommand),
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
     Bench(BenchArgs),
@@ -302,6 +308,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
+        Command::Concepts(command) => concepts::run(command),
         Command::Preprocess {
             modality,
             input,

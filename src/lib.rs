@@ -4,7 +4,8 @@
 //! space and publishes the embeddings and their nearest text concepts over MQTT.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`).
+//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `concepts`,
+//!   `bench`).
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
 //! - [`bench`]: `edgebind bench`: per-modality and end-to-end measurements, system info.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
@@ -15,7 +16,8 @@
 //! - [`preprocess`]: pure, ImageBind-exact tensors per modality (SPEC.md).
 //! - [`inference`]: ONNX Runtime loading, the model set and the worker owning each session.
 //! - [`concepts`]: the concept bank and cosine top-k matching (pure); the shared handle SIGHUP
-//!   reloads.
+//!   reloads; concept sets as words, embedded with the text encoder, cached on disk, changed by
+//!   `set`/`add`/`remove` commands and persisted.
 //! - [`output`]: the output seam: typed events (a window embedded, a sensor's state, the
 //!   daemon's stats), the fan-out to every output's bounded queue, the reporter.
 //! - [`publish`]: the MQTT output: payloads and encoding (pure), the outbox, the publisher

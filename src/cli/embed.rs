@@ -129,7 +129,11 @@ pub fn preprocess(
 
 /// Token ids `[N, 77]` for `input`: an int64 `.npy` (`[77]` or `[N, 77]`) used as is, a text
 /// file (one text per non-empty line), or else the argument itself as the text.
-fn text_ids(input: &Path, options: &InputOptions, model: Option<&Path>) -> Result<Array2<i64>> {
+pub(super) fn text_ids(
+    input: &Path,
+    options: &InputOptions,
+    model: Option<&Path>,
+) -> Result<Array2<i64>> {
     if input.is_file() && input.extension().is_some_and(|e| e == "npy") {
         let ids: ArrayD<i64> = npy::read(input, files::MAX_TEXT_BYTES, "token ids")?;
         let ids = match ids.ndim() {

@@ -4,6 +4,11 @@
 //!
 //! The bank in use is a [`SharedConcepts`] handle: the inference workers read it per window, and
 //! SIGHUP swaps in a bank reloaded from the model set ([`reload`]) without stopping anything.
+//!
+//! Concepts as words: [`set`] (named sets of labels with a prompt template and aliases, or a
+//! precomputed bank), [`embed`] (the model set's text encoder, loaded per embedding or kept),
+//! [`cache`] (embedded banks on disk, keyed by encoder, vocabulary and words), [`control`]
+//! (the `set`/`add`/`remove` commands, pure) and [`state`] (the active set persisted).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -14,7 +19,12 @@ use sha2::{Digest, Sha256};
 
 use crate::files::{self, npy, FileError};
 
+pub mod cache;
+pub mod control;
+pub mod embed;
 pub mod reload;
+pub mod set;
+pub mod state;
 
 /// Errors loading a concept bank.
 #[derive(Debug, thiserror::Error)]

@@ -3,15 +3,33 @@
 //!
 //! The vocabulary (`bpe_simple_vocab_16e6.txt.gz`, MIT, from OpenAI CLIP) is not shipped: the
 //! exporter copies it next to `text.onnx` and `tools/fetch_clip_bpe.sh` fetches it for tests.
-//! Differences from the Python tokenizer, all outside plain text: `ftfy.fix_text` (mojibake
-//! repair) is not applied, only numeric and the common named HTML entities are decoded, and
-//! `\p{L}` is approximated by Unicode `Alphabetic` (which also holds some combining marks).
+//! The cleaning before BPE is ImageBind's ([`clean`]: ftfy, `html.unescape` twice, whitespace),
+//! except ftfy's mojibake repair; the pre-tokenizer is CLIP's regex, run by the `regex` crate
+//! (`\p{L}`, `\p{N}`, Unicode `\s`). tests/text_tokens.rs holds the ids of ImageBind's own
+//! tokenizer for hostile text (emoji, CJK, HTML entities, control characters, 10 kB strings).
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use ndarray::Array2;
+use regex::Regex;
+
+pub mod clean;
+
+/// CLIP's pre-tokenizer (`re.IGNORECASE`): the special tokens, the contractions, runs of
+/// letters, single digits, runs of anything else but whitespace.
+#[allow(
+    clippy::expect_used,
+    reason = "a constant pattern, exercised by every test"
+)]
+static PRE_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
+    )
+    .expect("CLIP pre-tokenizer pattern")
+});
 
 /// ImageBind's text context length.
 pub const CONTEXT_LEN: usize = 77;
@@ -154,22 +172,24 @@ impl ClipTokenizer {
     /// BPE ids of `text` without SOT/EOT.
     #[must_use]
     pub fn encode(&self, text: &str) -> Vec<i64> {
-        let cleaned = unescape_html(&unescape_html(text.trim()));
-        let cleaned = cleaned
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase();
+        let cleaned = clean::clean(text).to_lowercase();
         let mut out = Vec::new();
-        for piece in pre_tokenize(&cleaned) {
-            let word: String = piece
-                .bytes()
-                .map(|b| self.byte_chars[usize::from(b)])
-                .collect();
-            for part in self.bpe(&word) {
-                // Every byte character and every merge result is in the vocabulary.
-                if let Some(&id) = self.ids.get(&part) {
-                    out.push(id);
+        for piece in PRE_TOKEN.find_iter(&cleaned).map(|m| m.as_str()) {
+            // The tokenizer's BPE cache starts with the two special tokens, so they are ids.
+            match piece {
+                "<|startoftext|>" => out.push(SOT),
+                "<|endoftext|>" => out.push(EOT),
+                _ => {
+                    let word: String = piece
+                        .bytes()
+                        .map(|b| self.byte_chars[usize::from(b)])
+                        .collect();
+                    for part in self.bpe(&word) {
+                        // Every byte character and every merge result is in the vocabulary.
+                        if let Some(&id) = self.ids.get(&part) {
+                            out.push(id);
+                        }
+                    }
                 }
             }
         }
@@ -223,81 +243,6 @@ impl ClipTokenizer {
         }
         parts
     }
-}
-
-/// CLIP's pre-tokenizer regex, by hand: `<|startoftext|>`, `<|endoftext|>`, the contractions
-/// `'s 't 're 've 'm 'll 'd`, runs of letters, single digits, runs of other non-space
-/// characters; whitespace separates and is dropped.
-fn pre_tokenize(text: &str) -> Vec<&str> {
-    const SPECIAL: [&str; 2] = ["<|startoftext|>", "<|endoftext|>"];
-    const CONTRACTIONS: [&str; 7] = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"];
-    let is_letter = |c: char| c.is_alphabetic();
-    let is_other = |c: char| !(c.is_whitespace() || c.is_alphabetic() || c.is_numeric());
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if c.is_whitespace() {
-            rest = &rest[c.len_utf8()..];
-            continue;
-        }
-        let len = if let Some(s) = SPECIAL.iter().find(|s| rest.starts_with(**s)) {
-            s.len()
-        } else if let Some(s) = CONTRACTIONS.iter().find(|s| rest.starts_with(**s)) {
-            s.len()
-        } else if is_letter(c) {
-            rest.find(|ch: char| !is_letter(ch)).unwrap_or(rest.len())
-        } else if c.is_numeric() {
-            c.len_utf8()
-        } else {
-            rest.find(|ch: char| !is_other(ch)).unwrap_or(rest.len())
-        };
-        out.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    out
-}
-
-/// Python's `html.unescape` for numeric references and the common named entities.
-fn unescape_html(s: &str) -> String {
-    const NAMED: [(&str, char); 7] = [
-        ("amp", '&'),
-        ("lt", '<'),
-        ("gt", '>'),
-        ("quot", '"'),
-        ("apos", '\''),
-        ("nbsp", '\u{a0}'),
-        ("#39", '\''),
-    ];
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find('&') {
-        out.push_str(&rest[..pos]);
-        rest = &rest[pos..];
-        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
-            let name = &rest[1..end];
-            let ch = if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X"))
-            {
-                u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
-            } else if let Some(dec) = name.strip_prefix('#') {
-                dec.parse::<u32>().ok().and_then(char::from_u32)
-            } else {
-                NAMED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
-            };
-            ch.map(|c| (c, end + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -357,13 +302,29 @@ mod tests {
 
     #[test]
     fn pre_tokenizer_splits_like_clips_regex() {
+        let pieces: Vec<&str> = PRE_TOKEN
+            .find_iter("it's 42 dogs!! <|endoftext|> कुत्ता ⅳ")
+            .map(|m| m.as_str())
+            .collect();
+        // Devanagari vowel signs are marks, not letters (\p{L}); ⅳ is a number, not a letter.
         assert_eq!(
-            pre_tokenize("it's 42 dogs!! <|endoftext|>"),
-            vec!["it", "'s", "4", "2", "dogs", "!!", "<|endoftext|>"]
-        );
-        assert_eq!(
-            unescape_html("a &amp;amp; b &#233; &bogus;"),
-            "a &amp; b é &bogus;"
+            pieces,
+            vec![
+                "it",
+                "'s",
+                "4",
+                "2",
+                "dogs",
+                "!!",
+                "<|endoftext|>",
+                "क",
+                "ु",
+                "त",
+                "्",
+                "त",
+                "ा",
+                "ⅳ"
+            ]
         );
     }
 
