@@ -23,6 +23,7 @@
 //!   Prometheus endpoint.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
+//! - [`triggers`]: semantic events (pure): concept/example/novelty/stuck triggers, scene fusion.
 
 pub mod app;
 pub mod bench;
@@ -38,6 +39,7 @@ pub mod service;
 pub mod sources;
 pub mod telemetry;
 pub mod time;
+pub mod triggers;
 pub mod window;
 
 use serde::{Deserialize, Serialize};
