@@ -81,6 +81,9 @@ impl NoveltyMemory {
             return;
         }
         if self.len < self.capacity {
+            // One allocation of the full size: the memory's footprint is fixed from the start.
+            self.rows
+                .reserve_exact(self.capacity * self.dim - self.rows.len());
             self.rows.extend(unit.iter().map(|v| f16::from_f32(*v)));
             self.len += 1;
             self.next = self.len % self.capacity;
