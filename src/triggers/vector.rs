@@ -64,8 +64,9 @@ pub struct InputStats {
 }
 
 impl InputStats {
-    /// The statistics of a tensor's values, in one pass (Welford's mean and variance, so that a
-    /// large offset does not cancel the variance of a small signal).
+    /// The statistics of a tensor's values, in one pass. Sums are taken in f64 around the first
+    /// value (the shifted-data method), so that a large offset does not cancel the variance of a
+    /// small signal, without Welford's division per value.
     #[must_use]
     pub fn from_values<'a>(values: impl IntoIterator<Item = &'a f32>) -> Self {
         let mut s = Accumulator::default();
@@ -78,7 +79,10 @@ impl InputStats {
     /// [`InputStats::from_values`] of an ndarray tensor of any shape and layout.
     #[must_use]
     pub fn from_tensor(tensor: &ndarray::ArrayD<f32>) -> Self {
-        Self::from_values(tensor.iter())
+        match tensor.as_slice_memory_order() {
+            Some(values) => Self::from_values(values),
+            None => Self::from_values(tensor.iter()),
+        }
     }
 
     /// Whether two windows' inputs look the same: every statistic within a relative `1e-6`.
@@ -99,10 +103,12 @@ struct Accumulator {
     count: u64,
     non_finite: u64,
     finite: u64,
-    mean: f64,
-    m2: f64,
-    min: f64,
-    max: f64,
+    /// The first finite value, the shift of the sums.
+    shift: f64,
+    sum: f64,
+    sum_sq: f64,
+    min: f32,
+    max: f32,
     at_min: u64,
     at_max: u64,
 }
@@ -114,47 +120,47 @@ impl Accumulator {
             self.non_finite += 1;
             return;
         }
-        let v = f64::from(v);
         self.finite += 1;
         if self.finite == 1 {
+            self.shift = f64::from(v);
             (self.min, self.max, self.at_min, self.at_max) = (v, v, 1, 1);
         } else {
-            Self::extreme(v, &mut self.min, &mut self.at_min, |a, b| a < b);
-            Self::extreme(v, &mut self.max, &mut self.at_max, |a, b| a > b);
+            if v < self.min {
+                (self.min, self.at_min) = (v, 1);
+            } else if v == self.min {
+                self.at_min += 1;
+            }
+            if v > self.max {
+                (self.max, self.at_max) = (v, 1);
+            } else if v == self.max {
+                self.at_max += 1;
+            }
         }
-        let delta = v - self.mean;
-        self.mean += delta / self.finite as f64;
-        self.m2 += delta * (v - self.mean);
-    }
-
-    /// Tracks one extreme and how many values sit exactly on it.
-    fn extreme(v: f64, best: &mut f64, hits: &mut u64, beats: impl Fn(f64, f64) -> bool) {
-        if beats(v, *best) {
-            *best = v;
-            *hits = 1;
-        } else if v == *best {
-            *hits += 1;
-        }
+        let d = f64::from(v) - self.shift;
+        self.sum += d;
+        self.sum_sq += d * d;
     }
 
     fn finish(self) -> InputStats {
-        let (variance, saturated_fraction) = if self.finite == 0 {
-            (0.0, 0.0)
+        let n = self.finite as f64;
+        let (mean, variance, saturated_fraction) = if self.finite == 0 {
+            (0.0, 0.0, 0.0)
         } else if self.min == self.max {
-            (0.0, 1.0)
+            (f64::from(self.min), 0.0, 1.0)
         } else {
-            let n = self.finite as f64;
+            let mean_d = self.sum / n;
             (
-                (self.m2 / n).max(0.0),
+                self.shift + mean_d,
+                (self.sum_sq / n - mean_d * mean_d).max(0.0),
                 (self.at_min + self.at_max) as f64 / n,
             )
         };
         InputStats {
             count: self.count,
             non_finite: self.non_finite,
-            min: self.min,
-            max: self.max,
-            mean: self.mean,
+            min: f64::from(self.min),
+            max: f64::from(self.max),
+            mean,
             variance,
             saturated_fraction,
         }
@@ -184,6 +190,13 @@ mod tests {
         assert!((s.saturated_fraction - 0.8).abs() < 1e-12);
         let constant = InputStats::from_values(&[3.0f32; 10]);
         assert_eq!((constant.variance, constant.saturated_fraction), (0.0, 1.0));
+    }
+
+    #[test]
+    fn a_large_offset_does_not_cancel_a_small_variance() {
+        let v: Vec<f32> = (0..1000).map(|i| 10_000.0 + (i % 2) as f32).collect();
+        let s = InputStats::from_values(&v);
+        assert_eq!((s.mean, s.variance), (10_000.5, 0.25));
     }
 
     #[test]
