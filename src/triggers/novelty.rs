@@ -153,7 +153,7 @@ pub fn novelty_score(params: &NoveltyParams, similarities: &[f32]) -> Option<f32
         .skip(params.ignore_recent_windows as usize)
         .take(params.memory_windows as usize);
     let (count, best) = span.fold((0u32, f32::NEG_INFINITY), |(n, b), &s| (n + 1, b.max(s)));
-    (count >= params.warmup_windows).then(|| 1.0 - best)
+    (count >= params.warmup_windows).then_some(1.0 - best)
 }
 
 #[cfg(test)]

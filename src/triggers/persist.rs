@@ -54,6 +54,9 @@ pub const MAX_STATE_BYTES: usize = {
         + MAX_NOVELTY_ROWS * MAX_DIM * 2
 };
 
+// A reader may hold a whole state in memory: keep the worst case modest (≈ 170 MiB now).
+const _: () = assert!(MAX_STATE_BYTES < 192 << 20);
+
 /// Why a saved state cannot be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PersistError {
