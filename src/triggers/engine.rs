@@ -54,7 +54,13 @@ pub enum TriggerError {
     /// The recent-window ring size is out of range.
     #[error("recent_windows must be 1 to {MAX_RECENT_WINDOWS}, got {0}")]
     RecentWindows(usize),
+    /// The sensor name is empty or too long to be saved.
+    #[error("sensor name must be 1 to {MAX_SENSOR_NAME_BYTES} bytes, got {0}")]
+    SensorName(usize),
 }
+
+/// Longest sensor name (it is saved with the state and starts every event id).
+pub const MAX_SENSOR_NAME_BYTES: usize = 256;
 
 /// Engine-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +150,9 @@ impl TriggerEngine {
     ) -> Result<Self, TriggerError> {
         if dim == 0 || dim > MAX_DIM {
             return Err(TriggerError::Dim(dim));
+        }
+        if sensor.is_empty() || sensor.len() > MAX_SENSOR_NAME_BYTES {
+            return Err(TriggerError::SensorName(sensor.len()));
         }
         if options.recent_windows == 0 || options.recent_windows > MAX_RECENT_WINDOWS {
             return Err(TriggerError::RecentWindows(options.recent_windows));

@@ -18,7 +18,7 @@
 
 use super::config::{TriggerKind, MAX_IGNORE_RECENT_WINDOWS, MAX_MEMORY_WINDOWS, MAX_NAME_CHARS};
 use super::engine::{TriggerEngine, MAX_DIM};
-use super::event::{EndReason, EventKind, OpenEvent, TriggerEvent, WindowRef};
+use super::event::{EndReason, EventKind, OpenEvent, Phase, TriggerEvent, WindowRef};
 use super::novelty::NoveltyMemory;
 use super::scorer::{ExampleSet, MAX_EXAMPLES, MAX_EXAMPLE_SETS};
 use super::stuck::StuckReason;
@@ -256,7 +256,8 @@ impl TriggerEngine {
                 (Some(_), Some(s)) => s.spec.event.cooldown_windows,
                 _ => saved.cooldown_remaining,
             };
-            if let Some(slot) = slot {
+            // A trigger that already moved on since the engine was built keeps its own state.
+            if let Some(slot) = slot.filter(|s| s.machine.phase() == Phase::Idle) {
                 slot.machine.set_cooldown(cooldown);
             }
             if let Some(event) = saved.open {

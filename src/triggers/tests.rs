@@ -410,6 +410,30 @@ fn an_unknown_label_is_refused_by_name() {
 }
 
 #[test]
+fn engine_limits_are_refused_with_their_value() {
+    let new = |sensor: &str, dim: usize, recent_windows: usize| {
+        TriggerEngine::new(
+            sensor,
+            dim,
+            Vec::new(),
+            &concepts,
+            EngineOptions { recent_windows },
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert_eq!(new("s", 0, 8), "embedding width must be 1 to 4096, got 0");
+    assert_eq!(
+        new("s", 8, 100_000),
+        "recent_windows must be 1 to 256, got 100000"
+    );
+    assert_eq!(
+        new(&"s".repeat(300), 8, 8),
+        "sensor name must be 1 to 256 bytes, got 300"
+    );
+}
+
+#[test]
 fn windows_of_another_sensor_are_ignored_and_counted() {
     let mut e = engine(SHAKING);
     let v = axis(3);

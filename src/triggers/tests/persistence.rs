@@ -245,3 +245,19 @@ fn a_restored_engine_saves_the_same_vectors() {
         feed(&mut after, 30, &axis(0), None)
     );
 }
+
+#[test]
+fn restoring_into_an_engine_that_moved_on_keeps_its_open_events() {
+    let saved = busy_engine().to_bytes();
+    let mut e = engine(ALL);
+    for seq in 0..2 {
+        feed(&mut e, seq, &axis(3), None);
+    }
+    let report = e.restore(&saved).unwrap();
+    assert_eq!(report.ended.len(), 1, "the saved event still ends");
+    assert_eq!(
+        e.states()[0].phase,
+        Phase::Active,
+        "the live event is not dropped"
+    );
+}
