@@ -31,6 +31,7 @@
 //! - [`modality`]: the modality table: per modality its name, model input shape and dtype, how
 //!   its stream is cut (with the default window) and its preprocessing; the one place shapes
 //!   and names are written.
+//! - [`triggers`]: semantic events (pure): concept/example/novelty/stuck triggers, scene fusion.
 
 pub mod app;
 pub mod bench;
@@ -48,6 +49,7 @@ pub mod service;
 pub mod sources;
 pub mod telemetry;
 pub mod time;
+pub mod triggers;
 pub mod window;
 
 pub use modality::{Modality, ModalitySpec};
