@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
+//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`, `devices`. Errors are reported here,
 //! once, with their context; configuration errors exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use crate::Modality;
 
 mod bench;
 mod demo;
+mod devices;
 pub mod embed;
 
 pub use bench::BenchArgs;
@@ -105,6 +106,9 @@ pub enum Command {
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
     Bench(BenchArgs),
+    /// List the sensors, ONNX Runtime and GPU of this machine, each sensor with a `[[sources]]`
+    /// block to paste into the configuration.
+    Devices(devices::DevicesArgs),
 }
 
 /// Modalities on the command line.
@@ -276,6 +280,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Warm { config } => warm(&config),
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
+        Command::Devices(args) => devices::run(args),
         Command::Preprocess {
             modality,
             input,
