@@ -493,6 +493,7 @@ mod tests {
         assert_eq!(dev.recognised, None);
         assert!(dev
             .note
+            .as_deref()
             .unwrap()
             .starts_with("not a thermal camera edgebind knows"));
         assert_eq!(parsed(&dev).layout, crate::config::ThermalLayout::Plain);
