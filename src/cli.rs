@@ -168,7 +168,8 @@ pub struct InputOptions {
     /// Depth: metres per raw unit (default 0.001, millimetres).
     #[arg(long, value_parser = limits::flags::depth_units_m)]
     pub depth_units_m: Option<f64>,
-    /// Depth: skip the final standardisation (the `prenorm` alternative of SPEC.md §3).
+    /// Depth: skip the final standardisation `(x - 0.0418) / 0.0295` (Omnivore's inference
+    /// transform), as Omnivore's training configuration does.
     #[arg(long)]
     pub no_normalize: bool,
     /// Depth: fill holes (0) from the nearest valid pixel of the row instead of the spec's

@@ -6,6 +6,10 @@ export CARGO_TERM_COLOR=never
 # Incremental artefacts only help rebuilds; CI builds once, and disk is not free.
 export CARGO_INCREMENTAL=0
 bash tools/setup.sh
+# The aarch64 cross build (below) on x86_64: arm64 multiarch, cross gcc, QEMU, the Rust target.
+if [ "$(uname -m)" = x86_64 ] && [ "${EDGEBIND_SETUP_AARCH64:-1}" != 0 ]; then
+  bash tools/setup_aarch64.sh
+fi
 # Home Assistant Core for tests/home_assistant.rs (~820 MB in .ha/, 1-8 min cold): installed in
 # the background while formatting and lints run, waited for before the tests.
 bash tools/setup_ha.sh > .ha-setup.log 2>&1 &
