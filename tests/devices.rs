@@ -66,12 +66,6 @@ fn check_pasted(dir: &Path, blocks: &str) -> String {
     stdout
 }
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("edgebind.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// What follows the "Ready-to-paste" line of the text output.
 fn pasted_part(stdout: &str) -> &str {
     let at = stdout

@@ -63,6 +63,12 @@ pub fn describe(
         negotiate::negotiate(FormatRequest::default(), default, supported),
     ) {
         (Some(e), _) => (None, None, Some(e)),
+        // ALSA lists its `null` device as a capture PCM: it captures silence.
+        (None, Ok(f)) if pcm == "null" => (
+            Some(f.to_string()),
+            None,
+            Some("ALSA's null device: silence, not a microphone".into()),
+        ),
         (None, Ok(f)) => (
             Some(f.to_string()),
             Some(block(pcm, description.as_deref(), f)),
@@ -187,6 +193,18 @@ mod tests {
         assert_eq!(
             pcm.note.as_deref(),
             Some("no configuration edgebind can capture: it supports 2 ch 48000 Hz i24")
+        );
+        let null = describe(
+            "null",
+            None,
+            &[range(2, 1, 192_000, SampleKind::F32, "f32")],
+            None,
+            None,
+        );
+        assert!(null.spec.is_none());
+        assert_eq!(
+            null.note.as_deref(),
+            Some("ALSA's null device: silence, not a microphone")
         );
         let busy = describe(
             "hw:1,0",

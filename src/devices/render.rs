@@ -48,6 +48,14 @@ fn heading<T>(out: &mut String, title: &str, s: &Section<T>) {
     }
 }
 
+fn or_dash(s: String) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
+    }
+}
+
 fn fps_list(fps: &[f64]) -> String {
     if fps.is_empty() {
         return String::new();
@@ -199,28 +207,17 @@ fn alsa_text(out: &mut String, inv: &Inventory) {
                         }
                     })
                     .collect();
-                let channels: Vec<String> = p.channels.iter().map(ToString::to_string).collect();
+                let channels = ranges(&p.channels);
                 vec![
                     p.pcm.clone(),
                     dash(p.description.as_deref()),
-                    dash(
-                        Some(&rates.join(", "))
-                            .filter(|s| !s.is_empty())
-                            .map(String::as_str),
-                    ),
-                    dash(
-                        Some(&channels.join(", "))
-                            .filter(|s| !s.is_empty())
-                            .map(String::as_str),
-                    ),
-                    dash(
-                        Some(&p.formats.join(", "))
-                            .filter(|s| !s.is_empty())
-                            .map(String::as_str),
-                    ),
-                    p.opens
+                    or_dash(rates.join(", ")),
+                    or_dash(channels),
+                    or_dash(p.formats.join(", ")),
+                    // Without a block, why; with one, what it opens.
+                    p.note
                         .clone()
-                        .or_else(|| p.note.clone())
+                        .or_else(|| p.opens.clone())
                         .unwrap_or_default(),
                 ]
             })
@@ -239,6 +236,25 @@ fn alsa_text(out: &mut String, inv: &Inventory) {
         );
     }
     out.push('\n');
+}
+
+/// `1, 2, 4-8`: runs of consecutive numbers as ranges.
+fn ranges(sorted: &[u16]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j].saturating_add(1) {
+            j += 1;
+        }
+        parts.push(match j - i {
+            0 => sorted[i].to_string(),
+            1 => format!("{}, {}", sorted[i], sorted[j]),
+            _ => format!("{}-{}", sorted[i], sorted[j]),
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
 }
 
 fn runtime_text(out: &mut String, inv: &Inventory) {
@@ -310,4 +326,17 @@ fn runtime_text(out: &mut String, inv: &Inventory) {
             .as_deref()
             .unwrap_or("not present (no libnvinfer in the loader's cache)")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_channel_counts_are_shown_as_ranges() {
+        let all: Vec<u16> = (1..=64).collect();
+        assert_eq!(ranges(&all), "1-64");
+        assert_eq!(ranges(&[1, 2, 4, 6, 7, 8]), "1, 2, 4, 6-8");
+        assert_eq!(ranges(&[]), "");
+    }
 }
