@@ -191,20 +191,14 @@ impl SerialPort {
 fn imu_block(path: &str, node_name: &str, witmotion: bool) -> BlockSpec {
     let spec = BlockSpec::new("imu_serial", &format!("imu-{node_name}")).field("path", path);
     if witmotion {
+        // WitMotion's factory settings; 100 Hz and more need 115200 baud, set with its tool.
         spec.note(
-            "A WitMotion IMU: its binary protocol. Set the rate the sensor is configured for.",
+            "A WitMotion IMU: its binary protocol at the factory settings (10 Hz, 9600 baud).",
         )
+        .note("Raise both with WitMotion's tool for useful windows (e.g. 100 Hz at 115200 baud).")
         .field_noted("protocol", "witmotion", "or \"csv\" for text lines")
-        .field_noted(
-            "baud_rate",
-            9600,
-            "WitMotion's factory setting; newer models: 115200",
-        )
-        .field_noted(
-            "sample_rate_hz",
-            100.0,
-            "the sensor's output rate (WitMotion tool)",
-        )
+        .field("baud_rate", 9600)
+        .field("sample_rate_hz", 10.0)
     } else {
         spec.note(
             "An IMU printing one CSV line per sample: set the columns, units and rate it sends.",
