@@ -271,7 +271,7 @@ pub fn scan(roots: &SerialRoots) -> Result<Vec<SerialPort>, String> {
         let link = by_id.get(&name).map(PathBuf::as_path);
         ports.push(SerialPort::new(&node, link, kind, usb));
     }
-    ports.sort_by(|a, b| natural_key(&a.device).cmp(&natural_key(&b.device)));
+    ports.sort_by_key(|p| natural_key(&p.device));
     Ok(ports)
 }
 
