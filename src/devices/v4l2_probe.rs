@@ -95,6 +95,7 @@ pub fn probe() -> (Vec<V4l2Device>, Vec<String>) {
     nodes.sort();
     let mut found = Vec::new();
     let mut problems = Vec::new();
+    let mut not_capture = Vec::new();
     for (_, path) in nodes {
         let name = path
             .file_name()
@@ -112,11 +113,18 @@ pub fn probe() -> (Vec<V4l2Device>, Vec<String>) {
         match Device::with_path(&path) {
             Ok(dev) => match describe(&info, &Node(dev)) {
                 Ok(Some(d)) => found.push(d),
-                Ok(None) => {}
+                Ok(None) => not_capture.push(info.device),
                 Err(e) => problems.push(e),
             },
             Err(e) => problems.push(format!("{}: cannot open: {e}", path.display())),
         }
+    }
+    if !not_capture.is_empty() {
+        // A UVC camera's second node carries metadata, not frames.
+        problems.push(format!(
+            "not video capture nodes (metadata or output): {}",
+            not_capture.join(", ")
+        ));
     }
     (found, problems)
 }
