@@ -1,6 +1,6 @@
-//! The command line: `run`, `check`, `warm`, `doctor`, `demo`, `preprocess`, `embed`, `concepts`,
-//! `bench`. Errors are reported here, once, with their context; configuration errors exit with 78
-//! (EX_CONFIG).
+//! The command line: `run`, `check`, `warm`, `doctor`, `devices`, `demo`, `preprocess`, `embed`,
+//! `concepts`, `bench`. Errors are reported here, once, with their context; configuration errors
+//! exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::Modality;
 mod bench;
 pub mod concepts;
 mod demo;
+mod devices;
 pub mod doctor;
 pub mod embed;
 
@@ -117,6 +118,9 @@ pub enum Command {
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
     Bench(BenchArgs),
+    /// List the sensors, ONNX Runtime and GPU of this machine, each sensor with a `[[sources]]`
+    /// block to paste into the configuration.
+    Devices(devices::DevicesArgs),
 }
 
 /// A modality on the command line: a sensor modality of the table, or text (the concept
@@ -195,7 +199,8 @@ pub struct InputOptions {
     /// Depth: metres per raw unit (default 0.001, millimetres).
     #[arg(long, value_parser = limits::flags::depth_units_m)]
     pub depth_units_m: Option<f64>,
-    /// Depth: skip the final standardisation (the `prenorm` alternative of SPEC.md §3).
+    /// Depth: skip the final standardisation `(x - 0.0418) / 0.0295` (Omnivore's inference
+    /// transform), as Omnivore's training configuration does.
     #[arg(long)]
     pub no_normalize: bool,
     /// Depth: fill holes (0) from the nearest valid pixel of the row instead of the spec's
@@ -309,6 +314,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::Concepts(command) => concepts::run(command),
+        Command::Devices(args) => devices::run(args),
         Command::Preprocess {
             modality,
             input,

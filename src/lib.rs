@@ -4,11 +4,13 @@
 //! space and publishes the embeddings and their nearest text concepts over MQTT.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `concepts`,
-//!   `bench`).
+//! - [`cli`]: the command line (`run`, `check`, `warm`, `doctor`, `devices`, `demo`, `preprocess`,
+//!   `embed`, `concepts`, `bench`).
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
 //! - [`bench`]: `edgebind bench`: per-modality and end-to-end measurements, system info.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
+//! - [`devices`]: `edgebind devices`: serial ports, V4L2/RealSense cameras, ALSA PCMs, ONNX
+//!   Runtime and GPU of this machine, each sensor with a `[[sources]]` block.
 //! - [`files`]: untrusted input files: precise open errors, size limits, the checked `.npy`
 //!   reader.
 //! - [`sources`]: one module per sensor source; each runs on its own named thread.
@@ -38,6 +40,7 @@ pub mod bench;
 pub mod cli;
 pub mod concepts;
 pub mod config;
+pub mod devices;
 pub mod files;
 pub mod inference;
 pub mod modality;

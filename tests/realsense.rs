@@ -277,3 +277,71 @@ fn a_missing_camera_is_retried_with_backoff_until_the_daemon_stops() {
         "{states:?}"
     );
 }
+
+/// `edgebind devices` lists a recording as a device (librealsense plays it back as one): name,
+/// serial, streams, and a block that `check` accepts as it stands.
+#[test]
+fn devices_lists_a_recording_with_its_streams_and_a_block_check_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = dir.path().join("walk.bag");
+    make_recording(
+        &bag,
+        &[
+            "--frames", "5", "--width", "424", "--height", "240", "--fps", "15",
+        ],
+    );
+    let out = run(edgebind()
+        .args(["devices", "--json", "--realsense-recording"])
+        .arg(&bag));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["realsense"]["status"], "found", "{:#}", v["realsense"]);
+    let devices = v["realsense"]["devices"].as_array().unwrap();
+    let rec = devices
+        .iter()
+        .find(|d| d["recording"] == bag.display().to_string())
+        .unwrap_or_else(|| panic!("{devices:?}"));
+    assert!(!rec["name"].as_str().unwrap().is_empty(), "{rec}");
+    let streams = rec["streams"].as_array().unwrap();
+    assert!(
+        streams.iter().any(|s| s["stream"] == "depth"
+            && s["format"] == "Z16"
+            && s["width_px"] == 424
+            && s["height_px"] == 240
+            && s["fps"] == 15),
+        "{streams:?}"
+    );
+    let toml = rec["source"]["toml"].as_str().unwrap();
+    assert!(
+        toml.contains(&format!("recording = \"{}\"", bag.display())),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("width_px = 424\nheight_px = 240\nfps = 15\n"),
+        "{toml}"
+    );
+    let path = write_config(
+        dir.path(),
+        &format!("{}\n{toml}", base_config("rs-devices", 1883)),
+    );
+    let check = run(edgebind().arg("check").arg("--config").arg(&path));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // A file that is not a recording fails after the listing, naming the file.
+    let bad = dir.path().join("not.bag");
+    std::fs::write(&bad, b"not a rosbag").unwrap();
+    let out = run(edgebind()
+        .args(["devices", "--realsense-recording"])
+        .arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: {}: ", bad.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

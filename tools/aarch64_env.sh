@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Sourced by tools/build_aarch64.sh and tools/test_aarch64.sh: how to cross-compile edgebind for
 # aarch64 Linux (Jetson, JetPack 6) on a Debian/Ubuntu x86_64 machine without a container, with
-# Debian's cross gcc and the arm64 multiarch -dev packages (tools/setup.sh installs them when
-# EDGEBIND_SETUP_AARCH64=1). Only environment variables: nothing in .cargo/config.toml, so a
+# Debian's cross gcc and the arm64 multiarch -dev packages (tools/setup_aarch64.sh installs
+# them). Only environment variables: nothing in .cargo/config.toml, so a
 # native build on the Jetson itself is never redirected to a cross linker or to QEMU.
 
 AARCH64_TARGET=aarch64-unknown-linux-gnu
@@ -28,6 +28,12 @@ unset QEMU_LD_PREFIX
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 export PKG_CONFIG_PATH_aarch64_unknown_linux_gnu=
+
+# Where cargo puts what it builds: $CARGO_TARGET_DIR (or $CARGO_BUILD_TARGET_DIR) when set, as
+# cargo itself decides, else target/.
+AARCH64_TARGET_DIR=${CARGO_TARGET_DIR:-${CARGO_BUILD_TARGET_DIR:-target}}
+# The release binary tools/build_aarch64.sh builds.
+AARCH64_BIN=$AARCH64_TARGET_DIR/$AARCH64_TARGET/release/edgebind
 
 # Prints what is missing for the cross build, one line each; empty when everything is there.
 aarch64_missing() {

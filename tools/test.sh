@@ -6,6 +6,10 @@ export CARGO_TERM_COLOR=never
 # Incremental artefacts only help rebuilds; CI builds once, and disk is not free.
 export CARGO_INCREMENTAL=0
 bash tools/setup.sh
+# The aarch64 cross build (below) on x86_64: arm64 multiarch, cross gcc, QEMU, the Rust target.
+if [ "$(uname -m)" = x86_64 ] && [ "${EDGEBIND_SETUP_AARCH64:-1}" != 0 ]; then
+  bash tools/setup_aarch64.sh
+fi
 # Home Assistant Core for tests/home_assistant.rs (~820 MB in .ha/, 1-8 min cold): installed in
 # the background while formatting and lints run, waited for before the tests.
 bash tools/setup_ha.sh > .ha-setup.log 2>&1 &
@@ -17,9 +21,10 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features v4l2,alsa -- -D warnings
 if ! wait "$ha_setup"; then cat .ha-setup.log >&2; echo "test.sh: tools/setup_ha.sh failed" >&2; exit 1; fi
 cargo test --all-targets --locked
-# The v4l2 and alsa features change only their sources: their unit tests, the real v4l error
-# paths, and cpal's real capture path on an ALSA `file`-plugin PCM.
-cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_thermal --test alsa_audio
+# The v4l2 and alsa features change only their sources and `edgebind devices`: their unit tests,
+# the real v4l error paths, cpal's real capture path on an ALSA `file`-plugin PCM, and the devices
+# listing of that PCM and of /dev/video*.
+cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_thermal --test alsa_audio --test devices
 # The realsense feature links librealsense2 from .realsense (tools/setup_realsense.sh, x86_64)
 # or from the system.
 export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"

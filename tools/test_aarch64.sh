@@ -15,7 +15,7 @@ source tools/aarch64_env.sh
 missing=$(aarch64_missing)
 command -v qemu-aarch64-static >/dev/null || missing+=$'\nqemu-aarch64-static (apt: qemu-user-static)'
 if [ -n "${missing//$'\n'/}" ]; then
-  echo "test_aarch64.sh: missing (EDGEBIND_SETUP_AARCH64=1 tools/setup.sh installs them):" >&2
+  echo "test_aarch64.sh: missing (tools/setup_aarch64.sh installs them):" >&2
   echo "$missing" | sed '/^$/d; s/^/  /' >&2
   exit 1
 fi
@@ -34,7 +34,7 @@ tests_done=$(date +%s)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-bin=target/$AARCH64_TARGET/release/edgebind
+bin=$AARCH64_BIN
 [ -x "$bin" ] || { echo "test_aarch64.sh: $bin missing: run tools/build_aarch64.sh first" >&2; exit 1; }
 qemu-aarch64-static "$bin" --version
 for cfg in config/edgebind.toml config/demo.toml; do
