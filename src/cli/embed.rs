@@ -21,10 +21,12 @@ use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::text::{ClipTokenizer, CONTEXT_LEN};
 use crate::preprocess::thermal::ThermalPreprocessor;
+use crate::preprocess::vision::VisionPreprocessor;
 use crate::sources::audio_replay::load_wav;
 use crate::sources::frame_replay::{load_stack, FrameKind, MAX_FRAME_SIDE_PX};
 use crate::sources::imu_replay;
 use crate::sources::imu_replay::ImuFileFormat;
+use crate::sources::vision_replay::files::first_frame;
 use crate::sources::FrameImage;
 use crate::Modality;
 
@@ -206,6 +208,7 @@ pub(super) fn sensor_tensor(
             let tensor = match &frame {
                 FrameImage::U8(a) => pre.tensor_u8(a.view()),
                 FrameImage::U16(a) => pre.tensor_u16(a.view()),
+                FrameImage::Rgb8(_) => bail!("{}: a thermal frame is not colour", input.display()),
             }
             .with_context(|| format!("{}", input.display()))?;
             Ok(tensor.into_dyn())
@@ -237,6 +240,13 @@ pub(super) fn sensor_tensor(
                 .with_context(|| "depth preprocessing options")?;
             Ok(pre
                 .tensor(raw.view())
+                .with_context(|| format!("{}", input.display()))?
+                .into_dyn())
+        }
+        Modality::Vision => {
+            let rgb = first_frame(input)?;
+            Ok(VisionPreprocessor::new()
+                .tensor_rgb(rgb.view())
                 .with_context(|| format!("{}", input.display()))?
                 .into_dyn())
         }

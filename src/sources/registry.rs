@@ -64,6 +64,8 @@ source_kinds! {
     Realsense(super::realsense::config::RealsenseSettings),
     /// A microphone through ALSA (cpal); needs the `alsa` Cargo feature at run time.
     AlsaAudio(super::alsa_audio::config::AlsaAudioSettings),
+    /// Replays PNG/JPEG pictures or a `.npy` RGB stack as if it were a colour camera.
+    VisionReplay(super::vision_replay::config::VisionReplaySettings),
 }
 
 impl SourceConfig {
@@ -90,7 +92,7 @@ mod tests {
     /// The smallest table of each type.
     fn minimal(type_name: &str) -> &'static str {
         match type_name {
-            "imu_replay" | "thermal_replay" | "depth_replay" | "audio_replay" => {
+            "imu_replay" | "thermal_replay" | "depth_replay" | "audio_replay" | "vision_replay" => {
                 "name = \"s\"\npath = \"x\"\n"
             }
             "imu_serial" => {
