@@ -14,6 +14,7 @@ pub mod kind;
 pub mod realsense;
 pub mod registry;
 pub mod thermal_decode;
+pub mod v4l2_camera;
 pub mod v4l2_thermal;
 pub mod vision_replay;
 
