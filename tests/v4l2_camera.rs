@@ -312,9 +312,12 @@ fn mjpeg_frames_decode_also_without_huffman_tables_and_truncated_ones_are_refuse
     assert!(e.starts_with("MJPEG frame: JPEG:"), "{e}");
 }
 
+/// One scripted buffer: its format, `(width, height, bytes per line)` and bytes.
+type Scripted = (ColourFormat, (u32, u32, u32), Vec<u8>);
+
 /// A colour camera that plays buffers (stamped 40 ms apart by the driver), then stays silent.
 struct ScriptedCamera {
-    frames: VecDeque<(ColourFormat, (u32, u32, u32), Vec<u8>)>,
+    frames: VecDeque<Scripted>,
     held: Vec<u8>,
     sequence: u32,
 }
