@@ -184,35 +184,7 @@ pub(super) fn sensor_tensor(
 ) -> Result<ArrayD<f32>> {
     match modality {
         Modality::Imu => imu_tensor(input, options),
-        Modality::Thermal => {
-            let kind = FrameKind::Thermal {
-                radiometric: options.agc_min_c.is_some(),
-            };
-            let frame = load_frame(input, kind)?;
-            let cfg = ThermalPreprocessConfig {
-                agc: if options.agc_min_c.is_some() {
-                    ThermalAgc::FixedCelsius
-                } else {
-                    ThermalAgc::MinMax
-                },
-                agc_min_c: options.agc_min_c,
-                agc_max_c: options.agc_max_c,
-                radiometric: match options.radiometric {
-                    RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
-                    RadiometricArg::Infiray64 => Radiometric::Infiray64,
-                },
-                ..ThermalPreprocessConfig::default()
-            };
-            let mut pre = ThermalPreprocessor::new(cfg.params())
-                .with_context(|| "thermal preprocessing options")?;
-            let tensor = match &frame {
-                FrameImage::U8(a) => pre.tensor_u8(a.view()),
-                FrameImage::U16(a) => pre.tensor_u16(a.view()),
-                FrameImage::Rgb8(_) => bail!("{}: a thermal frame is not colour", input.display()),
-            }
-            .with_context(|| format!("{}", input.display()))?;
-            Ok(tensor.into_dyn())
-        }
+        Modality::Thermal => thermal_tensor(input, options),
         Modality::Depth => {
             let FrameImage::U16(raw) = load_frame(input, FrameKind::Depth)? else {
                 bail!(
@@ -260,6 +232,37 @@ pub(super) fn sensor_tensor(
                 .into_dyn())
         }
     }
+}
+
+/// The first thermal frame of `input` (`.npy` stack or PNG), with the AGC the options give.
+fn thermal_tensor(input: &Path, options: &InputOptions) -> Result<ArrayD<f32>> {
+    let kind = FrameKind::Thermal {
+        radiometric: options.agc_min_c.is_some(),
+    };
+    let frame = load_frame(input, kind)?;
+    let cfg = ThermalPreprocessConfig {
+        agc: if options.agc_min_c.is_some() {
+            ThermalAgc::FixedCelsius
+        } else {
+            ThermalAgc::MinMax
+        },
+        agc_min_c: options.agc_min_c,
+        agc_max_c: options.agc_max_c,
+        radiometric: match options.radiometric {
+            RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
+            RadiometricArg::Infiray64 => Radiometric::Infiray64,
+        },
+        ..ThermalPreprocessConfig::default()
+    };
+    let mut pre =
+        ThermalPreprocessor::new(cfg.params()).with_context(|| "thermal preprocessing options")?;
+    let tensor = match &frame {
+        FrameImage::U8(a) => pre.tensor_u8(a.view()),
+        FrameImage::U16(a) => pre.tensor_u16(a.view()),
+        FrameImage::Rgb8(_) => bail!("{}: a thermal frame is not colour", input.display()),
+    }
+    .with_context(|| format!("{}", input.display()))?;
+    Ok(tensor.into_dyn())
 }
 
 /// The first 5 s window of an IMU recording: `.npy` float32 `[6, N]` (needs `--rate-hz`) or a
