@@ -415,3 +415,30 @@ fn the_shared_capture_loop_turns_a_colour_cameras_buffers_into_rgb_frames() {
     assert_eq!(stats.drops(DropReason::BadInput), 1);
     assert!(frames[1].t.mono_ns > frames[0].t.mono_ns);
 }
+
+/// The real device path (feature `v4l2`): no camera exists on CI machines, so what is tested
+/// against the kernel is a node that is not one, opened as a colour camera.
+#[cfg(feature = "v4l2")]
+#[test]
+fn opening_a_node_that_is_not_a_camera_says_so_naming_it() {
+    use edgebind::sources::v4l2_thermal::device::V4l2Camera;
+    use edgebind::sources::v4l2_thermal::DeviceSelector;
+    let any = ColourRequest {
+        pixel_format: None,
+        size_px: None,
+    };
+    let open = |device: &str| {
+        V4l2Camera::<ColourFormat>::open(&DeviceSelector::parse(device), |offered| {
+            choose(offered, &any)
+        })
+        .unwrap_err()
+    };
+    let e = open("/dev/null");
+    assert!(matches!(e, DeviceError::NotV4l2 { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with("/dev/null: not a V4L2 device"),
+        "{e}"
+    );
+    let e = open("/dev/video-edgebind-missing");
+    assert!(matches!(e, DeviceError::NotFound { .. }), "{e}");
+}
