@@ -123,7 +123,6 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
     let topics = Topics::new("bench/outbox");
     let cfg = PublisherConfig {
         protocol: edgebind::config::MqttProtocol::V311,
-        device: "bench".into(),
         host: "127.0.0.1".into(),
         port,
         tls: None,
@@ -131,10 +130,13 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
         client_id: format!("bench-outbox-{round}"),
         keep_alive: Duration::from_secs(30),
         max_packet_bytes: 1 << 20,
-        topics: topics.clone(),
+        codec: edgebind::publish::Codec {
+            device: "bench".into(),
+            topics: topics.clone(),
+            qos: Qos::AtLeastOnce,
+            encoding: edgebind::config::EmbeddingEncoding::Json,
+        },
         sensors: Vec::new(),
-        qos: Qos::AtLeastOnce,
-        stats_interval: Duration::ZERO,
         max_backoff: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(60),
         fsync: FsyncPolicy::Interval,
@@ -160,6 +162,7 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
         for i in 0..n {
             let m = OutMessage {
                 topic: topic.clone(),
+                sensor: None,
                 payload: payload(i),
                 retain: false,
                 qos: Qos::AtLeastOnce,

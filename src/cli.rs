@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `warm`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
+//! The command line: `run`, `check`, `warm`, `doctor`, `demo`, `preprocess`, `embed`, `bench`. Errors are reported here,
 //! once, with their context; configuration errors exit with 78 (EX_CONFIG).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use crate::Modality;
 
 mod bench;
 mod demo;
+pub mod doctor;
 pub mod embed;
 
 pub use bench::BenchArgs;
@@ -56,6 +57,11 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// What GPU stack is here, which execution providers load, and where each configured model
+    /// runs (loaded as `run` loads it); `--unit` repeats the warm-up inside a systemd unit's
+    /// sandbox and reports every difference. Exit 1 when a model does not load or the sandbox
+    /// differs.
+    Doctor(doctor::DoctorArgs),
     /// Run the whole pipeline on bundled recordings with the stand-in models and a local broker,
     /// and print what a subscriber receives.
     Demo {
@@ -293,6 +299,7 @@ fn dispatch(command: Command) -> Result<i32> {
         }
         Command::Check { config } => check(&config),
         Command::Warm { config } => warm(&config),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::Preprocess {
@@ -344,11 +351,13 @@ fn warm(path: &Path) -> Result<i32> {
             format!("parity cosine {:.6}", p.min_cosine)
         });
         println!(
-            "{}: {} on {} (ONNX Runtime {}), {parity}",
+            "{}: {} on {} (step {}, ONNX Runtime {}; nodes: {}), {parity}",
             m.modality,
             m.path.display(),
             m.provider,
-            m.ort_version
+            m.step,
+            m.ort_version,
+            m.nodes
         );
     }
     let total_s = models.first().map_or(0.0, |m| m.load_s);

@@ -16,11 +16,14 @@
 //! - [`inference`]: ONNX Runtime loading, the model set and the worker owning each session.
 //! - [`concepts`]: the concept bank and cosine top-k matching (pure); the shared handle SIGHUP
 //!   reloads.
-//! - [`publish`]: MQTT payloads (pure), the outbox, the publisher owning the event loop (MQTT
-//!   3.1.1 or 5), a local broker.
-//! - [`pipeline`]: bounded queues with named policies and the per-stream processing thread.
-//! - [`telemetry`]: counters, drops by reason, logging set-up and rate-limited logging, the
-//!   Prometheus endpoint.
+//! - [`output`]: the output seam: typed events (a window embedded, a sensor's state, the
+//!   daemon's stats), the fan-out to every output's bounded queue, the reporter.
+//! - [`publish`]: the MQTT output: payloads and encoding (pure), the outbox, the publisher
+//!   owning the event loop (MQTT 3.1.1 or 5), a local broker.
+//! - [`pipeline`]: bounded queues with named policies, the processors (one per family of
+//!   modalities) and the per-stream thread that runs one.
+//! - [`telemetry`]: counters, drops by reason, handled errors, the one table of metrics (stats
+//!   payload and Prometheus endpoint), logging set-up and rate-limited logging.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
 //! - [`modality`]: the modality table: per modality its name, model input shape and dtype, how
@@ -35,6 +38,7 @@ pub mod config;
 pub mod files;
 pub mod inference;
 pub mod modality;
+pub mod output;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;

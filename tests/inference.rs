@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use edgebind::concepts::{ConceptBank, SharedConcepts};
-use edgebind::config::{EmbeddingEncoding, Qos};
 use edgebind::inference::manifest::sha256_file;
 use edgebind::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
 use edgebind::inference::{Encoder, OrtRuntime};
+use edgebind::output::{Event, FullPolicy, OutputQueue, Outputs};
 use edgebind::pipeline::WindowMeta;
-use edgebind::publish::payload::{unit_norm, Topics};
+use edgebind::publish::payload::unit_norm;
 use edgebind::telemetry::{ModelStats, Stage, StreamStats};
 use edgebind::time::Clock;
 use edgebind::Modality;
@@ -148,6 +148,7 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
         .unwrap_or_else(|| panic!("no state message:\n{text}"));
     assert_valid("state", &state);
     assert_eq!(state["inference"]["provider"], "cpu", "{state}");
+    assert_eq!(state["inference"]["step"], "cpu", "{state}");
     assert_eq!(state["inference"]["ort_version"], "1.31.1", "{state}");
     let stats = sub.on("/stats").last().map(Seen::json).unwrap();
     assert_valid("stats", &stats);
@@ -155,7 +156,7 @@ fn tensorrt_and_cuda_fall_back_to_cpu_with_their_reasons_logged_and_the_provider
     assert_eq!(stats["streams"]["imu"]["inference"]["provider"], "cpu");
     assert!(
         body.contains(
-            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
+            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",step=\"cpu\",ort_version=\"1.31.1\"} 1"
         ),
         "{body}"
     );
@@ -231,9 +232,18 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
             .find(|l| l.starts_with(&format!("{modality}: ")))
             .unwrap_or_else(|| panic!("no {modality} line:\n{stdout}"));
         assert!(
-            line.contains("on cpu (ONNX Runtime 1.31.1), parity cosine 1.000000"),
+            line.contains("on cpu (step cpu, ONNX Runtime 1.31.1; nodes: cpu "),
             "{line}"
         );
+        assert!(line.ends_with("), parity cosine 1.000000"), "{line}");
+        // The node count is ONNX Runtime's own placement line, a real number.
+        let nodes: usize = line
+            .split("nodes: cpu ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(nodes > 0, "{line}");
     }
     assert!(stdout.contains("4 model(s) warm in"), "{stdout}");
     // One cache key directory per model (and the shared timing cache), even though this
@@ -244,19 +254,40 @@ fn warm_loads_every_model_the_sources_need_and_reports_provider_and_parity() {
         .collect();
     keys.sort();
     assert_eq!(keys.len(), 5, "{keys:?}");
-    assert!(
-        keys.iter().any(|k| k == "timing-ort1.31.1-fp16"),
-        "{keys:?}"
-    );
+    // The key names the TensorRT version the loader would use (none here) and ends with a hash
+    // of CUDA, cuDNN and the module, which differ between machines.
     assert!(
         keys.iter()
-            .any(|k| k == "imu-7dd81bd922f0c08b-ort1.31.1-fp16-b4"),
+            .any(|k| k.starts_with("timing-ort1.31.1-trtnone-")),
         "{keys:?}"
+    );
+    let imu = keys
+        .iter()
+        .find(|k| k.starts_with("imu-7dd81bd922f0c08b-ort1.31.1-trtnone-fp16-b4-"))
+        .unwrap_or_else(|| panic!("no imu key directory: {keys:?}"));
+    // The key file spells out everything the engine depends on.
+    let key_file = std::fs::read_to_string(cache.join(imu).join("edgebind-key.txt")).unwrap();
+    for part in [
+        "modality = imu\n",
+        "onnx_runtime = 1.31.1\n",
+        "tensorrt = none\n",
+        "precision = fp16\n",
+        "profile = min imu:1x6x2000, opt imu:1x6x2000, max imu:4x6x2000\n",
+    ] {
+        assert!(key_file.contains(part), "{part:?} missing:\n{key_file}");
+    }
+    assert!(
+        key_file.contains("model_sha256 = 7dd81bd922f0c08b"),
+        "{key_file}"
+    );
+    assert!(
+        key_file.contains("\ncuda = ") && key_file.contains("\nmodule = "),
+        "{key_file}"
     );
     // The audio profile spans the source's 3 clips and the reference's 1.
     assert!(
         keys.iter()
-            .any(|k| k.starts_with("audio-") && k.ends_with("-b4-1x1x128x204-3x1x128x204")),
+            .any(|k| k.starts_with("audio-") && k.contains("-b4-1x1x128x204-3x1x128x204-")),
         "{keys:?}"
     );
 }
@@ -524,16 +555,12 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
     drop(jobs_tx);
     let model_stats = Arc::new(ModelStats::new(Modality::Imu, "cpu", "1.31.1", "x"));
     let ctx = WorkerContext {
-        device: "batch".into(),
         model_name: "edgebind-tiny".into(),
         model_sha256: "x".into(),
         ort_version: runtime.version.clone(),
         concepts: tiny_concepts(),
         top_k: 3,
         min_score: 0.1,
-        topics: Topics::new("edgebind/batch"),
-        qos: Qos::AtLeastOnce,
-        encoding: EmbeddingEncoding::Json,
         clock,
         batching: Batching {
             max_batch: 4,
@@ -541,15 +568,19 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
         },
         model_stats: Arc::clone(&model_stats),
     };
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(4 * N);
-    let worker = spawn_worker(encoder, ctx, jobs_rx, out_tx).unwrap();
+    let mut outputs = Outputs::new(Arc::new(edgebind::telemetry::Telemetry::new(["imu"])));
+    let mut out_rx = outputs.subscribe(OutputQueue {
+        name: "test",
+        capacity: std::num::NonZeroUsize::new(4 * N).unwrap(),
+        when_full: FullPolicy::Block,
+    });
+    let worker = spawn_worker(encoder, ctx, jobs_rx, outputs.emitter()).unwrap();
     worker.join().unwrap();
 
-    let mut published: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
-    while let Ok(m) = out_rx.try_recv() {
-        if m.topic.ends_with("/embedding") {
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-            published.insert(v["seq"].as_u64().unwrap(), v);
+    let mut published = BTreeMap::new();
+    while let Ok(event) = out_rx.try_recv() {
+        if let Event::Embedded(w) = event {
+            published.insert(w.window.seq, w);
         }
     }
     assert_eq!(published.len(), N);
@@ -563,19 +594,12 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
     for (seq, input) in inputs.iter().enumerate() {
         let raw = single.run_one(input).unwrap();
         let (unit, norm) = unit_norm(&raw);
-        let v = &published[&(seq as u64)];
-        let got: Vec<f32> = v["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(got.len(), unit.len());
-        for (a, b) in got.iter().zip(&unit) {
+        let w = &published[&(seq as u64)];
+        assert_eq!(w.embedding.len(), unit.len());
+        for (a, b) in w.embedding.iter().zip(&unit) {
             worst = worst.max((a - b).abs());
         }
-        let got_norm = v["embedding_norm"].as_f64().unwrap() as f32;
-        worst = worst.max((got_norm - norm).abs() / norm.max(1.0));
+        worst = worst.max((w.norm - norm).abs() / norm.max(1.0));
     }
     assert!(
         worst <= 1e-6,
@@ -788,4 +812,55 @@ fn start_up_reports_each_model_as_systemd_status_and_sends_ready_only_when_all_a
     ] {
         assert!(position(step) < ready, "{step} after READY: {lines:#?}");
     }
+}
+
+#[test]
+fn sigterm_while_a_model_warms_up_stops_the_daemon_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    // Its warm-up run lasts at least 600 s (tools/make_slow_model.py --load-seconds 600).
+    let (model, model_sha) = file_entry(&fixture("models/imu_slow_load.onnx"));
+    let models = model_set_with_imu(
+        dir.path(),
+        serde_json::json!({"file": model, "sha256": model_sha, "input": "imu", "output": "embedding"}),
+    );
+    let config = format!(
+        "{}{}",
+        base_config("slow-load", 1883).replace(
+            &format!("dir = \"{}\"", repo().join("models/tiny").display()),
+            &format!("dir = \"{}\"", models.display()),
+        ),
+        imu_source(&fixture("recordings/imu_still_200hz.csv"), "")
+    );
+    let path = write_config(dir.path(), &config);
+    let log = dir.path().join("daemon.log");
+    let mut child = spawn_daemon(&path, &log, &[]);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_for_log(&log, "model 1/1 (imu): loading", Duration::from_secs(60)),
+        "{}",
+        read_log()
+    );
+    // Session creation of this ~1 KB model takes milliseconds: a second later the warm-up run
+    // is under way, and it is still loading.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "{}", read_log());
+    assert!(!read_log().contains("encoder loaded"), "{}", read_log());
+    sigterm(&child);
+    let asked = Instant::now();
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    let took = asked.elapsed();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{}", read_log()));
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {:.2} s after SIGTERM:\n{}",
+        took.as_secs_f64(),
+        read_log()
+    );
+    assert_eq!(status.code(), Some(0), "{}", read_log());
+    assert!(
+        read_log().contains("stopped during start-up"),
+        "{}",
+        read_log()
+    );
 }

@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use common::small_fs::SmallFs;
 use edgebind::config::{Qos, WhenFull};
+use edgebind::publish::outbox::{Appended, NewRecord};
 use edgebind::publish::{Outbox, OutboxOptions};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -37,13 +38,23 @@ fn open(dir: &Path, when_full: WhenFull) -> Outbox {
     o
 }
 
-/// Appends one message; its id, `None` when refused (`u64::MAX`), and the ids dropped for it.
+/// Appends one message; its id, `None` when refused, and the ids dropped for it. `None` when
+/// the outbox asks the caller to wait (`block`).
 fn put(o: &mut Outbox) -> Option<(Option<u64>, Vec<u64>)> {
-    let (id, dropped) = o
-        .append("edgebind/d/s/embedding", Qos::AtLeastOnce, false, &PAYLOAD)
-        .unwrap()?;
-    let dropped = dropped.iter().map(|r| r.id).collect();
-    Some(((id != u64::MAX).then_some(id), dropped))
+    let message = NewRecord {
+        topic: "edgebind/d/s/embedding",
+        sensor: Some("s"),
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: &PAYLOAD,
+    };
+    let ids =
+        |dropped: Vec<edgebind::publish::outbox::Record>| dropped.iter().map(|r| r.id).collect();
+    match o.append(message).unwrap() {
+        Appended::Stored { id, dropped } => Some((Some(id), ids(dropped))),
+        Appended::DroppedNewest { dropped } => Some((None, ids(dropped))),
+        Appended::Full => None,
+    }
 }
 
 fn pending_ids(o: &Outbox) -> Vec<u64> {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A straightforward Python daemon doing edgebind's job, for `edgebind bench --e2e --python PY`.
+"""A straightforward Python daemon doing edgebind's job, for `cargo bench --bench python_reference -- --python PY`.
 
 Four sensor threads replay the same files as the benchmarked daemon at real time (IMU CSV at its
 rate, a WAV microphone, thermal and depth `.npy` cameras), cut windows (IMU 5 s / audio 2 s, hop

@@ -26,14 +26,15 @@ dest="${1:-${script_dir}/../.realsense}"
 mkdir -p "${dest}"
 dest="$(cd "${dest}" && pwd)"
 
-# PyPI has pyrealsense2 wheels for x86_64 Linux only (checked for 2.56.5: none for aarch64). On a
-# Jetson, install librealsense2 itself (Intel's apt repository or a source build): it ships the
-# realsense2.pc that realsense-sys finds, and nothing here is needed.
+# This script extracts the x86_64 wheel only. PyPI also has manylinux2014_aarch64 wheels (cp310 and
+# others, since 2.55.1), but on a Jetson install librealsense2 itself (Intel's apt repository,
+# which has arm64 packages, ROS, or a source build; docs/deployment.md): it ships the
+# realsense2.pc that realsense-sys finds and the udev rules, and nothing here is needed.
 case "$(uname -m)" in
     x86_64 | amd64) arch=x86_64 ;;
     *)
-        echo "setup_realsense: no pyrealsense2 wheel for $(uname -m) on PyPI; install librealsense2" \
-            "(it provides realsense2.pc) to build with --features realsense" >&2
+        echo "setup_realsense: this script handles x86_64 only; on $(uname -m) install librealsense2" \
+            "(Intel's apt repository; it provides realsense2.pc) to build with --features realsense" >&2
         exit 1
         ;;
 esac

@@ -2,14 +2,14 @@
 //! preprocessing a window, of inference at batch 1 and at the best batch size, and the
 //! throughput of both running side by side ([`micro`]); end to end, the daemon itself on replays
 //! of every sensor against a local broker ([`e2e`]). The report is one serialisable
-//! [`BenchReport`] (documented field by field in `docs/performance.md`).
+//! [`BenchReport`] (documented field by field in `docs/performance.md`). The Python reference
+//! daemon is compared by `benches/python_reference.rs`, outside the daemon.
 
 pub mod e2e;
 pub mod inputs;
 pub mod micro;
 pub mod procfs;
 pub mod prom;
-mod pyref;
 pub mod stats;
 pub mod system;
 
@@ -80,9 +80,6 @@ pub enum BenchError {
     /// The daemon under test failed.
     #[error("daemon under test: {0}")]
     Daemon(String),
-    /// The Python reference failed.
-    #[error("python reference: {0}")]
-    Python(String),
 }
 
 /// ONNX Runtime as loaded.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// The stage-latency histogram's name.
-pub const STAGE_HISTOGRAM: &str = "edgebind_stage_latency_seconds";
+/// The stage-latency histogram's name (from the metrics table).
+pub const STAGE_HISTOGRAM: &str = crate::telemetry::metrics::STAGE_LATENCY.name;
 
 /// One scrape: every sample line, by name and labels.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -266,7 +266,7 @@ mod tests {
             after.label_values(&format!("{STAGE_HISTOGRAM}_count"), "sensor"),
             vec!["a".to_string(), "b".to_string()]
         );
-        assert_eq!(after.sum("edgebind_windows_total", &[]), 0.0);
+        assert_eq!(after.sum(crate::telemetry::metrics::WINDOWS.name, &[]), 0.0);
     }
 
     #[test]

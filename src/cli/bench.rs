@@ -56,13 +56,6 @@ pub struct BenchArgs {
     /// libonnxruntime to load (ORT_DYLIB_PATH wins).
     #[arg(long)]
     pub ort_library: Option<PathBuf>,
-    /// With --e2e: also run tools/python_daemon_reference.py with this Python interpreter
-    /// (needs numpy, onnxruntime and paho-mqtt).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// The Python reference script (default: tools/python_daemon_reference.py).
-    #[arg(long)]
-    pub python_script: Option<PathBuf>,
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
@@ -112,17 +105,6 @@ impl Progress {
 
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-fn python_script(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
-    let local = PathBuf::from("tools/python_daemon_reference.py");
-    if local.is_file() {
-        return local;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python_daemon_reference.py")
 }
 
 /// Runs `edgebind bench`; returns the exit code.
@@ -179,16 +161,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             duration: args.duration,
             max_speed_duration,
             recordings: args.recordings.as_deref().map(absolute),
-            python_script: args
-                .python
-                .as_ref()
-                .map(|_| python_script(args.python_script.as_deref())),
-            python: args.python.clone(),
         };
-        let mut expected = args.duration + max_speed_duration + Duration::from_secs(16);
-        if options.python.is_some() {
-            expected *= 2;
-        }
+        let expected = args.duration + max_speed_duration + Duration::from_secs(16);
         let mut progress = Progress::new(expected);
         let result = bench::e2e::run(&options, &mut |p| progress.update(p));
         progress.finish();
@@ -385,18 +359,6 @@ fn render_e2e(out: &mut String, e: &E2eReport, models_name: &str) {
         "  thread CPU %: {}\n",
         thread_cells(&m.thread_cpu_percent)
     ));
-    if let Some(p) = &e.python_reference {
-        out.push_str(&format!(
-            "\npython reference daemon, same inputs and broker: CPU {:.2} % (beyond inference {:.2} %), peak RSS {:.0} MiB, \
-             window end → subscriber minus inference {}, max speed {} windows/s at {} % CPU\n",
-            p.cpu_percent,
-            p.cpu_beyond_inference_percent,
-            p.peak_rss_mib,
-            latency_cells(p.end_to_delivery_excluding_inference.as_ref()).trim(),
-            p.max_speed_windows_per_s.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
-            p.max_speed_cpu_percent.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
-        ));
-    }
     out.push_str("\ntargets (2-core x86, tiny models):\n");
     if models_name != TINY_MODEL_SET {
         out.push_str(&format!(

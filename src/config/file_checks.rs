@@ -40,7 +40,11 @@ pub(super) fn model_set(config: &Config) -> Vec<String> {
             ));
             continue;
         };
-        out.extend(unreadable(&path));
+        match unreadable(&path) {
+            Some(problem) => out.push(problem),
+            // The checksums run compares, over the graph and its external data.
+            None => out.extend(entry.verify(&dir).err().map(|e| e.to_string())),
+        }
         if let (Some(r), true) = (&entry.reference, config.runtime.parity.enabled) {
             if let Err(e) = Reference::load(&dir, r, manifest.embedding_dim) {
                 out.push(e.to_string());

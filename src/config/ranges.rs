@@ -86,10 +86,15 @@ fn runtime(config: &Config, p: &mut Problems) {
     let rt = &config.runtime;
     let mut s = p.scope("runtime");
     let trt = &rt.tensorrt;
-    s.optional(
+    s.check(
         "tensorrt.max_workspace_bytes",
-        trt.max_workspace_bytes.map(|b| b.0),
+        trt.max_workspace_bytes.0,
         &limits::TRT_WORKSPACE_BYTES,
+    );
+    s.check(
+        "tensorrt.fp16_excluded_op_types",
+        trt.fp16_excluded_op_types.len() as u64,
+        &limits::TRT_EXCLUDED_OP_TYPES,
     );
     s.check(
         "tensorrt.device_id",

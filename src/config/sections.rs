@@ -29,6 +29,11 @@ pub struct RuntimeConfig {
     /// Refuse to start when only the CPU provider is available.
     #[serde(default)]
     pub require_gpu: bool,
+    /// Set ONNX Runtime's `session.disable_cpu_ep_fallback` on the GPU steps: a session in which
+    /// any node would run on the CPU is refused (and the next step tried). Stricter than
+    /// `require_gpu`, which only refuses the CPU provider as a whole.
+    #[serde(default)]
+    pub disable_cpu_fallback: bool,
     /// Threads ONNX Runtime may use inside one operator (per session).
     #[serde(default)]
     pub intra_threads: IntraThreads,
@@ -49,6 +54,7 @@ impl Default for RuntimeConfig {
             library_path: None,
             execution_providers: default_providers(),
             require_gpu: false,
+            disable_cpu_fallback: false,
             intra_threads: IntraThreads::default(),
             tensorrt: TensorrtConfig::default(),
             cuda: CudaConfig::default(),
@@ -73,9 +79,11 @@ pub struct TensorrtConfig {
     /// `$XDG_CACHE_HOME/edgebind/tensorrt`, else `~/.cache/edgebind/tensorrt`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// Workspace TensorRT may use while building an engine (default: ONNX Runtime's).
-    #[serde(default)]
-    pub max_workspace_bytes: Option<ByteSize>,
+    /// Most scratch memory a TensorRT tactic may use (`trt_max_workspace_size`). Unset, ONNX
+    /// Runtime >= 1.19 lets TensorRT use up to all device memory, which on a Jetson is the system
+    /// RAM the weights and everything else share; a bound can exclude the fastest tactics.
+    #[serde(default = "default_trt_workspace")]
+    pub max_workspace_bytes: ByteSize,
     /// GPU to run on.
     #[serde(default)]
     pub device_id: u32,
@@ -86,6 +94,14 @@ pub struct TensorrtConfig {
     /// TensorRT builder optimisation level, 0 (fast build) to 5 (slowest build, best engine).
     #[serde(default = "default_builder_optimization_level")]
     pub builder_optimization_level: u8,
+    /// ONNX op types the second FP16 step leaves to CUDA (`trt_op_types_to_exclude`) when the
+    /// parity check refuses the plain FP16 engine; empty: no such step.
+    #[serde(default = "default_fp16_excluded_op_types")]
+    pub fp16_excluded_op_types: Vec<OpType>,
+    /// Pass TensorRT's detailed build log (`trt_detailed_build_log`) to the log (target
+    /// `onnxruntime`, debug level) and its latest line to systemd's `STATUS=` during a build.
+    #[serde(default = "default_true")]
+    pub detailed_build_log: bool,
 }
 
 impl Default for TensorrtConfig {
@@ -94,10 +110,12 @@ impl Default for TensorrtConfig {
             fp16: true,
             int8: false,
             cache_dir: None,
-            max_workspace_bytes: None,
+            max_workspace_bytes: default_trt_workspace(),
             device_id: 0,
             dla_core: None,
             builder_optimization_level: default_builder_optimization_level(),
+            fp16_excluded_op_types: default_fp16_excluded_op_types(),
+            detailed_build_log: true,
         }
     }
 }
@@ -156,6 +174,48 @@ pub(super) fn default_true() -> bool {
 
 pub(super) fn default_builder_optimization_level() -> u8 {
     3
+}
+
+/// 1 GiB: ONNX Runtime's own default before 1.19, a quarter of the smallest Orin's memory.
+pub(super) fn default_trt_workspace() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+/// Softmax: leaving it out of TensorRT breaks the fused multi-head-attention kernel that has
+/// been reported to lose FP16 accuracy (docs/inference.md).
+pub(super) fn default_fp16_excluded_op_types() -> Vec<OpType> {
+    vec![OpType("Softmax".to_string())]
+}
+
+/// An ONNX operator type (`Softmax`, `LayerNormalization`): letters, digits and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct OpType(pub String);
+
+impl OpType {
+    /// Checks `text` is an op type name.
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = text.len() <= 64
+            && text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(format!(
+                "{text:?} is not an ONNX op type (a name such as \"Softmax\": a letter, then letters, digits or '_', at most 64)"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OpType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        OpType::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// CUDA execution provider options.

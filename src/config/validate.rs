@@ -333,6 +333,17 @@ fn check_runtime(config: &Config, p: &mut Problems) {
             "is true but no GPU provider (tensorrt, cuda) is listed",
         );
     }
+    if rt.disable_cpu_fallback
+        && rt
+            .execution_providers
+            .iter()
+            .all(|e| *e == ExecutionProviderKind::Cpu)
+    {
+        p.add(
+            "runtime.disable_cpu_fallback",
+            "is true but no GPU provider (tensorrt, cuda) is listed",
+        );
+    }
 }
 
 fn check_mqtt(config: &Config, p: &mut Problems) {

@@ -52,6 +52,67 @@ pub struct ModelEntry {
     /// A reference input and the output the model must give for it (the parity check).
     #[serde(default)]
     pub reference: Option<ReferenceEntry>,
+    /// Weight files the ONNX graph refers to (ONNX external data, for models over protobuf's
+    /// 2 GB limit such as ImageBind's vision encoder), next to the model file.
+    #[serde(default)]
+    pub external_data: Vec<ExternalData>,
+}
+
+/// One ONNX external-data file. ONNX Runtime opens it by the name written in the graph,
+/// relative to the model's folder, so it must be a plain file name there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalData {
+    /// File name, in the model's folder.
+    pub file: PathBuf,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+}
+
+impl ModelEntry {
+    /// Verifies the model file and its external data against the manifest and returns the
+    /// model's identity: the graph's sha256 alone, or, with external data, the sha256 of the
+    /// graph's and every data file's checksums (so the TensorRT engine cache and the published
+    /// `model_sha256` change when the weights do, not only when the graph does).
+    ///
+    /// # Errors
+    /// [`ManifestError`] naming the file that is missing, unreadable, misplaced or changed.
+    pub fn verify(&self, dir: &Path) -> Result<String, ManifestError> {
+        let graph = verify_sha256(&dir.join(&self.file), &self.sha256)?;
+        if self.external_data.is_empty() {
+            return Ok(graph);
+        }
+        let mut identity = Sha256::new();
+        identity.update(format!("graph {graph}\n"));
+        for data in &self.external_data {
+            if !is_plain_file_name(&data.file) {
+                return Err(ManifestError::Invalid {
+                    path: dir.join("manifest.json"),
+                    message: format!(
+                        "external_data file '{}' of {} must be a file name in the model's folder",
+                        data.file.display(),
+                        self.file.display()
+                    ),
+                });
+            }
+            let sha = verify_sha256(&dir.join(&data.file), &data.sha256)?;
+            identity.update(format!("data {} {sha}\n", data.file.display()));
+        }
+        Ok(hex(&identity.finalize()))
+    }
+}
+
+/// A single normal path component: no folder, no `..`, not absolute.
+fn is_plain_file_name(p: &Path) -> bool {
+    let mut parts = p.components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A reference pair for the parity check: `.npy` float32 files next to the manifest, the input
@@ -177,11 +238,7 @@ pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Checks `path` against `expected` (case-insensitive hex).
@@ -198,5 +255,79 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<String, ManifestErro
             expected: expected.to_string(),
             actual,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(external: &[(&str, &str)]) -> ModelEntry {
+        ModelEntry {
+            file: "m.onnx".into(),
+            sha256: hex(&Sha256::digest(b"graph")),
+            input: "imu".into(),
+            output: "embedding".into(),
+            reference: None,
+            external_data: external
+                .iter()
+                .map(|(f, s)| ExternalData {
+                    file: (*f).into(),
+                    sha256: (*s).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.onnx"), b"graph").unwrap();
+        std::fs::write(dir.path().join("m.onnx.data"), b"weights").unwrap();
+        dir
+    }
+
+    #[test]
+    fn without_external_data_the_identity_is_the_graph_checksum() {
+        let dir = folder();
+        let e = entry(&[]);
+        assert_eq!(e.verify(dir.path()).unwrap(), e.sha256);
+    }
+
+    #[test]
+    fn external_data_is_verified_and_changes_the_identity() {
+        let dir = folder();
+        let data_sha = hex(&Sha256::digest(b"weights"));
+        let e = entry(&[("m.onnx.data", &data_sha)]);
+        let with_data = e.verify(dir.path()).unwrap();
+        assert_ne!(with_data, e.sha256);
+        assert_eq!(with_data.len(), 64);
+
+        // Same graph, other weights: a checksum error naming the data file.
+        std::fs::write(dir.path().join("m.onnx.data"), b"other weights").unwrap();
+        let err = e.verify(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("m.onnx.data") && err.contains("sha256"),
+            "{err}"
+        );
+
+        std::fs::remove_file(dir.path().join("m.onnx.data")).unwrap();
+        let err = e.verify(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("m.onnx.data"), "{err}");
+    }
+
+    #[test]
+    fn external_data_outside_the_model_folder_is_refused() {
+        let dir = folder();
+        for name in ["../m.onnx.data", "/etc/passwd", "sub/m.onnx.data", ""] {
+            let err = entry(&[(name, "00")])
+                .verify(dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("manifest.json") && err.contains("file name in the model's folder"),
+                "{name}: {err}"
+            );
+        }
     }
 }

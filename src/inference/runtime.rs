@@ -119,10 +119,14 @@ impl OrtRuntime {
                     message: other.to_string(),
                 },
             })?;
+        // ONNX Runtime's own log goes to ours (target `onnxruntime`); at WARNING except while
+        // a TensorRT engine build is watched (`ort_log::watch_build`).
         let env = builder
             .with_name("edgebind")
+            .with_logger(super::ort_log::env_logger())
             .build()
             .map_err(|e| RuntimeError::Environment(e.to_string()))?;
+        env.set_log_level(ort::logging::LogLevel::Warning);
         let version = version_from_file_name(&library)
             .or_else(|| parse_version(ort::info()))
             .unwrap_or_else(|| "unknown".into());

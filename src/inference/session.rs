@@ -1,16 +1,20 @@
-//! One ONNX encoder session: created with the configured execution providers in order (each
-//! registered so that a failure is an error we log, not a silent CPU fallback), checked against
-//! its modality's ImageBind contract, then run on batches.
+//! One ONNX encoder session: created from a [`SessionPlan`] (each provider registered so that a
+//! failure is an error we log, not a silent CPU fallback; the node placement read from ONNX
+//! Runtime's log), checked against its modality's ImageBind contract, then run on batches.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ndarray::{Array2, ArrayD, IxDyn};
-use ort::session::Session;
+use ort::logging::LogLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
+use super::ort_log::{placement_logger, Placement};
+use super::plan::{self, SessionPlan, TensorrtInputs};
 use super::runtime::OrtRuntime;
-use super::tensorrt::{CacheDirs, Profile};
-use crate::config::{CudaConfig, ExecutionProviderKind, TensorrtConfig};
+use super::steps::{self, Decision, Ladder, Outcome, Step};
+use crate::config::{CudaConfig, ExecutionProviderKind, ParityFailure, TensorrtConfig};
 use crate::Modality;
 
 /// Errors creating or running an encoder.
@@ -100,24 +104,27 @@ pub struct Encoder {
     pub modality: Modality,
     /// The model file.
     pub path: PathBuf,
-    /// The provider that loaded it.
+    /// The provider that loaded it (the step's first).
     pub provider: ExecutionProviderKind,
-    /// Why the providers before it failed.
+    /// The load step that loaded it (`tensorrt-fp16`, `tensorrt-fp32`, `cuda`, `cpu`, …).
+    pub step: &'static str,
+    /// How many nodes each provider got.
+    pub placement: Placement,
+    /// Why the steps before it were left.
     pub fallback_reasons: Vec<String>,
     input_name: String,
     output_name: String,
     embedding_dim: usize,
+    run_options: QuietRuns,
 }
 
-/// TensorRT options for one model's session.
-#[derive(Debug, Clone)]
-pub struct TensorrtSettings {
-    /// The configured options.
-    pub config: TensorrtConfig,
-    /// The model's engine and timing cache directories (created).
-    pub cache: CacheDirs,
-    /// The optimisation profile.
-    pub profile: Profile,
+/// Run options that keep runs at WARNING (ort's `RunOptions` has no `Debug`).
+struct QuietRuns(Option<RunOptions>);
+
+impl std::fmt::Debug for QuietRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuietRuns")
+    }
 }
 
 /// How a session is created, besides the provider order.
@@ -125,92 +132,94 @@ pub struct TensorrtSettings {
 pub struct SessionSettings {
     /// Threads inside one operator.
     pub intra_threads: usize,
-    /// TensorRT options; `None`: ONNX Runtime's defaults (no engine cache).
-    pub tensorrt: Option<TensorrtSettings>,
+    /// TensorRT options (used by TensorRT steps).
+    pub tensorrt: TensorrtConfig,
     /// CUDA options.
     pub cuda: CudaConfig,
+    /// `session.disable_cpu_ep_fallback` on GPU steps.
+    pub disable_cpu_fallback: bool,
 }
 
 impl SessionSettings {
-    /// ONNX Runtime's defaults with `intra_threads` threads.
+    /// edgebind's defaults with `intra_threads` threads.
     #[must_use]
     pub fn defaults(intra_threads: usize) -> Self {
         Self {
             intra_threads,
-            tensorrt: None,
+            tensorrt: TensorrtConfig::default(),
             cuda: CudaConfig::default(),
+            disable_cpu_fallback: false,
         }
     }
 }
 
-fn tensorrt_dispatch(settings: Option<&TensorrtSettings>) -> ort::ep::ExecutionProviderDispatch {
-    let Some(s) = settings else {
-        return ort::ep::TensorRT::default().build().error_on_failure();
-    };
-    let c = &s.config;
-    let (min, opt, max) = s.profile.shapes();
-    let mut ep = ort::ep::TensorRT::default()
-        .with_device_id(i32::try_from(c.device_id).unwrap_or(0))
-        .with_fp16(c.fp16)
-        .with_int8(c.int8)
-        .with_engine_cache(true)
-        .with_engine_cache_path(s.cache.engine_dir.display())
-        .with_timing_cache(true)
-        .with_timing_cache_path(s.cache.timing_dir.display())
-        .with_builder_optimization_level(c.builder_optimization_level)
-        .with_profile_min_shapes(min)
-        .with_profile_opt_shapes(opt)
-        .with_profile_max_shapes(max);
-    if let Some(bytes) = c.max_workspace_bytes {
-        ep = ep.with_max_workspace_size(usize::try_from(bytes.0).unwrap_or(usize::MAX));
-    }
-    if let Some(core) = c.dla_core {
-        ep = ep.with_dla(true).with_dla_core(core);
-    }
-    ep.build().error_on_failure()
+/// Why a session could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateError {
+    /// A provider could not be registered.
+    Unavailable {
+        /// The provider.
+        provider: ExecutionProviderKind,
+        /// ONNX Runtime's reason.
+        reason: String,
+    },
+    /// Registered, but the session could not be created.
+    Failed {
+        /// ONNX Runtime's reason.
+        reason: String,
+    },
 }
 
-fn provider_dispatch(
-    kind: ExecutionProviderKind,
-    settings: &SessionSettings,
-) -> Option<ort::ep::ExecutionProviderDispatch> {
-    match kind {
-        ExecutionProviderKind::Tensorrt => Some(tensorrt_dispatch(settings.tensorrt.as_ref())),
-        ExecutionProviderKind::Cuda => Some(
-            ort::ep::CUDA::default()
-                .with_device_id(i32::try_from(settings.cuda.device_id).unwrap_or(0))
-                .build()
-                .error_on_failure(),
-        ),
-        ExecutionProviderKind::Cpu => None,
-    }
-}
-
-/// One session with one provider.
-fn try_create(
+/// One session as `plan` says, with the providers registered one by one (so that a failure
+/// names its provider) and the node placement read from the session's verbose log.
+///
+/// # Errors
+/// [`CreateError`] with ONNX Runtime's reason.
+pub fn create_session(
     runtime: &OrtRuntime,
     path: &Path,
-    kind: ExecutionProviderKind,
-    settings: &SessionSettings,
-) -> Result<Session, String> {
-    let builder = Session::builder(&runtime.env).map_err(|e| e.to_string())?;
-    let builder = builder
-        .with_intra_threads(settings.intra_threads.max(1))
-        .map_err(|e| e.to_string())?;
-    let mut builder = match provider_dispatch(kind, settings) {
-        Some(ep) => builder
-            .with_execution_providers([ep])
-            .map_err(|e| e.to_string())?,
-        None => builder
-            .with_no_environment_execution_providers()
-            .map_err(|e| e.to_string())?,
-    };
-    builder.commit_from_file(path).map_err(|e| e.to_string())
+    plan: &SessionPlan,
+    intra_threads: usize,
+) -> Result<(Session, Placement), CreateError> {
+    let failed = |e: String| CreateError::Failed { reason: e };
+    let placement = Arc::new(Mutex::new(Placement::default()));
+    let mut builder = Session::builder(&runtime.env)
+        .map_err(|e| failed(e.to_string()))?
+        .with_intra_threads(intra_threads.max(1))
+        .map_err(|e| failed(e.to_string()))?
+        .with_logger(placement_logger(Arc::clone(&placement)))
+        .map_err(|e| failed(e.to_string()))?
+        .with_log_level(LogLevel::Verbose)
+        .map_err(|e| failed(e.to_string()))?
+        .with_no_environment_execution_providers()
+        .map_err(|e| failed(e.to_string()))?;
+    for (key, value) in &plan.config_entries {
+        builder = builder
+            .with_config_entry(key, value)
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    for provider in &plan.providers {
+        if let Some(ep) = provider.dispatch() {
+            builder =
+                builder
+                    .with_execution_providers([ep])
+                    .map_err(|e| CreateError::Unavailable {
+                        provider: provider.kind,
+                        reason: e.to_string(),
+                    })?;
+        }
+    }
+    let session = builder
+        .commit_from_file(path)
+        .map_err(|e| failed(e.to_string()))?;
+    let placement = std::mem::take(&mut *placement.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok((session, placement))
 }
 
-/// Tries `providers` in order and returns the first session that could be created, with its
-/// provider, and why each earlier provider failed (each failure is logged). `skip_cpu` leaves the
-/// CPU provider out (`require_gpu`).
+/// Walks the load steps of `providers` (see [`steps::ladder`]) and returns the first session
+/// that could be created, with its provider, and why each earlier step failed (each failure is
+/// logged). `skip_cpu` leaves the CPU provider out (`require_gpu`). No cache, no explicit
+/// profile, no parity check: what `edgebind embed`, `bench` and the text encoder use.
 pub(super) fn create_in_order(
     runtime: &OrtRuntime,
     path: &Path,
@@ -218,25 +227,64 @@ pub(super) fn create_in_order(
     settings: &SessionSettings,
     skip_cpu: bool,
 ) -> (Option<(Session, ExecutionProviderKind)>, Vec<String>) {
-    let mut reasons = Vec::new();
-    for &kind in providers {
-        if skip_cpu && kind == ExecutionProviderKind::Cpu {
-            continue;
-        }
-        match try_create(runtime, path, kind, settings) {
-            Ok(session) => return (Some((session, kind)), reasons),
-            Err(reason) => {
-                tracing::warn!(
-                    model = %path.display(),
-                    provider = kind.as_str(),
-                    %reason,
-                    "execution provider unavailable; trying the next"
-                );
-                reasons.push(format!("{}: {reason}", kind.as_str()));
+    match create_first(runtime, path, providers, settings, skip_cpu) {
+        (Some((session, step, _)), reasons) => (Some((session, step.provider())), reasons),
+        (None, reasons) => (None, reasons),
+    }
+}
+
+fn create_first(
+    runtime: &OrtRuntime,
+    path: &Path,
+    providers: &[ExecutionProviderKind],
+    settings: &SessionSettings,
+    skip_cpu: bool,
+) -> (Option<(Session, Step, Placement)>, Vec<String>) {
+    let mut ladder = Ladder::new(steps::ladder(providers, &settings.tensorrt, skip_cpu));
+    let inputs = TensorrtInputs {
+        config: &settings.tensorrt,
+        cache: None,
+        profile: None,
+    };
+    while let Some(step) = ladder.current().cloned() {
+        let plan = plan::plan(&step, inputs, &settings.cuda, settings.disable_cpu_fallback);
+        let outcome = match create_session(runtime, path, &plan, settings.intra_threads) {
+            Ok((session, placement)) => {
+                return (Some((session, step, placement)), ladder.reasons().to_vec())
             }
+            Err(CreateError::Unavailable { provider, reason }) => {
+                log_unavailable(path, &step, provider, &reason);
+                Outcome::Unavailable { provider, reason }
+            }
+            Err(CreateError::Failed { reason }) => {
+                log_unavailable(path, &step, step.provider(), &reason);
+                Outcome::Failed { reason }
+            }
+        };
+        if matches!(
+            ladder.decide(outcome, ParityFailure::NextProvider),
+            Decision::Exhausted | Decision::Refuse
+        ) {
+            break;
         }
     }
-    (None, reasons)
+    (None, ladder.reasons().to_vec())
+}
+
+/// The warning of a step that could not be created.
+pub(super) fn log_unavailable(
+    path: &Path,
+    step: &Step,
+    provider: ExecutionProviderKind,
+    reason: &str,
+) {
+    tracing::warn!(
+        model = %path.display(),
+        step = step.name(),
+        provider = provider.as_str(),
+        %reason,
+        "execution provider unavailable; trying the next step"
+    );
 }
 
 impl Encoder {
@@ -280,8 +328,8 @@ impl Encoder {
                 path: path.to_path_buf(),
             });
         }
-        let (created, reasons) = create_in_order(runtime, path, providers, settings, require_gpu);
-        let Some((session, provider)) = created else {
+        let (created, reasons) = create_first(runtime, path, providers, settings, require_gpu);
+        let Some((session, step, placement)) = created else {
             return Err(if require_gpu {
                 SessionError::GpuRequired {
                     path: path.to_path_buf(),
@@ -294,16 +342,41 @@ impl Encoder {
                 }
             });
         };
+        let mut encoder = Self::from_session(session, modality, path, &step, placement)?;
+        encoder.fallback_reasons = reasons;
+        Ok(encoder)
+    }
+
+    /// The encoder of a created `session` (of `step`), after checking its contract.
+    ///
+    /// # Errors
+    /// [`SessionError::Contract`] with expected and actual shapes.
+    pub fn from_session(
+        session: Session,
+        modality: Modality,
+        path: &Path,
+        step: &Step,
+        placement: Placement,
+    ) -> Result<Self, SessionError> {
         let (input_name, output_name, embedding_dim) = check_contract(&session, modality, path)?;
+        // Runs log at WARNING whatever the session's creation logged at (VERBOSE, for the
+        // placement): a run must not pay for formatting debug lines.
+        let run_options = QuietRuns(RunOptions::new().ok().and_then(|mut o| {
+            o.set_log_level(LogLevel::Warning).ok()?;
+            Some(o)
+        }));
         Ok(Self {
             session,
             modality,
             path: path.to_path_buf(),
-            provider,
-            fallback_reasons: reasons,
+            provider: step.provider(),
+            step: step.name(),
+            placement,
+            fallback_reasons: Vec::new(),
             input_name,
             output_name,
             embedding_dim,
+            run_options,
         })
     }
 
@@ -340,10 +413,12 @@ impl Encoder {
             message,
         };
         let input = TensorRef::from_array_view(batch.view()).map_err(|e| run_err(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => input])
-            .map_err(|e| run_err(e.to_string()))?;
+        let inputs = ort::inputs![self.input_name.as_str() => input];
+        let outputs = match &self.run_options.0 {
+            Some(options) => self.session.run_with_options(inputs, options),
+            None => self.session.run(inputs),
+        }
+        .map_err(|e| run_err(e.to_string()))?;
         let out = outputs
             .get(self.output_name.as_str())
             .ok_or_else(|| run_err(format!("no output named {:?}", self.output_name)))?;

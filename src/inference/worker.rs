@@ -1,23 +1,20 @@
 //! The inference worker: one thread owns one encoder session, takes preprocessed windows from a
-//! bounded queue, runs the model, matches concepts and hands the messages to the publisher.
+//! bounded queue, runs the model, matches concepts and hands each embedded window to the
+//! outputs as an [`Event::Embedded`] (it knows nothing of topics, QoS or encodings).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, ArrayView2, Axis};
-use tokio::sync::mpsc;
 
 use super::session::Encoder;
 use crate::concepts::SharedConcepts;
-use crate::config::{EmbeddingEncoding, Qos};
 use crate::log_limited;
-use crate::pipeline::WindowMeta;
-use crate::publish::payload::{
-    unit_norm, EmbeddingEnvelope, EmbeddingField, LabelsMessage, Latency, ModelInfo, Topics,
-    WindowInfo, ENVELOPE_VERSION,
+use crate::output::{
+    unit_norm, EmbeddedWindow, Emitter, EncoderInfo, Event, WindowLatency, WindowSpan,
 };
-use crate::publish::{MessageTiming, OutMessage};
+use crate::pipeline::WindowMeta;
 use crate::telemetry::inference::thread_cpu_time;
 use crate::telemetry::{DropReason, LogLimiter, ModelStats, Stage, StreamStats};
 use crate::time::Clock;
@@ -40,8 +37,6 @@ pub struct Job {
 /// What the worker needs besides its session.
 #[derive(Debug, Clone)]
 pub struct WorkerContext {
-    /// Device id.
-    pub device: String,
     /// Model-set name.
     pub model_name: String,
     /// sha256 of the encoder.
@@ -54,12 +49,6 @@ pub struct WorkerContext {
     pub top_k: usize,
     /// Minimum cosine of a published concept.
     pub min_score: f32,
-    /// Topic names.
-    pub topics: Topics,
-    /// QoS of embedding and labels messages.
-    pub qos: Qos,
-    /// Encoding of the vector.
-    pub encoding: EmbeddingEncoding,
     /// The daemon's clock.
     pub clock: Clock,
     /// How windows are batched.
@@ -77,14 +66,6 @@ pub struct Batching {
     pub max_wait: Duration,
 }
 
-impl Batching {
-    /// One window per run.
-    pub const NONE: Self = Self {
-        max_batch: 1,
-        max_wait: Duration::ZERO,
-    };
-}
-
 /// Errors starting a worker.
 #[derive(Debug, thiserror::Error)]
 #[error("inference worker for {modality}: cannot start its thread: {source}")]
@@ -93,81 +74,50 @@ pub struct WorkerSpawnError {
     source: std::io::Error,
 }
 
-/// Builds the embedding and labels messages of one embedded window (pure).
+/// Which window `job` is.
+fn window_span(job: &Job) -> WindowSpan {
+    WindowSpan {
+        seq: job.meta.seq,
+        start: job.meta.start,
+        end: job.meta.end,
+        sample_count: job.meta.sample_count,
+        gaps: job.meta.gaps,
+    }
+}
+
+/// One embedded window from its encoder output `raw`: unit-normalised, matched against the
+/// concept bank, timed.
 #[must_use]
-pub fn messages_for(
+pub fn embedded_window(
     ctx: &WorkerContext,
-    encoder_provider: &str,
+    encoder: &Arc<EncoderInfo>,
     modality: crate::Modality,
     job: &Job,
     raw: &[f32],
     inference_ms: f64,
     queue_ms: f64,
-) -> Vec<OutMessage> {
-    let (unit, norm) = unit_norm(raw);
-    let labels = ctx.concepts.top_k(&unit, ctx.top_k, ctx.min_score);
+) -> EmbeddedWindow {
+    let (embedding, norm) = unit_norm(raw);
+    let labels = ctx.concepts.top_k(&embedding, ctx.top_k, ctx.min_score);
+    let window = window_span(job);
     let now = ctx.clock.now();
-    let envelope = EmbeddingEnvelope {
-        v: ENVELOPE_VERSION,
-        device: ctx.device.clone(),
-        sensor: job.sensor.to_string(),
+    EmbeddedWindow {
+        sensor: Arc::clone(&job.sensor),
         modality,
-        seq: job.meta.seq,
-        window: WindowInfo {
-            start_utc_ns: job.meta.start.utc_ns,
-            end_utc_ns: job.meta.end.utc_ns,
-            sample_count: job.meta.sample_count,
-            gaps: job.meta.gaps,
-        },
-        model: ModelInfo {
-            name: ctx.model_name.clone(),
-            sha256: ctx.model_sha256.clone(),
-            provider: encoder_provider.to_string(),
-            ort_version: ctx.ort_version.clone(),
-        },
-        embedding: EmbeddingField::encode(&unit, ctx.encoding),
-        embedding_norm: norm,
+        encoder: Arc::clone(encoder),
+        embedding,
+        norm,
         labels,
-        latency: Latency {
+        latency: WindowLatency {
             preprocess_ms: job.meta.preprocess_ms,
             queue_ms,
             inference_ms,
-            window_end_to_publish_ms: now.mono_ns.saturating_sub(job.meta.end.mono_ns) as f64 / 1e6,
         },
-    };
-    let mut out = Vec::with_capacity(2);
-    if let Ok(payload) = serde_json::to_vec(&envelope) {
-        out.push(OutMessage {
-            topic: ctx.topics.embedding(&job.sensor),
-            payload,
-            retain: false,
-            qos: ctx.qos,
-            timing: Some(MessageTiming {
-                stats: Arc::clone(&job.stats),
-                handed_at: Instant::now(),
-                window_end_age: Duration::from_nanos(
-                    now.mono_ns.saturating_sub(job.meta.end.mono_ns),
-                ),
-            }),
-        });
+        window_end_age: Duration::from_nanos(now.mono_ns.saturating_sub(window.end.mono_ns)),
+        window,
+        emitted_at: Instant::now(),
+        stats: Arc::clone(&job.stats),
     }
-    let labels = LabelsMessage {
-        v: ENVELOPE_VERSION,
-        sensor: &job.sensor,
-        seq: job.meta.seq,
-        window_end_utc_ns: job.meta.end.utc_ns,
-        labels: &envelope.labels,
-    };
-    if let Ok(payload) = serde_json::to_vec(&labels) {
-        out.push(OutMessage {
-            topic: ctx.topics.labels(&job.sensor),
-            payload,
-            retain: false,
-            qos: ctx.qos,
-            timing: None,
-        });
-    }
-    out
 }
 
 /// Takes the next batch: blocks for the first job (or takes `held`), then adds jobs of the
@@ -245,15 +195,15 @@ struct BatchRun<'a> {
     queue_ms: Vec<f64>,
 }
 
-/// Publishes the embedding of each window of `batch`. Returns `false` when the publisher is
-/// gone.
-fn publish_batch(
+/// Hands the embedding of each window of `batch` to the outputs. Returns `false` when every
+/// output has stopped.
+fn emit_batch(
     ctx: &WorkerContext,
-    provider: &str,
+    encoder: &Arc<EncoderInfo>,
     modality: crate::Modality,
     batch: &[Job],
     run: &BatchRun<'_>,
-    out: &mpsc::Sender<OutMessage>,
+    out: &Emitter,
     logs: &mut WorkerLogs,
 ) -> bool {
     let inference = run.inference;
@@ -269,11 +219,13 @@ fn publish_batch(
         }
         job.stats.record_latency(Stage::Inference, inference);
         let raw: Vec<f32> = row.to_vec();
-        for m in messages_for(ctx, provider, modality, job, &raw, inference_ms, queue_ms) {
-            if out.blocking_send(m).is_err() {
-                tracing::error!("publisher stopped; inference worker exits");
-                return false;
-            }
+        let window = embedded_window(ctx, encoder, modality, job, &raw, inference_ms, queue_ms);
+        if out
+            .emit_blocking(&Event::Embedded(Arc::new(window)))
+            .is_err()
+        {
+            tracing::error!("every output has stopped; inference worker exits");
+            return false;
         }
         job.stats.add_embedding();
     }
@@ -281,8 +233,8 @@ fn publish_batch(
 }
 
 /// Starts the worker thread. It takes windows in batches (see [`Batching`]), runs them through
-/// the session in one call, and publishes each. It ends when every job sender is dropped and
-/// the queue is empty, or when the publisher is gone.
+/// the session in one call, and hands each to the outputs. It ends when every job sender is
+/// dropped and the queue is empty, or when every output has stopped.
 ///
 /// # Errors
 /// [`WorkerSpawnError`] when the OS refuses a thread.
@@ -290,35 +242,22 @@ pub fn spawn_worker(
     mut encoder: Encoder,
     ctx: WorkerContext,
     jobs: crossbeam_channel::Receiver<Job>,
-    out: mpsc::Sender<OutMessage>,
+    out: Emitter,
 ) -> Result<JoinHandle<()>, WorkerSpawnError> {
     let modality = encoder.modality;
+    let info = Arc::new(EncoderInfo {
+        name: ctx.model_name.clone(),
+        sha256: ctx.model_sha256.clone(),
+        provider: encoder.provider.as_str().to_string(),
+        ort_version: ctx.ort_version.clone(),
+    });
     std::thread::Builder::new()
         .name(format!("infer-{modality}"))
         .spawn(move || {
             let _span = tracing::info_span!("inference", %modality).entered();
-            let provider = encoder.provider.as_str();
-            // Fault injection for the watchdog test: the worker hangs after N windows.
-            let stall_after: Option<u64> = std::env::var("EDGEBIND_FAULT_STALL_INFERENCE_AFTER")
-                .ok()
-                .and_then(|v| v.parse().ok());
-            // One window per run then, so that it hangs after exactly N windows.
-            let batching = if stall_after.is_some() {
-                Batching::NONE
-            } else {
-                ctx.batching
-            };
-            let mut done: u64 = 0;
             let mut held = None;
             let mut logs = WorkerLogs::default();
-            while let Some(batch) = next_batch(&jobs, &mut held, batching) {
-                if stall_after.is_some_and(|n| done >= n) {
-                    tracing::warn!("EDGEBIND_FAULT_STALL_INFERENCE_AFTER: inference worker hangs");
-                    loop {
-                        std::thread::sleep(std::time::Duration::from_secs(3600));
-                    }
-                }
-                done += batch.len() as u64;
+            while let Some(batch) = next_batch(&jobs, &mut held, ctx.batching) {
                 let queue_ms: Vec<f64> = batch
                     .iter()
                     .map(|job| {
@@ -353,7 +292,7 @@ pub fn spawn_worker(
                     inference,
                     queue_ms,
                 };
-                if !publish_batch(&ctx, provider, modality, &batch, &run, &out, &mut logs) {
+                if !emit_batch(&ctx, &info, modality, &batch, &run, &out, &mut logs) {
                     return;
                 }
             }

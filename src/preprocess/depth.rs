@@ -20,6 +20,8 @@
 //! [`DepthPreprocessor::new`]: bit-identical to computing them per pixel and much cheaper than
 //! two divisions per pixel.
 
+use std::ops::Range;
+
 use ndarray::{Array2, Array3, ArrayView2};
 
 use super::resize::{AaBicubicPlan, ResizeError, ResizeScratch, ROW_GROUP};
@@ -170,37 +172,18 @@ struct Consts {
 
 impl Consts {
     fn new(p: &DepthParams) -> Result<Self, DepthError> {
-        fn positive(field: &'static str, value: f64) -> Result<f32, DepthError> {
-            if !value.is_finite() || value <= 0.0 {
-                return Err(DepthError::InvalidParam {
-                    field,
-                    value,
-                    reason: "must be finite and > 0",
-                });
-            }
-            let v = value as f32;
-            if !v.is_finite() || v <= 0.0 {
-                return Err(DepthError::InvalidParam {
-                    field,
-                    value,
-                    reason: "must be representable as a positive finite f32",
-                });
-            }
-            Ok(v)
-        }
         positive("focal_px", p.focal_px)?;
         positive("baseline_m", p.baseline_m)?;
         positive("depth_units_m", p.depth_units_m)?;
         let units_div = positive("1 / depth_units_m", 1.0 / p.depth_units_m)?;
         let min_depth = positive("min_depth_m", p.min_depth_m)?;
         let max_depth = positive("max_depth_m", p.max_depth_m)?;
-        if max_depth < min_depth {
-            return Err(DepthError::InvalidParam {
-                field: "max_depth_m",
-                value: p.max_depth_m,
-                reason: "must be >= min_depth_m",
-            });
-        }
+        not_below(
+            "max_depth_m",
+            p.max_depth_m,
+            min_depth,
+            "must be >= min_depth_m",
+        )?;
         let baseline_focal = positive("baseline_m * focal_px", p.baseline_m * p.focal_px)?;
         let largest = baseline_focal / min_depth;
         if !largest.is_finite() {
@@ -212,13 +195,7 @@ impl Consts {
         }
         let norm_min = positive("norm_min", p.norm_min)?;
         let norm_max = positive("norm_max", p.norm_max)?;
-        if norm_max < norm_min {
-            return Err(DepthError::InvalidParam {
-                field: "norm_max",
-                value: p.norm_max,
-                reason: "must be >= norm_min",
-            });
-        }
+        not_below("norm_max", p.norm_max, norm_min, "must be >= norm_min")?;
         let standardize = match p.normalize {
             DepthNormalize::None => None,
             DepthNormalize::Standardize { mean, std } => {
@@ -255,6 +232,43 @@ impl Consts {
     fn depth_norm(&self, disparity: f32) -> f32 {
         disparity.max(self.norm_min).min(self.norm_max) / self.norm_max
     }
+}
+
+/// `value` of `field` as a positive finite f32.
+fn positive(field: &'static str, value: f64) -> Result<f32, DepthError> {
+    if !value.is_finite() || value <= 0.0 {
+        return Err(DepthError::InvalidParam {
+            field,
+            value,
+            reason: "must be finite and > 0",
+        });
+    }
+    let v = value as f32;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(DepthError::InvalidParam {
+            field,
+            value,
+            reason: "must be representable as a positive finite f32",
+        });
+    }
+    Ok(v)
+}
+
+/// An error naming `field` unless its f32 value is at least `floor`.
+fn not_below(
+    field: &'static str,
+    value: f64,
+    floor: f32,
+    reason: &'static str,
+) -> Result<(), DepthError> {
+    if (value as f32) < floor {
+        return Err(DepthError::InvalidParam {
+            field,
+            value,
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Converts raw depth frames into ImageBind depth encoder inputs. Holds the conversion table, the
@@ -362,60 +376,15 @@ impl DepthPreprocessor {
             Some(plan) if plan.source_shape() == (h, w) => plan,
             _ => AaBicubicPlan::short_side_center_crop(h, w, DEPTH_INPUT_SIZE_PX)?,
         };
-        let cols = plan.source_cols();
-        let table = &self.table;
-        let holes = self.params.holes;
+        let rows = RowGroups {
+            raw,
+            cols: plan.source_cols(),
+            table: &self.table,
+            holes: self.params.holes,
+        };
         let filled = &mut self.filled_rows;
         let fill = |first: usize, n: usize, group: &mut [[f32; ROW_GROUP]]| {
-            // One slice per lane (the needed columns of each row); lanes past `n` repeat the
-            // last row so that every lane holds real pixels.
-            let row_of = |lane: usize| raw.row(first + lane.min(n.saturating_sub(1)));
-            // Fast path: a contiguous row that needs no hole filling is read in place.
-            let in_place = |lane: usize| {
-                row_of(lane).to_slice().filter(|s| match holes {
-                    HoleFill::Spec => true,
-                    // Branch-free scan (vectorises); rows with holes take the slow path.
-                    HoleFill::NearestInRow => !s.iter().fold(false, |zero, &v| zero | (v == 0)),
-                })
-            };
-            filled.resize_with(ROW_GROUP, Vec::new);
-            let mut whole: [Option<&[u16]>; ROW_GROUP] = [None; ROW_GROUP];
-            for (lane, (slot, buf)) in whole.iter_mut().zip(filled.iter_mut()).enumerate() {
-                *slot = in_place(lane);
-                if slot.is_none() {
-                    fill_holes(holes, row_of(lane), buf);
-                }
-            }
-            let mut direct: [&[u16]; ROW_GROUP] = [&[]; ROW_GROUP];
-            for ((slot, whole), buf) in direct.iter_mut().zip(whole).zip(filled.iter()) {
-                let row = whole.unwrap_or(buf.as_slice());
-                *slot = row.get(cols.clone()).unwrap_or(&[]);
-            }
-            // Eight lanes spelled out (a different ROW_GROUP fails to compile here).
-            let [r0, r1, r2, r3, r4, r5, r6, r7] = direct;
-            let columns = r0
-                .iter()
-                .zip(r1)
-                .zip(r2)
-                .zip(r3)
-                .zip(r4)
-                .zip(r5)
-                .zip(r6)
-                .zip(r7);
-            for (g, (((((((&v0, &v1), &v2), &v3), &v4), &v5), &v6), &v7)) in
-                group.iter_mut().zip(columns)
-            {
-                *g = [
-                    table[usize::from(v0)],
-                    table[usize::from(v1)],
-                    table[usize::from(v2)],
-                    table[usize::from(v3)],
-                    table[usize::from(v4)],
-                    table[usize::from(v5)],
-                    table[usize::from(v6)],
-                    table[usize::from(v7)],
-                ];
-            }
+            rows.fill(first, n, filled, group);
         };
         let standardize = self.consts.standardize;
         let finish = |row: &mut [f32]| {
@@ -429,6 +398,87 @@ impl DepthPreprocessor {
         self.plan = Some(plan);
         result?;
         Ok(())
+    }
+}
+
+/// The source rows of one frame as the resize pulls them: hole-filled, restricted to the
+/// needed columns and converted through the table (steps 1-4).
+struct RowGroups<'a> {
+    raw: ArrayView2<'a, u16>,
+    cols: Range<usize>,
+    table: &'a [f32; RAW_VALUES],
+    holes: HoleFill,
+}
+
+impl RowGroups<'_> {
+    /// Rows `first..first + n` into the lanes of `group`; `filled` holds the rows that needed
+    /// hole filling or were not contiguous.
+    #[inline]
+    fn fill(
+        &self,
+        first: usize,
+        n: usize,
+        filled: &mut Vec<Vec<u16>>,
+        group: &mut [[f32; ROW_GROUP]],
+    ) {
+        let (raw, holes) = (&self.raw, self.holes);
+        // One slice per lane (the needed columns of each row); lanes past `n` repeat the last
+        // row so that every lane holds real pixels.
+        let row_of = |lane: usize| raw.row(first + lane.min(n.saturating_sub(1)));
+        // Fast path: a contiguous row that needs no hole filling is read in place.
+        let in_place = |lane: usize| {
+            row_of(lane).to_slice().filter(|s| match holes {
+                HoleFill::Spec => true,
+                // Branch-free scan (vectorises); rows with holes take the slow path.
+                HoleFill::NearestInRow => !s.iter().fold(false, |zero, &v| zero | (v == 0)),
+            })
+        };
+        filled.resize_with(ROW_GROUP, Vec::new);
+        let mut whole: [Option<&[u16]>; ROW_GROUP] = [None; ROW_GROUP];
+        for (lane, (slot, buf)) in whole.iter_mut().zip(filled.iter_mut()).enumerate() {
+            *slot = in_place(lane);
+            if slot.is_none() {
+                fill_holes(holes, row_of(lane), buf);
+            }
+        }
+        let mut direct: [&[u16]; ROW_GROUP] = [&[]; ROW_GROUP];
+        for ((slot, whole), buf) in direct.iter_mut().zip(whole).zip(filled.iter()) {
+            let row = whole.unwrap_or(buf.as_slice());
+            *slot = row.get(self.cols.clone()).unwrap_or(&[]);
+        }
+        interleave_through_table(direct, self.table, group);
+    }
+}
+
+/// `group[c][l] = table[rows[l][c]]`.
+#[inline]
+fn interleave_through_table(
+    rows: [&[u16]; ROW_GROUP],
+    table: &[f32; RAW_VALUES],
+    group: &mut [[f32; ROW_GROUP]],
+) {
+    // Eight lanes spelled out (a different ROW_GROUP fails to compile here).
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = rows;
+    let columns = r0
+        .iter()
+        .zip(r1)
+        .zip(r2)
+        .zip(r3)
+        .zip(r4)
+        .zip(r5)
+        .zip(r6)
+        .zip(r7);
+    for (g, (((((((&v0, &v1), &v2), &v3), &v4), &v5), &v6), &v7)) in group.iter_mut().zip(columns) {
+        *g = [
+            table[usize::from(v0)],
+            table[usize::from(v1)],
+            table[usize::from(v2)],
+            table[usize::from(v3)],
+            table[usize::from(v4)],
+            table[usize::from(v5)],
+            table[usize::from(v6)],
+            table[usize::from(v7)],
+        ];
     }
 }
 

@@ -11,7 +11,7 @@
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut3};
 use thiserror::Error;
 
-use crate::preprocess::pil_resize::{CropRect, PilResizeError, PilResizePlan, PilResizeScratch};
+use crate::preprocess::pil_resize::{PilResizeError, PilResizePlan, PilResizeScratch};
 
 /// Offset between degrees Celsius and kelvin.
 const ZERO_CELSIUS_K: f64 = 273.15;
@@ -127,32 +127,6 @@ pub enum ThermalError {
     },
 }
 
-/// Output size `(width, height)` of torchvision `Resize(size)` for an `width x height` image:
-/// short side -> `size`, long side -> `int(size * long / short)`.
-///
-/// The integer division equals Python's `int(float division)` here: a correctly rounded f64
-/// quotient of integers this small never rounds up across an integer.
-pub fn short_side_size(width_px: usize, height_px: usize, size_px: usize) -> (usize, usize) {
-    if width_px <= height_px {
-        (size_px, size_px.saturating_mul(height_px) / width_px.max(1))
-    } else {
-        (size_px.saturating_mul(width_px) / height_px.max(1), size_px)
-    }
-}
-
-/// torchvision `CenterCrop` offset: `int(round((resized - crop) / 2))` with Python's round half
-/// to even.
-pub fn center_crop_offset(resized_px: usize, crop_px: usize) -> usize {
-    let diff = resized_px.saturating_sub(crop_px);
-    let half = diff / 2;
-    // diff odd => exactly x.5: round to the even neighbour.
-    if diff % 2 == 1 && half % 2 == 1 {
-        half + 1
-    } else {
-        half
-    }
-}
-
 /// ImageBind thermal preprocessor; keeps the resize plan of the last frame size and all scratch
 /// buffers, so steady-state frames allocate only the returned tensor.
 #[derive(Debug, Clone)]
@@ -234,10 +208,7 @@ impl ThermalPreprocessor {
     /// [`ThermalError::EmptyFrame`] for a frame without pixels, [`ThermalError::Resize`] for a
     /// frame too large to plan.
     pub fn tensor_u8(&mut self, img: ArrayView2<u8>) -> Result<Array3<f32>, ThermalError> {
-        let size = self.params.size_px;
-        let mut out = Array3::zeros((1, size, size));
-        self.tensor_u8_into(img, out.view_mut())?;
-        Ok(out)
+        self.new_tensor(|pre, out| pre.tensor_u8_into(img, out))
     }
 
     /// Like [`ThermalPreprocessor::tensor_u8`], writing into a caller-owned `[1, size, size]`
@@ -250,20 +221,14 @@ impl ThermalPreprocessor {
         img: ArrayView2<u8>,
         out: ArrayViewMut3<f32>,
     ) -> Result<(), ThermalError> {
-        self.check_output(&out)?;
-        let (height_px, width_px) = img.dim();
-        check_frame(width_px, height_px)?;
-        let mut frame = std::mem::take(&mut self.frame_u8);
-        let result = match img.as_slice() {
+        let (width_px, height_px) = self.checked_dims(&img, &out)?;
+        match img.as_slice() {
             Some(src) => self.resize_to_tensor(src, width_px, height_px, out),
-            None => {
+            None => self.resize_via_frame(width_px, height_px, out, |_, frame| {
                 frame.clear();
                 frame.extend(img.iter().copied());
-                self.resize_to_tensor(&frame, width_px, height_px, out)
-            }
-        };
-        self.frame_u8 = frame;
-        result
+            }),
+        }
     }
 
     /// Preprocesses a 16-bit radiometric frame: [`Agc`] to 8 bit, then the 8-bit path.
@@ -271,10 +236,7 @@ impl ThermalPreprocessor {
     /// # Errors
     /// As [`ThermalPreprocessor::tensor_u8`].
     pub fn tensor_u16(&mut self, img: ArrayView2<u16>) -> Result<Array3<f32>, ThermalError> {
-        let size = self.params.size_px;
-        let mut out = Array3::zeros((1, size, size));
-        self.tensor_u16_into(img, out.view_mut())?;
-        Ok(out)
+        self.new_tensor(|pre, out| pre.tensor_u16_into(img, out))
     }
 
     /// Like [`ThermalPreprocessor::tensor_u16`], writing into a caller-owned view.
@@ -286,13 +248,47 @@ impl ThermalPreprocessor {
         img: ArrayView2<u16>,
         out: ArrayViewMut3<f32>,
     ) -> Result<(), ThermalError> {
-        self.check_output(&out)?;
+        let (width_px, height_px) = self.checked_dims(&img, &out)?;
+        self.resize_via_frame(width_px, height_px, out, |pre, frame| {
+            // The AGC writes every byte: only a size change touches the buffer here.
+            frame.resize(width_px * height_px, 0);
+            pre.agc_into(img, frame);
+        })
+    }
+
+    /// A new `[1, size, size]` tensor filled by `into`.
+    fn new_tensor(
+        &mut self,
+        into: impl FnOnce(&mut Self, ArrayViewMut3<f32>) -> Result<(), ThermalError>,
+    ) -> Result<Array3<f32>, ThermalError> {
+        let size = self.params.size_px;
+        let mut out = Array3::zeros((1, size, size));
+        into(self, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// `(width, height)` of a frame with pixels, for an output of the right shape.
+    fn checked_dims<T>(
+        &self,
+        img: &ArrayView2<T>,
+        out: &ArrayViewMut3<f32>,
+    ) -> Result<(usize, usize), ThermalError> {
+        self.check_output(out)?;
         let (height_px, width_px) = img.dim();
         check_frame(width_px, height_px)?;
+        Ok((width_px, height_px))
+    }
+
+    /// Writes the 8-bit frame into the reused contiguous buffer with `fill`, then resizes it.
+    fn resize_via_frame(
+        &mut self,
+        width_px: usize,
+        height_px: usize,
+        out: ArrayViewMut3<f32>,
+        fill: impl FnOnce(&Self, &mut Vec<u8>),
+    ) -> Result<(), ThermalError> {
         let mut frame = std::mem::take(&mut self.frame_u8);
-        // The AGC writes every byte: only a size change touches the buffer here.
-        frame.resize(width_px * height_px, 0);
-        self.agc_into(img, &mut frame);
+        fill(self, &mut frame);
         let result = self.resize_to_tensor(&frame, width_px, height_px, out);
         self.frame_u8 = frame;
         result
@@ -381,15 +377,8 @@ impl ThermalPreprocessor {
             .as_ref()
             .is_some_and(|p| p.input_size_px() == (width_px, height_px));
         if !plan_matches {
-            let (out_w, out_h) = short_side_size(width_px, height_px, size);
-            let crop = CropRect {
-                left_px: center_crop_offset(out_w, size),
-                top_px: center_crop_offset(out_h, size),
-                width_px: size,
-                height_px: size,
-            };
-            let plan =
-                PilResizePlan::new(width_px, height_px, out_w, out_h, crop).map_err(resize_err)?;
+            let plan = PilResizePlan::short_side_center_crop(width_px, height_px, size)
+                .map_err(resize_err)?;
             self.plan = Some(plan);
         }
         let Some(plan) = &self.plan else {
@@ -448,25 +437,6 @@ fn check_frame(width_px: usize, height_px: usize) -> Result<(), ThermalError> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn center_crop_offset_rounds_half_to_even() {
-        assert_eq!(center_crop_offset(298, 224), 37);
-        assert_eq!(center_crop_offset(280, 224), 28);
-        assert_eq!(center_crop_offset(225, 224), 0); // 0.5 -> 0
-        assert_eq!(center_crop_offset(227, 224), 2); // 1.5 -> 2
-        assert_eq!(center_crop_offset(229, 224), 2); // 2.5 -> 2
-        assert_eq!(center_crop_offset(224, 224), 0);
-    }
-
-    #[test]
-    fn short_side_size_matches_torchvision() {
-        assert_eq!(short_side_size(160, 120, 224), (298, 224));
-        assert_eq!(short_side_size(640, 512, 224), (280, 224));
-        assert_eq!(short_side_size(120, 160, 224), (224, 298));
-        assert_eq!(short_side_size(7, 7, 224), (224, 224));
-        assert_eq!(short_side_size(1000, 3, 224), (74666, 224));
-    }
 
     #[test]
     fn fixed_celsius_agc_clamps_and_is_linear() {

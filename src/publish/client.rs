@@ -1,7 +1,7 @@
 //! The two MQTT protocol versions behind one small interface, so that the publisher has one
 //! logic for both: rumqttc's MQTT 3.1.1 client and its `v5` client have their own option, event
 //! and packet types. [`Client`] hands over publishes (with MQTT 5 properties when the protocol
-//! has them), [`Connection`] polls the event loop and reduces its events to what the publisher
+//! has them), [`EventLoop`] polls the connection and reduces its events to what the publisher
 //! acts on ([`NetEvent`]).
 
 use std::time::Duration;
@@ -62,18 +62,18 @@ pub enum Client {
 /// The event loop of a connection (owned by one task, polled without interruption).
 // The v5 event loop is much larger than the 3.1.1 one; there is one of either per daemon.
 #[allow(clippy::large_enum_variant)]
-pub enum Connection {
+pub enum EventLoop {
     /// MQTT 3.1.1.
     V311(rumqttc::EventLoop),
     /// MQTT 5.
     V5(rumqttc::v5::EventLoop),
 }
 
-impl std::fmt::Debug for Connection {
+impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::V311(_) => "Connection::V311",
-            Self::V5(_) => "Connection::V5",
+            Self::V311(_) => "EventLoop::V311",
+            Self::V5(_) => "EventLoop::V5",
         })
     }
 }
@@ -131,7 +131,7 @@ fn qos5(q: Qos) -> rumqttc::v5::mqttbytes::QoS {
 /// Both protocols turn TCP_NODELAY on: without it the small labels message written right after
 /// an embedding waits for the embedding's ACK (Nagle), which a broker may delay ~40 ms.
 #[must_use]
-pub fn new(o: &ConnectOptions) -> (Client, Connection) {
+pub fn new(o: &ConnectOptions) -> (Client, EventLoop) {
     let keep_alive = o.keep_alive.max(Duration::from_secs(1));
     match o.protocol {
         MqttProtocol::V311 => {
@@ -156,7 +156,7 @@ pub fn new(o: &ConnectOptions) -> (Client, Connection) {
             let mut network = l.network_options();
             network.set_tcp_nodelay(true);
             l.set_network_options(network);
-            (Client::V311(c), Connection::V311(l))
+            (Client::V311(c), EventLoop::V311(l))
         }
         MqttProtocol::V5 => {
             let mut opts =
@@ -191,7 +191,7 @@ pub fn new(o: &ConnectOptions) -> (Client, Connection) {
             network.set_tcp_nodelay(true);
             opts.set_network_options(network);
             let (c, l) = rumqttc::v5::AsyncClient::new(opts, o.request_capacity);
-            (Client::V5(c), Connection::V5(l))
+            (Client::V5(c), EventLoop::V5(l))
         }
     }
 }
@@ -244,7 +244,7 @@ impl Client {
     }
 }
 
-impl Connection {
+impl EventLoop {
     /// Polls the event loop once (connecting first if needed).
     ///
     /// # Errors

@@ -2,40 +2,77 @@
 //! credentials (the password read from its file or environment variable), the TLS client, and
 //! the opened, recovered outbox.
 
-use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
 
 use super::mqtt::Credentials;
-use super::outbox::{Outbox, OutboxOptions};
-use super::tls::{TlsClient, TlsFiles};
+use super::outbox::{Outbox, OutboxError, OutboxOptions};
+use super::tls::{TlsClient, TlsError, TlsFiles};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
 
 /// Credentials and TLS for the broker connection.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub struct Security {
     /// User name and password.
     pub credentials: Option<Credentials>,
     /// TLS client (`mqtts://`).
     pub tls: Option<TlsClient>,
 }
 
+/// Why the connection's security or the outbox cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `mqtt.password_file` cannot be read.
+    #[error("mqtt.password_file {}", path.display())]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `mqtt.password_env` names a variable that is not set (or not UTF-8).
+    #[error("mqtt.password_env: environment variable {var}")]
+    PasswordEnv {
+        /// The variable.
+        var: String,
+        /// Why.
+        source: std::env::VarError,
+    },
+    /// A password without a user name.
+    #[error("mqtt: a password is configured but no username")]
+    PasswordWithoutUser,
+    /// The TLS files cannot be used.
+    #[error("mqtt.tls")]
+    Tls(#[source] TlsError),
+    /// The outbox cannot be opened or recovered.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The blocking task recovering the outbox failed.
+    #[error("outbox recovery task")]
+    Task(#[source] tokio::task::JoinError),
+}
+
 /// Reads the password and builds the TLS client as `config` says.
 ///
 /// # Errors
 /// A password file or variable that cannot be read, or an unusable TLS file.
-pub fn build(config: &Config, tls: bool) -> Result<Connection> {
+pub fn build(config: &Config, tls: bool) -> Result<Security, SetupError> {
     let mqtt = &config.mqtt;
     let password = match (&mqtt.password_file, &mqtt.password_env) {
         (Some(f), _) => {
-            let f = config.resolve(f);
-            let text = std::fs::read_to_string(&f)
-                .with_context(|| format!("mqtt.password_file {}", f.display()))?;
+            let path = config.resolve(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| SetupError::PasswordFile { path, source })?;
             Some(text.lines().next().unwrap_or("").to_string())
         }
-        (None, Some(var)) => Some(
-            std::env::var(var)
-                .with_context(|| format!("mqtt.password_env: environment variable {var}"))?,
-        ),
+        (None, Some(var)) => {
+            Some(
+                std::env::var(var).map_err(|source| SetupError::PasswordEnv {
+                    var: var.clone(),
+                    source,
+                })?,
+            )
+        }
         (None, None) => None,
     };
     let credentials = match (&mqtt.username, password) {
@@ -43,22 +80,22 @@ pub fn build(config: &Config, tls: bool) -> Result<Connection> {
             username: u.clone(),
             password: p.unwrap_or_default(),
         }),
-        (None, Some(_)) => bail!("mqtt: a password is configured but no username"),
+        (None, Some(_)) => return Err(SetupError::PasswordWithoutUser),
         (None, None) => None,
     };
     let tls = if tls {
-        Some(TlsClient::build(&TlsFiles::from_config(config)).context("mqtt.tls")?)
+        Some(TlsClient::build(&TlsFiles::from_config(config)).map_err(SetupError::Tls)?)
     } else {
         None
     };
-    Ok(Connection { credentials, tls })
+    Ok(Security { credentials, tls })
 }
 
 /// Opens the outbox of `config` on a blocking thread, logs what recovery found and counts it.
 ///
 /// # Errors
-/// The outbox directory cannot be created, read or written.
-pub async fn open_outbox(config: &Config, telemetry: &Telemetry) -> Result<Outbox> {
+/// The outbox directory cannot be created, read or written, or another daemon has it open.
+pub async fn open_outbox(config: &Config, telemetry: &Telemetry) -> Result<Outbox, SetupError> {
     let options = OutboxOptions::new(
         config.resolve(&config.outbox.dir),
         config.outbox.max_bytes.0,
@@ -70,7 +107,7 @@ pub async fn open_outbox(config: &Config, telemetry: &Telemetry) -> Result<Outbo
     }
     let (outbox, recovery) = tokio::task::spawn_blocking(move || Outbox::open(options))
         .await
-        .context("outbox recovery task")??;
+        .map_err(SetupError::Task)??;
     telemetry
         .publish
         .outbox_corrupt_tails

@@ -1,17 +1,19 @@
-//! Publishing: pure payload encoding, the on-disk outbox, the MQTT publisher task that owns the
-//! connection, and the broker address / local broker helper.
+//! The MQTT output: pure payload encoding ([`payload`], [`encode`]: everything MQTT about an
+//! event), the on-disk outbox, the publisher task that owns the connection ([`mqtt`]), and the
+//! broker address / local broker helper.
 
 pub mod broker;
 pub mod client;
 pub mod connection;
+pub mod encode;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
 pub mod tls;
 
 pub use broker::{BrokerUrl, LocalBroker};
+pub use encode::{Codec, MessageTiming, OutMessage, Publish};
 pub use mqtt::{
-    message_properties, run_publisher, Credentials, MessageTiming, OutMessage, PublisherConfig,
-    PublisherReport,
+    message_properties, run_publisher, start_output, Credentials, PublisherConfig, PublisherReport,
 };
 pub use outbox::{Outbox, OutboxError, OutboxOptions, Recovery};

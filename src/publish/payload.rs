@@ -1,5 +1,6 @@
 //! MQTT payloads (pure): the embedding envelope v1, the small labels message and the sensor
-//! state. Schema: `docs/mqtt.schema.json`; prose: `docs/mqtt.md`.
+//! state, borrowed from the events they encode. Schema: `docs/mqtt.schema.json`; prose:
+//! `docs/mqtt.md`.
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -8,6 +9,8 @@ use crate::concepts::Match;
 use crate::config::EmbeddingEncoding;
 use crate::telemetry::StreamSnapshot;
 use crate::Modality;
+
+pub use crate::output::unit_norm;
 
 /// Version of the envelope (`v` in every payload).
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -27,15 +30,15 @@ pub struct WindowInfo {
 
 /// The model that produced an embedding.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ModelInfo {
+pub struct ModelInfo<'a> {
     /// Model-set name.
-    pub name: String,
+    pub name: &'a str,
     /// sha256 of the encoder file.
-    pub sha256: String,
+    pub sha256: &'a str,
     /// Execution provider that ran it.
-    pub provider: String,
+    pub provider: &'a str,
     /// ONNX Runtime version.
-    pub ort_version: String,
+    pub ort_version: &'a str,
 }
 
 /// Where the time went, in milliseconds.
@@ -96,13 +99,13 @@ impl EmbeddingField {
 
 /// `<prefix>/<sensor>/embedding`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EmbeddingEnvelope {
+pub struct EmbeddingEnvelope<'a> {
     /// [`ENVELOPE_VERSION`].
     pub v: u32,
     /// Device id.
-    pub device: String,
+    pub device: &'a str,
     /// Sensor name.
-    pub sensor: String,
+    pub sensor: &'a str,
     /// Modality.
     pub modality: Modality,
     /// Window number of this sensor (0, 1, 2, …); a jump means windows were dropped.
@@ -110,13 +113,13 @@ pub struct EmbeddingEnvelope {
     /// Window timing.
     pub window: WindowInfo,
     /// Model and provider.
-    pub model: ModelInfo,
+    pub model: ModelInfo<'a>,
     /// The unit-norm embedding.
     pub embedding: EmbeddingField,
     /// L2 norm of the encoder's raw output.
     pub embedding_norm: f32,
     /// Nearest concepts, best first.
-    pub labels: Vec<Match>,
+    pub labels: &'a [Match],
     /// Where the time went.
     pub latency: Latency,
 }
@@ -147,18 +150,7 @@ pub struct StateMessage<'a> {
     pub modality: Modality,
     /// The counters.
     #[serde(flatten)]
-    pub snapshot: StreamSnapshot,
-}
-
-/// `embedding / norm` and the norm (a zero vector stays zero).
-#[must_use]
-pub fn unit_norm(raw: &[f32]) -> (Vec<f32>, f32) {
-    let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm > f32::MIN_POSITIVE && norm.is_finite() {
-        (raw.iter().map(|v| v / norm).collect(), norm)
-    } else {
-        (raw.to_vec(), norm)
-    }
+    pub snapshot: &'a StreamSnapshot,
 }
 
 /// Topic names under a prefix.

@@ -122,9 +122,17 @@ impl TlsClient {
             }
             None => {
                 let found = rustls_native_certs::load_native_certs();
-                for c in found.certs {
-                    // A few odd system certificates may not parse; the rest are still useful.
-                    let _ = roots.add(c);
+                if let Some(first) = found.errors.first() {
+                    tracing::warn!(
+                        errors = found.errors.len(),
+                        first = %first,
+                        "some system CA certificates could not be loaded"
+                    );
+                }
+                // A few odd system certificates may not parse; the rest are still useful.
+                let (_, unusable) = roots.add_parsable_certificates(found.certs);
+                if unusable > 0 {
+                    tracing::warn!(unusable, "skipped system CA certificates that do not parse");
                 }
                 if roots.is_empty() {
                     return Err(TlsError::Rustls(

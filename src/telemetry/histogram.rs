@@ -4,7 +4,6 @@
 //! within ±15 % of the true value at any scale — enough to tell a 2 ms stage from a 20 ms one
 //! without keeping samples. Recording is two relaxed atomic adds, cheap enough for every window.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -147,23 +146,26 @@ impl LatencyHistogram {
         Some(bound_ns(FINITE_BUCKETS - 1) / 1e6)
     }
 
-    /// Appends the Prometheus `_bucket`, `_sum` and `_count` lines with `labels` (no braces).
-    pub fn render_prometheus(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0u64;
-        for (i, b) in self.buckets.iter().enumerate() {
-            cumulative += b.load(Ordering::Relaxed);
-            if i < FINITE_BUCKETS {
-                let le = bound_ns(i) / 1e9;
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{labels},le=\"{le:.6e}\"}} {cumulative}"
-                );
-            } else {
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-            }
+    /// The buckets as exposed: non-cumulative counts per finite bound in seconds, and the
+    /// total of every bucket (the overflow too) as the count, so that `+Inf` and `_count`
+    /// agree whatever is recorded meanwhile.
+    #[must_use]
+    pub fn values(&self) -> super::metrics::HistogramValues {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        super::metrics::HistogramValues {
+            buckets: counts
+                .iter()
+                .take(FINITE_BUCKETS)
+                .enumerate()
+                .map(|(i, c)| (bound_ns(i) / 1e9, *c))
+                .collect(),
+            count: counts.iter().sum(),
+            sum_s: self.sum_s(),
         }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {:.9}", self.sum_s());
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count());
     }
 }
 
@@ -249,19 +251,25 @@ mod tests {
 
     #[test]
     fn prometheus_buckets_are_cumulative_and_end_with_inf() {
-        let h = LatencyHistogram::default();
-        h.record(Duration::from_micros(50));
-        h.record(Duration::from_millis(3));
-        let mut out = String::new();
-        h.render_prometheus(&mut out, "x_seconds", "sensor=\"a\"");
+        let t = super::super::Telemetry::new(["a"]);
+        let h = t.stream("a");
+        h.record_latency(Stage::Queue, Duration::from_micros(50));
+        h.record_latency(Stage::Queue, Duration::from_millis(3));
+        let out = t.render_prometheus();
+        let prefix = "edgebind_stage_latency_seconds_bucket{sensor=\"a\",stage=\"queue\"";
         let counts: Vec<u64> = out
             .lines()
-            .filter(|l| l.starts_with("x_seconds_bucket"))
+            .filter(|l| l.starts_with(prefix))
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
+        assert!(counts.len() > 50);
         assert!(counts.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(counts.last(), Some(&2));
-        assert!(out.contains("x_seconds_bucket{sensor=\"a\",le=\"+Inf\"} 2"));
-        assert!(out.contains("x_seconds_count{sensor=\"a\"} 2"));
+        assert!(out.contains(
+            "edgebind_stage_latency_seconds_bucket{sensor=\"a\",stage=\"queue\",le=\"+Inf\"} 2\n"
+        ));
+        assert!(
+            out.contains("edgebind_stage_latency_seconds_count{sensor=\"a\",stage=\"queue\"} 2\n")
+        );
     }
 }

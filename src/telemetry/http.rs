@@ -1,5 +1,5 @@
 //! The Prometheus endpoint: `GET /metrics` on `[metrics] listen`, served by one small tokio task
-//! from [`Telemetry::render_prometheus`] (no metrics framework: the counters already exist).
+//! from [`Telemetry::render_prometheus`] (the metrics table, encoded by prometheus-client).
 
 use std::sync::Arc;
 
@@ -7,13 +7,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Telemetry;
+use super::{metrics, ErrorKind, LogLimiter, Telemetry};
+use crate::log_limited;
 
 /// Largest request head read.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// Serves `/metrics` on `listener` until `cancel`.
 pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, cancel: CancellationToken) {
+    // Scrapers that go away before their answer is written: counted, logged now and then.
+    let write_failed = Arc::new(std::sync::Mutex::new(LogLimiter::default()));
     loop {
         let (mut stream, _) = tokio::select! {
             () = cancel.cancelled() => return,
@@ -26,6 +29,7 @@ pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, cancel: Can
             },
         };
         let telemetry = Arc::clone(&telemetry);
+        let limiter = Arc::clone(&write_failed);
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -48,7 +52,7 @@ pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, cancel: Can
                 (
                     "200 OK",
                     telemetry.render_prometheus(),
-                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics::CONTENT_TYPE,
                 )
             } else {
                 ("404 Not Found", "not found\n".to_string(), "text/plain")
@@ -57,8 +61,18 @@ pub async fn serve(listener: TcpListener, telemetry: Arc<Telemetry>, cancel: Can
                 "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            let written = match stream.write_all(response.as_bytes()).await {
+                Ok(()) => stream.shutdown().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                telemetry.errors.add(ErrorKind::MetricsResponse);
+                let mut limiter = limiter
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                log_limited!(limiter, tracing::Level::DEBUG,
+                    "cannot write a metrics response (counted as metrics_response)", error = %e);
+            }
         });
     }
 }

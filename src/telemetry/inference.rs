@@ -1,7 +1,6 @@
 //! Counters and identity of each loaded model: the execution provider actually in use, the ONNX
 //! Runtime version, session runs and the windows they embedded (their ratio is the mean batch).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,6 +19,9 @@ pub struct ModelStats {
     pub ort_version: String,
     /// sha256 of the model file.
     pub model_sha256: String,
+    /// The load step in use (`tensorrt-fp16`, `tensorrt-fp32`, `cuda`, `cpu`, …; see
+    /// [`with_step`](Self::with_step)).
+    pub step: String,
     runs: AtomicU64,
     windows: AtomicU64,
     cpu_ns: AtomicU64,
@@ -30,6 +32,8 @@ pub struct ModelStats {
 pub struct ModelIdentity {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use (which precision TensorRT runs at, or the provider fallen back to).
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -41,6 +45,8 @@ pub struct ModelIdentity {
 pub struct ModelSnapshot {
     /// The execution provider in use.
     pub provider: String,
+    /// The load step in use.
+    pub step: String,
     /// ONNX Runtime version.
     pub ort_version: String,
     /// sha256 of the model file.
@@ -60,10 +66,19 @@ impl ModelStats {
             provider: provider.to_string(),
             ort_version: ort_version.to_string(),
             model_sha256: model_sha256.to_string(),
+            step: provider.to_string(),
             runs: AtomicU64::new(0),
             windows: AtomicU64::new(0),
             cpu_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The load step that loaded the model (by default the provider's name, which is the step
+    /// of the `cuda` and `cpu` providers).
+    #[must_use]
+    pub fn with_step(mut self, step: &str) -> Self {
+        self.step = step.to_string();
+        self
     }
 
     /// Counts one session run over `windows` windows that took `cpu` of the worker thread's CPU
@@ -100,6 +115,7 @@ impl ModelStats {
     pub fn identity(&self) -> ModelIdentity {
         ModelIdentity {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
         }
@@ -110,61 +126,11 @@ impl ModelStats {
     pub fn snapshot(&self) -> ModelSnapshot {
         ModelSnapshot {
             provider: self.provider.clone(),
+            step: self.step.clone(),
             ort_version: self.ort_version.clone(),
             model_sha256: self.model_sha256.clone(),
             runs_total: self.runs(),
             windows_total: self.windows(),
-        }
-    }
-}
-
-/// A model's counter value as Prometheus text.
-type Render = fn(&ModelStats) -> String;
-
-/// Prometheus lines of every model: provider info, runs, windows, inference CPU.
-pub(crate) fn render_prometheus<'a>(
-    out: &mut String,
-    models: impl Iterator<Item = &'a ModelStats> + Clone,
-) {
-    let _ = writeln!(
-        out,
-        "# HELP edgebind_inference_provider_info Execution provider and ONNX Runtime version in use per model (value 1).\n\
-         # TYPE edgebind_inference_provider_info gauge"
-    );
-    for m in models.clone() {
-        let _ = writeln!(
-            out,
-            "edgebind_inference_provider_info{{model=\"{}\",provider=\"{}\",ort_version=\"{}\"}} 1",
-            m.modality,
-            escape(&m.provider),
-            escape(&m.ort_version)
-        );
-    }
-    // The per-model counters: the value is rendered as text so the CPU seconds keep their
-    // fractional part.
-    let counters: [(&str, &str, Render); 3] = [
-        (
-            "edgebind_inference_runs_total",
-            "Session runs per model (one per batch).",
-            |m| m.runs().to_string(),
-        ),
-        (
-            "edgebind_inference_windows_total",
-            "Windows embedded per model (windows / runs = mean batch size).",
-            |m| m.windows().to_string(),
-        ),
-        (
-            "edgebind_inference_cpu_seconds_total",
-            "CPU time of each model's worker thread inside session runs (all of the run's CPU \
-             with runtime.intra_threads = 1; with more, ONNX Runtime's own pool threads are not \
-             included).",
-            |m| format!("{:.6}", m.cpu().as_secs_f64()),
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for m in models.clone() {
-            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", m.modality, value(m));
         }
     }
 }
@@ -177,12 +143,4 @@ pub fn thread_cpu_time() -> Option<Duration> {
     let secs = u64::try_from(t.tv_sec()).ok()?;
     let nanos = u32::try_from(t.tv_nsec()).ok()?;
     Some(Duration::new(secs, nanos))
-}
-
-/// Label values are versions and provider names; escape the three characters the text format
-/// reserves anyway.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

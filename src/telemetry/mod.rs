@@ -1,23 +1,28 @@
 //! Counters shared by the pipeline's parts: samples, windows, embeddings, drops by reason, broker
-//! state. Built from the config before anything runs (no globals); snapshotted for the `stats`
-//! and `state` topics and rendered in Prometheus text format.
+//! state, handled errors. Built from the config before anything runs (no globals); read through
+//! one table of metrics ([`metrics`]) for the `stats` topic and the Prometheus endpoint.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod errors;
 pub mod histogram;
 pub mod http;
 pub mod inference;
 pub mod log_limit;
+pub mod metrics;
+mod stream;
 
+pub use errors::{ErrorKind, ErrorStats};
 pub use histogram::{LatencyHistogram, Stage, StageLatencies, StageSummary};
 pub use inference::{ModelIdentity, ModelSnapshot, ModelStats};
 pub use log_limit::{LogLimiter, Repeats, LOG_INTERVAL};
+pub use metrics::StatsSnapshot;
+pub use stream::{StreamSnapshot, StreamStats};
 
 /// Why something was dropped. Every drop in the daemon is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -70,124 +75,9 @@ impl DropReason {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
-}
-
-/// Counters of one sensor stream.
-#[derive(Debug, Default)]
-pub struct StreamStats {
-    samples: AtomicU64,
-    windows: AtomicU64,
-    embeddings: AtomicU64,
-    gaps: AtomicU64,
-    drops: [AtomicU64; DropReason::ALL.len()],
-    last_sample_utc_ns: AtomicI64,
-    sample_rate_millihz: AtomicU64,
-    connected: AtomicBool,
-    latency: StageLatencies,
-    model: OnceLock<Arc<ModelStats>>,
-}
-
-impl StreamStats {
-    /// Counts `n` samples captured, the last at `utc_ns`.
-    pub fn add_samples(&self, n: u64, last_utc_ns: i64) {
-        self.samples.fetch_add(n, Ordering::Relaxed);
-        self.last_sample_utc_ns
-            .store(last_utc_ns, Ordering::Relaxed);
-    }
-    /// Counts one window cut, with the samples its gaps miss.
-    pub fn add_window(&self, gaps: u64) {
-        self.windows.fetch_add(1, Ordering::Relaxed);
-        self.gaps.fetch_add(gaps, Ordering::Relaxed);
-    }
-    /// Counts one embedding handed to the publisher.
-    pub fn add_embedding(&self) {
-        self.embeddings.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Counts `n` items dropped for `reason`.
-    pub fn add_drops(&self, reason: DropReason, n: u64) {
-        if let Some(c) = self.drops.get(reason.index()) {
-            c.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-    /// Records whether the device is delivering and at which rate.
-    pub fn set_connected(&self, connected: bool, sample_rate_hz: f64) {
-        self.connected.store(connected, Ordering::Relaxed);
-        // Stored in millihertz so an atomic integer can carry it.
-        let millihz = (sample_rate_hz.max(0.0) * 1000.0).round() as u64;
-        self.sample_rate_millihz.store(millihz, Ordering::Relaxed);
-    }
-    /// Drops counted for `reason`.
-    #[must_use]
-    pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops
-            .get(reason.index())
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-    /// Records the time one window spent in `stage`.
-    pub fn record_latency(&self, stage: Stage, d: std::time::Duration) {
-        self.latency.record(stage, d);
-    }
-    /// The stage latency histograms.
-    #[must_use]
-    pub fn latency(&self) -> &StageLatencies {
-        &self.latency
-    }
-    /// Records which model embeds this stream's windows (once, at start).
-    pub fn set_model(&self, model: Arc<ModelStats>) {
-        let _ = self.model.set(model);
-    }
-    /// Windows cut so far.
-    #[must_use]
-    pub fn windows(&self) -> u64 {
-        self.windows.load(Ordering::Relaxed)
-    }
-
-    /// A consistent-enough copy for reporting.
-    #[must_use]
-    pub fn snapshot(&self) -> StreamSnapshot {
-        let last = self.last_sample_utc_ns.load(Ordering::Relaxed);
-        StreamSnapshot {
-            connected: self.connected.load(Ordering::Relaxed),
-            sample_rate_hz: self.sample_rate_millihz.load(Ordering::Relaxed) as f64 / 1000.0,
-            last_sample_utc_ns: (last != 0).then_some(last),
-            samples_total: self.samples.load(Ordering::Relaxed),
-            windows_total: self.windows.load(Ordering::Relaxed),
-            embeddings_total: self.embeddings.load(Ordering::Relaxed),
-            gap_samples_total: self.gaps.load(Ordering::Relaxed),
-            drops_total: DropReason::ALL
-                .iter()
-                .map(|r| (r.as_str(), self.drops(*r)))
-                .collect(),
-            inference: self.model.get().map(|m| m.identity()),
-        }
-    }
-}
-
-/// What a stream's counters said at one moment (the `state` payload's body).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StreamSnapshot {
-    /// The device is open and delivering.
-    pub connected: bool,
-    /// Nominal sample rate of the device.
-    pub sample_rate_hz: f64,
-    /// Capture time of the newest sample.
-    pub last_sample_utc_ns: Option<i64>,
-    /// Samples captured.
-    pub samples_total: u64,
-    /// Windows cut.
-    pub windows_total: u64,
-    /// Embeddings handed to the publisher.
-    pub embeddings_total: u64,
-    /// Samples missing inside windows (gaps).
-    pub gap_samples_total: u64,
-    /// Drops by reason.
-    pub drops_total: BTreeMap<&'static str, u64>,
-    /// The model embedding this stream's windows: provider in use, ONNX Runtime version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inference: Option<ModelIdentity>,
 }
 
 /// Counters of the publisher.
@@ -226,7 +116,7 @@ pub enum QueueKind {
     Sample,
     /// Preprocessed windows waiting for a model's inference worker (one per modality).
     Inference,
-    /// Messages waiting for the MQTT publisher to take them into the outbox (one).
+    /// Events waiting for an output (one per output; `mqtt`: not yet in the outbox).
     Publisher,
 }
 
@@ -314,7 +204,11 @@ pub struct Telemetry {
     models: Mutex<Vec<Arc<ModelStats>>>,
     /// The concept bank.
     pub concepts: ConceptStats,
+    /// Errors handled, by kind.
+    pub errors: ErrorStats,
     queues: Mutex<Vec<QueueGauge>>,
+    /// Events each output dropped (by name).
+    outputs: Mutex<Vec<(String, Arc<AtomicU64>)>>,
 }
 
 impl Telemetry {
@@ -330,21 +224,27 @@ impl Telemetry {
             publish: PublishStats::default(),
             models: Mutex::new(Vec::new()),
             concepts: ConceptStats::default(),
+            errors: ErrorStats::default(),
             queues: Mutex::new(Vec::new()),
+            outputs: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Time since the counters were created (the daemon's start).
+    #[must_use]
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Registers a loaded model (its provider and run counters join stats and metrics).
     pub fn add_model(&self, model: Arc<ModelStats>) {
-        if let Ok(mut models) = self.models.lock() {
-            models.push(model);
-        }
+        lock(&self.models).push(model);
     }
 
     /// The loaded models.
     #[must_use]
     pub fn models(&self) -> Vec<Arc<ModelStats>> {
-        self.models.lock().map(|m| m.clone()).unwrap_or_default()
+        lock(&self.models).clone()
     }
 
     /// Makes the depth of a bounded queue a gauge. `depth` is read when metrics are rendered.
@@ -373,6 +273,27 @@ impl Telemetry {
         v
     }
 
+    /// The drop counter of the output `name` (registered on first use).
+    #[must_use]
+    pub fn output_drops_counter(&self, name: &str) -> Arc<AtomicU64> {
+        let mut outputs = lock(&self.outputs);
+        if let Some((_, c)) = outputs.iter().find(|(n, _)| n == name) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(AtomicU64::new(0));
+        outputs.push((name.to_string(), Arc::clone(&c)));
+        c
+    }
+
+    /// Events dropped per output.
+    #[must_use]
+    pub fn output_drops(&self) -> Vec<(String, u64)> {
+        lock(&self.outputs)
+            .iter()
+            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// The counters of one stream; a name not configured gets a detached set (never panics).
     #[must_use]
     pub fn stream(&self, name: &str) -> Arc<StreamStats> {
@@ -384,274 +305,28 @@ impl Telemetry {
         self.streams.keys().map(String::as_str)
     }
 
-    /// The `<prefix>/stats` body.
-    #[must_use]
-    pub fn stats_json(&self) -> serde_json::Value {
-        let streams: BTreeMap<&str, StreamSnapshot> = self
-            .streams
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.snapshot()))
-            .collect();
-        serde_json::json!({
-            "v": 1,
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "broker_connected": self.publish.connected.load(Ordering::Relaxed),
-            "messages_delivered_total": self.publish.delivered.load(Ordering::Relaxed),
-            "messages_resent_total": self.publish.resent.load(Ordering::Relaxed),
-            "messages_unacked": self.publish.unacked.load(Ordering::Relaxed),
-            "broker_reconnects_total": self.publish.reconnects.load(Ordering::Relaxed),
-            "broker_refused_total": self.publish.refused.load(Ordering::Relaxed),
-            "outbox_bytes": self.publish.outbox_bytes.load(Ordering::Relaxed),
-            "outbox_messages": self.publish.outbox_messages.load(Ordering::Relaxed),
-            "outbox_dropped_total": self.publish.outbox_dropped.load(Ordering::Relaxed),
-            "outbox_corrupt_tails_total": self.publish.outbox_corrupt_tails.load(Ordering::Relaxed),
-            "outbox_disk_full_total": self.publish.outbox_disk_full.load(Ordering::Relaxed),
-            "streams": streams,
-            "latency": self
-                .streams
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.latency.summary()))
-                .collect::<BTreeMap<_, _>>(),
-            "inference": self
-                .models()
-                .iter()
-                .map(|m| (m.modality.as_str(), m.snapshot()))
-                .collect::<BTreeMap<_, _>>(),
-        })
+    /// Every stream's counters, by name.
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &StreamStats)> {
+        self.streams.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
 
-    /// Prometheus text exposition of every counter.
+    /// The `<prefix>/stats` body now.
+    #[must_use]
+    pub fn stats_snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot::read(self)
+    }
+
+    /// The `<prefix>/stats` body now, as JSON (tests; the MQTT output encodes its own).
+    #[cfg(test)]
+    #[must_use]
+    pub fn stats_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.stats_snapshot()).unwrap_or_default()
+    }
+
+    /// Prometheus text exposition of every metric ([`metrics::METRICS`]).
     #[must_use]
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
-        let metric = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        metric(
-            &mut out,
-            "edgebind_samples_total",
-            "counter",
-            "Samples captured per sensor.",
-        );
-        for (s, st) in &self.streams {
-            let _ = writeln!(
-                out,
-                "edgebind_samples_total{{sensor=\"{s}\"}} {}",
-                st.samples.load(Ordering::Relaxed)
-            );
-        }
-        metric(
-            &mut out,
-            "edgebind_windows_total",
-            "counter",
-            "Windows cut per sensor.",
-        );
-        for (s, st) in &self.streams {
-            let _ = writeln!(
-                out,
-                "edgebind_windows_total{{sensor=\"{s}\"}} {}",
-                st.windows()
-            );
-        }
-        metric(
-            &mut out,
-            "edgebind_drops_total",
-            "counter",
-            "Items dropped per sensor and reason.",
-        );
-        for (s, st) in &self.streams {
-            for r in DropReason::ALL {
-                let _ = writeln!(
-                    out,
-                    "edgebind_drops_total{{sensor=\"{s}\",reason=\"{}\"}} {}",
-                    r.as_str(),
-                    st.drops(r)
-                );
-            }
-        }
-        metric(
-            &mut out,
-            "edgebind_messages_delivered_total",
-            "counter",
-            "MQTT messages acknowledged by the broker.",
-        );
-        let _ = writeln!(
-            out,
-            "edgebind_messages_delivered_total {}",
-            self.publish.delivered.load(Ordering::Relaxed)
-        );
-        metric(
-            &mut out,
-            "edgebind_broker_connected",
-            "gauge",
-            "1 while the MQTT connection is up.",
-        );
-        let _ = writeln!(
-            out,
-            "edgebind_broker_connected {}",
-            u8::from(self.publish.connected.load(Ordering::Relaxed))
-        );
-        let p = &self.publish;
-        for (name, kind, help, value) in [
-            (
-                "edgebind_embeddings_total",
-                "counter",
-                "Embeddings produced, all sensors.",
-                self.streams
-                    .values()
-                    .map(|s| s.embeddings.load(Ordering::Relaxed))
-                    .sum(),
-            ),
-            (
-                "edgebind_broker_reconnects_total",
-                "counter",
-                "Successful MQTT connections after the first.",
-                p.reconnects.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_broker_refused_total",
-                "counter",
-                "Connection attempts refused by the broker.",
-                p.refused.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_messages_rejected_total",
-                "counter",
-                "MQTT 5 messages the broker refused in its PUBACK (dropped).",
-                p.rejected.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_messages_resent_total",
-                "counter",
-                "MQTT messages sent again after a reconnect.",
-                p.resent.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_messages_unacked",
-                "gauge",
-                "MQTT messages waiting for acknowledgement.",
-                p.unacked.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_outbox_bytes",
-                "gauge",
-                "Bytes the on-disk outbox uses.",
-                p.outbox_bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_outbox_messages",
-                "gauge",
-                "Messages in the outbox not yet acknowledged.",
-                p.outbox_messages.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_outbox_dropped_total",
-                "counter",
-                "Messages dropped because the outbox was full.",
-                p.outbox_dropped.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_outbox_corrupt_tails_total",
-                "counter",
-                "Corrupt outbox tails truncated at start.",
-                p.outbox_corrupt_tails.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_outbox_disk_full_total",
-                "counter",
-                "Outbox writes refused by a full filesystem or quota (ENOSPC, EDQUOT); \
-                 outbox.when_full then applies.",
-                p.outbox_disk_full.load(Ordering::Relaxed),
-            ),
-        ] {
-            metric(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        metric(
-            &mut out,
-            "edgebind_stage_latency_seconds",
-            "histogram",
-            "Time a window spends per stage (preprocess, queue, inference, publish = handed to the \
-             publisher until PUBACK, end_to_end = window end until PUBACK).",
-        );
-        for (s, st) in &self.streams {
-            for stage in Stage::ALL {
-                st.latency.get(stage).render_prometheus(
-                    &mut out,
-                    "edgebind_stage_latency_seconds",
-                    &format!("sensor=\"{s}\",stage=\"{}\"", stage.as_str()),
-                );
-            }
-        }
-        let models = self.models();
-        inference::render_prometheus(&mut out, models.iter().map(AsRef::as_ref));
-        let queues = self.queue_depths();
-        for (name, help, value) in [
-            (
-                "edgebind_queue_depth",
-                "Items waiting in a bounded queue: queue=sample (per sensor), inference (per \
-                 modality's model), publisher (messages not yet in the outbox).",
-                (|q: &QueueDepth| q.depth) as fn(&QueueDepth) -> usize,
-            ),
-            (
-                "edgebind_queue_capacity",
-                "Most items a bounded queue holds before its when-full policy applies.",
-                |q: &QueueDepth| q.capacity,
-            ),
-        ] {
-            metric(&mut out, name, "gauge", help);
-            for q in &queues {
-                let _ = writeln!(
-                    out,
-                    "{name}{{queue=\"{}\",name=\"{}\"}} {}",
-                    q.kind.as_str(),
-                    q.name,
-                    value(q)
-                );
-            }
-        }
-        let c = &self.concepts;
-        for (name, kind, help, value) in [
-            (
-                "edgebind_concept_bank_reloads_total",
-                "counter",
-                "Concept banks taken into use by a reload (SIGHUP).",
-                c.reloads.load(Ordering::Relaxed),
-            ),
-            (
-                "edgebind_concept_bank_reload_failures_total",
-                "counter",
-                "Reloads refused because the new concept bank was invalid (the old one stayed).",
-                c.reload_failures.load(Ordering::Relaxed),
-            ),
-        ] {
-            metric(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        if let Some((count, sha256)) = c.active() {
-            metric(
-                &mut out,
-                "edgebind_concept_bank_concepts",
-                "gauge",
-                "Concepts in the bank in use; its sha256 (of labels and embeddings) is the label.",
-            );
-            let _ = writeln!(
-                out,
-                "edgebind_concept_bank_concepts{{sha256=\"{sha256}\"}} {count}"
-            );
-        }
-        metric(
-            &mut out,
-            "edgebind_uptime_seconds",
-            "gauge",
-            "Seconds since the daemon started.",
-        );
-        let _ = writeln!(
-            out,
-            "edgebind_uptime_seconds {:.3}",
-            self.started.elapsed().as_secs_f64()
-        );
-        out
+        metrics::Exposition::read(self).render()
     }
 }
 
@@ -660,13 +335,17 @@ impl Telemetry {
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (tests) is harmless; ignore it.
-    let _ = tracing_subscriber::fmt()
+    // A second initialisation (tests) keeps the first subscriber: nothing to report.
+    if tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .try_init();
+        .try_init()
+        .is_err()
+    {
+        tracing::debug!("logging was already set up");
+    }
 }
 
 #[cfg(test)]
@@ -704,28 +383,28 @@ mod tests {
     #[test]
     fn the_provider_in_use_reaches_state_stats_and_metrics() {
         let t = Telemetry::new(["imu0"]);
-        let m = Arc::new(ModelStats::new(
-            crate::Modality::Imu,
-            "cpu",
-            "1.31.1",
-            "ab12",
-        ));
+        let m = Arc::new(
+            ModelStats::new(crate::Modality::Imu, "tensorrt", "1.31.1", "ab12")
+                .with_step("tensorrt-fp32"),
+        );
         t.add_model(Arc::clone(&m));
         t.stream("imu0").set_model(Arc::clone(&m));
         m.add_run(3, Some(std::time::Duration::from_millis(2)));
         let state = serde_json::to_value(t.stream("imu0").snapshot()).unwrap_or_default();
-        assert_eq!(state["inference"]["provider"], "cpu");
+        assert_eq!(state["inference"]["provider"], "tensorrt");
+        assert_eq!(state["inference"]["step"], "tensorrt-fp32");
         assert_eq!(state["inference"]["ort_version"], "1.31.1");
         let stats = t.stats_json();
+        assert_eq!(stats["inference"]["imu"]["step"], "tensorrt-fp32");
         assert_eq!(stats["inference"]["imu"]["runs_total"], 1);
         assert_eq!(stats["inference"]["imu"]["windows_total"], 3);
         let text = t.render_prometheus();
         assert!(text.contains(
-            "edgebind_inference_provider_info{model=\"imu\",provider=\"cpu\",ort_version=\"1.31.1\"} 1"
+            "edgebind_inference_provider_info{model=\"imu\",provider=\"tensorrt\",step=\"tensorrt-fp32\",ort_version=\"1.31.1\"} 1"
         ));
         assert!(text.contains("edgebind_inference_runs_total{model=\"imu\"} 1"));
         assert!(text.contains("edgebind_inference_windows_total{model=\"imu\"} 3"));
-        assert!(text.contains("edgebind_inference_cpu_seconds_total{model=\"imu\"} 0.002000"));
+        assert!(text.contains("edgebind_inference_cpu_seconds_total{model=\"imu\"} 0.002\n"));
     }
 
     #[test]

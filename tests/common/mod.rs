@@ -176,6 +176,51 @@ stats_interval_s = 0
     )
 }
 
+/// The tiny model set with an IMU encoder that runs at once on the warm-up's zeros and never
+/// finishes on real motion (`tests/fixtures/models/imu_hang.onnx`).
+pub fn hanging_model_set(dir: &Path) -> PathBuf {
+    let tiny = repo().join("models/tiny");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny.join("manifest.json")).unwrap())
+            .unwrap();
+    let model = fixture("models/imu_hang.onnx");
+    let sha256 = edgebind::inference::manifest::sha256_file(&model).unwrap();
+    manifest["models"] = serde_json::json!({ "imu": {
+        "file": model.display().to_string(), "sha256": sha256, "input": "imu", "output": "embedding"
+    }});
+    let set = dir.join("models");
+    std::fs::create_dir_all(&set).unwrap();
+    for name in ["concepts.txt", "concepts.npy"] {
+        std::os::unix::fs::symlink(tiny.join(name), set.join(name)).unwrap();
+    }
+    std::fs::write(
+        set.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    set
+}
+
+/// `imu_demo_200hz.csv` after `zero_samples` samples of zeros: windows made of zeros only run
+/// [`hanging_model_set`]'s IMU encoder at once, the first with motion hangs it. With a 100 ms
+/// hop (20 samples) and 5 s windows (1000), `1000 + 20 * n` zeros give `n + 1` quick windows.
+pub fn imu_zeros_then_motion(dir: &Path, zero_samples: usize) -> PathBuf {
+    let demo = std::fs::read_to_string(fixture("recordings/imu_demo_200hz.csv")).unwrap();
+    let mut lines = demo.lines();
+    let mut text = format!("{}\n", lines.next().unwrap());
+    for i in 0..zero_samples {
+        text.push_str(&format!("{:.6},0,0,0,0,0,0\n", i as f64 / 200.0));
+    }
+    for (i, line) in lines.enumerate() {
+        let (_, values) = line.split_once(',').unwrap();
+        let t = (zero_samples + i) as f64 / 200.0;
+        text.push_str(&format!("{t:.6},{values}\n"));
+    }
+    let path = dir.join("imu_zeros_then_motion.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures").join(name)
 }

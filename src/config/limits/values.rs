@@ -40,7 +40,16 @@ pub const DLA_CORE: Limit<u64> = int(
     0,
     1,
     Unit::Plain,
-    "Jetson Xavier and Orin modules have two DLA cores, 0 and 1",
+    "Jetson modules have at most two DLA cores, 0 and 1 (AGX Orin two, Orin Nano none; \
+     docs/inference.md)",
+);
+
+/// `runtime.tensorrt.fp16_excluded_op_types`: how many op types.
+pub const TRT_EXCLUDED_OP_TYPES: Limit<u64> = int(
+    0,
+    64,
+    Unit::Count("op types"),
+    "each entry is an ONNX operator type; an encoder uses a few dozen types",
 );
 
 /// `runtime.tensorrt.builder_optimization_level`.

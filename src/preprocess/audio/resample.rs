@@ -79,75 +79,24 @@ impl SincResampler {
         let n = (new_hz / g) as usize;
         if o == n {
             // torchaudio returns the waveform unchanged when the rates are equal.
-            return Ok(Self {
-                orig_hz,
-                new_hz,
-                orig_reduced: 1,
-                new_reduced: 1,
-                phase_start: vec![0],
-                phase_len: vec![1],
-                weights: identity_taps(),
-                stride: LANES,
-                min_start: 0,
-                max_start: 0,
-                span: LANES,
-            });
+            return Ok(Self::identity(orig_hz, new_hz));
         }
-        // functional.py `_get_sinc_resample_kernel`: the scalars are Python floats (f64);
-        // tensor arithmetic is f32 with each scalar rounded to f32 first.
-        let base_f64 = o.min(n) as f64 * ROLLOFF;
-        let width = (LOWPASS_FILTER_WIDTH * o as f64 / base_f64).ceil() as i64;
-        let base = base_f64 as f32;
-        let scale = (base_f64 / o as f64) as f32;
-        let o_f32 = o as f32;
-        let n_f32 = n as f32;
-        let lw = LOWPASS_FILTER_WIDTH as f32;
-        let k_lo = -width;
-        let k_hi = width + o as i64; // exclusive
-                                     // t(p, k) = ((-p)/n + k/o) * base, all in f32, non-decreasing in k.
-        let t_of = |p: usize, k: i64| ((-(p as f32)) / n_f32 + (k as f32) / o_f32) * base;
-
-        let mut ranges = Vec::with_capacity(n);
-        let mut max_len = 0usize;
-        for p in 0..n {
-            // Centre of the non-zero taps is k ≈ p·o/n; walk outwards while |t| < 6.
-            let centre = ((p as u128 * o as u128) / n as u128) as i64;
-            let centre = centre.clamp(k_lo, k_hi - 1);
-            let mut first = centre;
-            while first > k_lo && t_of(p, first - 1).abs() < lw {
-                first -= 1;
-            }
-            let mut last = centre; // inclusive
-            while last + 1 < k_hi && t_of(p, last + 1).abs() < lw {
-                last += 1;
-            }
-            // `centre` itself may be clamped if n/o is extreme; keep it only when |t| < 6.
-            let (first, len) = if t_of(p, centre).abs() < lw {
-                (first, (last - first + 1) as usize)
-            } else {
-                (centre, 0)
-            };
-            max_len = max_len.max(len);
-            ranges.push((first, len));
-        }
+        let kernel = TorchKernel::new(o, n);
+        let ranges: Vec<(i64, usize)> = (0..n).map(|p| kernel.nonzero_taps(p)).collect();
+        let max_len = ranges.iter().map(|&(_, len)| len).max().unwrap_or(0);
         let stride = max_len.div_ceil(LANES).max(1) * LANES;
         let mut weights = vec![0.0f32; stride * n];
-        let mut phase_start = Vec::with_capacity(n);
-        let mut phase_len = Vec::with_capacity(n);
-        let pi = std::f32::consts::PI;
-        for (p, &(first, len)) in ranges.iter().enumerate() {
-            phase_start.push(first);
-            phase_len.push(len);
-            for i in 0..len {
-                let t = t_of(p, first + i as i64).clamp(-lw, lw);
-                // torch: window = cos(t * pi / 6 / 2) ** 2 ; t *= pi ; sin(t)/t (1 at 0).
-                let c = f32_cos(t * pi / lw / 2.0);
-                let window = c * c;
-                let tp = t * pi;
-                let sinc = if tp == 0.0 { 1.0 } else { f32_sin(tp) / tp };
-                weights[p * stride + i] = sinc * (window * scale);
+        for (p, (&(first, len), row)) in ranges
+            .iter()
+            .zip(weights.chunks_exact_mut(stride))
+            .enumerate()
+        {
+            for (i, w) in row.iter_mut().take(len).enumerate() {
+                *w = kernel.tap(p, first + i as i64);
             }
         }
+        let phase_start: Vec<i64> = ranges.iter().map(|&(first, _)| first).collect();
+        let phase_len = ranges.iter().map(|&(_, len)| len).collect();
         let min_start = phase_start.iter().copied().min().unwrap_or(0);
         let max_start = phase_start.iter().copied().max().unwrap_or(0);
         let span = (max_start - min_start) as usize + stride;
@@ -164,6 +113,23 @@ impl SincResampler {
             max_start,
             span,
         })
+    }
+
+    /// The resampler of equal rates: one phase, one unit tap.
+    fn identity(orig_hz: u32, new_hz: u32) -> Self {
+        Self {
+            orig_hz,
+            new_hz,
+            orig_reduced: 1,
+            new_reduced: 1,
+            phase_start: vec![0],
+            phase_len: vec![1],
+            weights: identity_taps(),
+            stride: LANES,
+            min_start: 0,
+            max_start: 0,
+            span: LANES,
+        }
     }
 
     /// Input sample rate in Hz.
@@ -343,6 +309,74 @@ impl SincResampler {
         let mut out = Vec::new();
         self.process_into(input, &mut out);
         out
+    }
+}
+
+/// torchaudio's `_get_sinc_resample_kernel` for reduced rates `o -> n`: the scalars are
+/// Python floats (f64); tensor arithmetic is f32 with each scalar rounded to f32 first.
+#[derive(Debug, Clone, Copy)]
+struct TorchKernel {
+    o: usize,
+    n: usize,
+    /// Taps `k` run over `-width..width + o`.
+    width: i64,
+    base: f32,
+    scale: f32,
+}
+
+impl TorchKernel {
+    fn new(o: usize, n: usize) -> Self {
+        let base_f64 = o.min(n) as f64 * ROLLOFF;
+        Self {
+            o,
+            n,
+            width: (LOWPASS_FILTER_WIDTH * o as f64 / base_f64).ceil() as i64,
+            base: base_f64 as f32,
+            scale: (base_f64 / o as f64) as f32,
+        }
+    }
+
+    /// `t(p, k) = ((-p)/n + k/o) * base`, all in f32, non-decreasing in `k`.
+    fn t(&self, p: usize, k: i64) -> f32 {
+        ((-(p as f32)) / self.n as f32 + (k as f32) / self.o as f32) * self.base
+    }
+
+    /// First tap and number of taps of phase `p` with `|t| < 6`, the only ones that carry
+    /// signal.
+    fn nonzero_taps(&self, p: usize) -> (i64, usize) {
+        let lw = LOWPASS_FILTER_WIDTH as f32;
+        let k_lo = -self.width;
+        let k_hi = self.width + self.o as i64; // exclusive
+                                               // Centre of the non-zero taps is k ≈ p·o/n; walk outwards while |t| < 6.
+        let centre = ((p as u128 * self.o as u128) / self.n as u128) as i64;
+        let centre = centre.clamp(k_lo, k_hi - 1);
+        let mut first = centre;
+        while first > k_lo && self.t(p, first - 1).abs() < lw {
+            first -= 1;
+        }
+        let mut last = centre; // inclusive
+        while last + 1 < k_hi && self.t(p, last + 1).abs() < lw {
+            last += 1;
+        }
+        // `centre` itself may be clamped if n/o is extreme; keep it only when |t| < 6.
+        if self.t(p, centre).abs() < lw {
+            (first, (last - first + 1) as usize)
+        } else {
+            (centre, 0)
+        }
+    }
+
+    /// The kernel value of phase `p`, tap `k`.
+    fn tap(&self, p: usize, k: i64) -> f32 {
+        let lw = LOWPASS_FILTER_WIDTH as f32;
+        let pi = std::f32::consts::PI;
+        let t = self.t(p, k).clamp(-lw, lw);
+        // torch: window = cos(t * pi / 6 / 2) ** 2 ; t *= pi ; sin(t)/t (1 at 0).
+        let c = f32_cos(t * pi / lw / 2.0);
+        let window = c * c;
+        let tp = t * pi;
+        let sinc = if tp == 0.0 { 1.0 } else { f32_sin(tp) / tp };
+        sinc * (window * self.scale)
     }
 }
 

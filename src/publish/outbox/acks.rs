@@ -2,6 +2,12 @@
 //! acknowledged (or dropped). Appended in batches; rewritten from memory when it grows (or after
 //! a full disk left it behind).
 //!
+//! A rewrite never waits for the disk: the new log is written beside the old one
+//! (`acks.log.tmp`), appends go to it from then on, and the next sync (on the outbox's own
+//! thread) makes it durable and renames it over `acks.log`. Until then the old log stays as it
+//! was, and recovery reads both, so a crash in between loses no acknowledgement. One rewrite
+//! at a time: another waits until the rename is done.
+//!
 //! The acknowledgements are first of all in memory (the outbox's pending set); the log only lets
 //! a restart skip what was acknowledged. So when the disk is full the log may fall behind: a
 //! write cut short is cut back off the file (it holds whole records only), the unwritten records
@@ -39,6 +45,23 @@ pub struct AckLog {
     /// The file lacks acknowledgements that are only in memory (a full disk); the owner
     /// rewrites it from memory at the next flush.
     behind: bool,
+    /// A rewritten log at `acks.log.tmp` (where `file` now appends), waiting for the next sync
+    /// to move it over `acks.log`: the bytes of the old log, on disk until then.
+    replacing: Option<u64>,
+}
+
+/// A rewritten ack log to move into place once it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// `acks.log.tmp`.
+    pub from: PathBuf,
+    /// `acks.log`.
+    pub to: PathBuf,
+}
+
+/// Where a rewrite of the log at `path` is written first.
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("log.tmp")
 }
 
 /// One record: ids `first..=last`, checksummed.
@@ -52,25 +75,53 @@ pub fn record(first: u64, last: u64) -> [u8; ACK_RECORD_BYTES as usize] {
     r
 }
 
-/// Writes a log holding `ranges` to a temporary file and renames it over `path`. On any failure
-/// the temporary file is removed and `path` is untouched.
-fn write_fresh(path: &Path, ranges: &[(u64, u64)]) -> Result<(File, u64), OutboxError> {
-    let tmp = path.with_extension("log.tmp");
+/// Writes a log holding `ranges` at `acks.log.tmp` (not synced) and opens it for appending. On
+/// any failure the temporary file is removed.
+fn write_replacement(path: &Path, ranges: &[(u64, u64)]) -> Result<(File, u64), OutboxError> {
+    let tmp = tmp_path(path);
     let data: Vec<u8> = ranges.iter().flat_map(|&(a, b)| record(a, b)).collect();
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(&data)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+    let written = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&data).map(|()| f));
+    match written {
+        // Appends go to the end either way; reopened so that they are O_APPEND writes.
+        Ok(f) => {
+            drop(f);
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&tmp)
+                .map_err(io_err(&tmp))?;
+            Ok((file, data.len() as u64))
+        }
+        Err(e) => {
+            remove_replacement(&tmp);
+            Err(io_err(&tmp)(e))
+        }
+    }
+}
+
+/// Writes a log holding `ranges` and moves it over `path` once durable (at open). On any
+/// failure `path` is untouched.
+fn write_fresh(path: &Path, ranges: &[(u64, u64)]) -> Result<(File, u64), OutboxError> {
+    let (file, written) = write_replacement(path, ranges)?;
+    let tmp = tmp_path(path);
+    if let Err(e) = file.sync_all() {
+        remove_replacement(&tmp);
         return Err(io_err(&tmp)(e));
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    let file = OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    Ok((file, data.len() as u64))
+    Ok((file, written))
+}
+
+/// Removes a rewrite that could not be completed (a left-over one holds acknowledgements only
+/// and is read by recovery, so failing to remove it is no error).
+fn remove_replacement(tmp: &Path) {
+    if let Err(e) = fs::remove_file(tmp) {
+        tracing::debug!(error = %e, "cannot remove {}", tmp.display());
+    }
 }
 
 impl AckLog {
@@ -99,6 +150,7 @@ impl AckLog {
             written,
             buf: Vec::new(),
             behind,
+            replacing: None,
         })
     }
 
@@ -107,10 +159,17 @@ impl AckLog {
         self.buf.extend_from_slice(&record(first, last));
     }
 
-    /// Bytes of the log, written and buffered.
+    /// Bytes of the log on disk and buffered (with the old log while a rewrite replaces it).
     #[must_use]
     pub fn bytes(&self) -> u64 {
-        self.written + self.buf.len() as u64
+        self.written + self.buf.len() as u64 + self.replacing.unwrap_or(0)
+    }
+
+    /// Whether a rewrite waits for the next sync to move it into place (no other rewrite
+    /// starts until then).
+    #[must_use]
+    pub fn is_replacing(&self) -> bool {
+        self.replacing.is_some()
     }
 
     /// Bytes buffered, not written yet.
@@ -154,21 +213,28 @@ impl AckLog {
     }
 
     /// Replaces the log with `ranges` (everything acknowledged that still matters, from
-    /// memory). `Ok(true)` when the disk was full: the old file stays, behind.
+    /// memory), written beside it until the next sync moves it into place. `Ok(true)` when the
+    /// disk was full: the old file stays, behind. Nothing happens while an earlier rewrite
+    /// waits for its sync ([`AckLog::is_replacing`]).
     ///
     /// # Errors
     /// [`OutboxError::Io`] for anything but a full disk.
     pub fn rewrite(&mut self, ranges: &[(u64, u64)]) -> Result<bool, OutboxError> {
-        // The buffered records are part of `ranges`.
-        self.buf.clear();
-        match write_fresh(&self.path, ranges) {
+        if self.is_replacing() {
+            return Ok(false);
+        }
+        match write_replacement(&self.path, ranges) {
             Ok((file, written)) => {
+                // The buffered records are part of `ranges`.
+                self.buf.clear();
                 self.file = file;
+                self.replacing = Some(self.written);
                 self.written = written;
                 self.behind = false;
                 Ok(false)
             }
             Err(e) if e.is_disk_full() => {
+                self.buf.clear();
                 self.behind = true;
                 Ok(true)
             }
@@ -176,12 +242,23 @@ impl AckLog {
         }
     }
 
-    /// A second handle on the file, for fsync on another thread.
+    /// A second handle on the file, for fsync on another thread, and the rename that sync
+    /// completes.
     ///
     /// # Errors
     /// [`OutboxError::Io`].
-    pub fn sync_handle(&self) -> Result<File, OutboxError> {
-        self.file.try_clone().map_err(io_err(&self.path))
+    pub fn sync_parts(&self) -> Result<(File, Option<Replacement>), OutboxError> {
+        let file = self.file.try_clone().map_err(io_err(&self.path))?;
+        let replacement = self.replacing.map(|_| Replacement {
+            from: tmp_path(&self.path),
+            to: self.path.clone(),
+        });
+        Ok((file, replacement))
+    }
+
+    /// The rewritten log is in place (the sync that renamed it succeeded).
+    pub fn replaced(&mut self) {
+        self.replacing = None;
     }
 
     /// The file's path.
@@ -211,7 +288,7 @@ impl Outbox {
         }
         self.acks.push(id, id);
         self.remove_dead_segments()?;
-        if self.acks.bytes() > ACK_LOG_COMPACT_BYTES {
+        if self.acks.bytes() > ACK_LOG_COMPACT_BYTES && !self.acks.is_replacing() {
             self.compact_acks()?;
         } else if self.acks.buffered() >= ACK_BUFFER_BYTES {
             self.flush_acks()?;
@@ -226,8 +303,7 @@ impl Outbox {
         while i + 1 < self.segments.len() {
             if self.segments.get(i).is_some_and(|s| s.live == 0) {
                 if let Some(seg) = self.segments.remove(i) {
-                    self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
-                    fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
+                    self.delete_segment(seg)?;
                     removed = true;
                 }
             } else {
@@ -260,7 +336,8 @@ impl Outbox {
         Ok(())
     }
 
-    /// Writes buffered acks (or the whole log again, when a full disk left it behind).
+    /// Writes buffered acks (or the whole log again, when a full disk left it behind: once an
+    /// earlier rewrite is in place, the acks stay buffered until then).
     pub(super) fn flush_acks(&mut self) -> Result<(), OutboxError> {
         if self.acks.is_behind() {
             return self.compact_acks();
@@ -274,6 +351,19 @@ impl Outbox {
 
 /// Acknowledged id ranges (inclusive, merged while read) and the bytes cut from a bad tail.
 pub type AckRecovery = (Vec<(u64, u64)>, u64);
+
+/// [`recover`] of the log at `path` and of a rewrite of it that a crash left beside it (it
+/// holds acknowledgements only, some of them newer than the log's).
+///
+/// # Errors
+/// As [`recover`].
+pub fn recover_with_replacement(path: &Path) -> Result<AckRecovery, OutboxError> {
+    let (mut ranges, mut cut) = recover(path)?;
+    let (newer, newer_cut) = recover(&tmp_path(path))?;
+    ranges.extend(newer);
+    cut += newer_cut;
+    Ok((merge(ranges), cut))
+}
 
 /// Reads the ack log record by record; the first bad record, an incomplete one, and anything
 /// beyond [`MAX_ACK_LOG_BYTES`] is cut off the file. Reads at most one buffer ahead, whatever

@@ -2,7 +2,8 @@
 //! record is cut back off, then room is made as `outbox.when_full` says (see the parent
 //! module's documentation).
 
-use super::{io_err, Outbox, OutboxError, Record};
+use super::record::read_record;
+use super::{io_err, Appended, Outbox, OutboxError, Record};
 use crate::config::WhenFull;
 use std::io::{self, Write};
 
@@ -17,16 +18,10 @@ pub(super) enum Room {
 }
 
 impl Outbox {
-    /// Counts `record` as dropped and returns it as the one dropped after `dropped`.
-    pub(super) fn refuse(
-        &mut self,
-        mut record: Record,
-        mut dropped: Vec<Record>,
-    ) -> (u64, Vec<Record>) {
+    /// Counts the new message as dropped, after the older `dropped`.
+    pub(super) fn refuse(&mut self, dropped: Vec<Record>) -> Appended {
         self.counters.dropped_full += 1;
-        record.id = u64::MAX;
-        dropped.push(record);
-        (u64::MAX, dropped)
+        Appended::DroppedNewest { dropped }
     }
 
     /// Writes the encoded record in `scratch` to the end of the active segment. A write cut
@@ -82,5 +77,61 @@ impl Outbox {
             WhenFull::Block => Room::Wait,
             WhenFull::DropNewest => Room::Refuse,
         })
+    }
+
+    /// `drop_oldest` and full: drops the oldest segments until a record of `len` bytes fits
+    /// (or nothing is left to drop).
+    pub(super) fn drop_oldest_until_room(
+        &mut self,
+        len: u64,
+        dropped: &mut Vec<Record>,
+    ) -> Result<(), OutboxError> {
+        while self.is_full_for(len) {
+            if self.segments.len() == 1 && !self.roll_unless_full()? {
+                break;
+            }
+            if !self.drop_oldest_segment(dropped)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every pending record of the oldest sealed segment and deletes it.
+    fn drop_oldest_segment(&mut self, dropped: &mut Vec<Record>) -> Result<bool, OutboxError> {
+        if self.segments.len() < 2 {
+            return Ok(false);
+        }
+        let Some(seg) = self.segments.pop_front() else {
+            return Ok(false);
+        };
+        let end = self.segments.front().map_or(self.next_id, |s| s.first_id);
+        let ids: Vec<u64> = self
+            .pending
+            .range(seg.first_id..end)
+            .map(|(k, _)| *k)
+            .collect();
+        for id in ids {
+            if let Some(loc) = self.pending.remove(&id) {
+                let record = match self.cache.remove(&id) {
+                    Some(r) => {
+                        self.cache_bytes -= r.payload.len();
+                        Some(r)
+                    }
+                    None => read_record(&seg.reader, loc).ok(),
+                };
+                if let Some(r) = record {
+                    dropped.push(r);
+                }
+                self.counters.dropped_full += 1;
+            }
+        }
+        if let Some(last) = end.checked_sub(1) {
+            if last >= seg.first_id {
+                self.acks.push(seg.first_id, last);
+            }
+        }
+        self.delete_segment(seg)?;
+        Ok(true)
     }
 }

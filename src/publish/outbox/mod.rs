@@ -5,10 +5,13 @@
 //!
 //! On disk, in one directory:
 //! - `<first id, 20 digits>.seg`: append-only segments of records
-//!   `[len u32 LE][crc32 u32 LE][body]`, body = `[id u64][qos u8][retain u8][topic len u16][topic][payload]`.
+//!   `[len u32 LE][crc32 u32 LE][body]`, body = `[id u64][flags u8][retain u8][head len u16][head][payload]`
+//!   where `head` names the sensor and the topic (see `record` for the two formats read).
 //!   A new segment starts at every open and when the active one reaches its target size (an
 //!   eighth of `max_bytes`, or of the filesystem's room when that is smaller: [`space`]).
 //! - `acks.log`: inclusive ranges of ids that were acknowledged (or dropped), see [`acks`].
+//! - `lock`: held with an exclusive `flock` while the outbox is open, so that a second daemon
+//!   configured with the same directory refuses to start instead of corrupting it.
 //!
 //! A sealed segment is deleted as soon as every record in it is acknowledged. Recovery reads
 //! every segment in id order; the first record whose length or checksum does not hold (a write
@@ -24,34 +27,40 @@
 //! message, `block` asks the caller to wait. Every drop is counted; the next write that fits
 //! goes through, so the outbox recovers by itself once space returns.
 //!
-//! All of this is plain blocking file I/O on the page cache. The publisher calls it from its task
-//! (appends go to the page cache, acks are buffered; the one expensive call, fsync, goes through
-//! [`Outbox::sync_handle`] on a blocking thread). Nothing here knows about MQTT connections.
+//! Appends, acknowledgements and deletions are plain file I/O on the page cache, called from the
+//! publisher's task. Everything that waits for the disk runs on the outbox's own thread
+//! (`outbox-sync`, [`sync`]): the fdatasync of the active segment and the ack log, of segments
+//! sealed since the last sync (a roll never waits for the disk), and moving a compacted ack log
+//! into place (it is written beside the old one and renamed once it is on disk). Nothing here
+//! knows about MQTT connections.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Qos, WhenFull};
+use crate::config::WhenFull;
 
 pub mod acks;
 mod full;
+mod lock;
 mod record;
 mod recover;
 pub mod space;
+pub mod sync;
 
 use acks::{AckLog, ACK_RECORD_BYTES};
 use full::Room;
 use record::read_record;
-pub use record::Record;
+pub use record::{NewRecord, Record};
 pub use space::{available_bytes, is_disk_full, space_warning};
+pub use sync::{PendingSync, SyncDone, SyncJob};
 
 /// Largest record body accepted on recovery (anything larger is a corrupt length field).
 pub const MAX_RECORD_BYTES: u32 = 64 << 20;
 /// Record header: length and checksum.
 const HEADER_BYTES: u64 = 8;
-/// Fixed part of a record body before the topic.
+/// Fixed part of a record body before its head (sensor and topic).
 const BODY_FIXED_BYTES: usize = 8 + 1 + 1 + 2;
 /// Payloads of pending messages kept in memory, so sending does not read them back from disk.
 const CACHE_BYTES: usize = 32 << 20;
@@ -75,6 +84,35 @@ pub enum OutboxError {
         /// `max_bytes`.
         limit: u64,
     },
+    /// Another process (a second daemon) has the outbox open.
+    #[error("outbox {}: in use by another edgebind process{}; two daemons must not share an outbox directory (give each its own outbox.dir)", dir.display(), holder.map_or_else(String::new, |pid| format!(" (pid {pid})")))]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The process holding it, when its lock file names it.
+        holder: Option<u32>,
+    },
+}
+
+/// What became of an appended message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored under `id`. `dropped`: older records dropped to make room (`drop_oldest`).
+    Stored {
+        /// Its outbox id.
+        id: u64,
+        /// Older records dropped for it.
+        dropped: Vec<Record>,
+    },
+    /// Not stored: the new message itself was dropped (`drop_newest`, or nothing older was left
+    /// to drop). `dropped`: older records dropped before that.
+    DroppedNewest {
+        /// Older records dropped before the new one.
+        dropped: Vec<Record>,
+    },
+    /// Not stored, nothing dropped: the outbox (or its filesystem) is full and `when_full` is
+    /// `block`. The caller keeps the message and tries again after acknowledgements.
+    Full,
 }
 
 impl OutboxError {
@@ -165,6 +203,8 @@ pub struct OutboxCounters {
 #[derive(Debug)]
 pub struct Outbox {
     options: OutboxOptions,
+    /// The `lock` file, holding the directory's exclusive lock as long as it is open.
+    _lock: File,
     segments: VecDeque<Segment>,
     /// The active segment (the last of `segments`), opened for appending.
     active: File,
@@ -182,6 +222,10 @@ pub struct Outbox {
     segment_bytes: u64,
     counters: OutboxCounters,
     scratch: Vec<u8>,
+    /// Segments sealed since the last sync: the next sync makes their tails durable.
+    unsynced_sealed: Vec<(PathBuf, File)>,
+    /// The thread running fsyncs (started at the first [`Outbox::begin_sync`]).
+    syncer: Option<sync::SyncThread>,
 }
 
 fn segment_path(dir: &Path, first_id: u64) -> PathBuf {
@@ -190,15 +234,17 @@ fn segment_path(dir: &Path, first_id: u64) -> PathBuf {
 
 /// Segments already in `dir`, by first id.
 fn segment_ids(dir: &Path) -> Result<Vec<u64>, OutboxError> {
-    let mut ids: Vec<u64> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            name.strip_suffix(".seg")?.parse::<u64>().ok()
-        })
-        .collect();
+    let mut ids = Vec::new();
+    // An entry that cannot be read fails the open: skipping it could skip a segment, and with
+    // it messages never delivered.
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        ids.extend(id);
+    }
     ids.sort_unstable();
     Ok(ids)
 }
@@ -218,12 +264,14 @@ impl Outbox {
     /// A full disk does not stop it (see [`acks`]).
     ///
     /// # Errors
-    /// [`OutboxError::Io`] when the directory or a file cannot be read or written.
+    /// [`OutboxError::Locked`] when another process has it open; [`OutboxError::Io`] when the
+    /// directory or a file cannot be read or written.
     pub fn open(options: OutboxOptions) -> Result<(Self, Recovery), OutboxError> {
         let dir = options.dir.clone();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = lock::lock_dir(&dir)?;
         let acks_path = dir.join("acks.log");
-        let (ranges, ack_cut) = acks::recover(&acks_path)?;
+        let (ranges, ack_cut) = acks::recover_with_replacement(&acks_path)?;
         let mut recovery = Recovery::default();
         if ack_cut > 0 {
             recovery.corrupt_tails += 1;
@@ -266,6 +314,7 @@ impl Outbox {
         };
         let mut outbox = Self {
             options,
+            _lock: lock,
             segments,
             active,
             active_damaged: false,
@@ -278,35 +327,21 @@ impl Outbox {
             segment_bytes,
             counters,
             scratch: Vec::new(),
+            unsynced_sealed: Vec::new(),
+            syncer: None,
         };
         outbox.segment_target = outbox.target_now();
         Ok((outbox, recovery))
     }
 
-    /// Appends a message; returns its id and the records dropped to make room (drop_oldest).
-    /// With `drop_newest` (or when nothing is left to drop) a message that does not fit is
-    /// dropped itself: the id is `u64::MAX` and the message is the one dropped record. `Ok(None)`
-    /// when it does not fit and the policy is `block` (the caller keeps it and tries later).
-    /// "Does not fit" is `max_bytes` or the filesystem, whichever is met first.
+    /// Appends a message (see [`Appended`] for what can become of it). "Does not fit" is
+    /// `max_bytes` or the filesystem, whichever is met first.
     ///
     /// # Errors
     /// [`OutboxError`] when writing fails for another reason than a full disk, or the message
     /// can never fit.
-    pub fn append(
-        &mut self,
-        topic: &str,
-        qos: Qos,
-        retain: bool,
-        payload: &[u8],
-    ) -> Result<Option<(u64, Vec<Record>)>, OutboxError> {
-        let record = Record {
-            id: self.next_id,
-            topic: topic.to_string(),
-            qos,
-            retain,
-            payload: payload.to_vec(),
-        };
-        let len = record.encoded_len();
+    pub fn append(&mut self, message: NewRecord<'_>) -> Result<Appended, OutboxError> {
+        let len = message.encoded_len();
         if len + ACK_RECORD_BYTES * 64 > self.options.max_bytes {
             return Err(OutboxError::TooLarge {
                 bytes: len,
@@ -316,18 +351,9 @@ impl Outbox {
         let mut dropped = Vec::new();
         if self.is_full_for(len) {
             match self.options.when_full {
-                WhenFull::DropNewest => return Ok(Some(self.refuse(record, dropped))),
-                WhenFull::Block => return Ok(None),
-                WhenFull::DropOldest => {
-                    while self.is_full_for(len) {
-                        if self.segments.len() == 1 && !self.roll_unless_full()? {
-                            break;
-                        }
-                        if !self.drop_oldest_segment(&mut dropped)? {
-                            break;
-                        }
-                    }
-                }
+                WhenFull::DropNewest => return Ok(self.refuse(dropped)),
+                WhenFull::Block => return Ok(Appended::Full),
+                WhenFull::DropOldest => self.drop_oldest_until_room(len, &mut dropped)?,
             }
         }
         let active_bytes = self.segments.back().map_or(0, |s| s.bytes);
@@ -335,7 +361,7 @@ impl Outbox {
             self.roll_unless_full()?;
         }
         self.scratch.clear();
-        record.encode(&mut self.scratch);
+        message.encode(self.next_id, &mut self.scratch);
         let mut sealed = false;
         loop {
             match self.write_scratch() {
@@ -343,20 +369,26 @@ impl Outbox {
                 Err(e) if e.is_disk_full() => {
                     match self.on_disk_full(&mut sealed, &mut dropped)? {
                         Room::Retry => {}
-                        Room::Refuse => return Ok(Some(self.refuse(record, dropped))),
-                        Room::Wait => return Ok(None),
+                        Room::Refuse => return Ok(self.refuse(dropped)),
+                        Room::Wait => return Ok(Appended::Full),
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
+        let id = self.stored(len, message)?;
+        Ok(Appended::Stored { id, dropped })
+    }
+
+    /// Books the record just written to the active segment; its id.
+    fn stored(&mut self, len: u64, message: NewRecord<'_>) -> Result<u64, OutboxError> {
         let id = self.next_id;
-        self.next_id += 1;
         let Some(seg) = self.segments.back_mut() else {
             return Err(io_err(&self.options.dir)(io::Error::other(
                 "no active segment",
             )));
         };
+        self.next_id += 1;
         let loc = Loc {
             segment: seg.first_id,
             offset: seg.bytes,
@@ -366,11 +398,11 @@ impl Outbox {
         seg.live += 1;
         self.segment_bytes += len;
         self.pending.insert(id, loc);
-        if self.cache_bytes + record.payload.len() <= CACHE_BYTES {
-            self.cache_bytes += record.payload.len();
-            self.cache.insert(id, record);
+        if self.cache_bytes + message.payload.len() <= CACHE_BYTES {
+            self.cache_bytes += message.payload.len();
+            self.cache.insert(id, message.to_record(id));
         }
-        Ok(Some((id, dropped)))
+        Ok(id)
     }
 
     /// Whether a record of `len` bytes would take the outbox over `max_bytes`.
@@ -408,15 +440,15 @@ impl Outbox {
         let Some(active) = self.segments.back() else {
             return Ok(());
         };
-        let old = active.path.clone();
         if active.first_id == self.next_id {
             if self.active_damaged {
                 // No record in it, only a cut write: start the file over.
-                self.active = open_fresh(&old)?;
+                self.active = open_fresh(&active.path)?;
                 self.active_damaged = false;
             }
             return Ok(());
         }
+        let sealed_path = active.path.clone();
         let path = segment_path(&self.options.dir, self.next_id);
         // Nothing changes unless the new segment exists.
         let (file, reader) = open_segment(&path)?;
@@ -430,13 +462,12 @@ impl Outbox {
             reader,
         });
         self.segment_target = self.target_now();
-        // The sealed segment's unsynced tail would be synced by the next periodic sync of the
-        // active segment, which is no longer this one: sync it now so rolling never weakens
-        // the fsync policy.
-        let synced = sealed.sync_data().map_err(io_err(&old));
+        // The sealed segment's unsynced tail is no longer the active segment's: the next sync
+        // takes it along, so rolling never weakens the fsync policy (and never waits for the
+        // disk here).
+        self.unsynced_sealed.push((sealed_path, sealed));
         // Empty sealed segments (everything acknowledged) go at once.
-        self.remove_dead_segments()?;
-        synced
+        self.remove_dead_segments()
     }
 
     /// [`Outbox::roll`] where a full disk is no error: `false` when not even an empty segment
@@ -449,43 +480,14 @@ impl Outbox {
         }
     }
 
-    /// Drops every pending record of the oldest sealed segment and deletes it.
-    fn drop_oldest_segment(&mut self, dropped: &mut Vec<Record>) -> Result<bool, OutboxError> {
-        if self.segments.len() < 2 {
-            return Ok(false);
-        }
-        let Some(seg) = self.segments.pop_front() else {
-            return Ok(false);
-        };
-        let end = self.segments.front().map_or(self.next_id, |s| s.first_id);
-        let ids: Vec<u64> = self
-            .pending
-            .range(seg.first_id..end)
-            .map(|(k, _)| *k)
-            .collect();
-        for id in ids {
-            if let Some(loc) = self.pending.remove(&id) {
-                let record = match self.cache.remove(&id) {
-                    Some(r) => {
-                        self.cache_bytes -= r.payload.len();
-                        Some(r)
-                    }
-                    None => read_record(&seg.reader, loc).ok(),
-                };
-                if let Some(r) = record {
-                    dropped.push(r);
-                }
-                self.counters.dropped_full += 1;
-            }
-        }
-        if let Some(last) = end.checked_sub(1) {
-            if last >= seg.first_id {
-                self.acks.push(seg.first_id, last);
-            }
-        }
+    /// Deletes a sealed segment taken out of `segments`. Its handle waiting for the next sync
+    /// goes too: an open handle would keep the file's blocks allocated, so that on a full disk
+    /// deleting it would free nothing.
+    fn delete_segment(&mut self, seg: Segment) -> Result<(), OutboxError> {
         self.segment_bytes = self.segment_bytes.saturating_sub(seg.bytes);
-        fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
-        Ok(true)
+        self.unsynced_sealed.retain(|(path, _)| *path != seg.path);
+        drop(seg.reader);
+        fs::remove_file(&seg.path).map_err(io_err(&seg.path))
     }
 
     /// The record `id` if it is still pending.
@@ -547,48 +549,6 @@ impl Outbox {
     #[must_use]
     pub fn when_full(&self) -> WhenFull {
         self.options.when_full
-    }
-
-    /// Writes buffered acks to the file (the page cache) and returns handles that make
-    /// everything durable with `sync_data` — call that on a blocking thread.
-    ///
-    /// # Errors
-    /// [`OutboxError::Io`] when writing or cloning a handle fails (a full disk is no error).
-    pub fn sync_handle(&mut self) -> Result<SyncHandle, OutboxError> {
-        self.flush_acks()?;
-        let path = self.active_path();
-        Ok(SyncHandle {
-            segment: self.active.try_clone().map_err(io_err(&path))?,
-            acks: self.acks.sync_handle()?,
-        })
-    }
-
-    /// Flushes and fsyncs here and now (tests, shutdown).
-    ///
-    /// # Errors
-    /// [`OutboxError::Io`].
-    pub fn sync(&mut self) -> Result<(), OutboxError> {
-        let h = self.sync_handle()?;
-        let path = self.active_path();
-        h.sync().map_err(io_err(&path))
-    }
-}
-
-/// File handles to fsync, detached from the outbox so it can go on meanwhile.
-#[derive(Debug)]
-pub struct SyncHandle {
-    segment: File,
-    acks: File,
-}
-
-impl SyncHandle {
-    /// fdatasync of the active segment and the ack log.
-    ///
-    /// # Errors
-    /// The OS error.
-    pub fn sync(&self) -> io::Result<()> {
-        self.segment.sync_data()?;
-        self.acks.sync_data()
     }
 }
 

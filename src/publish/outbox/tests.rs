@@ -3,17 +3,36 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::config::Qos;
 use proptest::prelude::*;
 
 fn opts(dir: &Path, max: u64) -> OutboxOptions {
     OutboxOptions::new(dir.to_path_buf(), max, WhenFull::DropOldest)
 }
 
+fn message<'a>(topic: &'a str, retain: bool, payload: &'a [u8]) -> NewRecord<'a> {
+    NewRecord {
+        topic,
+        sensor: Some("s"),
+        qos: Qos::AtLeastOnce,
+        retain,
+        payload,
+    }
+}
+
+/// The id of a stored message and the ids dropped for it (`None`: the new one was dropped).
+fn outcome(a: Appended) -> (Option<u64>, Vec<Record>) {
+    match a {
+        Appended::Stored { id, dropped } => (Some(id), dropped),
+        Appended::DroppedNewest { dropped } => (None, dropped),
+        Appended::Full => panic!("full under a dropping policy"),
+    }
+}
+
 fn put(o: &mut Outbox, i: u64) -> u64 {
-    o.append(&format!("t/{i}"), Qos::AtLeastOnce, false, &i.to_le_bytes())
-        .unwrap()
-        .unwrap()
-        .0
+    let topic = format!("t/{i}");
+    let (id, _) = outcome(o.append(message(&topic, false, &i.to_le_bytes())).unwrap());
+    id.unwrap()
 }
 
 fn pending_ids(o: &Outbox) -> Vec<u64> {
@@ -55,7 +74,10 @@ fn fully_acknowledged_segments_are_deleted() {
     let segs = || {
         fs::read_dir(dir.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "seg")
+            .filter(|e| {
+                let path = e.as_ref().unwrap().path();
+                path.extension().is_some_and(|x| x == "seg")
+            })
             .count()
     };
     assert!(segs() > 5);
@@ -74,11 +96,9 @@ fn a_full_outbox_drops_the_oldest_and_stays_under_its_limit() {
     let payload = vec![7u8; 1000];
     let mut dropped = Vec::new();
     for i in 0..500u64 {
-        let (id, d) = o
-            .append(&format!("t/{i}"), Qos::AtLeastOnce, false, &payload)
-            .unwrap()
-            .unwrap();
-        assert_eq!(id, i);
+        let topic = format!("t/{i}");
+        let (id, d) = outcome(o.append(message(&topic, false, &payload)).unwrap());
+        assert_eq!(id, Some(i));
         dropped.extend(d.into_iter().map(|r| r.id));
         assert!(o.disk_bytes() <= max, "{} > {max}", o.disk_bytes());
     }
@@ -105,14 +125,12 @@ fn drop_newest_refuses_new_messages_when_full() {
     let (mut o, _) = Outbox::open(options).unwrap();
     let mut refused = 0;
     for i in 0..100u64 {
-        let (id, _) = o
-            .append("t", Qos::AtLeastOnce, false, &[1u8; 500])
-            .unwrap()
-            .unwrap();
-        if id == u64::MAX {
-            refused += 1;
-        } else {
-            assert_eq!(id, i - refused);
+        match outcome(o.append(message("t", false, &[1u8; 500])).unwrap()) {
+            (None, dropped) => {
+                assert!(dropped.is_empty(), "only the new message goes");
+                refused += 1;
+            }
+            (Some(id), _) => assert_eq!(id, i - refused),
         }
     }
     assert!(refused > 0);
@@ -157,8 +175,10 @@ proptest! {
         let mut total = 0u64;
         for (i, size) in sizes.iter().take(n).enumerate() {
             let payload = vec![i as u8; *size];
-            o.append(&format!("s/{i}"), Qos::AtLeastOnce, i % 2 == 0, &payload).unwrap();
-            total += HEADER_BYTES + (BODY_FIXED_BYTES + format!("s/{i}").len() + size) as u64;
+            let topic = format!("s/{i}");
+            let m = message(&topic, i % 2 == 0, &payload);
+            o.append(m).unwrap();
+            total += m.encoded_len();
             ends.push(total);
         }
         o.sync().unwrap();
@@ -265,4 +285,111 @@ proptest! {
         let (_, again) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
         prop_assert_eq!(again.corrupt_tails, 0);
     }
+}
+
+/// A copy of `tests/fixtures/outbox_format0`: six messages a build before the sensor travelled
+/// with the record left undelivered (3 windows of sensor `wrist` of device `legacy`, embedding
+/// and labels each).
+fn format0_outbox() -> tempfile::TempDir {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/outbox_format0");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["00000000000000000000.seg", "acks.log"] {
+        fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn records_of_the_previous_format_are_read_and_new_ones_follow_them() {
+    let dir = format0_outbox();
+    let (mut o, r) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!((r.pending, r.corrupt_tails), (6, 0));
+    assert_eq!(pending_ids(&o), (0..6).collect::<Vec<_>>());
+    for id in 0..6 {
+        let rec = o.get(id).unwrap().unwrap();
+        let kind = if id % 2 == 0 { "embedding" } else { "labels" };
+        assert_eq!(rec.topic, format!("edgebind/legacy/wrist/{kind}"));
+        assert_eq!(rec.sensor, None, "format 0 has no sensor");
+        assert_eq!((rec.qos, rec.retain), (Qos::AtLeastOnce, false));
+        let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+        assert_eq!(v["sensor"], "wrist");
+        assert_eq!(v["seq"], id / 2);
+    }
+    // New records (format 1) go after them; both read back after a reopen.
+    assert_eq!(put(&mut o, 6), 6);
+    o.ack(0).unwrap();
+    o.sync().unwrap();
+    drop(o);
+    let (mut o, r) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(r.corrupt_tails, 0);
+    assert_eq!(pending_ids(&o), (1..7).collect::<Vec<_>>());
+    assert_eq!(o.get(1).unwrap().unwrap().sensor, None);
+    let new = o.get(6).unwrap().unwrap();
+    assert_eq!(
+        (new.sensor.as_deref(), new.topic.as_str()),
+        (Some("s"), "t/6")
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_and_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    let Err(e) = Outbox::open(opts(dir.path(), 1 << 20)) else {
+        panic!("a second open of a locked outbox succeeded");
+    };
+    let pid = std::process::id();
+    assert!(
+        matches!(e, OutboxError::Locked { holder: Some(p), .. } if p == pid),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(&format!("(pid {pid})")), "{text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    assert!(text.contains("outbox.dir"), "{text}");
+    drop(first);
+    // Closed: the next open takes the lock.
+    assert!(Outbox::open(opts(dir.path(), 1 << 20)).is_ok());
+}
+
+#[test]
+fn a_compacted_ack_log_waits_beside_the_old_one_until_the_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut o, _) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    for i in 0..10 {
+        put(&mut o, i);
+    }
+    for id in 0..6 {
+        o.ack(id).unwrap();
+    }
+    o.sync().unwrap();
+    let log = dir.path().join("acks.log");
+    let tmp = dir.path().join("acks.log.tmp");
+    let before = fs::read(&log).unwrap();
+    o.compact_acks().unwrap();
+    assert!(o.acks.is_replacing());
+    assert_eq!(
+        fs::read(&log).unwrap(),
+        before,
+        "the old log stays until the sync"
+    );
+    assert!(tmp.exists());
+    // Acks after the compaction go to the new log; a crash now loses none of them.
+    o.ack(6).unwrap();
+    o.flush_acks().unwrap();
+    drop(o);
+    let (o, _) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(pending_ids(&o), vec![7, 8, 9]);
+    drop(o);
+    // The sync moves it into place.
+    let (mut o, _) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    o.ack(7).unwrap();
+    o.compact_acks().unwrap();
+    assert!(tmp.exists());
+    o.sync().unwrap();
+    assert!(!o.acks.is_replacing());
+    assert!(!tmp.exists(), "renamed over acks.log");
+    drop(o);
+    let (o, _) = Outbox::open(opts(dir.path(), 1 << 20)).unwrap();
+    assert_eq!(pending_ids(&o), vec![8, 9]);
 }

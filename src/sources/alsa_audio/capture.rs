@@ -342,6 +342,31 @@ struct LoopState {
     fault_log: LogLimiter,
 }
 
+impl LoopState {
+    /// Counts and logs the faults the device's callback reported; the error of the first that
+    /// means the device is lost, if any.
+    fn take_faults(&mut self, faults: &Receiver<Fault>) -> Option<String> {
+        for fault in faults.try_iter() {
+            match fault {
+                Fault::Xrun => {
+                    self.xruns += 1;
+                    log_limited!(
+                        self.xrun_log,
+                        tracing::Level::WARN,
+                        "audio overrun: frames were lost (counted in drops_total.device_overrun)",
+                        xruns_total = self.xruns
+                    );
+                }
+                Fault::Lost(error) => return Some(error),
+                Fault::Other(error) => {
+                    log_limited!(self.fault_log, tracing::Level::WARN, "audio stream error", %error);
+                }
+            }
+        }
+        None
+    }
+}
+
 impl BlockSink {
     /// The same sink for streams of `channels` channels (set once the format is negotiated).
     #[must_use]
@@ -367,22 +392,8 @@ fn capture(
         if ctx.cancel.is_cancelled() {
             return Ended::Stop;
         }
-        for fault in faults.try_iter() {
-            match fault {
-                Fault::Xrun => {
-                    state.xruns += 1;
-                    log_limited!(
-                        state.xrun_log,
-                        tracing::Level::WARN,
-                        "audio overrun: frames were lost (counted in drops_total.device_overrun)",
-                        xruns_total = state.xruns
-                    );
-                }
-                Fault::Lost(error) => return Ended::Lost { error, delivered },
-                Fault::Other(error) => {
-                    log_limited!(state.fault_log, tracing::Level::WARN, "audio stream error", %error);
-                }
-            }
+        if let Some(error) = state.take_faults(faults) {
+            return Ended::Lost { error, delivered };
         }
         let block = match blocks.recv_timeout(POLL_SLICE) {
             Ok(block) => block,

@@ -1,0 +1,110 @@
+//! What the pipeline produces, as typed events: a window embedded (by an inference worker), a
+//! sensor's state and the daemon's statistics (by the reporter, from the counters). Nothing
+//! here says how an output shows them: topics, QoS, retain and JSON belong to the MQTT output.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::concepts::Match;
+use crate::telemetry::{StatsSnapshot, StreamSnapshot, StreamStats};
+use crate::time::Timestamp;
+use crate::Modality;
+
+/// One event, shared by every output that receives it (cloning is cheap).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A window was embedded and matched against the concept bank.
+    Embedded(Arc<EmbeddedWindow>),
+    /// A sensor's counters now.
+    State(Arc<SensorState>),
+    /// The daemon's statistics now.
+    Stats(Arc<StatsSnapshot>),
+}
+
+/// Which window of a sensor's stream, and when.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSpan {
+    /// Window number in the sensor's stream (0, 1, 2, …; a jump means windows were dropped).
+    pub seq: u64,
+    /// First sample's capture time.
+    pub start: Timestamp,
+    /// Capture time just after the last sample.
+    pub end: Timestamp,
+    /// Samples in the window.
+    pub sample_count: u64,
+    /// Samples missing inside it.
+    pub gaps: u64,
+}
+
+/// The encoder that embedded a window (fixed for a worker's life, shared by its windows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderInfo {
+    /// Model-set name.
+    pub name: String,
+    /// sha256 of the encoder file.
+    pub sha256: String,
+    /// Execution provider in use.
+    pub provider: String,
+    /// ONNX Runtime version.
+    pub ort_version: String,
+}
+
+/// Where a window's time went before it was handed to the outputs, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowLatency {
+    /// Window → model input.
+    pub preprocess_ms: f64,
+    /// Waiting for the inference worker.
+    pub queue_ms: f64,
+    /// The encoder run (of the whole batch the window was in).
+    pub inference_ms: f64,
+}
+
+/// A window embedded by its encoder.
+#[derive(Debug, Clone)]
+pub struct EmbeddedWindow {
+    /// Sensor name.
+    pub sensor: Arc<str>,
+    /// Its modality.
+    pub modality: Modality,
+    /// Which window.
+    pub window: WindowSpan,
+    /// The encoder.
+    pub encoder: Arc<EncoderInfo>,
+    /// The unit-norm embedding.
+    pub embedding: Vec<f32>,
+    /// L2 norm of the encoder's raw output.
+    pub norm: f32,
+    /// Nearest concepts, best first.
+    pub labels: Vec<Match>,
+    /// Where the time went.
+    pub latency: WindowLatency,
+    /// Window end (monotonic) → handed to the outputs.
+    pub window_end_age: Duration,
+    /// When it was handed to the outputs.
+    pub emitted_at: Instant,
+    /// The sensor's counters: where an output records the window's delivery latencies.
+    pub stats: Arc<StreamStats>,
+}
+
+/// A sensor's counters at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorState {
+    /// Sensor name.
+    pub sensor: Arc<str>,
+    /// Its modality.
+    pub modality: Modality,
+    /// The counters.
+    pub snapshot: StreamSnapshot,
+}
+
+/// `raw / ‖raw‖` and `‖raw‖` (a zero or non-finite vector is returned as it is).
+#[must_use]
+pub fn unit_norm(raw: &[f32]) -> (Vec<f32>, f32) {
+    let norm = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > f32::MIN_POSITIVE && norm.is_finite() {
+        (raw.iter().map(|v| v / norm).collect(), norm)
+    } else {
+        (raw.to_vec(), norm)
+    }
+}
