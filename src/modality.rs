@@ -21,6 +21,8 @@ pub enum Modality {
     Depth,
     /// Thermal intensity image, `[B, 1, 224, 224]`.
     Thermal,
+    /// CLIP-normalised RGB image, `[B, 3, 224, 224]`.
+    Vision,
 }
 
 /// One dimension of a model input after the batch dimension.
@@ -99,7 +101,7 @@ pub struct ModalitySpec {
 }
 
 /// The table, in [`Modality::ALL`] order.
-const SPECS: [ModalitySpec; 4] = [
+const SPECS: [ModalitySpec; 5] = [
     ModalitySpec {
         modality: Modality::Imu,
         name: "imu",
@@ -147,6 +149,16 @@ const SPECS: [ModalitySpec; 4] = [
         cut: Cut::Frames { interval_ms: 1_000 },
         preprocessing: "SPEC.md §4: 8-bit intensity, Pillow bicubic to 224, centre crop",
         file_input: "Thermal: `.npy` uint8 or uint16 `[H, W]` (first frame of a stack), or a PNG",
+    },
+    ModalitySpec {
+        modality: Modality::Vision,
+        name: "vision",
+        input: &[Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)],
+        dtype: "float32",
+        cut: Cut::Frames { interval_ms: 1_000 },
+        preprocessing: "SPEC.md §6: Pillow bicubic short side to 224, centre crop, CLIP mean/std",
+        file_input: "Vision: `.npy` uint8 `[H, W, 3]` RGB (first frame of an `[N, H, W, 3]` \
+                     stack), a PNG or a JPEG",
     },
 ];
 
@@ -236,7 +248,7 @@ mod tests {
                 format!("\"{}\"", m.as_str())
             );
         }
-        assert_eq!(Modality::from_name("vision"), None);
+        assert_eq!(Modality::from_name("video"), None);
     }
 
     #[test]
@@ -247,6 +259,11 @@ mod tests {
         assert_eq!(Modality::Audio.example_shape(), vec![1, 1, 128, 204]);
         assert_eq!(Modality::Depth.example_shape(), vec![1, 224, 224]);
         assert_eq!(Modality::Thermal.example_shape(), vec![1, 224, 224]);
+        assert_eq!(Modality::Vision.example_shape(), vec![3, 224, 224]);
+        assert_eq!(
+            Modality::Vision.contract(),
+            vec![None, Some(3), Some(224), Some(224)]
+        );
         assert_eq!(
             Modality::Audio.contract(),
             vec![None, None, Some(1), Some(128), Some(204)]

@@ -72,7 +72,7 @@ fn bench_json_on_the_tiny_models_has_every_field_with_sane_values() {
         .iter()
         .map(|m| m["modality"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["imu", "audio", "depth", "thermal"]);
+    assert_eq!(names, ["imu", "audio", "depth", "thermal", "vision"]);
     for m in modalities {
         let name = m["modality"].as_str().unwrap();
         assert_eq!(m["provider"], "cpu", "{name}");
@@ -91,6 +91,7 @@ fn bench_json_on_the_tiny_models_has_every_field_with_sane_values() {
         let want: &[u64] = match name {
             "imu" => &[6, 2000],
             "audio" => &[1, 1, 128, 204],
+            "vision" => &[3, 224, 224],
             _ => &[1, 224, 224],
         };
         assert_eq!(shape, want, "{name}");

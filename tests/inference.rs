@@ -612,12 +612,7 @@ fn a_batch_run_equals_the_same_windows_run_one_by_one() {
     // The session itself, for every tiny model: [B, …] rows equal B single runs.
     let runtime = ort_runtime();
     let providers = [edgebind::config::ExecutionProviderKind::Cpu];
-    for modality in [
-        Modality::Imu,
-        Modality::Audio,
-        Modality::Depth,
-        Modality::Thermal,
-    ] {
+    for modality in Modality::ALL {
         let model = repo().join(format!("models/tiny/{modality}.onnx"));
         let mut enc = Encoder::load(runtime, modality, &model, &providers, false, 1).unwrap();
         let item = edgebind::inference::example_input_shape(modality);

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use edgebind::config::WhenFull;
 use edgebind::pipeline::bounded;
 use edgebind::sources::thermal_decode::FrameLayout;
-use edgebind::sources::v4l2_thermal::capture::{run_capture, CaptureSettings, DeviceError};
+use edgebind::sources::v4l2_thermal::capture::{
+    run_capture, CaptureSettings, DeviceError, ThermalBuffers,
+};
 use edgebind::sources::v4l2_thermal::device::V4l2Camera;
-use edgebind::sources::v4l2_thermal::negotiate::FormatRequest;
+use edgebind::sources::v4l2_thermal::negotiate::{self, FormatRequest};
 use edgebind::sources::v4l2_thermal::DeviceSelector;
 use edgebind::sources::{SourceContext, SourceMessage};
 use edgebind::telemetry::{DropReason, StreamStats};
@@ -27,7 +29,9 @@ fn request() -> FormatRequest {
 }
 
 fn open(device: &str) -> DeviceError {
-    match V4l2Camera::open(&DeviceSelector::parse(device), &request()) {
+    match V4l2Camera::open(&DeviceSelector::parse(device), |offered| {
+        negotiate::choose(offered, &request())
+    }) {
         Ok(camera) => panic!("{device} opened as a camera: {camera:?}"),
         Err(e) => e,
     }
@@ -111,7 +115,7 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
         std::thread::spawn(move || {
             let selector = DeviceSelector::parse("/dev/null");
             let settings = CaptureSettings {
-                layout: FrameLayout::Plain,
+                decoder: ThermalBuffers(FrameLayout::Plain),
                 nominal_fps: 9.0,
                 max_backoff: Duration::from_secs(30),
                 interval_ms: 0,
@@ -120,7 +124,7 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
             run_capture(
                 || {
                     attempts.lock().unwrap().push(Instant::now());
-                    V4l2Camera::open(&selector, &request())
+                    V4l2Camera::open(&selector, |offered| negotiate::choose(offered, &request()))
                 },
                 &settings,
                 &ctx,

@@ -8,6 +8,10 @@ Files (in <out>, default <repo>/tests/fixtures/recordings):
   imu_still_400hz.npy     the still motion at 400 Hz, float32 [6, 2800]
   imu_shaking_400hz.npy   the shaking motion at 400 Hz, float32 [6, 2800]
   imu_demo_200hz.csv      16 s at 200 Hz: still 0-4 s, shaking 4-8 s, still 8-12 s, shaking 12-16 s
+  thermal_demo_160x120_u16.npy, depth_demo_256x192_u16.npy: camera frames for the demo
+  vision_demo/            three 320x240 pictures a colour camera might see, played in name order:
+                          01_daylight.png (sky over grass), 02_red_ball.jpg (a red ball on a grey
+                          floor, JPEG quality 90, 4:2:0), 03_night.png (the daylight scene at 12 %)
 
 CSV: header `t_s,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z`, then one row per sample; t_s starts at 0
 (6 decimals), acc in m/s^2 including gravity (+9.81 on acc_z), gyro in rad/s (6 decimals).
@@ -16,7 +20,10 @@ CSV: header `t_s,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z`, then one row per sampl
 The check runs <models>/imu.onnx (default <repo>/models/tiny, made by tools/make_tiny_models.py)
 on 5 s windows, resampled to 2000 samples exactly as the daemon does
 (torch.nn.functional.interpolate(mode="linear", align_corners=False)), and fails unless still ->
-"device at rest" and shaking -> "device shaking" with a cosine margin >= 0.2.
+"device at rest" and shaking -> "device shaking" with a cosine margin >= 0.2; and
+<models>/vision.onnx on the pictures through ImageBind's transform (Pillow: bicubic Resize(224),
+CenterCrop(224), /255, CLIP Normalize), which must give "bright daylight scene", "red object in
+view" and "dark night scene" with the same margin. Pictures need Pillow.
 
 Usage: tools/make_recordings.py [--out tests/fixtures/recordings] [--models models/tiny]
 """
@@ -153,6 +160,56 @@ def depth_demo(seed, n=4, h=192, w=256):
     return frames
 
 
+VISION_MEAN = np.array([0.48145466, 0.4578275, 0.40821073]).reshape(3, 1, 1)
+VISION_STD = np.array([0.26862954, 0.26130258, 0.27577711]).reshape(3, 1, 1)
+VISION_DEMO = (("01_daylight.png", "bright daylight scene"), ("02_red_ball.jpg", "red object in view"),
+               ("03_night.png", "dark night scene"))
+
+
+def vision_picture(kind, seed, h=240, w=320):
+    """uint8 [h, w, 3]: sky over grass ("daylight"), the same at 12 % ("night"), or a red ball on
+    a grey floor ("red_ball"); with a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    fy, fx = yy / h, xx / w
+    sky = np.stack([0.45 + 0.2 * fy, 0.65 + 0.15 * fy, 0.95 - 0.1 * fy], -1)
+    grass = np.stack([0.25 + 0 * fy, 0.6 + 0.1 * fx, 0.2 + 0 * fy], -1)
+    img = np.where((fy < 0.55)[..., None], sky, grass)
+    if kind == "night":
+        img = img * 0.12
+    elif kind == "red_ball":
+        img = np.full((h, w, 3), 0.35)
+        ball = (fx - 0.55) ** 2 + ((fy - 0.5) * h / w) ** 2 <= 0.15 ** 2
+        img[ball] = [0.85, 0.08, 0.06]
+    img = img + 0.01 * rng.standard_normal((h, w, 3))
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+
+
+def write_vision_demo(out_dir):
+    from PIL import Image
+    os.makedirs(out_dir, exist_ok=True)
+    for (name, _), kind, seed in zip(VISION_DEMO, ("daylight", "red_ball", "night"), (51, 52, 53)):
+        img = Image.fromarray(vision_picture(kind, seed), "RGB")
+        if name.endswith(".jpg"):
+            img.save(os.path.join(out_dir, name), quality=90, subsampling="4:2:0")
+        else:
+            img.save(os.path.join(out_dir, name), optimize=False, compress_level=9)
+
+
+def imagebind_vision(path):
+    """ImageBind's load_and_transform_vision_data on one file, with Pillow alone (torchvision's
+    Resize and CenterCrop call Pillow on PIL images): [1, 3, 224, 224] float32."""
+    from PIL import Image
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    nw, nh = (224, int(224 * h / w)) if w < h else (int(224 * w / h), 224)
+    img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = int(round((nw - 224) / 2.0)), int(round((nh - 224) / 2.0))
+    a = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+    x = (a.transpose(2, 0, 1) - VISION_MEAN.astype(np.float32)) / VISION_STD.astype(np.float32)
+    return x[None].astype(np.float32)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "recordings"))
@@ -173,6 +230,7 @@ def main():
     write_csv(os.path.join(args.out, "imu_demo_200hz.csv"), t, x)
     np.save(os.path.join(args.out, "thermal_demo_160x120_u16.npy"), thermal_demo(31))
     np.save(os.path.join(args.out, "depth_demo_256x192_u16.npy"), depth_demo(41))
+    write_vision_demo(os.path.join(args.out, "vision_demo"))
 
     # sanity: our resampler equals the refdata's torch output (project convention, SPEC.md s5)
     ref200 = os.path.join(args.refdata, "imu", "imu_200hz_5s_6x1000_f32.npy")
@@ -231,6 +289,17 @@ def check(out_dir, models_dir):
         ok &= good
         rows.append(("imu_demo_200hz.csv", f"{start:.1f}-{start + WINDOW_S:.1f} s "
                      f"({frac:.0%} shaking)", want or "(mixed, any)", got, margin, good))
+    vision = ort.InferenceSession(os.path.join(models_dir, "vision.onnx"), opts,
+                                  providers=["CPUExecutionProvider"])
+    for name, want in VISION_DEMO:
+        e = vision.run(["embedding"], {"vision": imagebind_vision(
+            os.path.join(out_dir, "vision_demo", name))})[0][0].astype(np.float64)
+        cos = bank @ (e / np.linalg.norm(e))
+        o = np.argsort(-cos)
+        got, margin = labels[o[0]], float(cos[o[0]] - cos[o[1]])
+        good = got == want and margin >= MIN_MARGIN
+        ok &= good
+        rows.append((f"vision_demo/{name}", "ImageBind transform", want, got, margin, good))
     for r in rows:
         print(f"{r[0]:24s} {r[1]:28s} expected {r[2]:16s} got {r[3]:20s} margin {r[4]:.3f} "
               f"{'ok' if r[5] else 'FAIL'}")

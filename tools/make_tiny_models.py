@@ -10,7 +10,8 @@ tests assert labels end to end, and a mis-wired pipeline (wrong channel order, m
 normalisation, flipped mel axis, inverted thermal polarity ...) lands on a different label.
 
 Outputs (all deterministic: fixed seeds, no timestamps; re-running gives byte-identical files):
-  <out>/imu.onnx audio.onnx depth.onnx thermal.onnx concepts.txt concepts.npy manifest.json
+  <out>/imu.onnx audio.onnx depth.onnx thermal.onnx vision.onnx concepts.txt concepts.npy
+      manifest.json
   <out>/<modality>_reference_input.npy, <modality>_reference_output.npy: one synthetic input per
       encoder and its output from ONNX Runtime's CPU provider (the daemon's parity check)
   <fixtures>/models/imu_wrong_shape.onnx  imu_ref_input.npy  imu_ref_output.npy
@@ -690,12 +691,9 @@ def main():
     unit = np.concatenate([unit, vis_unit], 0)
     bank = np.concatenate([bank, vis_bank], 0)
     builders = {"imu": build_imu, "audio": build_audio, "depth": build_depth,
-                "thermal": build_thermal}
+                "thermal": build_thermal, "vision": build_vision}
     for name, build in builders.items():
         save_model(build(unit), os.path.join(args.out, f"{name}.onnx"))
-    # Not in the manifest yet: edgebind's loader knows only the four sensor modalities and
-    # refuses a manifest naming another one (see models/README.md).
-    save_model(build_vision(unit), os.path.join(args.out, "vision.onnx"))
     with open(os.path.join(args.out, "concepts.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("".join(lab + "\n" for lab in ALL_LABELS))
     np.save(os.path.join(args.out, "concepts.npy"), bank)

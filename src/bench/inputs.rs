@@ -1,12 +1,13 @@
 //! Realistic benchmark inputs per modality, turned into model inputs by the daemon's own
 //! preprocessors: IMU windows, thermal and depth frames from the bundled recordings
-//! (`tests/fixtures/recordings`), and a synthetic microphone signal (no audio recording is
-//! bundled: a few seconds of 48 kHz stereo would be megabytes). Without the recordings (an
+//! (`tests/fixtures/recordings`), a synthetic microphone signal (no audio recording is
+//! bundled: a few seconds of 48 kHz stereo would be megabytes) and synthetic 640×480 colour
+//! frames (the size #15's speed target names). Without the recordings (an
 //! installed package) deterministic synthetic frames and motion of the same sizes are used.
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, Array3, ArrayD};
+use ndarray::{Array2, Array3, Array4, ArrayD};
 
 use super::BenchError;
 use crate::config::{DepthPreprocessConfig, ThermalPreprocessConfig};
@@ -15,6 +16,7 @@ use crate::preprocess::audio::{AudioParams, AudioPreprocessor};
 use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::thermal::ThermalPreprocessor;
+use crate::preprocess::vision::VisionPreprocessor;
 use crate::sources::frame_replay::{load_stack, FrameKind, FrameStack};
 use crate::sources::imu_replay::ImuFileFormat;
 use crate::Modality;
@@ -164,6 +166,23 @@ pub(crate) fn synthetic_frames(
     })
 }
 
+/// Colour frames `[N, H, W, 3]` of a scene with a gradient, a bright disc that moves and
+/// noise, so that no resize tap sees a constant.
+fn synthetic_rgb(frames: usize, h: usize, w: usize) -> Array4<u8> {
+    let mut noise = Noise(0xc01);
+    Array4::from_shape_fn((frames, h, w, 3), |(f, y, x, c)| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let (cx, cy) = (0.3 + 0.1 * f as f32, 0.5);
+        let disc = if (fx - cx).powi(2) + (fy - cy).powi(2) < 0.02 {
+            120.0
+        } else {
+            0.0
+        };
+        let v = 60.0 + 80.0 * fy + 40.0 * fx * c as f32 + disc + 8.0 * noise.next();
+        v.clamp(0.0, 255.0) as u8
+    })
+}
+
 /// Cuts model inputs from one modality's recording, one window per call, cycling through it.
 #[derive(Debug)]
 pub enum Preparer {
@@ -210,6 +229,15 @@ pub enum Preparer {
         pre: Box<ThermalPreprocessor>,
         /// The frames.
         frames: Array3<u16>,
+        /// Next frame.
+        next: usize,
+    },
+    /// Colour frames.
+    Vision {
+        /// The preprocessor.
+        pre: Box<VisionPreprocessor>,
+        /// The frames, `[N, H, W, 3]`.
+        frames: Array4<u8>,
         /// Next frame.
         next: usize,
     },
@@ -366,6 +394,18 @@ fn thermal_input(dir: Option<&Path>) -> Result<(String, Preparer), BenchError> {
     ))
 }
 
+/// Synthetic 640×480 colour frames (the size of the speed target in #15).
+fn vision_input() -> (String, Preparer) {
+    (
+        "640×480 synthetic RGB frame".into(),
+        Preparer::Vision {
+            pre: Box::default(),
+            frames: synthetic_rgb(4, 480, 640),
+            next: 0,
+        },
+    )
+}
+
 impl ModalityInput {
     /// The input of `modality`, from the recordings in `dir` (synthetic when `None`).
     ///
@@ -378,6 +418,7 @@ impl ModalityInput {
             Modality::Audio => audio_input()?,
             Modality::Depth => depth_input(dir)?,
             Modality::Thermal => thermal_input(dir)?,
+            Modality::Vision => vision_input(),
         };
         Ok(Self {
             modality,
@@ -444,6 +485,13 @@ impl ModalityInput {
                     .map(Array3::into_dyn)
                     .map_err(|e| err(&e))
             }
+            Preparer::Vision { pre, frames, next } => {
+                let i = *next % frames.dim().0;
+                *next = i + 1;
+                pre.tensor_rgb(frames.index_axis(ndarray::Axis(0), i))
+                    .map(Array3::into_dyn)
+                    .map_err(|e| err(&e))
+            }
         }
     }
 }
@@ -472,6 +520,7 @@ mod tests {
             (Modality::Audio, vec![1, 1, 128, 204]),
             (Modality::Depth, vec![1, 224, 224]),
             (Modality::Thermal, vec![1, 224, 224]),
+            (Modality::Vision, vec![3, 224, 224]),
         ] {
             let mut input = ModalityInput::new(m, None).unwrap();
             for _ in 0..3 {

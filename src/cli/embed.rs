@@ -21,10 +21,12 @@ use crate::preprocess::depth::DepthPreprocessor;
 use crate::preprocess::imu::ImuPreprocessor;
 use crate::preprocess::text::{ClipTokenizer, CONTEXT_LEN};
 use crate::preprocess::thermal::ThermalPreprocessor;
+use crate::preprocess::vision::VisionPreprocessor;
 use crate::sources::audio_replay::load_wav;
 use crate::sources::frame_replay::{load_stack, FrameKind, MAX_FRAME_SIDE_PX};
 use crate::sources::imu_replay;
 use crate::sources::imu_replay::ImuFileFormat;
+use crate::sources::vision_replay::files::first_frame;
 use crate::sources::FrameImage;
 use crate::Modality;
 
@@ -186,34 +188,7 @@ pub(super) fn sensor_tensor(
 ) -> Result<ArrayD<f32>> {
     match modality {
         Modality::Imu => imu_tensor(input, options),
-        Modality::Thermal => {
-            let kind = FrameKind::Thermal {
-                radiometric: options.agc_min_c.is_some(),
-            };
-            let frame = load_frame(input, kind)?;
-            let cfg = ThermalPreprocessConfig {
-                agc: if options.agc_min_c.is_some() {
-                    ThermalAgc::FixedCelsius
-                } else {
-                    ThermalAgc::MinMax
-                },
-                agc_min_c: options.agc_min_c,
-                agc_max_c: options.agc_max_c,
-                radiometric: match options.radiometric {
-                    RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
-                    RadiometricArg::Infiray64 => Radiometric::Infiray64,
-                },
-                ..ThermalPreprocessConfig::default()
-            };
-            let mut pre = ThermalPreprocessor::new(cfg.params())
-                .with_context(|| "thermal preprocessing options")?;
-            let tensor = match &frame {
-                FrameImage::U8(a) => pre.tensor_u8(a.view()),
-                FrameImage::U16(a) => pre.tensor_u16(a.view()),
-            }
-            .with_context(|| format!("{}", input.display()))?;
-            Ok(tensor.into_dyn())
-        }
+        Modality::Thermal => thermal_tensor(input, options),
         Modality::Depth => {
             let FrameImage::U16(raw) = load_frame(input, FrameKind::Depth)? else {
                 bail!(
@@ -244,6 +219,13 @@ pub(super) fn sensor_tensor(
                 .with_context(|| format!("{}", input.display()))?
                 .into_dyn())
         }
+        Modality::Vision => {
+            let rgb = first_frame(input)?;
+            Ok(VisionPreprocessor::new()
+                .tensor_rgb(rgb.view())
+                .with_context(|| format!("{}", input.display()))?
+                .into_dyn())
+        }
         Modality::Audio => {
             let audio = load_wav(input)?;
             let mut pre = AudioPreprocessor::new(AudioParams::default())
@@ -254,6 +236,37 @@ pub(super) fn sensor_tensor(
                 .into_dyn())
         }
     }
+}
+
+/// The first thermal frame of `input` (`.npy` stack or PNG), with the AGC the options give.
+fn thermal_tensor(input: &Path, options: &InputOptions) -> Result<ArrayD<f32>> {
+    let kind = FrameKind::Thermal {
+        radiometric: options.agc_min_c.is_some(),
+    };
+    let frame = load_frame(input, kind)?;
+    let cfg = ThermalPreprocessConfig {
+        agc: if options.agc_min_c.is_some() {
+            ThermalAgc::FixedCelsius
+        } else {
+            ThermalAgc::MinMax
+        },
+        agc_min_c: options.agc_min_c,
+        agc_max_c: options.agc_max_c,
+        radiometric: match options.radiometric {
+            RadiometricArg::CentiKelvin => Radiometric::CentiKelvin,
+            RadiometricArg::Infiray64 => Radiometric::Infiray64,
+        },
+        ..ThermalPreprocessConfig::default()
+    };
+    let mut pre =
+        ThermalPreprocessor::new(cfg.params()).with_context(|| "thermal preprocessing options")?;
+    let tensor = match &frame {
+        FrameImage::U8(a) => pre.tensor_u8(a.view()),
+        FrameImage::U16(a) => pre.tensor_u16(a.view()),
+        FrameImage::Rgb8(_) => bail!("{}: a thermal frame is not colour", input.display()),
+    }
+    .with_context(|| format!("{}", input.display()))?;
+    Ok(tensor.into_dyn())
 }
 
 /// The first 5 s window of an IMU recording: `.npy` float32 `[6, N]` (needs `--rate-hz`) or a

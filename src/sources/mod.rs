@@ -14,7 +14,9 @@ pub mod kind;
 pub mod realsense;
 pub mod registry;
 pub mod thermal_decode;
+pub mod v4l2_camera;
 pub mod v4l2_thermal;
+pub mod vision_replay;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub enum FrameImage {
     U8(ndarray::Array2<u8>),
     /// 16-bit values (thermal: raw or radiometric; depth: depth units).
     U16(ndarray::Array2<u16>),
+    /// 8-bit RGB, `[height, width, 3]` (colour cameras).
+    Rgb8(ndarray::Array3<u8>),
 }
 
 impl FrameImage {
@@ -56,6 +60,7 @@ impl FrameImage {
         match self {
             Self::U8(a) => a.dim(),
             Self::U16(a) => a.dim(),
+            Self::Rgb8(a) => (a.dim().0, a.dim().1),
         }
     }
 }
@@ -113,6 +118,9 @@ pub enum SourceError {
     /// The frame recording could not be used.
     #[error(transparent)]
     FrameReplay(#[from] frame_replay::FrameFileError),
+    /// The pictures of a vision replay could not be used.
+    #[error(transparent)]
+    VisionReplay(#[from] vision_replay::VisionFileError),
     /// The serial IMU settings could not be used.
     #[error(transparent)]
     ImuSerial(#[from] imu_serial::ImuSerialError),

@@ -64,6 +64,11 @@ source_kinds! {
     Realsense(super::realsense::config::RealsenseSettings),
     /// A microphone through ALSA (cpal); needs the `alsa` Cargo feature at run time.
     AlsaAudio(super::alsa_audio::config::AlsaAudioSettings),
+    /// Replays PNG/JPEG pictures or a `.npy` RGB stack as if it were a colour camera.
+    VisionReplay(super::vision_replay::config::VisionReplaySettings),
+    /// A colour camera through V4L2 (`YUYV`, `UYVY`, `MJPG`); needs the `v4l2` Cargo feature at
+    /// run time.
+    V4l2Camera(super::v4l2_camera::config::V4l2CameraSettings),
 }
 
 impl SourceConfig {
@@ -90,13 +95,13 @@ mod tests {
     /// The smallest table of each type.
     fn minimal(type_name: &str) -> &'static str {
         match type_name {
-            "imu_replay" | "thermal_replay" | "depth_replay" | "audio_replay" => {
+            "imu_replay" | "thermal_replay" | "depth_replay" | "audio_replay" | "vision_replay" => {
                 "name = \"s\"\npath = \"x\"\n"
             }
             "imu_serial" => {
                 "name = \"s\"\npath = \"/dev/x\"\nprotocol = \"witmotion\"\nsample_rate_hz = 100.0\n"
             }
-            "v4l2_thermal" => "name = \"s\"\ndevice = \"/dev/video0\"\n",
+            "v4l2_thermal" | "v4l2_camera" => "name = \"s\"\ndevice = \"/dev/video0\"\n",
             _ => "name = \"s\"\n",
         }
     }

@@ -450,12 +450,15 @@ mod tests {
         );
         let parsed = parse(&text);
         let p: Vec<String> = parsed.problems.iter().map(ToString::to_string).collect();
+        // Every registered type is offered, in registry order.
+        let types = crate::sources::registry::SOURCE_TYPES.join(", ");
+        assert!(types.starts_with("imu_replay, thermal_replay, depth_replay, audio_replay"));
         assert_eq!(
             p,
             vec![
-                "sources[0].type: \"imu_replayy\" is not a source type (did you mean \"imu_replay\"?); one of imu_replay, thermal_replay, depth_replay, audio_replay, imu_serial, v4l2_thermal, realsense, alsa_audio",
-                "sources[1].baud: unknown key \"baud\" (did you mean \"baud_rate\"?)",
-                "sources[1].protocol: \"serial\" is not one of \"csv\", \"witmotion\"",
+                format!("sources[0].type: \"imu_replayy\" is not a source type (did you mean \"imu_replay\"?); one of {types}"),
+                "sources[1].baud: unknown key \"baud\" (did you mean \"baud_rate\"?)".into(),
+                "sources[1].protocol: \"serial\" is not one of \"csv\", \"witmotion\"".into(),
             ]
         );
         // The protocol was replaced by a placeholder: nothing more is said about it.

@@ -75,7 +75,7 @@ impl FrameTensor for DepthFrames {
     fn refuses(&self, frame: &Frame) -> Option<&'static str> {
         match frame.image {
             FrameImage::U16(_) => None,
-            FrameImage::U8(_) => Some("depth frame is not 16-bit"),
+            FrameImage::U8(_) | FrameImage::Rgb8(_) => Some("depth frame is not 16-bit"),
         }
     }
 
@@ -105,7 +105,7 @@ impl FrameTensor for DepthFrames {
         match &frame.image {
             FrameImage::U16(raw) => Ok(self.pre.tensor(raw.view()).map(Array3::into_dyn)?),
             // Refused before sampling (`refuses`).
-            FrameImage::U8(_) => Err(DepthFrameError::NotU16),
+            FrameImage::U8(_) | FrameImage::Rgb8(_) => Err(DepthFrameError::NotU16),
         }
     }
 }

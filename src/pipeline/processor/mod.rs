@@ -1,7 +1,7 @@
 //! Processors: what a stream thread does with its source's messages, one implementation per
 //! family of modalities — [`SampleWindows`] cuts slot-aligned windows of samples (IMU, audio),
-//! [`Frames`] takes one camera frame per interval (depth, thermal) — each generic over the
-//! modality's own preprocessing ([`imu`], [`audio`], [`depth`], [`thermal`]). A source kind
+//! [`Frames`] takes one camera frame per interval (depth, thermal, vision) — each generic over
+//! the modality's own preprocessing ([`imu`], [`audio`], [`depth`], [`thermal`], [`vision`]). A source kind
 //! builds the processor of its stream; the stream thread only knows the [`Processor`] trait.
 
 pub mod audio;
@@ -10,6 +10,7 @@ pub mod frames;
 pub mod imu;
 pub mod samples;
 pub mod thermal;
+pub mod vision;
 
 use std::fmt;
 use std::time::Instant;

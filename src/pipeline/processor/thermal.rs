@@ -24,14 +24,34 @@ pub fn thermal_frames(
     Ok(Box::new(Frames::new(interval_ms, period_ns, pre)))
 }
 
-impl FrameTensor for ThermalPreprocessor {
-    type Error = ThermalError;
+/// Why a thermal frame is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ThermalFrameError {
+    /// The preprocessing refused it.
+    #[error(transparent)]
+    Preprocess(#[from] ThermalError),
+    /// It is a colour picture.
+    #[error("thermal frame is a colour picture")]
+    Colour,
+}
 
-    fn tensor(&mut self, frame: &Frame) -> Result<ArrayD<f32>, ThermalError> {
-        match &frame.image {
+impl FrameTensor for ThermalPreprocessor {
+    type Error = ThermalFrameError;
+
+    fn refuses(&self, frame: &Frame) -> Option<&'static str> {
+        match frame.image {
+            FrameImage::U8(_) | FrameImage::U16(_) => None,
+            FrameImage::Rgb8(_) => Some("thermal frame is a colour picture"),
+        }
+    }
+
+    fn tensor(&mut self, frame: &Frame) -> Result<ArrayD<f32>, ThermalFrameError> {
+        let tensor = match &frame.image {
             FrameImage::U8(a) => self.tensor_u8(a.view()),
             FrameImage::U16(a) => self.tensor_u16(a.view()),
-        }
-        .map(Array3::into_dyn)
+            // Refused before sampling (`refuses`).
+            FrameImage::Rgb8(_) => return Err(ThermalFrameError::Colour),
+        };
+        Ok(tensor.map(Array3::into_dyn)?)
     }
 }

@@ -84,6 +84,8 @@ pub enum FrameStack {
     U8(Array3<u8>),
     /// 16-bit frames.
     U16(Array3<u16>),
+    /// Colour frames `[H, W, 3]`, each of its own size (a folder's pictures).
+    Rgb8(Vec<Array3<u8>>),
 }
 
 impl FrameStack {
@@ -93,6 +95,7 @@ impl FrameStack {
         match self {
             Self::U8(a) => a.len_of(Axis(0)),
             Self::U16(a) => a.len_of(Axis(0)),
+            Self::Rgb8(v) => v.len(),
         }
     }
 
@@ -111,6 +114,7 @@ impl FrameStack {
         Some(match self {
             Self::U8(a) => FrameImage::U8(a.index_axis(Axis(0), i).to_owned()),
             Self::U16(a) => FrameImage::U16(a.index_axis(Axis(0), i).to_owned()),
+            Self::Rgb8(v) => FrameImage::Rgb8(v.get(i)?.clone()),
         })
     }
 }
@@ -163,6 +167,7 @@ pub fn load_stack(path: &Path, kind: FrameKind) -> Result<FrameStack, FrameFileE
     let shape = match &stack {
         FrameStack::U8(a) => a.shape().to_vec(),
         FrameStack::U16(a) => a.shape().to_vec(),
+        FrameStack::Rgb8(v) => vec![v.len()],
     };
     if shape.contains(&0) {
         return Err(FrameFileError::Empty {
@@ -206,6 +211,16 @@ impl FrameReplay {
             frames: load_stack(path, kind)?,
             pacing,
         })
+    }
+
+    /// Replays `frames`, loaded from `path` (which logs name).
+    #[must_use]
+    pub fn from_frames(path: &Path, frames: FrameStack, pacing: FramePacing) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            frames,
+            pacing,
+        }
     }
 }
 

@@ -1,7 +1,11 @@
-//! The capture loop, generic over a [`FrameDevice`]: open → dequeue → decode → stamp → send, and
-//! on failure log once, report `connected: false` and reopen with exponential backoff. The real
-//! V4L2 camera is one implementation (feature `v4l2`); tests drive the loop with scripted ones.
+//! The capture loop, generic over a [`FrameDevice`] and how its buffers are decoded
+//! ([`DecodeBuffer`]): open → dequeue → decode → stamp → send, and on failure log once, report
+//! `connected: false` and reopen with exponential backoff. The real V4L2 camera is one
+//! implementation (feature `v4l2`); tests drive the loop with scripted ones. Thermal cameras
+//! decode with [`ThermalBuffers`]; the colour cameras of `v4l2_camera` use the same loop and
+//! device with their own formats and decoder.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::negotiate::NegotiationError;
@@ -17,13 +21,32 @@ use crate::telemetry::{DropReason, LogLimiter};
 /// Longest one wait for a frame lasts: how often cancellation is checked while a camera is quiet.
 pub const POLL_SLICE: Duration = Duration::from_millis(100);
 
+/// A pixel format a V4L2 camera is driven in: thermal [`PixelFormat`]s, or the colour formats
+/// of `v4l2_camera`.
+pub trait V4l2Format: Copy + fmt::Display + fmt::Debug + Send + 'static {
+    /// The V4L2 FourCC code.
+    fn fourcc(self) -> [u8; 4];
+    /// Bytes per pixel of a packed format; 0 for a compressed one (MJPEG).
+    fn bytes_per_pixel(self) -> usize;
+}
+
+impl V4l2Format for PixelFormat {
+    fn fourcc(self) -> [u8; 4] {
+        PixelFormat::fourcc(self)
+    }
+
+    fn bytes_per_pixel(self) -> usize {
+        PixelFormat::bytes_per_pixel(self)
+    }
+}
+
 /// One filled buffer as the driver handed it over, borrowed until the next call.
 #[derive(Debug, Clone, Copy)]
-pub struct RawBuffer<'a> {
+pub struct RawBuffer<'a, F = PixelFormat> {
     /// The bytes the driver filled (`bytesused`; rows may be padded to `bytes_per_line`).
     pub bytes: &'a [u8],
     /// The negotiated pixel format.
-    pub format: PixelFormat,
+    pub format: F,
     /// The negotiated geometry.
     pub geometry: BufferGeometry,
     /// Capture time on `CLOCK_MONOTONIC` as the driver stamped it; `None` when the driver's
@@ -35,13 +58,13 @@ pub struct RawBuffer<'a> {
     pub corrupt: bool,
 }
 
-/// A camera that delivers frames.
-pub trait FrameDevice {
+/// A camera that delivers frames in formats `F`.
+pub trait FrameDevice<F = PixelFormat> {
     /// Waits at most `timeout` for the next frame; `Ok(None)` when none came.
     ///
     /// # Errors
     /// [`DeviceError`] when the camera failed or disappeared; the loop then drops it and reopens.
-    fn next_frame(&mut self, timeout: Duration) -> Result<Option<RawBuffer<'_>>, DeviceError>;
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<RawBuffer<'_, F>>, DeviceError>;
 
     /// Frame rate the driver reports for the negotiated mode, if any.
     fn frame_rate_hz(&self) -> Option<f64> {
@@ -56,8 +79,8 @@ pub trait FrameDevice {
 #[derive(Debug)]
 pub enum NoCamera {}
 
-impl FrameDevice for NoCamera {
-    fn next_frame(&mut self, _timeout: Duration) -> Result<Option<RawBuffer<'_>>, DeviceError> {
+impl<F> FrameDevice<F> for NoCamera {
+    fn next_frame(&mut self, _timeout: Duration) -> Result<Option<RawBuffer<'_, F>>, DeviceError> {
         match *self {}
     }
 
@@ -219,11 +242,40 @@ impl FrameNumbers {
     }
 }
 
+/// How a camera's buffers become frames.
+pub trait DecodeBuffer: Copy + fmt::Debug {
+    /// The pixel formats it decodes.
+    type Format: V4l2Format;
+    /// Why a buffer cannot be decoded.
+    type Error: fmt::Display;
+
+    /// The frame `buffer` holds.
+    ///
+    /// # Errors
+    /// Why it cannot be decoded (the loop drops it, counted as `bad_input`).
+    fn decode(&self, buffer: &RawBuffer<'_, Self::Format>) -> Result<FrameImage, Self::Error>;
+}
+
+/// Thermal buffers, their rows used as `layout` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThermalBuffers(pub FrameLayout);
+
+impl DecodeBuffer for ThermalBuffers {
+    type Format = PixelFormat;
+    type Error = DecodeError;
+
+    fn decode(&self, buffer: &RawBuffer<'_>) -> Result<FrameImage, DecodeError> {
+        ThermalDecoder::new(buffer.format, self.0)
+            .and_then(|d| d.decode(buffer.bytes, buffer.geometry))
+            .map(frame_image)
+    }
+}
+
 /// How the loop runs.
 #[derive(Debug, Clone, Copy)]
-pub struct CaptureSettings {
-    /// How the buffer's rows are used.
-    pub layout: FrameLayout,
+pub struct CaptureSettings<X = ThermalBuffers> {
+    /// How the buffers are decoded.
+    pub decoder: X,
     /// Rate reported while connected when the driver does not say.
     pub nominal_fps: f64,
     /// Cap of the reopen backoff.
@@ -247,9 +299,9 @@ pub fn frame_image(frame: ThermalFrame) -> FrameImage {
 
 /// Runs until cancelled: opens a device with `open`, captures from it, and reopens it with
 /// backoff whenever it cannot be opened or fails (the shared [`run_device`] loop).
-pub fn run_capture<D: FrameDevice>(
+pub fn run_capture<X: DecodeBuffer, D: FrameDevice<X::Format>>(
     open: impl FnMut() -> Result<D, DeviceError>,
-    settings: &CaptureSettings,
+    settings: &CaptureSettings<X>,
     ctx: &SourceContext,
 ) {
     let mut camera = Camera {
@@ -265,13 +317,18 @@ pub fn run_capture<D: FrameDevice>(
 }
 
 /// A camera as the device loop drives it.
-struct Camera<'a, F> {
+struct Camera<'a, F, X> {
     open: F,
-    settings: &'a CaptureSettings,
+    settings: &'a CaptureSettings<X>,
     state: StreamState,
 }
 
-impl<D: FrameDevice, F: FnMut() -> Result<D, DeviceError>> Hardware for Camera<'_, F> {
+impl<X, D, F> Hardware for Camera<'_, F, X>
+where
+    X: DecodeBuffer,
+    D: FrameDevice<X::Format>,
+    F: FnMut() -> Result<D, DeviceError>,
+{
     type Device = D;
     type OpenError = DeviceError;
     type Error = DeviceError;
@@ -312,10 +369,10 @@ struct StreamState {
     gate: FrameGate,
 }
 
-fn capture<D: FrameDevice>(
+fn capture<X: DecodeBuffer, D: FrameDevice<X::Format>>(
     device: &mut D,
     state: &mut StreamState,
-    settings: &CaptureSettings,
+    settings: &CaptureSettings<X>,
     ctx: &SourceContext,
 ) -> Ended<DeviceError> {
     let mut delivered = false;
@@ -359,17 +416,15 @@ fn capture<D: FrameDevice>(
         let decoded = if buffer.corrupt {
             Err(None)
         } else {
-            ThermalDecoder::new(buffer.format, settings.layout)
-                .and_then(|d| d.decode(buffer.bytes, buffer.geometry))
-                .map_err(Some)
+            settings.decoder.decode(&buffer).map_err(Some)
         };
         let image = match decoded {
-            Ok(frame) => frame_image(frame),
+            Ok(image) => image,
             Err(error) => {
                 ctx.stats.add_drops(DropReason::BadInput, 1);
                 let error = error.map_or_else(
                     || "the driver flagged the buffer as corrupt".to_string(),
-                    |e: DecodeError| e.to_string(),
+                    |e| e.to_string(),
                 );
                 log_limited!(bad_frame_log, tracing::Level::WARN,
                     "frame cannot be decoded; such frames are dropped and counted (drops_total.bad_input)",
@@ -518,7 +573,7 @@ mod tests {
 
     fn settings(layout: FrameLayout) -> CaptureSettings {
         CaptureSettings {
-            layout,
+            decoder: ThermalBuffers(layout),
             nominal_fps: 9.0,
             max_backoff: Duration::from_millis(400),
             stall_timeout: Duration::from_secs(30),

@@ -132,19 +132,21 @@ impl Kind for V4l2ThermalSettings {
     }
 }
 
-fn device_and_format(c: &V4l2ThermalSettings, s: &mut Scope<'_>) {
-    match c.device.strip_prefix("card:") {
+/// The `device` key of a V4L2 camera: a path or `card:<name>` (also `v4l2_camera`'s).
+pub fn check_device(device: &str, s: &mut Scope<'_>) {
+    match device.strip_prefix("card:") {
         Some(card) if card.trim().is_empty() => s.add("device", "card: needs a card name"),
         Some(_) => {}
-        None if !c.device.starts_with('/') => s.add(
+        None if !device.starts_with('/') => s.add(
             "device",
-            format!(
-                "{:?} must be a device path such as /dev/video0, or card:<name>",
-                c.device
-            ),
+            format!("{device:?} must be a device path such as /dev/video0, or card:<name>"),
         ),
         None => {}
     }
+}
+
+fn device_and_format(c: &V4l2ThermalSettings, s: &mut Scope<'_>) {
+    check_device(&c.device, s);
     let split = c.layout == ThermalLayout::InfiraySplit;
     if split && c.pixel_format.is_some_and(|f| f != V4l2PixelFormat::Yuyv) {
         s.add(

@@ -1,5 +1,6 @@
-//! The real camera: a V4L2 capture node opened with the `v4l` crate, format negotiated with
-//! [`super::negotiate`], memory-mapped streaming. Only this file touches the device; everything
+//! The real camera: a V4L2 capture node opened with the `v4l` crate, format negotiated by the
+//! caller's choice from what it offers ([`super::negotiate`] for thermal cameras, `v4l2_camera`'s
+//! own for colour ones), memory-mapped streaming. Only this file touches the device; everything
 //! it hands over is a [`RawBuffer`] for the capture loop.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +16,8 @@ use v4l::io::traits::{CaptureStream, Stream as _};
 use v4l::video::Capture;
 use v4l::{Device, Format, FourCC};
 
-use super::capture::{DeviceError, FrameDevice, RawBuffer};
-use super::negotiate::{self, FormatRequest, OfferedFormat, SizeRange};
+use super::capture::{DeviceError, FrameDevice, RawBuffer, V4l2Format};
+use super::negotiate::{FormatChoice, NegotiationError, OfferedFormat, SizeRange};
 use super::{card_matches, DeviceSelector};
 use crate::sources::thermal_decode::{BufferGeometry, PixelFormat};
 
@@ -25,20 +26,20 @@ const BUFFER_COUNT: u32 = 4;
 /// `EINVAL`: what `VIDIOC_QBUF` answers for an index past the buffers the driver allocated.
 const EINVAL: i32 = 22;
 
-/// An open camera, streaming.
-pub struct V4l2Camera {
+/// An open camera, streaming in format `F`.
+pub struct V4l2Camera<F = PixelFormat> {
     // Declared first so that it drops first: streaming stops and the buffers are unmapped while
     // the file descriptor is still open.
     stream: Option<Stream<'static>>,
     handle: Arc<Handle>,
     device: String,
     card: String,
-    format: PixelFormat,
+    format: F,
     geometry: BufferGeometry,
     fps: Option<f64>,
 }
 
-impl std::fmt::Debug for V4l2Camera {
+impl<F: V4l2Format> std::fmt::Debug for V4l2Camera<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("V4l2Camera")
             .field("device", &self.device)
@@ -49,14 +50,17 @@ impl std::fmt::Debug for V4l2Camera {
     }
 }
 
-impl V4l2Camera {
-    /// Opens the camera `selector` names, checks it captures video, negotiates the format and
-    /// starts memory-mapped streaming.
+impl<F: V4l2Format> V4l2Camera<F> {
+    /// Opens the camera `selector` names, checks it captures video, sets the format `choose`
+    /// picks from what it offers and starts memory-mapped streaming.
     ///
     /// # Errors
     /// [`DeviceError`] naming the device: not found, cannot open, not a V4L2 capture device, no
     /// suitable format (listing what it offers), or a failed ioctl.
-    pub fn open(selector: &DeviceSelector, request: &FormatRequest) -> Result<Self, DeviceError> {
+    pub fn open(
+        selector: &DeviceSelector,
+        choose: impl FnOnce(&[OfferedFormat]) -> Result<FormatChoice<F>, NegotiationError>,
+    ) -> Result<Self, DeviceError> {
         let (path, dev, card) = match selector {
             DeviceSelector::Path(path) => {
                 let dev = open_node(path)?;
@@ -75,12 +79,11 @@ impl V4l2Camera {
             }
         };
         let offered = offered_formats(&dev).map_err(io("VIDIOC_ENUM_FMT"))?;
-        let choice =
-            negotiate::choose(&offered, request).map_err(|source| DeviceError::Format {
-                device: device.clone(),
-                card: card.clone(),
-                source,
-            })?;
+        let choice = choose(&offered).map_err(|source| DeviceError::Format {
+            device: device.clone(),
+            card: card.clone(),
+            source,
+        })?;
         let wanted = Format::new(
             choice.width_px,
             choice.height_px,
@@ -153,8 +156,8 @@ impl V4l2Camera {
     }
 }
 
-impl FrameDevice for V4l2Camera {
-    fn next_frame(&mut self, timeout: Duration) -> Result<Option<RawBuffer<'_>>, DeviceError> {
+impl<F: V4l2Format> FrameDevice<F> for V4l2Camera<F> {
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<RawBuffer<'_, F>>, DeviceError> {
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // POLLERR (an unplugged camera) also ends the wait; `next()` then reports the error.
         let ready = self
@@ -199,7 +202,7 @@ impl FrameDevice for V4l2Camera {
     }
 }
 
-impl Drop for V4l2Camera {
+impl<F> Drop for V4l2Camera<F> {
     fn drop(&mut self) {
         let Some(mut stream) = self.stream.take() else {
             return;
@@ -218,12 +221,12 @@ impl Drop for V4l2Camera {
     }
 }
 
-fn raw_buffer<'a>(
+fn raw_buffer<'a, F>(
     bytes: &'a [u8],
     meta: &Metadata,
-    format: PixelFormat,
+    format: F,
     geometry: BufferGeometry,
-) -> RawBuffer<'a> {
+) -> RawBuffer<'a, F> {
     // bytesused 0: a driver that does not fill it in; the whole buffer then.
     let used = match meta.bytesused as usize {
         0 => bytes,

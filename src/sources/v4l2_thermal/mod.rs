@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use self::capture::{CaptureSettings, DeviceError};
+use self::capture::{CaptureSettings, DeviceError, ThermalBuffers};
 pub use self::config::{
     ThermalLayout, V4l2PixelFormat, V4l2ThermalConfig, V4l2ThermalSettings,
     DEFAULT_LEPTON_TELEMETRY_ROWS,
@@ -160,7 +160,7 @@ impl V4l2Thermal {
                 size_px: c.width_px.zip(c.height_px).map(|(w, h)| (w.px(), h.px())),
             },
             settings: CaptureSettings {
-                layout,
+                decoder: ThermalBuffers(layout),
                 nominal_fps: nominal_fps(c.layout),
                 max_backoff: c.reconnect_max_backoff_ms.duration(),
                 stall_timeout: STALL_TIMEOUT,
@@ -197,7 +197,7 @@ fn open_camera(
     selector: &DeviceSelector,
     request: &FormatRequest,
 ) -> Result<device::V4l2Camera, DeviceError> {
-    device::V4l2Camera::open(selector, request)
+    device::V4l2Camera::open(selector, |offered| negotiate::choose(offered, request))
 }
 
 /// Without the feature no camera can be opened ([`V4l2Thermal::new`] refuses first).

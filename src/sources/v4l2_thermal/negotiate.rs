@@ -110,9 +110,9 @@ pub struct FormatRequest {
 
 /// The format and size to set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FormatChoice {
+pub struct FormatChoice<F = PixelFormat> {
     /// Pixel format.
-    pub format: PixelFormat,
+    pub format: F,
     /// Width, pixels.
     pub width_px: u32,
     /// Height, pixels (telemetry rows or both halves of a split frame included).
