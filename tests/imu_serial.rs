@@ -680,6 +680,8 @@ sample_rate_hz = 200.0
     for sensor in ["still", "shaking"] {
         let last = sub.on(&format!("/{sensor}/state")).last().unwrap().json();
         assert_eq!(last["connected"], false, "{sensor}: {last}");
+        // A live port stopped with the daemon is not a finished recording.
+        assert_eq!(last["finished"], false, "{sensor}: {last}");
         let published = sub.on(&format!("/{sensor}/embedding")).len();
         assert_eq!(last["windows_total"], published, "{sensor}: {last}");
     }

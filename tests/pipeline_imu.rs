@@ -124,6 +124,8 @@ speed = "max"
         assert_valid(&state_schema, &last, "state");
         assert_eq!(last["windows_total"], 3, "{sensor}: {last}");
         assert_eq!(last["connected"], false);
+        // A replay that played to its end says so: not a device that went away.
+        assert_eq!(last["finished"], true, "{sensor}: {last}");
     }
     let status: Vec<Vec<u8>> = sub.on("/status").into_iter().map(|m| m.payload).collect();
     assert_eq!(status.first().map(Vec::as_slice), Some(&b"online"[..]));

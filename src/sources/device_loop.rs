@@ -174,6 +174,7 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
                     Ended::Stop => break,
                     Ended::Finished => {
                         tracing::info!(device = %what, "recording finished");
+                        ctx.stats.set_finished();
                         break;
                     }
                     Ended::Lost { error, delivered } => reconnect.lost(&what, &error, delivered),

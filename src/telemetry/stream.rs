@@ -19,6 +19,7 @@ pub struct StreamStats {
     last_sample_utc_ns: AtomicI64,
     sample_rate_millihz: AtomicU64,
     connected: AtomicBool,
+    finished: AtomicBool,
     latency: StageLatencies,
     model: OnceLock<Arc<ModelStats>>,
 }
@@ -51,6 +52,11 @@ impl StreamStats {
         // Stored in millihertz so an atomic integer can carry it.
         let millihz = (sample_rate_hz.max(0.0) * 1000.0).round() as u64;
         self.sample_rate_millihz.store(millihz, Ordering::Relaxed);
+    }
+    /// Records that a recording played to its end: the source will deliver nothing more, which
+    /// is not the same as a device that went away.
+    pub fn set_finished(&self) {
+        self.finished.store(true, Ordering::Relaxed);
     }
     /// Drops counted for `reason`.
     #[must_use]
@@ -99,6 +105,7 @@ impl StreamStats {
         let last = self.last_sample_utc_ns.load(Ordering::Relaxed);
         StreamSnapshot {
             connected: self.connected.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
             sample_rate_hz: self.sample_rate_millihz.load(Ordering::Relaxed) as f64 / 1000.0,
             last_sample_utc_ns: (last != 0).then_some(last),
             samples_total: self.samples(),
@@ -119,6 +126,8 @@ impl StreamStats {
 pub struct StreamSnapshot {
     /// The device is open and delivering.
     pub connected: bool,
+    /// A recording (replay or RealSense playback) played to its end and the source stopped.
+    pub finished: bool,
     /// Nominal sample rate of the device.
     pub sample_rate_hz: f64,
     /// Capture time of the newest sample.

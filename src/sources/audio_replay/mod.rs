@@ -248,6 +248,7 @@ impl Source for AudioReplay {
             }
             if !self.looping {
                 tracing::info!("audio recording finished");
+                ctx.stats.set_finished();
                 break;
             }
         }

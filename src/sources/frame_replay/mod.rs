@@ -277,6 +277,7 @@ impl Source for FrameReplay {
             }
             if !looping {
                 tracing::info!("frame recording finished");
+                ctx.stats.set_finished();
                 break;
             }
         }

@@ -127,32 +127,7 @@ pub fn parse_csv(
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_reader(std::io::BufReader::new(file));
-    let headers = reader
-        .headers()
-        .map_err(|e| ImuFileError::Csv {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .clone();
-    if headers.is_empty() || (headers.len() == 1 && headers.get(0) == Some("")) {
-        return Err(ImuFileError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-    };
-    let mut cols = [0usize; 6];
-    for (slot, name) in cols.iter_mut().zip(CSV_COLUMNS) {
-        *slot = find(name).ok_or(ImuFileError::MissingColumn {
-            path: path.to_path_buf(),
-            column: name,
-        })?;
-    }
-    let time_col = find(CSV_TIME_COLUMN);
-
+    let (cols, time_col) = csv_columns(&mut reader, path)?;
     let mut samples = Vec::new();
     let mut times: Vec<f64> = Vec::new();
     let mut skipped = Vec::new();
@@ -177,43 +152,14 @@ pub fn parse_csv(
             }
         };
         let line = record.position().map_or(0, csv::Position::line);
-        let parse = |i: usize, name: &str| -> Result<f64, String> {
-            let field = record.get(i).ok_or_else(|| format!("no {name} field"))?;
-            let v: f64 = field
-                .parse()
-                .map_err(|_| format!("{name}: {field:?} is not a number"))?;
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(format!("{name}: {field:?} is not finite"))
+        let (values, t) = match csv_row(&record, &cols, time_col) {
+            Ok(row) => row,
+            Err(reason) => {
+                skip(SkippedRow { line, reason });
+                samples.push(None);
+                continue;
             }
         };
-        let mut values = [0f32; 6];
-        let mut bad = None;
-        for ((v, &c), name) in values.iter_mut().zip(&cols).zip(CSV_COLUMNS) {
-            match parse(c, name) {
-                Ok(x) => *v = x as f32,
-                Err(e) => {
-                    bad = Some(e);
-                    break;
-                }
-            }
-        }
-        let t = match (bad.is_none(), time_col) {
-            (true, Some(c)) => match parse(c, CSV_TIME_COLUMN) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    bad = Some(e);
-                    None
-                }
-            },
-            _ => None,
-        };
-        if let Some(reason) = bad {
-            skip(SkippedRow { line, reason });
-            samples.push(None);
-            continue;
-        }
         if let (Some(t_s), Some(&previous_s)) = (t, times.last()) {
             if t_s <= previous_s {
                 return Err(ImuFileError::TimeOrder {
@@ -225,9 +171,7 @@ pub fn parse_csv(
             }
         }
         samples.push(Some(values));
-        if let Some(t) = t {
-            times.push(t);
-        }
+        times.extend(t);
     }
     if samples.iter().all(Option::is_none) {
         return Err(ImuFileError::Empty {
@@ -246,6 +190,63 @@ pub fn parse_csv(
         skipped,
         skipped_total,
     })
+}
+
+/// The positions of the six value columns and of the optional time column, from the header.
+fn csv_columns<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+    path: &Path,
+) -> Result<([usize; 6], Option<usize>), ImuFileError> {
+    let headers = reader
+        .headers()
+        .map_err(|e| ImuFileError::Csv {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .clone();
+    if headers.is_empty() || (headers.len() == 1 && headers.get(0) == Some("")) {
+        return Err(ImuFileError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
+    let mut cols = [0usize; 6];
+    for (slot, name) in cols.iter_mut().zip(CSV_COLUMNS) {
+        *slot = find(name).ok_or(ImuFileError::MissingColumn {
+            path: path.to_path_buf(),
+            column: name,
+        })?;
+    }
+    Ok((cols, find(CSV_TIME_COLUMN)))
+}
+
+/// One row's six values and time, or why the row is skipped.
+fn csv_row(
+    record: &csv::StringRecord,
+    cols: &[usize; 6],
+    time_col: Option<usize>,
+) -> Result<([f32; 6], Option<f64>), String> {
+    let parse = |i: usize, name: &str| -> Result<f64, String> {
+        let field = record.get(i).ok_or_else(|| format!("no {name} field"))?;
+        let v: f64 = field
+            .parse()
+            .map_err(|_| format!("{name}: {field:?} is not a number"))?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(format!("{name}: {field:?} is not finite"))
+        }
+    };
+    let mut values = [0f32; 6];
+    for ((v, &c), name) in values.iter_mut().zip(cols).zip(CSV_COLUMNS) {
+        *v = parse(c, name)? as f32;
+    }
+    let t = time_col.map(|c| parse(c, CSV_TIME_COLUMN)).transpose()?;
+    Ok((values, t))
 }
 
 /// The rate implied by the median step of sample times (seconds).
@@ -446,6 +447,7 @@ impl Source for ImuReplay {
             }
             if !self.looping {
                 tracing::info!("IMU recording finished");
+                ctx.stats.set_finished();
                 break;
             }
         }
