@@ -1,6 +1,7 @@
 //! V4L2 cameras: what each capture node offers (driver, card, formats, sizes, frame rates) and
 //! which thermal cameras edgebind knows (FLIR Lepton on PureThermal, InfiRay P2 Pro / Topdon
-//! TC001), with a `v4l2_thermal` block whose format the source's own negotiation accepts.
+//! TC001), with a `v4l2_thermal` block for those and a `v4l2_camera` block for colour cameras,
+//! each with the format the source's own negotiation picks.
 //!
 //! Pure: the ioctls are behind [`V4l2Query`] (the `v4l` crate in `v4l2_probe`, scripted answers
 //! in the tests).
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use super::block::{BlockSpec, SourceBlock};
 use crate::sources::thermal_decode::{FrameLayout, PixelFormat};
+use crate::sources::v4l2_camera::format::{self as colour, ColourFormat, ColourRequest};
 use crate::sources::v4l2_thermal::negotiate::{self, FormatRequest, OfferedFormat, SizeRange};
 
 /// Most frame sizes listed per format (a stepwise range counts as one).
@@ -86,7 +88,7 @@ pub struct FormatInfo {
     pub fourcc: String,
     /// The driver's description.
     pub description: String,
-    /// Whether the `v4l2_thermal` source can decode it.
+    /// Whether a V4L2 source can decode it (`v4l2_thermal` or `v4l2_camera`).
     pub usable: bool,
     /// Sizes.
     pub sizes: Vec<SizeInfo>,
@@ -179,25 +181,38 @@ pub fn describe(node: &NodeInfo, q: &dyn V4l2Query) -> Result<Option<V4l2Device>
         formats.push(FormatInfo {
             fourcc: String::from_utf8_lossy(&fourcc).into_owned(),
             description,
-            usable: PixelFormat::from_fourcc(fourcc).is_some(),
+            usable: PixelFormat::from_fourcc(fourcc).is_some() || is_colour(fourcc),
             sizes: listed,
         });
         offered.push(OfferedFormat { fourcc, sizes });
     }
     let recognised = recognise(&caps.card, node.usb, &offered);
     let path = node.by_id.clone().unwrap_or_else(|| node.device.clone());
-    let spec = match thermal_block(&path, &caps.card, recognised, &offered) {
-        Ok(spec) => Some(spec),
-        Err(why) => {
-            note = Some(note.map_or(why.clone(), |n| format!("{n}; {why}")));
-            None
-        }
+    // A camera that is not a known thermal one but offers a colour format is a colour camera
+    // (every UVC webcam offers YUYV or MJPG); one that offers only greyscale may be a thermal
+    // core edgebind does not know.
+    let colour = recognised
+        .is_none()
+        .then(|| colour_block(&path, &caps.card, &offered))
+        .flatten();
+    let spec = match colour {
+        Some(spec) => Some(spec),
+        None => match thermal_block(&path, &caps.card, recognised, &offered) {
+            Ok(spec) => {
+                if recognised.is_none() {
+                    note.get_or_insert_with(|| {
+                        "not a thermal camera edgebind knows: the block reads its greyscale or luma as a thermal image".into()
+                    });
+                }
+                Some(spec)
+            }
+            Err(why) => {
+                let why = format!("{why}, nor a colour format v4l2_camera can (YUYV, UYVY, MJPG)");
+                note = Some(note.map_or(why.clone(), |n| format!("{n}; {why}")));
+                None
+            }
+        },
     };
-    if recognised.is_none() && spec.is_some() {
-        note.get_or_insert_with(|| {
-            "not a thermal camera edgebind knows: the block reads its greyscale or luma as a thermal image".into()
-        });
-    }
     Ok(Some(V4l2Device {
         path,
         device: node.device.clone(),
@@ -236,6 +251,41 @@ fn size_info(q: &dyn V4l2Query, fourcc: [u8; 4], s: &SizeRange) -> SizeInfo {
 /// Frames per second of an interval of `n/d` s, rounded to 0.1.
 fn fps_of(n: u32, d: u32) -> Option<f64> {
     (n > 0 && d > 0).then(|| (f64::from(d) / f64::from(n) * 10.0).round() / 10.0)
+}
+
+/// Whether `fourcc` is a colour format the `v4l2_camera` source decodes.
+fn is_colour(fourcc: [u8; 4]) -> bool {
+    [ColourFormat::Yuyv, ColourFormat::Uyvy, ColourFormat::Mjpeg]
+        .iter()
+        .any(|f| crate::sources::v4l2_thermal::capture::V4l2Format::fourcc(*f) == fourcc)
+}
+
+/// The `v4l2_camera` block for a colour camera, with the format and size its negotiation picks
+/// (the smallest mode whose shorter side reaches ImageBind's 224 px); `None` when it offers no
+/// colour format.
+fn colour_block(path: &str, card: &str, offered: &[OfferedFormat]) -> Option<BlockSpec> {
+    let request = ColourRequest {
+        pixel_format: None,
+        size_px: None,
+    };
+    let choice = colour::choose(offered, &request).ok()?;
+    let fourcc = String::from_utf8_lossy(
+        &crate::sources::v4l2_thermal::capture::V4l2Format::fourcc(choice.format),
+    )
+    .into_owned();
+    let node = path.rsplit('/').next().unwrap_or(path);
+    Some(
+        BlockSpec::new("v4l2_camera", &format!("camera-{node}"))
+            .note(&format!(
+                "{card}: a colour camera for ImageBind's vision encoder (it sees the centre \
+                 square of the frame)"
+            ))
+            .field("device", path)
+            .field("pixel_format", fourcc.as_str())
+            .field("width_px", i64::from(choice.width_px))
+            .field("height_px", i64::from(choice.height_px))
+            .alternative("A thermal core behind a colour bridge: type = \"v4l2_thermal\", layout = \"plain\""),
+    )
 }
 
 /// USB id of PureThermal boards (GroupGets).
@@ -490,15 +540,47 @@ mod tests {
             c.preprocess.radiometric,
             crate::config::Radiometric::Infiray64
         );
-        // Without the split mode a "USB Camera" is just a camera.
+        // Without the split mode a "USB Camera" is just a camera: a colour one.
         let mut webcam = p2pro();
-        webcam
-            .sizes
-            .insert(*b"YUYV", vec![SizeRange::discrete(640, 480)]);
+        webcam.sizes.insert(
+            *b"YUYV",
+            vec![SizeRange::discrete(640, 480), SizeRange::discrete(320, 240)],
+        );
         let dev = describe(&node("/dev/video4", None), &webcam)
             .unwrap()
             .unwrap();
         assert_eq!(dev.recognised, None);
+        assert_eq!(dev.note, None);
+        // The smallest mode whose shorter side reaches ImageBind's 224 px.
+        let c = parsed_camera(&dev);
+        assert_eq!(c.device, "/dev/video4");
+        assert_eq!(
+            (
+                c.width_px.map(FrameSidePx::px),
+                c.height_px.map(FrameSidePx::px)
+            ),
+            (Some(320), Some(240))
+        );
+    }
+
+    fn parsed_camera(dev: &V4l2Device) -> crate::sources::v4l2_camera::V4l2CameraSettings {
+        let text = dev.spec.as_ref().unwrap().render("c");
+        match crate::devices::block::parse_first_source(&text) {
+            SourceConfig::V4l2Camera(c) => c.settings,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_greyscale_only_camera_edgebind_does_not_know_gets_a_plain_thermal_block() {
+        let mut s = Script {
+            caps: caps("Boson"),
+            ..Script::default()
+        };
+        s.formats.push((*b"Y16 ", "16-bit Greyscale".into()));
+        s.sizes
+            .insert(*b"Y16 ", vec![SizeRange::discrete(320, 256)]);
+        let dev = describe(&node("/dev/video6", None), &s).unwrap().unwrap();
         assert!(dev
             .note
             .as_deref()
@@ -524,7 +606,7 @@ mod tests {
         let note = dev.note.unwrap();
         assert!(note.starts_with("VIDIOC_ENUM_FMT failed: "), "{note}");
         assert!(
-            note.ends_with("no format the v4l2_thermal source can read (Y16, GREY, YUYV, UYVY)"),
+            note.ends_with("no format the v4l2_thermal source can read (Y16, GREY, YUYV, UYVY), nor a colour format v4l2_camera can (YUYV, UYVY, MJPG)"),
             "{note}"
         );
     }
@@ -560,6 +642,20 @@ mod tests {
         let size = &dev.formats[0].sizes[0];
         assert_eq!(size.size, "32x32-1920x1080 step 8/8");
         assert_eq!(size.fps, vec![60.0, 30.0, 5.0]);
-        assert!(dev.spec.is_none(), "MJPG only: no thermal block");
+        // MJPG only: a colour camera. Of a stepwise range only its ends are modes a driver is
+        // sure to give: the larger end is the one that reaches 224 px.
+        assert!(dev.formats[0].usable);
+        let c = parsed_camera(&dev);
+        assert_eq!(
+            c.pixel_format,
+            Some(crate::sources::v4l2_camera::format::ColourFormat::Mjpeg)
+        );
+        assert_eq!(
+            (
+                c.width_px.map(FrameSidePx::px),
+                c.height_px.map(FrameSidePx::px)
+            ),
+            (Some(1920), Some(1080))
+        );
     }
 }
