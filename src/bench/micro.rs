@@ -192,63 +192,16 @@ pub fn measure_modality(
     })?;
     let inference_batch1 = summary(modality, "inference", &b1_times)?;
 
-    let mut batch_sizes = vec![BatchPoint {
-        batch: 1,
-        run: inference_batch1,
-        per_window_median_ms: inference_batch1.median_ms,
-    }];
-    let sizes: Vec<usize> = std::iter::successors(Some(2usize), |b| b.checked_mul(2))
-        .take_while(|b| *b <= options.max_batch)
-        .collect();
-    let per_size = budget
-        .mul_f64(SHARE_SWEEP)
-        .div_f64(sizes.len().max(1) as f64);
-    let mut batch_limit = format!("--max-batch {}", options.max_batch);
-    let mut best = 0usize;
-    let mut misses = 0;
-    for &b in &sizes {
-        progress(&format!("{modality}: inference, batch {b}"));
-        let batch = stack(&windows, b, modality)?;
-        if let Err(e) = encoder.run(&batch) {
-            batch_limit = format!(
-                "the model refused batch {b}: {}",
-                first_line(&e.to_string())
-            );
-            break;
-        }
-        let times = measure(per_size, || {
-            encoder.run(&batch).map(drop).map_err(BenchError::from)
-        })?;
-        let run = summary(modality, "inference", &times)?;
-        let per_window = run.median_ms / b as f64;
-        let best_so_far = batch_sizes
-            .get(best)
-            .map_or(f64::INFINITY, |p| p.per_window_median_ms);
-        batch_sizes.push(BatchPoint {
-            batch: b,
-            run,
-            per_window_median_ms: per_window,
-        });
-        if per_window < best_so_far * BATCH_GAIN {
-            best = batch_sizes.len() - 1;
-            misses = 0;
-        } else {
-            misses += 1;
-            if misses >= 2 {
-                batch_limit = format!(
-                    "batches {} and {b} were no faster per window than {}",
-                    b / 2,
-                    batch_sizes.get(best).map_or(1, |p| p.batch)
-                );
-                break;
-            }
-        }
-    }
-    let best_point = batch_sizes.get(best).cloned().unwrap_or(BatchPoint {
-        batch: 1,
-        run: inference_batch1,
-        per_window_median_ms: inference_batch1.median_ms,
-    });
+    let sweep = sweep_batches(
+        &mut encoder,
+        &windows,
+        modality,
+        options.max_batch,
+        budget.mul_f64(SHARE_SWEEP),
+        inference_batch1,
+        progress,
+    )?;
+    let best_point = sweep.best.clone();
 
     progress(&format!(
         "{modality}: throughput (batch ≤ {})",
@@ -272,10 +225,82 @@ pub fn measure_modality(
         inference_batch1,
         best_batch: best_point.batch,
         inference_best_batch: best_point.run,
-        batch_sizes,
-        batch_limit,
+        batch_sizes: sweep.points,
+        batch_limit: sweep.limit,
         throughput,
     })
+}
+
+/// The batch sizes tried, the best one and why the sweep stopped.
+struct Sweep {
+    points: Vec<BatchPoint>,
+    best: BatchPoint,
+    limit: String,
+}
+
+/// Doubles the batch from 2 up to `max_batch` while it pays: stops at the first batch the
+/// model refuses, or after two sizes no faster per window than the best so far.
+fn sweep_batches(
+    encoder: &mut Encoder,
+    windows: &[ArrayD<f32>],
+    modality: Modality,
+    max_batch: usize,
+    budget: Duration,
+    inference_batch1: Summary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Sweep, BenchError> {
+    let one = BatchPoint {
+        batch: 1,
+        run: inference_batch1,
+        per_window_median_ms: inference_batch1.median_ms,
+    };
+    let mut sweep = Sweep {
+        points: vec![one.clone()],
+        best: one,
+        limit: format!("--max-batch {max_batch}"),
+    };
+    let sizes: Vec<usize> = std::iter::successors(Some(2usize), |b| b.checked_mul(2))
+        .take_while(|b| *b <= max_batch)
+        .collect();
+    let per_size = budget.div_f64(sizes.len().max(1) as f64);
+    let mut misses = 0;
+    for &b in &sizes {
+        progress(&format!("{modality}: inference, batch {b}"));
+        let batch = stack(windows, b, modality)?;
+        if let Err(e) = encoder.run(&batch) {
+            sweep.limit = format!(
+                "the model refused batch {b}: {}",
+                first_line(&e.to_string())
+            );
+            break;
+        }
+        let times = measure(per_size, || {
+            encoder.run(&batch).map(drop).map_err(BenchError::from)
+        })?;
+        let run = summary(modality, "inference", &times)?;
+        let per_window = run.median_ms / b as f64;
+        let point = BatchPoint {
+            batch: b,
+            run,
+            per_window_median_ms: per_window,
+        };
+        sweep.points.push(point.clone());
+        if per_window < sweep.best.per_window_median_ms * BATCH_GAIN {
+            sweep.best = point;
+            misses = 0;
+        } else {
+            misses += 1;
+            if misses >= 2 {
+                sweep.limit = format!(
+                    "batches {} and {b} were no faster per window than {}",
+                    b / 2,
+                    sweep.best.batch
+                );
+                break;
+            }
+        }
+    }
+    Ok(sweep)
 }
 
 /// One thread preprocesses windows into a bounded queue (blocking when full, as a replay's

@@ -145,25 +145,7 @@ pub fn read_header(
     path: &Path,
 ) -> Result<NpyHeader, FileError> {
     let not_npy = |what: &str| FileError::format(path, format!("not a .npy file ({what})"));
-    let mut start = [0u8; 8];
-    read_exact(reader, &mut start, path)?;
-    if &start[..6] != MAGIC {
-        return Err(not_npy("no \\x93NUMPY magic"));
-    }
-    let (len_bytes, header_len) = match start[6] {
-        1 => {
-            let mut b = [0u8; 2];
-            read_exact(reader, &mut b, path)?;
-            (2, usize::from(u16::from_le_bytes(b)))
-        }
-        2 | 3 => {
-            let mut b = [0u8; 4];
-            read_exact(reader, &mut b, path)?;
-            let len = u32::from_le_bytes(b);
-            (4, usize::try_from(len).unwrap_or(usize::MAX))
-        }
-        v => return Err(not_npy(&format!("format version {v} is unknown"))),
-    };
+    let (start, len_bytes, header_len) = read_preamble(reader, path)?;
     let preamble = 8 + len_bytes;
     if header_len > MAX_HEADER_BYTES {
         return Err(FileError::format(
@@ -177,15 +159,14 @@ pub fn read_header(
             "the header declares {header_len} bytes but the file has {file_len} in all"
         )));
     }
+    // The parser wants the whole header, preamble included.
     let mut bytes = Vec::with_capacity(preamble + header_len);
     bytes.extend_from_slice(&start);
-    bytes.extend_from_slice(
-        &(if len_bytes == 2 {
-            (header_len as u16).to_le_bytes().to_vec()
-        } else {
-            (header_len as u32).to_le_bytes().to_vec()
-        }),
-    );
+    if len_bytes == 2 {
+        bytes.extend_from_slice(&(header_len as u16).to_le_bytes());
+    } else {
+        bytes.extend_from_slice(&(header_len as u32).to_le_bytes());
+    }
     bytes.resize(preamble + header_len, 0);
     read_exact(reader, &mut bytes[preamble..], path)?;
     check_nesting(&bytes[preamble..]).map_err(|m| not_npy(&m))?;
@@ -200,49 +181,82 @@ pub fn read_header(
     let dtype = Dtype::parse(descr).ok_or_else(|| {
         FileError::format(path, format!("dtype {descr:?} is not a numeric array type"))
     })?;
-    if header.shape.len() > MAX_DIMS {
-        return Err(FileError::format(
-            path,
-            format!("has {} dimensions; at most {MAX_DIMS}", header.shape.len()),
-        ));
-    }
-    let declared = header
-        .shape
-        .iter()
-        .try_fold(dtype.item_bytes(), |acc, &d| acc.checked_mul(d as u64));
-    let data_left = file_len - data_offset;
-    let shape = shape_text(&header.shape);
-    match declared {
-        Some(d) if d == data_left => {}
-        Some(d) => {
-            return Err(FileError::format(
-                path,
-                format!(
-                    "header declares {} {shape} = {} of data, but the file holds {}",
-                    dtype.name(),
-                    human_bytes(d),
-                    human_bytes(data_left)
-                ),
-            ))
-        }
-        None => {
-            return Err(FileError::format(
-                path,
-                format!(
-                "header declares {} {shape}, more bytes than any file can hold; the file holds {}",
-                dtype.name(),
-                human_bytes(data_left)
-            ),
-            ))
-        }
-    }
+    let data_bytes = check_data_size(dtype, &header.shape, file_len - data_offset, path)?;
     Ok(NpyHeader {
         dtype,
         shape: header.shape.clone(),
         fortran_order: header.layout == Layout::Fortran,
-        data_bytes: data_left,
+        data_bytes,
         header,
     })
+}
+
+/// The magic, version and header length: the first 8 bytes, the length's width in bytes and
+/// the length.
+fn read_preamble(
+    reader: &mut impl Read,
+    path: &Path,
+) -> Result<([u8; 8], usize, usize), FileError> {
+    let not_npy = |what: &str| FileError::format(path, format!("not a .npy file ({what})"));
+    let mut start = [0u8; 8];
+    read_exact(reader, &mut start, path)?;
+    if &start[..6] != MAGIC {
+        return Err(not_npy("no \\x93NUMPY magic"));
+    }
+    match start[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            read_exact(reader, &mut b, path)?;
+            Ok((start, 2, usize::from(u16::from_le_bytes(b))))
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            read_exact(reader, &mut b, path)?;
+            let len = u32::from_le_bytes(b);
+            Ok((start, 4, usize::try_from(len).unwrap_or(usize::MAX)))
+        }
+        v => Err(not_npy(&format!("format version {v} is unknown"))),
+    }
+}
+
+/// Checks that `shape` of `dtype` is exactly the `data_left` bytes after the header (before
+/// anything is allocated for it); returns that size.
+fn check_data_size(
+    dtype: Dtype,
+    shape: &[usize],
+    data_left: u64,
+    path: &Path,
+) -> Result<u64, FileError> {
+    if shape.len() > MAX_DIMS {
+        return Err(FileError::format(
+            path,
+            format!("has {} dimensions; at most {MAX_DIMS}", shape.len()),
+        ));
+    }
+    let declared = shape
+        .iter()
+        .try_fold(dtype.item_bytes(), |acc, &d| acc.checked_mul(d as u64));
+    let shape = shape_text(shape);
+    match declared {
+        Some(d) if d == data_left => Ok(d),
+        Some(d) => Err(FileError::format(
+            path,
+            format!(
+                "header declares {} {shape} = {} of data, but the file holds {}",
+                dtype.name(),
+                human_bytes(d),
+                human_bytes(data_left)
+            ),
+        )),
+        None => Err(FileError::format(
+            path,
+            format!(
+                "header declares {} {shape}, more bytes than any file can hold; the file holds {}",
+                dtype.name(),
+                human_bytes(data_left)
+            ),
+        )),
+    }
 }
 
 /// The header parser's message on one line: its first line and what it expected (it quotes the

@@ -253,6 +253,46 @@ impl ThermalDecoder {
         buf: &[u8],
         geometry: BufferGeometry,
     ) -> Result<ThermalFrame, DecodeError> {
+        let format = self.format;
+        let too_large = || DecodeError::TooLarge {
+            format,
+            width_px: geometry.width_px,
+            height_px: geometry.height_px,
+            bytes_per_line: geometry.bytes_per_line,
+        };
+        let (width, height, stride, row_bytes) = self.checked_geometry(buf.len(), geometry)?;
+        let (first_row, n_rows) = self.image_rows(width, height, geometry)?;
+        let rows = (first_row..first_row + n_rows).map(|r| {
+            let start = r * stride;
+            buf.get(start..start + row_bytes).unwrap_or(&[])
+        });
+        let shape = (n_rows, width);
+        let frame = match (format, self.layout) {
+            (_, FrameLayout::InfiRaySplit) => {
+                collect(shape, rows, le_u16).map(ThermalFrame::InfiRayTemperature)
+            }
+            (PixelFormat::Y16, _) => collect(shape, rows, le_u16).map(ThermalFrame::U16),
+            (PixelFormat::Grey, _) => {
+                collect(shape, rows, |row| row.iter().copied()).map(ThermalFrame::U8)
+            }
+            (PixelFormat::Yuyv, _) => {
+                collect(shape, rows, |row| row.chunks_exact(2).map(|p| p[0])).map(ThermalFrame::U8)
+            }
+            (PixelFormat::Uyvy, _) => {
+                collect(shape, rows, |row| row.chunks_exact(2).map(|p| p[1])).map(ThermalFrame::U8)
+            }
+        }
+        .ok_or_else(too_large)?;
+        Ok(frame)
+    }
+
+    /// Width, height, stride and the bytes of one row's pixels, checked against the buffer's
+    /// length before any pixel is read.
+    fn checked_geometry(
+        &self,
+        buf_len: usize,
+        geometry: BufferGeometry,
+    ) -> Result<(usize, usize, usize, usize), DecodeError> {
         let BufferGeometry {
             width_px,
             height_px,
@@ -292,70 +332,59 @@ impl ThermalDecoder {
             .checked_mul(stride)
             .and_then(|n| n.checked_add(row_bytes))
             .ok_or_else(too_large)?;
-        if buf.len() < needed {
+        if buf_len < needed {
             return Err(DecodeError::Truncated {
                 format,
                 width_px,
                 height_px,
                 bytes_per_line,
                 needed,
-                actual: buf.len(),
+                actual: buf_len,
             });
         }
+        Ok((width, height, stride, row_bytes))
+    }
+
+    /// The first buffer row of the image and how many rows it has, as the layout says.
+    fn image_rows(
+        &self,
+        width: usize,
+        height: usize,
+        geometry: BufferGeometry,
+    ) -> Result<(usize, usize), DecodeError> {
         let mismatch = |reason| DecodeError::LayoutMismatch {
-            format,
+            format: self.format,
             layout: self.layout,
-            width_px,
-            height_px,
+            width_px: geometry.width_px,
+            height_px: geometry.height_px,
             reason,
         };
-        // Rows of the buffer that hold the returned pixels.
-        let (first_row, n_rows) = match self.layout {
-            FrameLayout::Plain => (0, height),
+        match self.layout {
+            FrameLayout::Plain => Ok((0, height)),
             FrameLayout::Lepton { telemetry_rows } => {
                 let image_rows = width / 4 * 3;
-                let telemetry = usize::try_from(telemetry_rows).map_err(|_| too_large())?;
                 if width % 4 != 0 || image_rows == 0 {
                     return Err(mismatch("Lepton width must be a multiple of 4"));
                 }
                 // Telemetry rows follow the image (PureThermal footer mode) and are skipped.
-                if height == image_rows || image_rows.checked_add(telemetry) == Some(height) {
-                    (0, image_rows)
+                let with_telemetry = usize::try_from(telemetry_rows)
+                    .ok()
+                    .and_then(|t| image_rows.checked_add(t));
+                if height == image_rows || with_telemetry == Some(height) {
+                    Ok((0, image_rows))
                 } else {
-                    return Err(mismatch(
+                    Err(mismatch(
                         "height must be width*3/4, or width*3/4 + telemetry_rows",
-                    ));
+                    ))
                 }
             }
             FrameLayout::InfiRaySplit => {
                 if height % 2 != 0 {
                     return Err(mismatch("split frame height must be even"));
                 }
-                (height / 2, height / 2)
-            }
-        };
-        let rows = (first_row..first_row + n_rows).map(|r| {
-            let start = r * stride;
-            buf.get(start..start + row_bytes).unwrap_or(&[])
-        });
-        let shape = (n_rows, width);
-        let frame = match (format, self.layout) {
-            (_, FrameLayout::InfiRaySplit) => {
-                collect(shape, rows, le_u16).map(ThermalFrame::InfiRayTemperature)
-            }
-            (PixelFormat::Y16, _) => collect(shape, rows, le_u16).map(ThermalFrame::U16),
-            (PixelFormat::Grey, _) => {
-                collect(shape, rows, |row| row.iter().copied()).map(ThermalFrame::U8)
-            }
-            (PixelFormat::Yuyv, _) => {
-                collect(shape, rows, |row| row.chunks_exact(2).map(|p| p[0])).map(ThermalFrame::U8)
-            }
-            (PixelFormat::Uyvy, _) => {
-                collect(shape, rows, |row| row.chunks_exact(2).map(|p| p[1])).map(ThermalFrame::U8)
+                Ok((height / 2, height / 2))
             }
         }
-        .ok_or_else(too_large)?;
-        Ok(frame)
     }
 }
 
