@@ -319,3 +319,47 @@ fn the_retained_config_removes_the_table_sensor(broker: &LocalBroker) {
         "edgebind/hatest/imu-wrist/labels"
     );
 }
+
+/// `check` (and so `run`) refuses what Home Assistant or the record could not use, naming each
+/// key at its place in the file; no Home Assistant needed.
+#[test]
+fn check_names_every_unusable_home_assistant_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let text = format!(
+        "{}[home_assistant]\ndiscovery = true\ndiscovery_prefix = \"home/#\"\n\
+         birth_topic = \"\"\nstate_dir = \"{}/state\"\nconfiguration_url = \"ftp://nas/\"\n",
+        base_config(DEVICE, 1),
+        file.display()
+    );
+    let path = write_config(dir.path(), &text);
+    let out = common::run(common::edgebind().arg("check").arg("--config").arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(edgebind::config::EX_CONFIG),
+        "{err}"
+    );
+    for (line, key) in [
+        (3, "home_assistant.discovery_prefix"),
+        (4, "home_assistant.birth_topic"),
+        (5, "home_assistant.state_dir"),
+        (6, "home_assistant.configuration_url"),
+    ] {
+        let at = format!(
+            "{}:{}:",
+            path.display(),
+            text.lines()
+                .position(|l| l.starts_with("[home_assistant]"))
+                .unwrap()
+                + line
+        );
+        assert!(
+            err.lines().any(|l| l.contains(&at) && l.contains(key)),
+            "{key} at {at}: {err}"
+        );
+    }
+    assert!(err.contains("must be an http:// or https:// URL"), "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+}
