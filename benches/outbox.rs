@@ -141,6 +141,7 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
         drain_timeout: Duration::from_secs(60),
         fsync: FsyncPolicy::Interval,
         fsync_interval: Duration::from_millis(100),
+        discovery: None,
     };
     let (tx, rx) = mpsc::channel(256);
     let publisher = tokio::spawn(run_publisher(

@@ -487,6 +487,7 @@ fn a_burst_through_the_publisher_is_acknowledged_in_full_and_leaves_the_outbox_e
         drain_timeout: Duration::from_secs(30),
         fsync: FsyncPolicy::Interval,
         fsync_interval: Duration::from_millis(100),
+        discovery: None,
     };
     let telemetry = Arc::new(edgebind::telemetry::Telemetry::new(
         std::iter::empty::<&str>(),

@@ -126,13 +126,15 @@ async fn start_outputs(
 ) -> Result<(Emitter, tokio::task::JoinHandle<PublisherReport>)> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
-    let publisher = PublisherConfig::new(
+    let mut publisher = PublisherConfig::new(
         config,
         &broker.host,
         broker.port,
         security,
         options.shutdown_timeout,
     );
+    // No triggers yet: the trigger wiring passes its (sensor, trigger) pairs here.
+    publisher.discovery = crate::publish::discovery::prepare(config, &publisher.sensors, &[])?;
     Ok(crate::output::start(
         config, publisher, outbox, telemetry, w.cancel,
     ))

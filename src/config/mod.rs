@@ -5,6 +5,7 @@
 //! every problem at once.
 
 mod file_checks;
+mod home_assistant;
 pub mod limits;
 mod parse;
 mod preprocess;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub(crate) use file_checks::unreadable;
+pub use home_assistant::HomeAssistantConfig;
 pub use parse::Locations;
 pub use preprocess::*;
 pub use ranged::*;
@@ -90,6 +92,9 @@ pub struct Config {
     /// The Prometheus metrics endpoint (off when absent).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Home Assistant MQTT discovery (off unless `discovery = true`).
+    #[serde(default)]
+    pub home_assistant: HomeAssistantConfig,
     /// The sensors (read one by one by their `type`: `config::parse`).
     #[serde(default, skip_deserializing)]
     pub sources: Vec<SourceConfig>,

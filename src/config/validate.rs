@@ -295,6 +295,18 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             );
         }
     }
+    for (key, message) in config.home_assistant.problems() {
+        p.add(key, message);
+    }
+    if config.home_assistant.discovery {
+        let dir = config.resolve(&config.home_assistant.state_dir);
+        if let Err(message) = writable_dir(&dir) {
+            p.add(
+                "home_assistant.state_dir",
+                format!("{}: {message}", dir.display()),
+            );
+        }
+    }
     check_sources(config, &mut p);
     super::ranges::check(config, &mut p);
     p.0

@@ -97,6 +97,13 @@ pub enum NetEvent {
     Written(u16),
     /// Our DISCONNECT was written.
     Disconnected,
+    /// A message on a topic the publisher subscribed to.
+    Received {
+        /// Its topic.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
     /// Anything else (pings, our own acks).
     Other,
 }
@@ -232,6 +239,22 @@ impl Client {
         }
     }
 
+    /// Queues a QoS 1 subscription to `topic` without waiting (a clean session forgets it:
+    /// subscribe again after every connection).
+    ///
+    /// # Errors
+    /// [`Busy`] when the request queue is full.
+    pub fn try_subscribe(&self, topic: &str) -> Result<(), Busy> {
+        match self {
+            Self::V311(c) => c
+                .try_subscribe(topic, rumqttc::QoS::AtLeastOnce)
+                .map_err(|_| Busy),
+            Self::V5(c) => c
+                .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .map_err(|_| Busy),
+        }
+    }
+
     /// Queues a DISCONNECT without waiting.
     ///
     /// # Errors
@@ -266,6 +289,10 @@ impl EventLoop {
                         accepted: true,
                         reason: String::new(),
                     }),
+                    Ok(Event::Incoming(Packet::Publish(m))) => Ok(NetEvent::Received {
+                        topic: m.topic,
+                        payload: m.payload.to_vec(),
+                    }),
                     Ok(Event::Outgoing(o)) => Ok(outgoing(&o)),
                     Ok(_) => Ok(NetEvent::Other),
                     Err(ConnectionError::ConnectionRefused(code)) => {
@@ -295,6 +322,10 @@ impl EventLoop {
                             reason: format!("{:?}", a.reason),
                         })
                     }
+                    Ok(Event::Incoming(p5::Packet::Publish(m))) => Ok(NetEvent::Received {
+                        topic: String::from_utf8_lossy(&m.topic).into_owned(),
+                        payload: m.payload.to_vec(),
+                    }),
                     Ok(Event::Outgoing(o)) => Ok(outgoing(&o)),
                     Ok(_) => Ok(NetEvent::Other),
                     Err(ConnectionError::ConnectionRefused(code))

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod client;
 pub mod connection;
+pub mod discovery;
 pub mod encode;
 pub mod mqtt;
 pub mod outbox;

@@ -146,6 +146,7 @@ impl Publisher {
                 reason,
             })) => self.on_puback(pkid, accepted, &reason),
             Some(Ok(NetEvent::Written(pkid))) => self.on_written(pkid),
+            Some(Ok(NetEvent::Received { topic, payload })) => self.on_received(&topic, &payload),
             Some(Ok(_)) => {}
             Some(Err(())) => {
                 if self.link.connected {
@@ -189,6 +190,7 @@ impl Publisher {
         self.link.control.clear();
         self.link.control.push_back(self.cfg.codec.status(true));
         self.queue_states();
+        self.discovery_on_connect();
         let pending = self.outbox.pending();
         tracing::info!(host = %self.cfg.host, port = self.cfg.port, outbox_pending = pending, "connected to MQTT broker");
     }

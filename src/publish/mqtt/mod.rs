@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{self, ConnectOptions, NetEvent};
 use super::connection::Security;
+use super::discovery::Plan;
 use super::encode::{Codec, Publish};
 use super::outbox::{Outbox, PendingSync, SyncDone};
 use super::payload::Topics;
@@ -32,6 +33,7 @@ use crate::telemetry::Telemetry;
 use crate::Modality;
 
 mod finish;
+mod inbound;
 mod link;
 mod poll;
 mod properties;
@@ -101,6 +103,9 @@ pub struct PublisherConfig {
     pub fsync: FsyncPolicy,
     /// Period of the fsync with [`FsyncPolicy::Interval`].
     pub fsync_interval: Duration,
+    /// Home Assistant discovery: sent at every connection and on HA's birth message (none:
+    /// off; set by the caller from `publish::discovery::prepare`, which reads its record).
+    pub discovery: Option<Arc<Plan>>,
 }
 
 impl PublisherConfig {
@@ -142,6 +147,7 @@ impl PublisherConfig {
             drain_timeout,
             fsync: config.outbox.fsync,
             fsync_interval: Duration::from_millis(config.outbox.fsync_interval_ms),
+            discovery: None,
         }
     }
 

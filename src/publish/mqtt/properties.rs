@@ -73,6 +73,7 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_millis(100),
+            discovery: None,
         }
     }
 

@@ -42,13 +42,20 @@ fn config() -> PublisherConfig {
         drain_timeout: Duration::from_secs(5),
         fsync: FsyncPolicy::Interval,
         fsync_interval: Duration::from_millis(100),
+        discovery: None,
     }
 }
 
 /// A publisher on a fresh outbox in `dir`; the event loop is returned only to keep rumqttc's
 /// request queue open (it is never polled).
 fn publisher(dir: &std::path::Path) -> (Publisher, EventLoop, Arc<Telemetry>) {
-    let cfg = config();
+    publisher_with(dir, config())
+}
+
+fn publisher_with(
+    dir: &std::path::Path,
+    cfg: PublisherConfig,
+) -> (Publisher, EventLoop, Arc<Telemetry>) {
     let (client, eventloop) = client::new(&cfg.connect_options());
     let options = OutboxOptions::new(dir.join("outbox"), 1 << 30, WhenFull::DropOldest);
     let (outbox, _) = Outbox::open(options).unwrap();
@@ -272,4 +279,49 @@ fn a_message_that_cannot_be_read_back_is_counted_as_outbox_read_and_skipped() {
     assert!(telemetry
         .render_prometheus()
         .contains("edgebind_errors_total{kind=\"outbox_read\"} 4\n"));
+}
+
+#[test]
+fn the_discovery_config_is_queued_at_each_connection_and_on_home_assistants_birth_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.discovery = Some(Arc::new(crate::publish::discovery::Plan {
+        birth_topic: Some("homeassistant/status".into()),
+        retire: Vec::new(),
+        config: Some((
+            "homeassistant/device/edgebind_dev/config".into(),
+            b"{}".to_vec(),
+        )),
+    }));
+    let (mut p, _eventloop, _) = publisher_with(dir.path(), cfg);
+    let queued = |p: &Publisher| {
+        p.link
+            .control
+            .iter()
+            .filter(|m| m.topic == "homeassistant/device/edgebind_dev/config")
+            .inspect(|m| assert!(m.retain && m.qos == Qos::AtLeastOnce))
+            .count()
+    };
+    let birth = |payload: &[u8]| NetEvent::Received {
+        topic: "homeassistant/status".into(),
+        payload: payload.to_vec(),
+    };
+    net(&mut p, NetEvent::Connected);
+    assert_eq!(queued(&p), 1);
+    // Still waiting: a repeated birth message does not queue it twice.
+    net(&mut p, birth(b"online"));
+    assert_eq!(queued(&p), 1);
+    p.prepare().unwrap();
+    assert_eq!(queued(&p), 0, "handed to rumqttc");
+    net(&mut p, birth(b"offline"));
+    net(
+        &mut p,
+        NetEvent::Received {
+            topic: "elsewhere/status".into(),
+            payload: b"online".to_vec(),
+        },
+    );
+    assert_eq!(queued(&p), 0);
+    net(&mut p, birth(b"online"));
+    assert_eq!(queued(&p), 1);
 }

@@ -1,0 +1,179 @@
+//! Home Assistant MQTT discovery (`[home_assistant] discovery = true`): one device per daemon,
+//! announced with one retained device config `<discovery_prefix>/device/edgebind_<id>/config`
+//! whose entities read the topics the daemon publishes anyway ([`components`]); availability is
+//! the daemon's `status` (its Last Will). The MQTT output sends the config at every connection
+//! and again when Home Assistant announces it has started (its birth message,
+//! `publish::mqtt::inbound`).
+//!
+//! Building the plan is pure ([`plan`]); [`prepare`] adds the one piece of I/O, the record of
+//! what earlier runs announced ([`record`]), so that the entities of a sensor removed from the
+//! configuration are removed in Home Assistant (sent as `{"p": …}`, which is how Home Assistant
+//! removes a component), and a device whose topic changed (new device id or prefix) is removed
+//! under its old topic with an empty retained config.
+
+pub mod components;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use components::{Announce, Component, Platform};
+pub use record::{Record, RecordError, RECORD_FILE};
+
+use crate::config::{Config, Qos};
+use crate::publish::encode::OutMessage;
+use crate::Modality;
+
+/// What the MQTT output sends for Home Assistant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// HA's birth topic, subscribed to at every connection (none when discovery is off).
+    pub birth_topic: Option<String>,
+    /// Empty retained configs on topics of earlier runs (their devices are removed).
+    pub retire: Vec<String>,
+    /// The device config's topic and JSON (none when discovery is off).
+    pub config: Option<(String, Vec<u8>)>,
+}
+
+impl Plan {
+    /// The messages to send at a connection or after HA's birth message: retirements first,
+    /// then the config; all retained, QoS 1 (HA reads the retained config whenever it starts).
+    #[must_use]
+    pub fn messages(&self) -> Vec<OutMessage> {
+        let message = |topic: &str, payload: Vec<u8>| OutMessage {
+            topic: topic.to_string(),
+            sensor: None,
+            payload,
+            retain: true,
+            qos: Qos::AtLeastOnce,
+            timing: None,
+        };
+        self.retire
+            .iter()
+            .map(|t| message(t, Vec::new()))
+            .chain(self.config.iter().map(|(t, p)| message(t, p.clone())))
+            .collect()
+    }
+}
+
+/// The device config's topic.
+#[must_use]
+pub fn device_topic(discovery_prefix: &str, device_id: &str) -> String {
+    format!("{discovery_prefix}/device/edgebind_{device_id}/config")
+}
+
+/// The plan for `announce` under `discovery_prefix`, given what earlier runs announced, and the
+/// record to keep: every component announced on this topic so far (a removed sensor's
+/// `{"p": …}` stays in the config, so that a Home Assistant that was away when it was removed
+/// still removes it), or only the old topic when discovery is off (`announce` none).
+#[must_use]
+pub fn plan(
+    announce: Option<&Announce>,
+    discovery_prefix: &str,
+    birth_topic: &str,
+    previous: Option<Record>,
+) -> (Plan, Option<Record>) {
+    let Some(announce) = announce else {
+        // Off: remove the device announced before, and keep the record so that every start
+        // does (idempotent; an empty retained message also clears the broker's copy).
+        let retire = previous.iter().map(|r| r.device_topic.clone()).collect();
+        let plan = Plan {
+            birth_topic: None,
+            retire,
+            config: None,
+        };
+        return (plan, previous);
+    };
+    let topic = device_topic(discovery_prefix, &announce.device_id);
+    let current = announce.components();
+    let mut removed = BTreeMap::new();
+    let mut retire = Vec::new();
+    match previous {
+        Some(r) if r.device_topic == topic => {
+            removed = r.components;
+            for c in &current {
+                removed.remove(&c.key);
+            }
+        }
+        Some(r) => retire.push(r.device_topic),
+        None => {}
+    }
+    let mut announced = removed.clone();
+    announced.extend(current.iter().map(|c| (c.key.clone(), c.platform)));
+    let config = announce.device_config(&current, &removed).to_string();
+    let plan = Plan {
+        birth_topic: Some(birth_topic.to_string()),
+        retire,
+        config: Some((topic.clone(), config.into_bytes())),
+    };
+    (plan, Some(Record::new(topic, announced)))
+}
+
+/// Why discovery cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("home_assistant.state_dir: cannot keep the record of what was announced")]
+pub struct DiscoveryError(#[source] pub RecordError);
+
+/// The plan of `config` for `sensors` and `triggers` (sensor, trigger name): reads the record
+/// of earlier runs and writes the new one before anything is sent. `None` when discovery is off
+/// and nothing was ever announced. An unreadable record is logged and replaced (entities of
+/// sensors removed meanwhile then stay in Home Assistant until deleted there).
+///
+/// # Errors
+/// [`DiscoveryError`] when the record cannot be written.
+pub fn prepare(
+    config: &Config,
+    sensors: &[(Arc<str>, Modality)],
+    triggers: &[(String, String)],
+) -> Result<Option<Arc<Plan>>, DiscoveryError> {
+    let ha = &config.home_assistant;
+    let path = record_path(config);
+    let previous = record::read(&path).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "Home Assistant discovery: the record of earlier announcements is unusable; it is replaced");
+        None
+    });
+    if !ha.discovery && previous.is_none() {
+        return Ok(None);
+    }
+    let announce = ha.discovery.then(|| Announce {
+        device_id: config.device.id.clone(),
+        topic_prefix: config.topic_prefix(),
+        sensors: sensors.iter().map(|(s, _)| s.to_string()).collect(),
+        triggers: triggers.to_vec(),
+        configuration_url: configuration_url(config),
+    });
+    let (plan, record) = plan(
+        announce.as_ref(),
+        &ha.discovery_prefix,
+        &ha.birth_topic,
+        previous,
+    );
+    if let Some(record) = &record {
+        record::write(&path, record).map_err(DiscoveryError)?;
+    }
+    if let Some((topic, _)) = &plan.config {
+        tracing::info!(%topic, "Home Assistant discovery on");
+    }
+    Ok(Some(Arc::new(plan)))
+}
+
+/// `<home_assistant.state_dir>/home_assistant.json`.
+#[must_use]
+pub fn record_path(config: &Config) -> PathBuf {
+    config
+        .resolve(&config.home_assistant.state_dir)
+        .join(RECORD_FILE)
+}
+
+/// The configured link, else the metrics endpoint when it listens on a specific address.
+fn configuration_url(config: &Config) -> Option<String> {
+    if let Some(url) = &config.home_assistant.configuration_url {
+        return Some(url.clone());
+    }
+    let addr: std::net::SocketAddr = config.metrics.as_ref()?.listen.parse().ok()?;
+    (!addr.ip().is_unspecified()).then(|| format!("http://{addr}/metrics"))
+}
+
+#[cfg(test)]
+mod tests;
