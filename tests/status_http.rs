@@ -257,6 +257,28 @@ fn a_slow_client_is_cut_while_other_clients_are_served() {
 }
 
 #[test]
+fn a_connection_is_cut_at_its_time_limit_whatever_it_does() {
+    let server = start(Limits {
+        head_timeout: Duration::from_secs(600),
+        connection_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    });
+    // The head timeout is out of reach here: only the connection's own limit can end it.
+    let mut slow = connect(server.port);
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    wait_until("the cut is counted", || {
+        server.telemetry.errors.get(ErrorKind::HttpRefused) == 1
+    });
+    assert_eq!(
+        status_line(&get(server.port, "/metrics")),
+        "HTTP/1.1 200 OK"
+    );
+}
+
+#[test]
 fn a_client_over_the_connection_limit_gets_503_and_a_freed_slot_serves_again() {
     let server = start(Limits {
         max_connections: 1,
