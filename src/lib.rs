@@ -28,6 +28,8 @@
 //!   modalities) and the per-stream thread that runs one.
 //! - [`telemetry`]: counters, drops by reason, handled errors, the one table of metrics (stats
 //!   payload and Prometheus endpoint), logging set-up and rate-limited logging.
+//! - [`status`]: the metrics listener (axum on hyper, with limits): `/metrics`, the live status
+//!   page and `/api/status`, fed by the status output's bounded view.
 //! - [`service`]: systemd notifications (READY, STATUS, STOPPING) and the watchdog heartbeat.
 //! - [`time`]: capture timestamps (monotonic + UTC from one offset).
 //! - [`modality`]: the modality table: per modality its name, model input shape and dtype, how
@@ -50,6 +52,7 @@ pub mod preprocess;
 pub mod publish;
 pub mod service;
 pub mod sources;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod triggers;

@@ -6,6 +6,8 @@ export CARGO_TERM_COLOR=never
 # Incremental artefacts only help rebuilds; CI builds once, and disk is not free.
 export CARGO_INCREMENTAL=0
 bash tools/setup.sh
+# Headless Chromium for the status page tests (tests/status_page.rs).
+bash tools/setup_browser.sh
 # The aarch64 cross build (below) on x86_64: arm64 multiarch, cross gcc, QEMU, the Rust target.
 if [ "$(uname -m)" = x86_64 ] && [ "${EDGEBIND_SETUP_AARCH64:-1}" != 0 ]; then
   bash tools/setup_aarch64.sh

@@ -68,7 +68,8 @@ impl Pipeline {
             clock,
             cancel: &cancel,
         };
-        let (events, publisher) = start_outputs(&w, &options, &broker, security).await?;
+        let started = start_outputs(&w, &options, &broker, security).await?;
+        let (events, publisher) = (started.emitter, started.mqtt);
         let concepts = share_concepts(&w, &models, reload_concepts);
         let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
         drop(events);
@@ -86,8 +87,8 @@ impl Pipeline {
         let watchdog = crate::service::spawn_watchdog(Arc::clone(&telemetry), cancel.child_token());
         // The endpoint outlives the pipeline's cancellation until the publisher is done.
         let metrics_stop = CancellationToken::new();
-        if let Some(listener) = metrics_listener {
-            serve_metrics(listener, &telemetry, &metrics_stop)?;
+        if let (Some(listener), Some(board)) = (metrics_listener, started.status) {
+            serve_metrics(listener, &telemetry, board, &metrics_stop)?;
         }
 
         supervise(&mut source_threads, &cancel).await;
@@ -116,14 +117,15 @@ impl Pipeline {
     }
 }
 
-/// Opens the outbox and starts the outputs (MQTT, and the reporter of stats and sensor
-/// states); returns the emitter the workers hand their events to and the publisher's task.
+/// Opens the outbox and starts the outputs (MQTT, the status page's view, and the reporter of
+/// stats and sensor states); returns the emitter the workers hand their events to, the
+/// publisher's task and the status view.
 async fn start_outputs(
     w: &Wiring<'_>,
     options: &RunOptions,
     broker: &Broker,
     security: Security,
-) -> Result<(Emitter, tokio::task::JoinHandle<PublisherReport>)> {
+) -> Result<crate::output::Started> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
     let mut publisher = PublisherConfig::new(
@@ -277,19 +279,21 @@ fn start_sources(
     Ok(source_threads)
 }
 
-/// Serves Prometheus metrics on `listener` until `stop`.
+/// Serves Prometheus metrics, the status page and its JSON on `listener` until `stop`.
 fn serve_metrics(
     listener: std::net::TcpListener,
     telemetry: &Arc<Telemetry>,
+    board: crate::status::SharedBoard,
     stop: &CancellationToken,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener).context("metrics.listen")?;
-    tracing::info!(address = ?listener.local_addr().ok(), "serving Prometheus metrics at /metrics");
-    tokio::spawn(crate::telemetry::http::serve(
-        listener,
-        Arc::clone(telemetry),
-        stop.clone(),
-    ));
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    tracing::info!(
+        "serving Prometheus metrics at /metrics and the status page at http://{address}/"
+    );
+    crate::status::spawn_listener(listener, telemetry, board, stop.clone());
     Ok(())
 }
 

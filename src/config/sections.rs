@@ -600,11 +600,12 @@ pub(super) fn default_fsync_interval_ms() -> u64 {
     100
 }
 
-/// The Prometheus endpoint.
+/// The metrics listener: Prometheus text, the status page and its JSON (`crate::status`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`.
+    /// Address to serve `GET /metrics`, `GET /` and `GET /api/status` on, e.g.
+    /// `127.0.0.1:9464` (loopback: nothing there is authenticated).
     pub listen: String,
 }
 

@@ -3,8 +3,8 @@
 //! nothing of how they are shown. Each output subscribes to the same events through its own
 //! bounded queue with a named policy when full ([`Outputs`], [`FullPolicy`]), and owns its
 //! presentation: the MQTT output (`crate::publish`) owns topics, QoS, retain, encodings and the
-//! outbox. Later outputs (a status page, trigger events, Home Assistant discovery) subscribe
-//! the same way.
+//! outbox; the status page (`crate::status`) keeps a bounded view for the metrics listener.
+//! Later outputs (trigger events, Home Assistant discovery) subscribe the same way.
 
 mod event;
 mod fanout;
@@ -24,12 +24,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::publish::{Outbox, PublisherConfig, PublisherReport};
+use crate::status::SharedBoard;
 use crate::telemetry::Telemetry;
 
-/// Starts every output — today the MQTT output (`publisher`, with its opened `outbox`) — and
-/// the reporter of statistics and sensor states. Returns the producers' [`Emitter`] (every
-/// output's queue closes when all its clones are dropped and the reporter has stopped at
-/// `cancel`) and the MQTT output's task. A new output is one more line here.
+/// What [`start`] started.
+#[derive(Debug)]
+pub struct Started {
+    /// The producers' handle.
+    pub emitter: Emitter,
+    /// The MQTT output's task.
+    pub mqtt: JoinHandle<PublisherReport>,
+    /// The status page's view, when `[metrics]` is configured (served on its listener).
+    pub status: Option<SharedBoard>,
+}
+
+/// Starts every output — the MQTT output (`publisher`, with its opened `outbox`) and, with a
+/// `[metrics]` listener, the status page's view — and the reporter of statistics and sensor
+/// states. Returns the producers' [`Emitter`] (every output's queue closes when all its clones
+/// are dropped and the reporter has stopped at `cancel`), the MQTT output's task and the status
+/// view. A new output is one more line here.
 #[must_use]
 pub fn start(
     config: &Config,
@@ -37,9 +50,13 @@ pub fn start(
     outbox: Outbox,
     telemetry: &Arc<Telemetry>,
     cancel: &CancellationToken,
-) -> (Emitter, JoinHandle<PublisherReport>) {
+) -> Started {
     let mut outputs = Outputs::new(Arc::clone(telemetry));
     let sensors = publisher.sensors.clone();
+    let status = config
+        .metrics
+        .as_ref()
+        .map(|_| crate::status::start_output(&config.device.id, &sensors, &mut outputs));
     let mqtt = crate::publish::start_output(
         publisher,
         outbox,
@@ -56,5 +73,9 @@ pub fn start(
         emitter.clone(),
         cancel.child_token(),
     ));
-    (emitter, mqtt)
+    Started {
+        emitter,
+        mqtt,
+        status,
+    }
 }

@@ -21,13 +21,16 @@ pub enum ErrorKind {
     OutboxSync,
     /// rumqttc refused a request at shutdown (the `offline` status or the DISCONNECT).
     BrokerRequest,
-    /// A metrics response could not be written (the scraper went away).
+    /// A metrics listener response could not be written (the client went away).
     MetricsResponse,
+    /// The metrics listener refused or cut a connection: over its connection limit, a request
+    /// head too large or too slow, or a connection past its time limit.
+    HttpRefused,
 }
 
 impl ErrorKind {
     /// Every kind, in metric order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         Self::Serialize,
         Self::OutboxWrite,
         Self::OutboxRead,
@@ -35,6 +38,7 @@ impl ErrorKind {
         Self::OutboxSync,
         Self::BrokerRequest,
         Self::MetricsResponse,
+        Self::HttpRefused,
     ];
 
     /// The label value.
@@ -48,6 +52,7 @@ impl ErrorKind {
             Self::OutboxSync => "outbox_sync",
             Self::BrokerRequest => "broker_request",
             Self::MetricsResponse => "metrics_response",
+            Self::HttpRefused => "http_refused",
         }
     }
 }

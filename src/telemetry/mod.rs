@@ -1,6 +1,7 @@
 //! Counters shared by the pipeline's parts: samples, windows, embeddings, drops by reason, broker
 //! state, handled errors. Built from the config before anything runs (no globals); read through
-//! one table of metrics ([`metrics`]) for the `stats` topic and the Prometheus endpoint.
+//! one table of metrics ([`metrics`]) for the `stats` topic and the Prometheus endpoint
+//! (served by [`crate::status`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +12,6 @@ use serde::Serialize;
 
 pub mod errors;
 pub mod histogram;
-pub mod http;
 pub mod inference;
 pub mod log_limit;
 pub mod metrics;
