@@ -363,3 +363,34 @@ fn check_names_every_unusable_home_assistant_setting() {
     assert!(err.contains("must be an http:// or https:// URL"), "{err}");
     assert!(err.contains("is not a directory"), "{err}");
 }
+
+/// A device config larger than `mqtt.max_packet_bytes` (rumqttc would drop the connection at
+/// every attempt to send it) is a configuration problem.
+#[test]
+fn check_refuses_a_device_config_larger_than_a_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = base_config(DEVICE, 1).replace("[mqtt]\n", "[mqtt]\nmax_packet_bytes = 32768\n");
+    text.push_str(&format!(
+        "[home_assistant]\ndiscovery = true\nstate_dir = \"{}/state\"\n",
+        dir.path().display()
+    ));
+    for i in 0..16 {
+        text.push_str(&format!(
+            "[[sources]]\ntype = \"imu_replay\"\nname = \"imu-{i:02}\"\npath = \"{}\"\n",
+            fixture("recordings/imu_demo_200hz.csv").display()
+        ));
+    }
+    let path = write_config(dir.path(), &text);
+    let out = common::run(common::edgebind().arg("check").arg("--config").arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(edgebind::config::EX_CONFIG),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.contains("mqtt.max_packet_bytes")
+            && l.contains("the Home Assistant device config of 16 sensor(s) is")),
+        "{err}"
+    );
+}
