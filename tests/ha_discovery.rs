@@ -394,3 +394,38 @@ fn check_refuses_a_device_config_larger_than_a_packet() {
         "{err}"
     );
 }
+
+/// MQTT 5 (`mqtt.protocol = "5"`) subscribes and hears the birth message the same way; only
+/// mosquitto is needed.
+#[test]
+fn over_mqtt_5_the_birth_message_also_sends_the_config_again() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), broker.port(), false))
+        .unwrap()
+        .replace("[mqtt]\n", "[mqtt]\nprotocol = \"5\"\n");
+    let path = write_config(dir.path(), &text);
+    let configs = Subscriber::start(broker.port(), CONFIG_TOPIC);
+    let log = dir.path().join("run.log");
+    let mut daemon = spawn_daemon(&path, &log, &[]);
+    assert!(
+        configs.wait_for(T, |seen| !seen.is_empty()),
+        "no config at connection: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let first = configs.on(CONFIG_TOPIC)[0].json();
+    assert_eq!(first["cmps"]["imu-wrist_label"]["p"], "sensor");
+    // The subscription is made right after the ConnAck; a birth message published before
+    // mosquitto has it would be missed, so publish until a second config arrives.
+    let mut resent = false;
+    for _ in 0..30 {
+        publish(&broker, BIRTH_TOPIC, "online", false);
+        if configs.wait_for(Duration::from_secs(3), |seen| seen.len() > 1) {
+            resent = true;
+            break;
+        }
+    }
+    assert!(resent, "no config after the birth message");
+    sigterm(&daemon);
+    assert!(wait_with_timeout(&mut daemon, T).is_some_and(|s| s.success()));
+}
