@@ -363,3 +363,69 @@ fn check_names_every_unusable_home_assistant_setting() {
     assert!(err.contains("must be an http:// or https:// URL"), "{err}");
     assert!(err.contains("is not a directory"), "{err}");
 }
+
+/// A device config larger than `mqtt.max_packet_bytes` (rumqttc would drop the connection at
+/// every attempt to send it) is a configuration problem.
+#[test]
+fn check_refuses_a_device_config_larger_than_a_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = base_config(DEVICE, 1).replace("[mqtt]\n", "[mqtt]\nmax_packet_bytes = 32768\n");
+    text.push_str(&format!(
+        "[home_assistant]\ndiscovery = true\nstate_dir = \"{}/state\"\n",
+        dir.path().display()
+    ));
+    for i in 0..16 {
+        text.push_str(&format!(
+            "[[sources]]\ntype = \"imu_replay\"\nname = \"imu-{i:02}\"\npath = \"{}\"\n",
+            fixture("recordings/imu_demo_200hz.csv").display()
+        ));
+    }
+    let path = write_config(dir.path(), &text);
+    let out = common::run(common::edgebind().arg("check").arg("--config").arg(&path));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(edgebind::config::EX_CONFIG),
+        "{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.contains("mqtt.max_packet_bytes")
+            && l.contains("the Home Assistant device config of 16 sensor(s) is")),
+        "{err}"
+    );
+}
+
+/// MQTT 5 (`mqtt.protocol = "5"`) subscribes and hears the birth message the same way; only
+/// mosquitto is needed.
+#[test]
+fn over_mqtt_5_the_birth_message_also_sends_the_config_again() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), broker.port(), false))
+        .unwrap()
+        .replace("[mqtt]\n", "[mqtt]\nprotocol = \"5\"\n");
+    let path = write_config(dir.path(), &text);
+    let configs = Subscriber::start(broker.port(), CONFIG_TOPIC);
+    let log = dir.path().join("run.log");
+    let mut daemon = spawn_daemon(&path, &log, &[]);
+    assert!(
+        configs.wait_for(T, |seen| !seen.is_empty()),
+        "no config at connection: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let first = configs.on(CONFIG_TOPIC)[0].json();
+    assert_eq!(first["cmps"]["imu-wrist_label"]["p"], "sensor");
+    // The subscription is made right after the ConnAck; a birth message published before
+    // mosquitto has it would be missed, so publish until a second config arrives.
+    let mut resent = false;
+    for _ in 0..30 {
+        publish(&broker, BIRTH_TOPIC, "online", false);
+        if configs.wait_for(Duration::from_secs(3), |seen| seen.len() > 1) {
+            resent = true;
+            break;
+        }
+    }
+    assert!(resent, "no config after the birth message");
+    sigterm(&daemon);
+    assert!(wait_with_timeout(&mut daemon, T).is_some_and(|s| s.success()));
+}

@@ -12,8 +12,9 @@ bash tools/setup_browser.sh
 if [ "$(uname -m)" = x86_64 ] && [ "${EDGEBIND_SETUP_AARCH64:-1}" != 0 ]; then
   bash tools/setup_aarch64.sh
 fi
-# Home Assistant Core for tests/home_assistant.rs (~820 MB in .ha/, 1-8 min cold): installed in
-# the background while formatting and lints run, waited for before the tests.
+# Home Assistant Core for tests/home_assistant.rs and tests/ha_discovery.rs (~820 MB in .ha/,
+# 1-8 min cold): installed in the background while formatting and lints run, waited for before
+# the tests.
 bash tools/setup_ha.sh > .ha-setup.log 2>&1 &
 ha_setup=$!
 start=$(date +%s)

@@ -298,6 +298,9 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     for (key, message) in config.home_assistant.problems() {
         p.add(key, message);
     }
+    if let Some(message) = crate::publish::discovery::size_problem(config) {
+        p.add("mqtt.max_packet_bytes", message);
+    }
     if config.home_assistant.discovery {
         let dir = config.resolve(&config.home_assistant.state_dir);
         if let Err(message) = writable_dir(&dir) {

@@ -112,8 +112,63 @@ pub fn plan(
 
 /// Why discovery cannot start.
 #[derive(Debug, thiserror::Error)]
-#[error("home_assistant.state_dir: cannot keep the record of what was announced")]
-pub struct DiscoveryError(#[source] pub RecordError);
+pub enum DiscoveryError {
+    /// The record cannot be written.
+    #[error("home_assistant.state_dir: cannot keep the record of what was announced")]
+    Record(#[source] RecordError),
+    /// The device config would not fit in one MQTT packet.
+    #[error("mqtt.max_packet_bytes: {0}")]
+    TooLarge(String),
+}
+
+/// Room kept in a packet beside the device config: topic, fixed header, MQTT 5 properties.
+const PACKET_MARGIN_BYTES: usize = 1024;
+
+/// Why a device config of `bytes` does not fit in `max_packet_bytes`, if it does not: rumqttc
+/// refuses a packet over the limit by dropping the connection, and the config is sent again
+/// at every connection, so it would never connect for long.
+#[must_use]
+pub fn too_large(bytes: usize, sensors: usize, max_packet_bytes: usize) -> Option<String> {
+    (bytes + PACKET_MARGIN_BYTES > max_packet_bytes).then(|| {
+        format!(
+            "the Home Assistant device config of {sensors} sensor(s) is {} KiB, more than \
+             {max_packet_bytes} bytes allow (about 2 KiB per sensor and 1 KiB of room); raise \
+             mqtt.max_packet_bytes",
+            bytes.div_ceil(1024)
+        )
+    })
+}
+
+/// `check`'s view: whether the config of `config`'s sensors (without triggers) fits.
+#[must_use]
+pub fn size_problem(config: &Config) -> Option<String> {
+    if !config.home_assistant.discovery {
+        return None;
+    }
+    let sensors: Vec<(Arc<str>, Modality)> = config
+        .sources
+        .iter()
+        .map(|s| (Arc::from(s.name()), s.modality()))
+        .collect();
+    let a = announce(config, &sensors, &[]);
+    let (plan, _) = plan(Some(&a), "", "", None);
+    let bytes = plan.config.map_or(0, |(t, p)| t.len() + p.len());
+    too_large(bytes, sensors.len(), config.mqtt.max_packet_bytes)
+}
+
+fn announce(
+    config: &Config,
+    sensors: &[(Arc<str>, Modality)],
+    triggers: &[(String, String)],
+) -> Announce {
+    Announce {
+        device_id: config.device.id.clone(),
+        topic_prefix: config.topic_prefix(),
+        sensors: sensors.iter().map(|(s, _)| s.to_string()).collect(),
+        triggers: triggers.to_vec(),
+        configuration_url: configuration_url(config),
+    }
+}
 
 /// The plan of `config` for `sensors` and `triggers` (sensor, trigger name): reads the record
 /// of earlier runs and writes the new one before anything is sent. `None` when discovery is off
@@ -121,7 +176,8 @@ pub struct DiscoveryError(#[source] pub RecordError);
 /// sensors removed meanwhile then stay in Home Assistant until deleted there).
 ///
 /// # Errors
-/// [`DiscoveryError`] when the record cannot be written.
+/// [`DiscoveryError`] when the record cannot be written or the config is too large for
+/// `mqtt.max_packet_bytes`.
 pub fn prepare(
     config: &Config,
     sensors: &[(Arc<str>, Modality)],
@@ -136,21 +192,21 @@ pub fn prepare(
     if !ha.discovery && previous.is_none() {
         return Ok(None);
     }
-    let announce = ha.discovery.then(|| Announce {
-        device_id: config.device.id.clone(),
-        topic_prefix: config.topic_prefix(),
-        sensors: sensors.iter().map(|(s, _)| s.to_string()).collect(),
-        triggers: triggers.to_vec(),
-        configuration_url: configuration_url(config),
-    });
+    let announce = ha.discovery.then(|| announce(config, sensors, triggers));
     let (plan, record) = plan(
         announce.as_ref(),
         &ha.discovery_prefix,
         &ha.birth_topic,
         previous,
     );
+    if let Some((topic, payload)) = &plan.config {
+        let bytes = topic.len() + payload.len();
+        if let Some(why) = too_large(bytes, sensors.len(), config.mqtt.max_packet_bytes) {
+            return Err(DiscoveryError::TooLarge(why));
+        }
+    }
     if let Some(record) = &record {
-        record::write(&path, record).map_err(DiscoveryError)?;
+        record::write(&path, record).map_err(DiscoveryError::Record)?;
     }
     if let Some((topic, _)) = &plan.config {
         tracing::info!(%topic, "Home Assistant discovery on");

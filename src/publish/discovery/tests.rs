@@ -314,3 +314,39 @@ fn the_configuration_url_defaults_to_a_specific_metrics_address() {
         Some("https://x.example/".into())
     );
 }
+
+#[test]
+fn a_config_larger_than_a_packet_is_refused_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parsed(
+        dir.path(),
+        "[home_assistant]\ndiscovery = true\nstate_dir = \"st\"\n",
+    )
+    .with_max_packet_bytes(32_768);
+    let names: Vec<String> = (0..20).map(|i| format!("sensor-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let e = prepare(&config, &sensors(&refs), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "mqtt.max_packet_bytes: the Home Assistant device config of 20 sensor(s) is "
+        ) && e.contains("more than 32768 bytes allow"),
+        "{e}"
+    );
+    assert!(!dir.path().join("st").join(RECORD_FILE).exists());
+    // Fourteen fit in the smallest packet limit `check` accepts; the default limit takes hundreds.
+    assert!(prepare(&config, &sensors(&refs[..14]), &[]).is_ok());
+    assert_eq!(too_large(1 << 19, 250, 1 << 20), None);
+}
+
+trait WithPacket {
+    fn with_max_packet_bytes(self, n: usize) -> Self;
+}
+
+impl WithPacket for Config {
+    fn with_max_packet_bytes(mut self, n: usize) -> Self {
+        self.mqtt.max_packet_bytes = n;
+        self
+    }
+}
