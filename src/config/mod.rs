@@ -11,6 +11,7 @@ mod preprocess;
 mod ranged;
 mod ranges;
 mod sections;
+mod skip;
 mod stream;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use preprocess::*;
 pub use ranged::*;
 pub use ranges::rate_problems;
 pub use sections::*;
+pub use skip::{InputDistance, SkipUnchanged, UnchangedThreshold};
 pub use stream::*;
 pub use validate::{validate, warnings, Problem, Scope};
 

@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod ort_log;
 pub mod parity;
 pub mod plan;
+pub mod reuse;
 pub mod runtime;
 pub mod session;
 pub mod steps;
