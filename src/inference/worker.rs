@@ -260,7 +260,7 @@ fn emit_batch(
             }
             job.stats.add_drops(DropReason::InferenceError, 1);
             log_limited!(logs.non_finite, tracing::Level::WARN,
-                "window dropped: the model's output for it (or for the window it would reuse) is not finite (counted as inference_error)",
+                "window dropped: no finite model output for it, or for the earlier window it would reuse (counted as inference_error)",
                 sensor = %job.sensor, seq = job.meta.seq);
             continue;
         };
