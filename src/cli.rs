@@ -361,7 +361,17 @@ fn warm(path: &Path) -> Result<i32> {
     let models = app::warm(&cfg)?;
     for m in &models {
         let parity = m.parity.map_or("no parity reference".to_string(), |p| {
-            format!("parity cosine {:.6}", p.min_cosine)
+            match p.threshold_source {
+                crate::inference::ThresholdSource::Configuration => {
+                    format!("parity cosine {:.6}", p.min_cosine)
+                }
+                crate::inference::ThresholdSource::Manifest(precision) => format!(
+                    "parity cosine {:.6} to fp32 ({} model; accepted from {} on, by its manifest)",
+                    p.min_cosine,
+                    precision.as_str(),
+                    p.threshold
+                ),
+            }
         });
         println!(
             "{}: {} on {} (step {}, ONNX Runtime {}; nodes: {}), {parity}",

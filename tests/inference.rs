@@ -548,6 +548,7 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
                     preprocess_ms: 0.0,
                 },
                 input: input.clone(),
+                skip: None,
                 queued_at: Instant::now(),
             })
             .unwrap();

@@ -6,6 +6,9 @@ built with the text encoder, and a manifest with sha256s.
     python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind
     # the same architecture with random weights (checks the tool without the checkpoint):
     python tools/export_imagebind.py --random-init --out /tmp/imagebind_random
+    # and an int8 set beside it (models/imagebind-int8), checked against fp32 at start:
+    python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind \
+        --quantize int8
 
 Per modality the exported graph is ImageBind's `preprocessor -> trunk -> head -> postprocessor`
 with the input/output contract of refdata/SPEC.md section 1 (input named after the modality,
@@ -670,6 +673,14 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="largest accepted |onnx - torch| (outputs are scaled 5..100)")
     ap.add_argument("--name", help="model-set name for the manifest")
+    ap.add_argument("--quantize", choices=["int8"],
+                    help="also write an int8 model set made from the export by "
+                    "tools/quantize_int8.py (dynamic int8 MatMul/Gemm weights, fp32 reference "
+                    "outputs, the accepted tolerance in its manifest)")
+    ap.add_argument("--quantize-out", help="folder of the int8 set (default: <out>-int8)")
+    ap.add_argument("--int8-min-cosine", type=float, default=0.98,
+                    help="accepted cosine of an int8 encoder to fp32 on the reference inputs; "
+                    "recorded as its parity threshold (default 0.98)")
     args = ap.parse_args()
 
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
@@ -751,6 +762,15 @@ def main():
         json.dump(manifest, f, indent=2)
         f.write("\n")
     print(f"wrote {os.path.join(args.out, 'manifest.json')}")
+    if args.quantize == "int8":
+        if not entries or args.no_concepts:
+            sys.exit("--quantize int8 needs at least one sensor encoder and the concept bank")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import quantize_int8
+        out8 = args.quantize_out or args.out.rstrip("/") + "-int8"
+        quantize_int8.main(["--src", args.out, "--out", out8, "--name", manifest["name"] + "-int8",
+                            "--refdata", args.refdata, "--threads", str(args.threads),
+                            "--min-cosine", str(args.int8_min_cosine)])
     if "vision" in entries:
         print("note: models.vision (with its external_data file) is for edgebind builds that "
               "serve vision; older builds refuse a manifest naming it (export without vision "

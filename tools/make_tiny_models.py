@@ -681,6 +681,9 @@ def main():
     ap.add_argument("--fixtures", default=os.path.join(REPO, "tests", "fixtures"))
     ap.add_argument("--refdata", default=os.environ.get("EDGEBIND_REFDATA")
                     or os.path.join(REPO, "..", "shared", "refdata"))
+    ap.add_argument("--int8", nargs="?", const=os.path.join(REPO, "models", "tiny-int8"),
+                    metavar="DIR", help="also write the int8 set made from it by "
+                    "tools/quantize_int8.py (default models/tiny-int8)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     fix_models = os.path.join(args.fixtures, "models")
@@ -747,6 +750,11 @@ def main():
     if not ok:
         sys.exit("verification FAILED (see table)")
     print("verification passed")
+    if args.int8:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import quantize_int8
+        quantize_int8.main(["--src", args.out, "--out", args.int8, "--name", "edgebind-tiny-int8",
+                            "--refdata", args.refdata, "--threads", "1", "--max-rows", "2"])
 
 
 if __name__ == "__main__":

@@ -263,6 +263,7 @@ fn start_sources(
             sample_rx,
             jobs,
             Arc::clone(&stats),
+            stream.skip_unchanged,
         )?);
         let handle = sources::spawn(
             built.source,

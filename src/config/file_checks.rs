@@ -46,7 +46,7 @@ pub(super) fn model_set(config: &Config) -> Vec<String> {
             None => out.extend(entry.verify(&dir).err().map(|e| e.to_string())),
         }
         if let (Some(r), true) = (&entry.reference, config.runtime.parity.enabled) {
-            if let Err(e) = Reference::load(&dir, r, manifest.embedding_dim) {
+            if let Err(e) = Reference::load(&dir, r, entry.precision, manifest.embedding_dim) {
                 out.push(e.to_string());
             }
         }

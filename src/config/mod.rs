@@ -12,6 +12,7 @@ mod preprocess;
 mod ranged;
 mod ranges;
 mod sections;
+mod skip;
 mod stream;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use preprocess::*;
 pub use ranged::*;
 pub use ranges::rate_problems;
 pub use sections::*;
+pub use skip::{InputDistance, SkipUnchanged, UnchangedThreshold};
 pub use stream::*;
 pub use validate::{validate, warnings, Problem, Scope};
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::limits::{self, Limit, OutOfRange};
 use super::ranged::{HopMs, IntervalMs, QueueCapacity, SensorName, WindowMs};
-use super::WhenFull;
+use super::{SkipUnchanged, WhenFull};
 use crate::modality::Cut;
 use crate::Modality;
 
@@ -53,12 +53,15 @@ pub struct QueueSettings {
 }
 
 /// The keys every source has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamCommon {
     /// The sensor's name (topic segment, metrics label).
     pub name: SensorName,
     /// The queue to its stream.
     pub queue: QueueSettings,
+    /// Reuse the last embedding while the model input stays close to the last embedded one
+    /// (`None`: every window is embedded).
+    pub skip_unchanged: Option<SkipUnchanged>,
 }
 
 /// How a stream is cut into model inputs, whatever the kind.
@@ -259,11 +262,12 @@ struct Common<K: StreamKind> {
     name: Option<SensorName>,
     capacity: Option<QueueCapacity>,
     when_full: Option<WhenFull>,
+    skip_unchanged: Option<SkipUnchanged>,
     cut: K::Cut,
 }
 
 impl<K: StreamKind> Common<K> {
-    const KEYS: [&'static str; 3] = ["name", "queue_capacity", "when_full"];
+    const KEYS: [&'static str; 4] = ["name", "queue_capacity", "when_full", "skip_unchanged"];
 
     fn is_common(key: &str) -> bool {
         Self::KEYS.contains(&key) || <K::Cut as CutKeys>::KEYS.contains(&key)
@@ -278,6 +282,7 @@ impl<K: StreamKind> Common<K> {
                     Some(map.next_value_seed(Checked(|v| QueueCapacity::new(v, limit)))?);
             }
             "when_full" => self.when_full = Some(map.next_value()?),
+            "skip_unchanged" => self.skip_unchanged = Some(map.next_value()?),
             other => self.cut.read(other, K::MODALITY, map)?,
         }
         Ok(())
@@ -298,6 +303,7 @@ impl<'de, K: StreamKind> Visitor<'de> for StreamVisitor<K> {
             name: None,
             capacity: None,
             when_full: None,
+            skip_unchanged: None,
             cut: <K::Cut as CutKeys>::defaults(K::MODALITY),
         };
         let settings = K::deserialize(Rest {
@@ -316,6 +322,7 @@ impl<'de, K: StreamKind> Visitor<'de> for StreamVisitor<K> {
                         .unwrap_or(QueueCapacity::trusted(K::QUEUE_CAPACITY)),
                     when_full: common.when_full.unwrap_or(K::WHEN_FULL),
                 },
+                skip_unchanged: common.skip_unchanged,
             },
             cut: common.cut,
             settings,
@@ -492,6 +499,7 @@ mod tests {
         assert_eq!(s.cut.hop_ms.get(), 1000);
         assert_eq!(s.common.queue.capacity.get(), NonZeroUsize::MIN);
         assert_eq!(s.common.queue.when_full, WhenFull::Block);
+        assert_eq!(s.common.skip_unchanged, None);
         assert_eq!(
             s.settings,
             Probe {
@@ -499,6 +507,22 @@ mod tests {
                 looping: true
             }
         );
+    }
+
+    #[test]
+    fn skip_unchanged_is_a_common_key_checked_at_its_value() {
+        let s = read("name = \"mic\"\npath = \"a.wav\"\nskip_unchanged = { distance = \"max_abs\", threshold = 0.05 }\n").unwrap();
+        let skip = s.common.skip_unchanged.unwrap();
+        assert_eq!(skip.distance, crate::config::InputDistance::MaxAbs);
+        assert_eq!(skip.threshold.get(), 0.05);
+        let text = "name = \"mic\"\npath = \"a.wav\"\n[skip_unchanged]\ndistance = \"rms\"\nthreshold = -1.0\n";
+        let e = read(text).unwrap_err();
+        assert!(
+            e.message().starts_with("-1 is less than the 0 allowed"),
+            "{e}"
+        );
+        let at = text.find("-1.0").unwrap();
+        assert_eq!(e.span(), Some(at..at + 4));
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub fn make(
         input,
         output,
         output_path: PathBuf::from(CPU_REFERENCE_NAME),
+        // The same model on the CPU: the configured threshold applies, whatever its precision.
+        min_cosine: None,
+        precision: super::manifest::Precision::Fp32,
     })
 }
 

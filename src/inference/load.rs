@@ -418,20 +418,25 @@ fn verify(
         Ok(a) => a,
         Err(e) => return Ok(Attempt::Left(failed(path, step, e.to_string()))),
     };
-    let report = reference.compare(&actual);
-    if report.min_cosine >= opts.parity.min_cosine {
+    let report = reference.compare(&actual, opts.parity.min_cosine);
+    if report.passed() {
         tracing::info!(
             modality = %target.modality, model = %path.display(), provider, step = step.name(),
             nodes = %nodes, ort_version = %ort_version, load_ms,
             parity_min_cosine = %format!("{:.6}", report.min_cosine),
+            parity_threshold = %format!("{} ({})", report.threshold, report.threshold_source),
             parity_max_abs_diff = %format!("{:.2e}", report.max_abs_diff),
             "encoder loaded, warm and matching its reference"
         );
         return Ok(loaded(encoder, target, Some(report)));
     }
     let detail = format!(
-        "cosine {:.4} < {} at row {}, max |difference| {:.3e}",
-        report.min_cosine, opts.parity.min_cosine, report.worst_row, report.max_abs_diff
+        "cosine {:.4} < {} ({}) at row {}, max |difference| {:.3e}",
+        report.min_cosine,
+        report.threshold,
+        report.threshold_source,
+        report.worst_row,
+        report.max_abs_diff
     );
     tracing::warn!(
         modality = %target.modality, model = %path.display(), provider, step = step.name(),

@@ -37,6 +37,45 @@ pub enum ManifestError {
     },
 }
 
+/// The numeric precision of an encoder's weights, as its exporter wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Full precision (the default): the parity reference is the model's own output.
+    #[default]
+    Fp32,
+    /// Half-precision weights.
+    Fp16,
+    /// 8-bit integer weights (`tools/quantize_int8.py`): compared with fp32 reference outputs
+    /// under its own threshold, `reference.min_cosine`.
+    Int8,
+}
+
+impl Precision {
+    /// Its name in the manifest.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Fp16 => "fp16",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+/// How a reduced-precision encoder was made from its fp32 original (recorded by
+/// `tools/quantize_int8.py`; shown, not acted on).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantization {
+    /// The tool and its settings.
+    pub method: String,
+    /// Weight scales per output channel (else one per tensor).
+    pub per_channel: bool,
+    /// sha256 of the fp32 encoder it was made from.
+    pub source_sha256: String,
+}
+
 /// One encoder of a model set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +88,12 @@ pub struct ModelEntry {
     pub input: String,
     /// Output name (`embedding`).
     pub output: String,
+    /// Precision of its weights (default fp32).
+    #[serde(default)]
+    pub precision: Precision,
+    /// How it was quantized, for a reduced-precision encoder.
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
     /// A reference input and the output the model must give for it (the parity check).
     #[serde(default)]
     pub reference: Option<ReferenceEntry>,
@@ -70,6 +115,32 @@ pub struct ExternalData {
 }
 
 impl ModelEntry {
+    /// What is wrong with the entry's parity threshold: out of range, or missing for a
+    /// reduced-precision model (whose reference outputs are fp32: checking it silently with the
+    /// fp32 threshold would refuse it, or hide how much it differs).
+    #[must_use]
+    pub fn tolerance_problem(&self) -> Option<String> {
+        let reference = self.reference.as_ref()?;
+        for (key, v) in [
+            ("min_cosine", reference.min_cosine),
+            ("measured_min_cosine", reference.measured_min_cosine),
+        ] {
+            if let Some(v) = v.filter(|v| !(-1.0..=1.0).contains(v)) {
+                return Some(format!(
+                    "reference.{key} = {v} is not a cosine (between -1 and 1)"
+                ));
+            }
+        }
+        if self.precision != Precision::Fp32 && reference.min_cosine.is_none() {
+            return Some(format!(
+                "a {} encoder needs reference.min_cosine, its accepted cosine to the fp32 \
+                 reference outputs (runtime.parity.min_cosine is for fp32 encoders)",
+                self.precision.as_str()
+            ));
+        }
+        None
+    }
+
     /// Verifies the model file and its external data against the manifest and returns the
     /// model's identity: the graph's sha256 alone, or, with external data, the sha256 of the
     /// graph's and every data file's checksums (so the TensorRT engine cache and the published
@@ -128,6 +199,15 @@ pub struct ReferenceEntry {
     pub output: PathBuf,
     /// sha256 of the output file.
     pub output_sha256: String,
+    /// The lowest cosine accepted for this model against this output, instead of
+    /// `runtime.parity.min_cosine`: required for a reduced-precision model, whose reference is
+    /// the fp32 model's output.
+    #[serde(default)]
+    pub min_cosine: Option<f64>,
+    /// The lowest cosine the exporter measured for this model against this output on the CPU
+    /// (informational: how much fidelity the precision costs).
+    #[serde(default)]
+    pub measured_min_cosine: Option<f64>,
 }
 
 /// The concept bank files.
@@ -209,6 +289,14 @@ impl Manifest {
                 message: "embedding_dim must be > 0".into(),
             });
         }
+        for (modality, entry) in &m.models {
+            if let Some(message) = entry.tolerance_problem() {
+                return Err(ManifestError::Invalid {
+                    path,
+                    message: format!("models.{modality}: {message}"),
+                });
+            }
+        }
         m.dir = dir.to_path_buf();
         Ok(m)
     }
@@ -269,6 +357,8 @@ mod tests {
             sha256: hex(&Sha256::digest(b"graph")),
             input: "imu".into(),
             output: "embedding".into(),
+            precision: Precision::Fp32,
+            quantization: None,
             reference: None,
             external_data: external
                 .iter()
@@ -314,6 +404,41 @@ mod tests {
         std::fs::remove_file(dir.path().join("m.onnx.data")).unwrap();
         let err = e.verify(dir.path()).unwrap_err().to_string();
         assert!(err.contains("m.onnx.data"), "{err}");
+    }
+
+    fn with_tolerance(precision: &str, min_cosine: Option<f64>) -> ModelEntry {
+        let mut reference = serde_json::json!({
+            "input": "i.npy", "input_sha256": "00", "output": "o.npy", "output_sha256": "00"
+        });
+        if let Some(c) = min_cosine {
+            reference["min_cosine"] = c.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "file": "m.onnx", "sha256": "00", "input": "imu", "output": "embedding",
+            "precision": precision, "reference": reference,
+            "quantization": {"method": "m", "per_channel": true, "source_sha256": "00"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_reduced_precision_entry_needs_its_own_threshold_and_a_cosine_is_a_cosine() {
+        assert_eq!(with_tolerance("fp32", None).tolerance_problem(), None);
+        assert_eq!(with_tolerance("int8", Some(0.98)).tolerance_problem(), None);
+        let e = with_tolerance("int8", None).tolerance_problem().unwrap();
+        assert!(
+            e.contains("int8") && e.contains("reference.min_cosine"),
+            "{e}"
+        );
+        let e = with_tolerance("fp32", Some(1.5))
+            .tolerance_problem()
+            .unwrap();
+        assert!(e.contains("reference.min_cosine = 1.5"), "{e}");
+        let bad: Result<ModelEntry, _> = serde_json::from_value(serde_json::json!({
+            "file": "m.onnx", "sha256": "00", "input": "imu", "output": "embedding",
+            "precision": "int4"
+        }));
+        assert!(bad.unwrap_err().to_string().contains("int4"));
     }
 
     #[test]

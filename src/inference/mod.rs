@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod ort_log;
 pub mod parity;
 pub mod plan;
+pub mod reuse;
 pub mod runtime;
 pub mod session;
 pub mod steps;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 pub use gpu_stack::GpuStack;
 pub use manifest::{Manifest, ManifestError};
 pub use ort_log::Placement;
-pub use parity::{ParityReport, Reference, ReferenceError};
+pub use parity::{ParityReport, Reference, ReferenceError, ThresholdSource};
 pub use runtime::{OrtRuntime, RuntimeError};
 pub use session::{Encoder, SessionError, SessionSettings};
 pub use steps::Step;
@@ -220,7 +221,12 @@ pub fn load_model_set(
                 })?;
         let sha256 = entry.verify(dir)?;
         let reference = match (&entry.reference, opts.parity.enabled) {
-            (Some(r), true) => Some(Reference::load(dir, r, manifest.embedding_dim)?),
+            (Some(r), true) => Some(Reference::load(
+                dir,
+                r,
+                entry.precision,
+                manifest.embedding_dim,
+            )?),
             _ => None,
         };
         let what = format!("model {}/{} ({modality})", i + 1, modalities.len());

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ndarray::{ArrayD, ArrayView2, Axis};
+use ndarray::{ArrayD, Axis};
 
+use super::reuse::{Candidate, Embedded, LastEmbedded, Plan};
 use super::session::Encoder;
 use crate::concepts::SharedConcepts;
 use crate::log_limited;
@@ -30,6 +31,8 @@ pub struct Job {
     pub meta: WindowMeta,
     /// The model input without the batch dimension.
     pub input: ArrayD<f32>,
+    /// The sensor's `skip_unchanged` (`None`: always run the encoder).
+    pub skip: Option<crate::config::SkipUnchanged>,
     /// When it was queued.
     pub queued_at: Instant,
 }
@@ -107,6 +110,7 @@ pub fn embedded_window(
         encoder: Arc::clone(encoder),
         embedding,
         norm,
+        reused_from_seq: None,
         labels,
         latency: WindowLatency {
             preprocess_ms: job.meta.preprocess_ms,
@@ -154,9 +158,14 @@ fn next_batch(
     Some(batch)
 }
 
-/// Stacks the inputs of `batch` into one `[B, …]` tensor.
-fn stack_inputs(batch: &[Job]) -> Result<ArrayD<f32>, ndarray::ShapeError> {
-    let views: Vec<_> = batch.iter().map(|j| j.input.view()).collect();
+/// Stacks the inputs of the windows of `batch` that run into one `[B, …]` tensor.
+fn stack_inputs(batch: &[Job], plans: &[Plan]) -> Result<ArrayD<f32>, ndarray::ShapeError> {
+    let views: Vec<_> = batch
+        .iter()
+        .zip(plans)
+        .filter(|(_, p)| **p == Plan::Run)
+        .map(|(j, _)| j.input.view())
+        .collect();
     ndarray::stack(Axis(0), &views)
 }
 
@@ -171,7 +180,7 @@ struct WorkerLogs {
 }
 
 /// Counts every window of `batch` as dropped by a failed run.
-fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display, logs: &mut WorkerLogs) {
+fn drop_batch(batch: &[&Job], error: &dyn std::fmt::Display, logs: &mut WorkerLogs) {
     for job in batch {
         job.stats.add_drops(DropReason::InferenceError, 1);
     }
@@ -185,42 +194,96 @@ fn drop_batch(batch: &[Job], error: &dyn std::fmt::Display, logs: &mut WorkerLog
         error = %error);
 }
 
-/// One session run over a batch.
-struct BatchRun<'a> {
-    /// Row `i` is the output of window `i`.
-    rows: ArrayView2<'a, f32>,
+/// One session run over the windows of a batch that run.
+struct BatchRun {
+    /// Row `i` is the output of the `i`-th window that ran (`None`: it was not finite).
+    rows: Vec<Option<Vec<f32>>>,
     /// How long the run took (every window of the batch waited for all of it).
     inference: Duration,
-    /// How long each window waited in the queue, in ms.
-    queue_ms: Vec<f64>,
 }
 
-/// Hands the embedding of each window of `batch` to the outputs. Returns `false` when every
-/// output has stopped.
-fn emit_batch(
-    ctx: &WorkerContext,
-    encoder: &Arc<EncoderInfo>,
-    modality: crate::Modality,
+/// Each window's raw output and, when reused, the window it comes from: from `run` for the
+/// windows that ran, from `last` or an earlier window of the batch for the others. `None`: no
+/// output (the run failed, or the window it would reuse has none).
+fn outputs(
     batch: &[Job],
-    run: &BatchRun<'_>,
-    out: &Emitter,
+    plans: &[Plan],
+    run: Option<&BatchRun>,
+    last: &LastEmbedded,
+) -> Vec<Option<(Vec<f32>, Option<u64>)>> {
+    let mut rows = run.map(|r| r.rows.iter());
+    let mut out: Vec<Option<(Vec<f32>, Option<u64>)>> = Vec::with_capacity(batch.len());
+    for (job, plan) in batch.iter().zip(plans) {
+        let this = match *plan {
+            Plan::Run => rows
+                .as_mut()
+                .and_then(Iterator::next)
+                .and_then(Clone::clone)
+                .map(|raw| (raw, None)),
+            Plan::ReuseLast => last.get(&job.sensor).map(|e| (e.raw.clone(), Some(e.seq))),
+            Plan::ReuseWindow(j) => match (out.get(j), batch.get(j)) {
+                (Some(Some((raw, _))), Some(from)) => Some((raw.clone(), Some(from.meta.seq))),
+                _ => None,
+            },
+        };
+        out.push(this);
+    }
+    out
+}
+
+/// Where a worker's embedded windows go.
+struct Sink<'a> {
+    ctx: &'a WorkerContext,
+    encoder: &'a Arc<EncoderInfo>,
+    modality: crate::Modality,
+    out: &'a Emitter,
+}
+
+/// Hands the embedding of each window of `batch` to the outputs. A window without an output is
+/// counted as `inference_error`, unless it ran in a failed run (`drop_batch` counted those).
+/// Returns `false` when every output has stopped.
+fn emit_batch(
+    sink: &Sink<'_>,
+    batch: &[Job],
+    plans: &[Plan],
+    results: Vec<Option<(Vec<f32>, Option<u64>)>>,
+    run: Option<&BatchRun>,
+    queue_ms: &[f64],
     logs: &mut WorkerLogs,
 ) -> bool {
-    let inference = run.inference;
+    let inference = run.map_or(Duration::ZERO, |r| r.inference);
     let inference_ms = inference.as_secs_f64() * 1e3;
-    for ((job, row), &queue_ms) in batch.iter().zip(run.rows.rows()).zip(&run.queue_ms) {
-        // A non-finite row is one broken window; the rest of the batch is fine.
-        if row.iter().any(|v| !v.is_finite()) {
+    for (((job, plan), result), &queue_ms) in batch.iter().zip(plans).zip(results).zip(queue_ms) {
+        let Some((raw, reused_from_seq)) = result else {
+            if *plan == Plan::Run && run.is_none() {
+                continue;
+            }
             job.stats.add_drops(DropReason::InferenceError, 1);
             log_limited!(logs.non_finite, tracing::Level::WARN,
-                "window dropped: the model's output is not finite (counted as inference_error)",
+                "window dropped: no finite model output for it, or for the earlier window it would reuse (counted as inference_error)",
                 sensor = %job.sensor, seq = job.meta.seq);
             continue;
-        }
-        job.stats.record_latency(Stage::Inference, inference);
-        let raw: Vec<f32> = row.to_vec();
-        let window = embedded_window(ctx, encoder, modality, job, &raw, inference_ms, queue_ms);
-        if out
+        };
+        // A reused window did not wait for the encoder.
+        let window_inference_ms = if reused_from_seq.is_some() {
+            0.0
+        } else {
+            job.stats.record_latency(Stage::Inference, inference);
+            inference_ms
+        };
+        let ctx = sink.ctx;
+        let mut window = embedded_window(
+            ctx,
+            sink.encoder,
+            sink.modality,
+            job,
+            &raw,
+            window_inference_ms,
+            queue_ms,
+        );
+        window.reused_from_seq = reused_from_seq;
+        if sink
+            .out
             .emit_blocking(&Event::Embedded(Arc::new(window)))
             .is_err()
         {
@@ -228,8 +291,109 @@ fn emit_batch(
             return false;
         }
         job.stats.add_embedding();
+        if reused_from_seq.is_some() {
+            job.stats.add_reused();
+        }
     }
     true
+}
+
+/// Runs the encoder over the windows of `batch` that run (`None` when none does, or the run
+/// failed: then those windows are counted and logged as dropped).
+fn run_batch(
+    encoder: &mut Encoder,
+    ctx: &WorkerContext,
+    batch: &[Job],
+    plans: &[Plan],
+    logs: &mut WorkerLogs,
+) -> Option<BatchRun> {
+    let running: Vec<&Job> = batch
+        .iter()
+        .zip(plans)
+        .filter(|(_, p)| **p == Plan::Run)
+        .map(|(j, _)| j)
+        .collect();
+    if running.is_empty() {
+        return None;
+    }
+    let failed = |e: &dyn std::fmt::Display, logs: &mut WorkerLogs| {
+        let jobs: Vec<&Job> = running.clone();
+        drop_batch(&jobs, e, logs);
+    };
+    let input = match stack_inputs(batch, plans) {
+        Ok(input) => input,
+        Err(e) => {
+            failed(&e, logs);
+            return None;
+        }
+    };
+    let (t0, cpu0) = (Instant::now(), thread_cpu_time());
+    let result = encoder.run_unchecked(&input);
+    let inference = t0.elapsed();
+    let cpu = thread_cpu_time()
+        .zip(cpu0)
+        .map(|(t1, t0)| t1.saturating_sub(t0));
+    ctx.model_stats.add_run(running.len(), cpu);
+    match result {
+        Ok(rows) => Some(BatchRun {
+            // A non-finite row is one broken window; the rest of the batch is fine.
+            rows: rows
+                .rows()
+                .into_iter()
+                .map(|r| r.iter().all(|v| v.is_finite()).then(|| r.to_vec()))
+                .collect(),
+            inference,
+        }),
+        Err(e) => {
+            failed(&e, logs);
+            None
+        }
+    }
+}
+
+/// One batch: plans which windows run and which reuse an embedding, runs the encoder, remembers
+/// what was embedded for the sensors that skip unchanged inputs, and hands every window to
+/// the outputs. Returns `false` when every output has stopped.
+fn handle_batch(
+    encoder: &mut Encoder,
+    sink: &Sink<'_>,
+    mut batch: Vec<Job>,
+    last: &mut LastEmbedded,
+    logs: &mut WorkerLogs,
+) -> bool {
+    let ctx = sink.ctx;
+    let queue_ms: Vec<f64> = batch
+        .iter()
+        .map(|job| {
+            let queued = job.queued_at.elapsed();
+            job.stats.record_latency(Stage::Queue, queued);
+            queued.as_secs_f64() * 1e3
+        })
+        .collect();
+    let candidates: Vec<Candidate<'_>> = batch
+        .iter()
+        .map(|j| Candidate {
+            sensor: &j.sensor,
+            input: &j.input,
+            skip: j.skip,
+        })
+        .collect();
+    let plans = last.plan(&candidates);
+    let run = run_batch(encoder, ctx, &batch, &plans, logs);
+    let results = outputs(&batch, &plans, run.as_ref(), last);
+    for ((job, plan), result) in batch.iter_mut().zip(&plans).zip(&results) {
+        if let (Plan::Run, Some(_), Some((raw, None))) = (plan, job.skip, result) {
+            // The input is not needed any more: keep it without a copy.
+            let input = std::mem::replace(&mut job.input, ArrayD::zeros(ndarray::IxDyn(&[0])));
+            let embedded = Embedded {
+                seq: job.meta.seq,
+                input,
+                raw: raw.clone(),
+            };
+            last.remember(&job.sensor, embedded);
+        }
+    }
+    emit_batch(sink, &batch, &plans, results, run.as_ref(), &queue_ms, logs)
 }
 
 /// Starts the worker thread. It takes windows in batches (see [`Batching`]), runs them through
@@ -257,42 +421,15 @@ pub fn spawn_worker(
             let _span = tracing::info_span!("inference", %modality).entered();
             let mut held = None;
             let mut logs = WorkerLogs::default();
+            let mut last = LastEmbedded::default();
+            let sink = Sink {
+                ctx: &ctx,
+                encoder: &info,
+                modality,
+                out: &out,
+            };
             while let Some(batch) = next_batch(&jobs, &mut held, ctx.batching) {
-                let queue_ms: Vec<f64> = batch
-                    .iter()
-                    .map(|job| {
-                        let queued = job.queued_at.elapsed();
-                        job.stats.record_latency(Stage::Queue, queued);
-                        queued.as_secs_f64() * 1e3
-                    })
-                    .collect();
-                let input = match stack_inputs(&batch) {
-                    Ok(input) => input,
-                    Err(e) => {
-                        drop_batch(&batch, &e, &mut logs);
-                        continue;
-                    }
-                };
-                let (t0, cpu0) = (Instant::now(), thread_cpu_time());
-                let result = encoder.run_unchecked(&input);
-                let inference = t0.elapsed();
-                let cpu = thread_cpu_time()
-                    .zip(cpu0)
-                    .map(|(t1, t0)| t1.saturating_sub(t0));
-                ctx.model_stats.add_run(batch.len(), cpu);
-                let rows = match result {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        drop_batch(&batch, &e, &mut logs);
-                        continue;
-                    }
-                };
-                let run = BatchRun {
-                    rows: rows.view(),
-                    inference,
-                    queue_ms,
-                };
-                if !emit_batch(&ctx, &info, modality, &batch, &run, &out, &mut logs) {
+                if !handle_batch(&mut encoder, &sink, batch, &mut last, &mut logs) {
                     return;
                 }
             }
@@ -319,6 +456,7 @@ mod tests {
                 preprocess_ms: 0.0,
             },
             input: ArrayD::zeros(ndarray::IxDyn(shape)),
+            skip: None,
             queued_at: Instant::now(),
         }
     }

@@ -75,6 +75,9 @@ pub struct EmbeddedWindow {
     pub embedding: Vec<f32>,
     /// L2 norm of the encoder's raw output.
     pub norm: f32,
+    /// The window whose embedding this is when the encoder did not run because the input had
+    /// not changed (`skip_unchanged`); `None` when it was embedded.
+    pub reused_from_seq: Option<u64>,
     /// Nearest concepts, best first.
     pub labels: Vec<Match>,
     /// Where the time went.

@@ -11,6 +11,7 @@ use crossbeam_channel::Receiver;
 
 use super::processor::{Processor, StreamCx, StreamLogs};
 use super::QueueSender;
+use crate::config::SkipUnchanged;
 use crate::inference::worker::Job;
 use crate::sources::SourceMessage;
 use crate::telemetry::{Stage, StreamStats};
@@ -25,6 +26,7 @@ pub fn spawn_stream(
     messages: Receiver<SourceMessage>,
     jobs: QueueSender<Job>,
     stats: Arc<StreamStats>,
+    skip: Option<SkipUnchanged>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("win-{name}"))
@@ -49,6 +51,7 @@ pub fn spawn_stream(
                         stats: Arc::clone(&stats),
                         meta: p.meta,
                         input: p.input,
+                        skip,
                         queued_at: Instant::now(),
                     };
                     if jobs.send(job).is_err() {

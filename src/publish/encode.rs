@@ -118,6 +118,7 @@ impl Codec {
                 end_utc_ns: w.window.end.utc_ns,
                 sample_count: w.window.sample_count,
                 gaps: w.window.gaps,
+                reused_from_seq: w.reused_from_seq,
             },
             model: ModelInfo {
                 name: &w.encoder.name,

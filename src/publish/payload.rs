@@ -26,6 +26,9 @@ pub struct WindowInfo {
     pub sample_count: u64,
     /// Samples missing inside the window.
     pub gaps: u64,
+    /// `seq` of the window whose embedding is published again because this window's model
+    /// input had not changed (`skip_unchanged`); `None` (JSON `null`) when the encoder ran.
+    pub reused_from_seq: Option<u64>,
 }
 
 /// The model that produced an embedding.

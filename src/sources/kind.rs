@@ -52,6 +52,8 @@ pub struct StreamDecl<'a> {
     pub windowing: Windowing,
     /// The model input of one window, without the batch dimension.
     pub item_shape: Vec<usize>,
+    /// Reuse the last embedding while the input stays close (`skip_unchanged`).
+    pub skip_unchanged: Option<crate::config::SkipUnchanged>,
 }
 
 /// What building a source needs besides its settings.
@@ -189,6 +191,7 @@ impl<K: Kind> SourceKind for Stream<K> {
             queue: self.common.queue,
             windowing: self.cut.windowing(),
             item_shape: K::item_shape(self),
+            skip_unchanged: self.common.skip_unchanged,
         }]
     }
 

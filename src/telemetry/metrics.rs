@@ -143,6 +143,16 @@ pub const WINDOWS: Metric = Metric {
     read: Read::Series(|t| per_sensor(t, super::StreamStats::windows)),
 };
 
+/// Embeddings reused per sensor (`skip_unchanged`).
+pub const REUSED: Metric = Metric {
+    name: "edgebind_embeddings_reused_total",
+    help: "Embeddings published again for a window whose model input had not changed \
+           (skip_unchanged), per sensor; the encoder did not run for them.",
+    kind: Kind::Counter,
+    stats: None,
+    read: Read::Series(|t| per_sensor(t, super::StreamStats::reused)),
+};
+
 /// Drops per sensor and reason.
 pub const DROPS: Metric = Metric {
     name: "edgebind_drops_total",
@@ -232,6 +242,7 @@ macro_rules! publish_row {
 pub const METRICS: &[&Metric] = &[
     &SAMPLES,
     &WINDOWS,
+    &REUSED,
     &DROPS,
     publish_row!("edgebind_messages_delivered_total", Counter, Some("messages_delivered_total"),
         "MQTT messages acknowledged by the broker.", delivered),

@@ -408,6 +408,25 @@ mod tests {
     }
 
     #[test]
+    fn reused_embeddings_reach_state_stats_and_metrics() {
+        let t = Telemetry::new(["therm"]);
+        let s = t.stream("therm");
+        s.add_embedding();
+        s.add_embedding();
+        s.add_reused();
+        let state = serde_json::to_value(s.snapshot()).unwrap_or_default();
+        assert_eq!(state["embeddings_total"], 2);
+        assert_eq!(state["embeddings_reused_total"], 1);
+        assert_eq!(
+            t.stats_json()["streams"]["therm"]["embeddings_reused_total"],
+            1
+        );
+        assert!(t
+            .render_prometheus()
+            .contains("edgebind_embeddings_reused_total{sensor=\"therm\"} 1\n"));
+    }
+
+    #[test]
     fn queue_depths_are_read_when_rendered() {
         let t = Telemetry::new(["imu0"]);
         let depth = Arc::new(AtomicU64::new(3));

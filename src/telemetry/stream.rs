@@ -14,6 +14,7 @@ pub struct StreamStats {
     samples: AtomicU64,
     windows: AtomicU64,
     embeddings: AtomicU64,
+    reused: AtomicU64,
     gaps: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
     last_sample_utc_ns: AtomicI64,
@@ -39,6 +40,11 @@ impl StreamStats {
     /// Counts one embedding handed to the publisher.
     pub fn add_embedding(&self) {
         self.embeddings.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts one embedding that reused an earlier window's because the input had not changed
+    /// (also counted by [`add_embedding`](Self::add_embedding)).
+    pub fn add_reused(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
     }
     /// Counts `n` items dropped for `reason`.
     pub fn add_drops(&self, reason: DropReason, n: u64) {
@@ -99,6 +105,12 @@ impl StreamStats {
         self.embeddings.load(Ordering::Relaxed)
     }
 
+    /// Embeddings reused from an earlier window so far (`skip_unchanged`).
+    #[must_use]
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
+    }
+
     /// A consistent-enough copy for reporting.
     #[must_use]
     pub fn snapshot(&self) -> StreamSnapshot {
@@ -111,6 +123,7 @@ impl StreamStats {
             samples_total: self.samples(),
             windows_total: self.windows(),
             embeddings_total: self.embeddings(),
+            embeddings_reused_total: self.reused(),
             gap_samples_total: self.gaps.load(Ordering::Relaxed),
             drops_total: DropReason::ALL
                 .iter()
@@ -138,6 +151,9 @@ pub struct StreamSnapshot {
     pub windows_total: u64,
     /// Embeddings handed to the publisher.
     pub embeddings_total: u64,
+    /// Of those, embeddings reused from an earlier window because the model input had not
+    /// changed (`skip_unchanged`; the encoder did not run).
+    pub embeddings_reused_total: u64,
     /// Samples missing inside windows (gaps).
     pub gap_samples_total: u64,
     /// Drops by reason.

@@ -421,3 +421,12 @@ pub const BENCH_DURATION_S: Limit<f64> = real(
     Unit::S,
     "a measurement needs some runs, and a day is longer than any useful bench",
 );
+
+/// `skip_unchanged.threshold` of a source: a distance between two preprocessed model inputs.
+pub const UNCHANGED_THRESHOLD: Limit<f64> = real(
+    0.0,
+    100.0,
+    Unit::Plain,
+    "model inputs are normalised (images and spectrograms lie within a few units of 0; IMU \
+     channels are m/s² and rad/s), so a larger distance would call every window unchanged",
+);

@@ -93,6 +93,7 @@ fn window(telemetry: &Telemetry, seq: u64) -> Event {
         }),
         embedding: vec![0.5; 4],
         norm: 2.0,
+        reused_from_seq: None,
         labels: Vec::new(),
         latency: WindowLatency {
             preprocess_ms: 1.0,
