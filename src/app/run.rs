@@ -18,6 +18,7 @@ use super::{reload_concepts_on_request, Broker, RunOptions, RunReport};
 use crate::concepts::SharedConcepts;
 use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
+use crate::output::triggers::TriggerStage;
 use crate::output::Emitter;
 use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
@@ -68,10 +69,20 @@ impl Pipeline {
             clock,
             cancel: &cancel,
         };
-        let (events, publisher) = start_outputs(&w, &options, &broker, security).await?;
         let concepts = share_concepts(&w, &models, reload_concepts);
+        let stage = TriggerStage::build(
+            &config,
+            &concepts,
+            models.set.manifest.embedding_dim,
+            clock,
+            &telemetry,
+        )?;
+        let started = start_outputs(&w, &options, &broker, security, stage).await?;
+        let (events, publisher) = (started.emitter, started.mqtt);
         let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
         drop(events);
+        // Joined after the workers: it ends once their windows are all through it.
+        threads.extend(started.triggers);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
         tracing::info!(
             sensors = config.sources.len(),
@@ -116,14 +127,15 @@ impl Pipeline {
     }
 }
 
-/// Opens the outbox and starts the outputs (MQTT, and the reporter of stats and sensor
-/// states); returns the emitter the workers hand their events to and the publisher's task.
+/// Opens the outbox and starts the outputs (MQTT, the trigger stage, and the reporter of stats
+/// and sensor states): the emitter the workers hand their events to and the tasks.
 async fn start_outputs(
     w: &Wiring<'_>,
     options: &RunOptions,
     broker: &Broker,
     security: Security,
-) -> Result<(Emitter, tokio::task::JoinHandle<PublisherReport>)> {
+    stage: Option<TriggerStage>,
+) -> Result<crate::output::Started> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
     let publisher = PublisherConfig::new(
@@ -133,9 +145,8 @@ async fn start_outputs(
         security,
         options.shutdown_timeout,
     );
-    Ok(crate::output::start(
-        config, publisher, outbox, telemetry, w.cancel,
-    ))
+    crate::output::start(config, publisher, outbox, stage, telemetry, w.cancel)
+        .context("cannot start the trigger stage's thread")
 }
 
 /// The concept bank, shared by the workers and replaced on SIGHUP.
@@ -171,6 +182,7 @@ fn start_workers(
         max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
     };
     let Models { runtime, set, .. } = models;
+    let input_stats_for = Arc::new(crate::output::triggers::stuck_sensors(config));
     for (modality, loaded) in set.encoders {
         let model_stats = Arc::new(
             ModelStats::new(
@@ -211,6 +223,7 @@ fn start_workers(
             clock: w.clock,
             batching,
             model_stats,
+            input_stats_for: Arc::clone(&input_stats_for),
         };
         threads.push(spawn_worker(loaded.encoder, ctx, rx, events.clone())?);
         job_queues.insert(modality, tx);

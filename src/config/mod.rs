@@ -12,6 +12,7 @@ mod ranged;
 mod ranges;
 mod sections;
 mod stream;
+pub mod triggers;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,12 @@ pub struct Config {
     /// The Prometheus metrics endpoint (off when absent).
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Semantic events per sensor: `[triggers]` (docs/triggers.md).
+    #[serde(default)]
+    pub triggers: triggers::TriggersConfig,
+    /// The fused scene (off when absent).
+    #[serde(default)]
+    pub scene: Option<crate::triggers::SceneConfig>,
     /// The sensors (read one by one by their `type`: `config::parse`).
     #[serde(default, skip_deserializing)]
     pub sources: Vec<SourceConfig>,

@@ -23,11 +23,13 @@ pub enum ErrorKind {
     BrokerRequest,
     /// A metrics response could not be written (the scraper went away).
     MetricsResponse,
+    /// A trigger engine's state could not be saved or read back (docs/triggers.md, Restarts).
+    TriggerState,
 }
 
 impl ErrorKind {
     /// Every kind, in metric order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         Self::Serialize,
         Self::OutboxWrite,
         Self::OutboxRead,
@@ -35,6 +37,7 @@ impl ErrorKind {
         Self::OutboxSync,
         Self::BrokerRequest,
         Self::MetricsResponse,
+        Self::TriggerState,
     ];
 
     /// The label value.
@@ -48,6 +51,7 @@ impl ErrorKind {
             Self::OutboxSync => "outbox_sync",
             Self::BrokerRequest => "broker_request",
             Self::MetricsResponse => "metrics_response",
+            Self::TriggerState => "trigger_state",
         }
     }
 }

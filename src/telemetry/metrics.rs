@@ -198,7 +198,7 @@ pub const INFERENCE_CPU: Metric = Metric {
 pub const ERRORS: Metric = Metric {
     name: "edgebind_errors_total",
     help: "Errors the daemon handled and went on from, by kind (serialize, outbox_write, \
-           outbox_read, outbox_ack, outbox_sync, broker_request, metrics_response); each is \
+           outbox_read, outbox_ack, outbox_sync, broker_request, metrics_response, trigger_state); each is \
            logged, rate-limited.",
     kind: Kind::Counter,
     stats: Some("errors_total"),
