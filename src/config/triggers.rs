@@ -12,11 +12,10 @@ use serde::Deserialize;
 use super::validate::Problems;
 use super::Config;
 use crate::triggers::config::validate_all;
-use crate::triggers::config::KindSpec;
-use crate::triggers::{SceneConfig, TriggerConfig, TriggerSpec};
+use crate::triggers::{SceneConfig, TriggerConfig, TriggerKind};
 
 /// `[triggers]`: where engine state and example sets live, and each sensor's triggers.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggersConfig {
     /// Directory of each engine's saved state (`<dir>/<sensor>.state`: open events, novelty
@@ -38,6 +37,17 @@ pub struct TriggersConfig {
 
 fn default_recent_windows() -> usize {
     64
+}
+
+impl Default for TriggersConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            examples_dir: None,
+            recent_windows: default_recent_windows(),
+            sensors: BTreeMap::new(),
+        }
+    }
 }
 
 impl TriggersConfig {
@@ -89,14 +99,12 @@ pub(super) fn check(config: &Config, p: &mut Problems) {
                 ),
             );
         }
-        match validate_all(list) {
-            Err(problems) => {
-                for c in problems {
-                    p.add(format!("{prefix}{}", c.path), c.message);
-                }
+        if let Err(problems) = validate_all(list) {
+            for c in problems {
+                p.add(format!("{prefix}{}", c.path), c.message);
             }
-            Ok(specs) => check_labels(&specs, bank.as_deref(), &prefix, p),
         }
+        check_labels(list, bank.as_deref(), &prefix, p);
     }
     if t.any() {
         let dir = t.resolved_state_dir(config);
@@ -142,10 +150,10 @@ fn concept_labels(config: &Config) -> Option<Vec<String>> {
     Some(bank.labels().to_vec())
 }
 
-fn check_labels(specs: &[TriggerSpec], bank: Option<&[String]>, prefix: &str, p: &mut Problems) {
+fn check_labels(list: &[TriggerConfig], bank: Option<&[String]>, prefix: &str, p: &mut Problems) {
     let Some(bank) = bank else { return };
-    for (i, spec) in specs.iter().enumerate() {
-        if let KindSpec::Concept { labels } = &spec.kind {
+    for (i, t) in list.iter().enumerate() {
+        if let (TriggerKind::Concept, Some(labels)) = (t.kind, &t.labels) {
             for (j, label) in labels.iter().enumerate() {
                 if !bank.contains(label) {
                     p.add(

@@ -15,13 +15,24 @@ const MAX_EXAMPLE_BYTES: u64 = 256 * 4096 * 4 + 4096;
 
 /// An example file that cannot be used, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
-pub struct ExampleFileError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong.
-    pub message: String,
+pub enum ExampleFileError {
+    /// It cannot be listed, opened or read as a float32 `.npy` of two dimensions.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// Its rows do not make an example set.
+    #[error("{}: {message}", path.display())]
+    Set {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
+
+/// Every problem of loading `sensor`'s sets, joined for one log line or error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ExampleFileErrors(pub Vec<ExampleFileError>);
 
 /// The `.npy` files of `sensor`'s example sets, by set name, sorted (none when the directory
 /// does not exist).
@@ -31,9 +42,9 @@ fn files_of(dir: &Path, sensor: &str) -> Result<Vec<(String, PathBuf)>, ExampleF
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(ExampleFileError {
+            return Err(ExampleFileError::Set {
                 path: sensor_dir,
-                message: format!("cannot list: {e}"),
+                message: format!("cannot list the directory: {e}"),
             })
         }
     };
@@ -51,27 +62,36 @@ fn files_of(dir: &Path, sensor: &str) -> Result<Vec<(String, PathBuf)>, ExampleF
     Ok(out)
 }
 
-/// Loads every example set of `engine`'s sensor from `dir` into it.
+/// Loads every example set of `engine`'s sensor from `dir` into it; the sets that load are
+/// kept.
 ///
 /// # Errors
-/// The first file that cannot be read or used as a set, naming it.
-pub fn load_into(dir: &Path, engine: &mut TriggerEngine) -> Result<usize, ExampleFileError> {
-    let files = files_of(dir, engine.sensor())?;
+/// Every file that cannot be read or used as a set, each naming its file.
+pub fn load_into(dir: &Path, engine: &mut TriggerEngine) -> Result<usize, ExampleFileErrors> {
+    let files = files_of(dir, engine.sensor()).map_err(|e| ExampleFileErrors(vec![e]))?;
+    let mut problems = Vec::new();
     for (name, path) in &files {
-        let rows: Array2<f32> = crate::files::npy::read(path, MAX_EXAMPLE_BYTES, "example set")
-            .map_err(|e| ExampleFileError {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let rows: Array2<f32> =
+            match crate::files::npy::read(path, MAX_EXAMPLE_BYTES, "example set") {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(e.into());
+                    continue;
+                }
+            };
         let rows: Vec<Vec<f32>> = rows.outer_iter().map(|r| r.to_vec()).collect();
-        engine
-            .set_example_set(name, &rows)
-            .map_err(|e| ExampleFileError {
+        if let Err(e) = engine.set_example_set(name, &rows) {
+            problems.push(ExampleFileError::Set {
                 path: path.clone(),
                 message: e.to_string(),
-            })?;
+            });
+        }
     }
-    Ok(files.len())
+    if problems.is_empty() {
+        Ok(files.len())
+    } else {
+        Err(ExampleFileErrors(problems))
+    }
 }
 
 /// What `check` reports about the example files: each as (`triggers.examples_dir`, message).
@@ -96,8 +116,13 @@ pub fn problems(config: &Config) -> Vec<(String, String)> {
         ) else {
             continue;
         };
-        if let Err(e) = load_into(&dir, &mut engine) {
-            out.push(("triggers.examples_dir".to_string(), e.to_string()));
+        if let Err(errors) = load_into(&dir, &mut engine) {
+            out.extend(
+                errors
+                    .0
+                    .into_iter()
+                    .map(|e| ("triggers.examples_dir".to_string(), e.to_string())),
+            );
         }
     }
     out

@@ -51,7 +51,7 @@ pub enum StageError {
     },
     /// An example file cannot be used.
     #[error("triggers.examples_dir: {0}")]
-    Examples(#[from] examples::ExampleFileError),
+    Examples(#[from] examples::ExampleFileErrors),
     /// The state directory cannot be made.
     #[error("triggers.state_dir {}: {source}", dir.display())]
     StateDir {
