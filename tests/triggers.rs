@@ -35,6 +35,32 @@ min_windows = 2
 end_after_windows = 2
 "#;
 
+/// The schema of one kind of message (`docs/mqtt.schema.json`, `$defs/<def>`).
+fn schema_for(def: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo().join("docs/mqtt.schema.json")).unwrap();
+    let mut schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let obj = schema.as_object_mut().unwrap();
+    obj.remove("oneOf");
+    obj.insert("$ref".into(), format!("#/$defs/{def}").into());
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// Asserts every message on topics ending in `suffix` matches `def`.
+fn all_valid(sub: &Subscriber, suffix: &str, def: &str) -> usize {
+    let validator = schema_for(def);
+    let seen = sub.on(suffix);
+    for m in &seen {
+        let v = m.json();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{} does not match {def}: {errors:?}\n{v}",
+            m.topic
+        );
+    }
+    seen.len()
+}
+
 fn events(sub: &Subscriber, device: &str) -> Vec<serde_json::Value> {
     sub.on(&format!("{device}/imu0/events"))
         .iter()
@@ -109,6 +135,8 @@ fn still_shake_still_gives_one_event_from_the_first_to_the_last_shaking_window()
         Some("idle"),
         "{states:?}"
     );
+    assert_eq!(all_valid(&sub, "/events", "trigger_event"), all.len());
+    assert!(all_valid(&sub, "/triggers/shaking", "trigger_state") >= 2);
     // Retained on the broker: a late subscriber gets the current state at once.
     let late = Subscriber::start(broker.port(), "edgebind/trig1/imu0/triggers/#");
     assert!(late.wait_for(Duration::from_secs(10), |m| m
@@ -181,6 +209,7 @@ fn a_daemon_killed_mid_event_ends_that_event_at_the_next_start() {
     assert_eq!(end["seq"], serde_json::Value::Null);
     assert_eq!(end["first_seq"], 6);
     assert_eq!(start["first_seq"], 6);
+    all_valid(&sub, "/events", "trigger_event");
     let states = sub.on("kill/imu0/triggers/shaking");
     let last = states.last().unwrap().json();
     assert_ne!(last["state"], "active", "{last}");
@@ -256,6 +285,8 @@ max_saturated_fraction = 0.3
     assert_eq!(starts[0]["stuck_reason"], "saturated_input");
     // 12 s of one repeated sample: windows 0-7, every one stuck, so one event from window 0.
     assert_eq!(starts[0]["first_seq"], 0);
+    all_valid(&sub, "/events", "trigger_event");
+    all_valid(&sub, "/triggers/stuck", "trigger_state");
     // The tiny stand-in encoder gives every still window the same embedding to 1e-7 (a real
     // encoder does not on sensor noise), so `repeated_embedding` fires on the live recording
     // too; the input checks, fed by the inference worker's statistics, do not.
@@ -411,4 +442,92 @@ on_threshold = 0.4
         }
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn a_scene_fuses_two_sensors_per_slot_and_its_triggers_fire() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/scene1/#");
+    let dir = tempfile::tempdir().unwrap();
+    let recording = fixture("recordings/imu_still_shake_still_100hz.csv");
+    let text = format!(
+        r#"{base}
+[[sources]]
+type = "imu_replay"
+name = "left"
+path = "{path}"
+speed = "max"
+
+[[sources]]
+type = "imu_replay"
+name = "right"
+path = "{path}"
+speed = "max"
+
+[scene]
+name = "scene"
+members = ["left", "right"]
+slot_ms = 1000
+
+[[triggers.sensors.scene]]
+name = "both_shaking"
+kind = "concept"
+labels = ["device shaking"]
+on_threshold = 0.6
+off_threshold = 0.5
+"#,
+        base = base_config("scene1", broker.port()),
+        path = recording.display(),
+    );
+    run_to_end(dir.path(), &text);
+    wait_offline(&sub, "scene1");
+    let scenes: Vec<serde_json::Value> = sub
+        .on("scene1/scene/embedding")
+        .iter()
+        .map(Seen::json)
+        .collect();
+    assert!(all_valid(&sub, "scene1/scene/embedding", "scene") > 0);
+    // 20 windows per sensor, each ending in one 1 s slot: both sensors' window k end within a
+    // few ms of each other, so most slots hold both.
+    let fused: Vec<&serde_json::Value> = scenes
+        .iter()
+        .filter(|s| s["members"].as_array().unwrap().len() == 2)
+        .collect();
+    assert!(
+        fused.len() >= 10,
+        "{} of {} slots fused",
+        fused.len(),
+        scenes.len()
+    );
+    for s in &fused {
+        let members = s["members"].as_array().unwrap();
+        assert_eq!(members[0]["sensor"], "left");
+        assert_eq!(members[1]["sensor"], "right");
+        for m in members {
+            let skew = m["skew_ms"].as_f64().unwrap();
+            assert!((0.0..1000.0).contains(&skew), "{s}");
+        }
+        let e: Vec<f64> = s["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
+    let shaking = scenes
+        .iter()
+        .filter(|s| s["labels"][0]["label"] == "device shaking")
+        .count();
+    assert!(shaking >= 6, "{shaking} shaking scenes");
+    let events: Vec<serde_json::Value> = sub
+        .on("scene1/scene/events")
+        .iter()
+        .map(Seen::json)
+        .collect();
+    assert_eq!(of_type(&events, "start").len(), 1, "{events:#?}");
+    assert_eq!(of_type(&events, "end").len(), 1, "{events:#?}");
+    assert_eq!(events[0]["sensor"], "scene");
+    all_valid(&sub, "scene1/scene/events", "trigger_event");
 }
