@@ -531,3 +531,42 @@ off_threshold = 0.5
     assert_eq!(events[0]["sensor"], "scene");
     all_valid(&sub, "scene1/scene/events", "trigger_event");
 }
+
+#[test]
+fn a_corrupt_state_file_is_named_in_the_log_and_the_triggers_start_afresh() {
+    let broker = LocalBroker::start(&[]).unwrap();
+    let sub = Subscriber::start(broker.port(), "edgebind/corrupt/#");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("triggers")).unwrap();
+    let state = dir.path().join("triggers/imu0.state");
+    // A header that promises far more body than there is, then garbage.
+    let mut bytes = b"EBTRIGS\n".to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+    bytes.extend_from_slice(&[0xAB; 64]);
+    std::fs::write(&state, &bytes).unwrap();
+    let text = config(
+        "corrupt",
+        broker.port(),
+        "imu_still_shake_still_100hz.csv",
+        "max",
+        SHAKING,
+    );
+    let path = write_config(dir.path(), &text);
+    let out = run(edgebind().arg("run").arg("--config").arg(&path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "daemon failed: {stderr}");
+    assert!(
+        stderr.contains("trigger state cannot be used") && stderr.contains("imu0.state"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    wait_offline(&sub, "corrupt");
+    let all = events(&sub, "corrupt");
+    assert_eq!(of_type(&all, "start").len(), 1, "{all:#?}");
+    assert_eq!(of_type(&all, "end").len(), 1, "{all:#?}");
+    // Replaced by a state the next start can read.
+    let saved = std::fs::read(&state).unwrap();
+    assert_ne!(saved, bytes);
+    assert!(saved.starts_with(b"EBTRIGS\n"));
+}
