@@ -339,11 +339,29 @@ fn an_example_set_learned_from_one_segment_fires_on_later_repeats() {
         ),
     );
     wait_offline(&sub, "learn");
-    let rows = embeddings_of(&sub, "learn", 8..=11);
-    let set = ndarray::Array2::from_shape_vec((rows.len(), rows[0].len()), rows.concat()).unwrap();
+    // `edgebind triggers remember` reads the embedding messages as mosquitto_sub prints them.
+    let captured: String = sub
+        .on("learn/imu0/embedding")
+        .iter()
+        .map(|m| format!("{}\n", String::from_utf8_lossy(&m.payload)))
+        .collect();
+    let input = dir.path().join("captured.jsonl");
+    std::fs::write(&input, captured).unwrap();
     let examples = dir.path().join("examples");
-    std::fs::create_dir_all(examples.join("imu0")).unwrap();
-    ndarray_npy::write_npy(examples.join("imu0/shake.npy"), &set).unwrap();
+    let out = run(edgebind()
+        .args(["triggers", "remember", "--set", "shake", "--sensor", "imu0"])
+        .args(["--from-seq", "8", "--to-seq", "11", "--examples-dir"])
+        .arg(&examples)
+        .arg(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = npy_f32_2d(&examples.join("imu0/shake.npy"));
+    let want = embeddings_of(&sub, "learn", 8..=11);
+    assert_eq!(set.nrows(), 4);
+    assert_eq!(set.row(3).to_vec(), want[3]);
     // Recognise: another recording with two shaking segments (12-20 s and 32-40 s).
     let trigger = format!(
         r#"
