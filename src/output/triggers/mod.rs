@@ -100,10 +100,13 @@ impl TriggerStage {
             return Ok(None);
         }
         let dir = config.triggers.resolved_state_dir(config);
-        std::fs::create_dir_all(&dir).map_err(|source| StageError::StateDir {
-            dir: dir.clone(),
-            source,
-        })?;
+        // Only engines have state: a scene alone writes nothing.
+        if config.triggers.any() {
+            std::fs::create_dir_all(&dir).map_err(|source| StageError::StateDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
         let examples_dir = config
             .triggers
             .examples_dir

@@ -57,6 +57,17 @@ impl TriggerStage {
             self.close_scenes(self.clock.now(), out);
         }
         self.close_scenes(END_OF_TIME, out);
+        if let Some(scene) = &self.scene {
+            // Windows and slots the scene could not use, once, at the end (not per window).
+            let c = scene.counters();
+            tracing::info!(
+                late_windows = c.late_windows,
+                bad_embeddings = c.bad_embeddings,
+                sparse_slots = c.sparse_slots,
+                evicted_slots = c.evicted_slots,
+                "scene finished"
+            );
+        }
         // The novelty memory and example sets, for the next start.
         for slot in self.engines.values() {
             save(slot, &self.telemetry);
