@@ -168,6 +168,7 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
                 retain: false,
                 qos: Qos::AtLeastOnce,
                 timing: None,
+                stored: None,
             };
             if tx.send(m).await.is_err() {
                 break;

@@ -19,6 +19,7 @@ mod demo;
 mod devices;
 pub mod doctor;
 pub mod embed;
+pub mod triggers;
 
 pub use bench::BenchArgs;
 
@@ -115,6 +116,9 @@ pub enum Command {
     /// concepts nearest to an input file.
     #[command(subcommand)]
     Concepts(concepts::ConceptsCommand),
+    /// Trigger example sets: `remember` makes one from published embedding messages.
+    #[command(subcommand)]
+    Triggers(triggers::TriggersCommand),
     /// Measure what this device and model set sustain: per modality (preprocessing, inference
     /// at batch 1 and the best batch, throughput), or with --e2e the daemon end to end.
     Bench(BenchArgs),
@@ -314,6 +318,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Demo { config } => demo::run(config.as_deref()),
         Command::Bench(args) => bench::run(args),
         Command::Concepts(command) => concepts::run(command),
+        Command::Triggers(command) => triggers::run(command),
         Command::Devices(args) => devices::run(args),
         Command::Preprocess {
             modality,

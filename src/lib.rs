@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`run`, `check`, `warm`, `doctor`, `devices`, `demo`, `preprocess`,
-//!   `embed`, `concepts`, `bench`).
+//!   `embed`, `concepts`, `triggers`, `bench`).
 //! - [`app`]: the supervisor: builds the pipeline from a config, runs it, stops it in order.
 //! - [`bench`]: `edgebind bench`: per-modality and end-to-end measurements, system info.
 //! - [`config`]: the TOML configuration, strict parsing and whole-file validation.
@@ -21,7 +21,8 @@
 //!   reloads; concept sets as words, embedded with the text encoder, cached on disk, changed by
 //!   `set`/`add`/`remove` commands and persisted.
 //! - [`output`]: the output seam: typed events (a window embedded, a sensor's state, the
-//!   daemon's stats), the fan-out to every output's bounded queue, the reporter.
+//!   daemon's stats, trigger events and scenes), the fan-out to every output's bounded queue,
+//!   the reporter, the trigger stage (engines per sensor, scene, saved state, example files).
 //! - [`publish`]: the MQTT output: payloads and encoding (pure), the outbox, the publisher
 //!   owning the event loop (MQTT 3.1.1 or 5), a local broker.
 //! - [`pipeline`]: bounded queues with named policies, the processors (one per family of

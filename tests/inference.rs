@@ -568,6 +568,7 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
             max_wait: Duration::ZERO,
         },
         model_stats: Arc::clone(&model_stats),
+        input_stats_for: Arc::default(),
     };
     let mut outputs = Outputs::new(Arc::new(edgebind::telemetry::Telemetry::new(["imu"])));
     let mut out_rx = outputs.subscribe(OutputQueue {

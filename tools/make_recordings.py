@@ -8,6 +8,11 @@ Files (in <out>, default <repo>/tests/fixtures/recordings):
   imu_still_400hz.npy     the still motion at 400 Hz, float32 [6, 2800]
   imu_shaking_400hz.npy   the shaking motion at 400 Hz, float32 [6, 2800]
   imu_demo_200hz.csv      16 s at 200 Hz: still 0-4 s, shaking 4-8 s, still 8-12 s, shaking 12-16 s
+  imu_still_shake_still_100hz.csv   24 s at 100 Hz: still 0-8 s, shaking 8-16 s, still 16-24 s
+                          (trigger tests: one event, windows 6-13 are >= 60 % shaking)
+  imu_novelty_100hz.csv   44 s at 100 Hz: still 0-12 s, shaking 12-20 s, still 20-32 s,
+                          shaking 32-40 s, still 40-44 s (trigger tests: a segment and its repeat)
+  imu_constant_100hz.csv  12 s at 100 Hz of one repeated sample (a stuck sensor)
   thermal_demo_160x120_u16.npy, depth_demo_256x192_u16.npy: camera frames for the demo
   vision_demo/            three 320x240 pictures a colour camera might see, played in name order:
                           01_daylight.png (sky over grass), 02_red_ball.jpg (a red ball on a grey
@@ -26,6 +31,7 @@ CenterCrop(224), /255, CLIP Normalize), which must give "bright daylight scene",
 view" and "dark night scene" with the same margin. Pictures need Pillow.
 
 Usage: tools/make_recordings.py [--out tests/fixtures/recordings] [--models models/tiny]
+                                [--only triggers]   (only the trigger-test recordings)
 """
 import argparse
 import os
@@ -87,6 +93,36 @@ def demo_motion(fs, seed):
         ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
         x[:, seg] += ramp * shake_component(ts)
     return t, x
+
+
+def segments_motion(fs, seconds, shaking, seed):
+    """Still motion with shaking in each (start_s, end_s) of `shaking`, faded in and out over
+    0.1 s like the demo."""
+    t = np.arange(int(round(seconds * fs))) / fs
+    x = still_motion(t, np.random.default_rng(seed))
+    for a_s, b_s in shaking:
+        seg = (t >= a_s) & (t < b_s)
+        ts = t[seg] - a_s
+        ramp = np.clip(np.minimum(ts, (b_s - a_s) - ts) / 0.1, 0.0, 1.0)
+        ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
+        x[:, seg] += ramp * shake_component(ts)
+    return t, x
+
+
+# The trigger-test recordings: (file, seconds, shaking segments, seed).
+TRIGGER_RECORDINGS = (
+    ("imu_still_shake_still_100hz.csv", 24.0, ((8.0, 16.0),), 51),
+    ("imu_novelty_100hz.csv", 44.0, ((12.0, 20.0), (32.0, 40.0)), 52),
+)
+
+
+def write_trigger_recordings(out_dir):
+    for name, seconds, shaking, seed in TRIGGER_RECORDINGS:
+        t, x = segments_motion(100.0, seconds, shaking, seed)
+        write_csv(os.path.join(out_dir, name), t, x)
+    t = np.arange(1200) / 100.0
+    x = np.tile(np.array([[0.05], [-0.02], [GRAVITY], [0.001], [0.0], [-0.001]]), (1, len(t)))
+    write_csv(os.path.join(out_dir, "imu_constant_100hz.csv"), t, x)
 
 
 def write_csv(path, t, x):
@@ -216,8 +252,14 @@ def main():
     ap.add_argument("--models", default=os.path.join(REPO, "models", "tiny"))
     ap.add_argument("--refdata", default=os.environ.get("EDGEBIND_REFDATA")
                     or os.path.join(REPO, "..", "shared", "refdata"))
+    ap.add_argument("--only", choices=["triggers"],
+                    help="write only these recordings (the others stay byte-identical)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    write_trigger_recordings(args.out)
+    if args.only == "triggers":
+        check_triggers(args.out, args.models)
+        return
 
     # Same seed for a kind at both rates: the 400 Hz .npy and the 200 Hz .csv are the same kind
     # of motion, not the same samples (the noise is white at each sensor rate).
@@ -306,6 +348,38 @@ def check(out_dir, models_dir):
     if not ok:
         sys.exit("recording check FAILED")
     print("recording check passed")
+
+
+def check_triggers(out_dir, models_dir):
+    """Prints the cosine to "device shaking" of every window of the trigger recordings, with
+    the share of the window that is shaking: windows >= 60 % shaking must score above every
+    window <= 40 % (the tests' thresholds lie in that gap)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(os.path.join(models_dir, "imu.onnx"), opts,
+                                providers=["CPUExecutionProvider"])
+    with open(os.path.join(models_dir, "concepts.txt"), encoding="utf-8") as f:
+        labels = f.read().splitlines()
+    bank = np.load(os.path.join(models_dir, "concepts.npy")).astype(np.float64)
+    text = bank[labels.index("device shaking")]
+    text /= np.linalg.norm(text)
+    ok = True
+    for name, seconds, shaking, _ in TRIGGER_RECORDINGS:
+        _, x = read_csv(os.path.join(out_dir, name))
+        on, off = [], []
+        for k in range(int(seconds - WINDOW_S) + 1):
+            e = sess.run(["embedding"], {"imu": model_window(x, 100.0, float(k))[None]})[0][0]
+            cos = float(text @ (e / np.linalg.norm(e)))
+            frac = sum(max(0.0, min(k + WINDOW_S, b) - max(k, a)) for a, b in shaking) / WINDOW_S
+            (on if frac >= 0.6 else off if frac <= 0.4 else []).append(cos)
+            print(f"{name:32s} window {k:2d} {frac:4.0%} shaking  cos {cos:+.3f}")
+        gap = min(on) - max(off)
+        print(f"{name}: >=60 % windows from {min(on):+.3f}, <=40 % up to {max(off):+.3f}")
+        ok &= gap > 0.05
+    if not ok:
+        sys.exit("trigger recording check FAILED: no threshold separates the windows")
+    print("trigger recording check passed")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ use super::{reload_concepts_on_request, Broker, RunOptions, RunReport};
 use crate::concepts::SharedConcepts;
 use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
+use crate::output::triggers::TriggerStage;
 use crate::output::Emitter;
 use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
@@ -68,11 +69,20 @@ impl Pipeline {
             clock,
             cancel: &cancel,
         };
-        let started = start_outputs(&w, &options, &broker, security).await?;
-        let (events, publisher) = (started.emitter, started.mqtt);
         let concepts = share_concepts(&w, &models, reload_concepts);
+        let stage = TriggerStage::build(
+            &config,
+            &concepts,
+            models.set.manifest.embedding_dim,
+            clock,
+            &telemetry,
+        )?;
+        let started = start_outputs(&w, &options, &broker, security, stage).await?;
+        let (events, publisher) = (started.emitter, started.mqtt);
         let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
         drop(events);
+        // Joined after the workers: it ends once their windows are all through it.
+        threads.extend(started.triggers);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
         tracing::info!(
             sensors = config.sources.len(),
@@ -117,14 +127,15 @@ impl Pipeline {
     }
 }
 
-/// Opens the outbox and starts the outputs (MQTT, the status page's view, and the reporter of
-/// stats and sensor states); returns the emitter the workers hand their events to, the
-/// publisher's task and the status view.
+/// Opens the outbox and starts the outputs (the status page's view, MQTT, the trigger stage,
+/// and the reporter of stats and sensor states): the emitter the workers hand their events to,
+/// the tasks and the status view.
 async fn start_outputs(
     w: &Wiring<'_>,
     options: &RunOptions,
     broker: &Broker,
     security: Security,
+    stage: Option<TriggerStage>,
 ) -> Result<crate::output::Started> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
@@ -135,11 +146,13 @@ async fn start_outputs(
         security,
         options.shutdown_timeout,
     );
-    // No triggers yet: the trigger wiring passes its (sensor, trigger) pairs here.
-    publisher.discovery = crate::publish::discovery::prepare(config, &publisher.sensors, &[])?;
-    Ok(crate::output::start(
-        config, publisher, outbox, telemetry, w.cancel,
-    ))
+    publisher.discovery = crate::publish::discovery::prepare(
+        config,
+        &publisher.sensors,
+        &config.triggers.pairs(),
+    )?;
+    crate::output::start(config, publisher, outbox, stage, telemetry, w.cancel)
+        .context("cannot start the trigger stage's thread")
 }
 
 /// The concept bank, shared by the workers and replaced on SIGHUP.
@@ -175,6 +188,7 @@ fn start_workers(
         max_wait: Duration::from_millis(config.models.max_batch_wait_ms),
     };
     let Models { runtime, set, .. } = models;
+    let input_stats_for = Arc::new(crate::output::triggers::stuck_sensors(config));
     for (modality, loaded) in set.encoders {
         let model_stats = Arc::new(
             ModelStats::new(
@@ -215,6 +229,7 @@ fn start_workers(
             clock: w.clock,
             batching,
             model_stats,
+            input_stats_for: Arc::clone(&input_stats_for),
         };
         threads.push(spawn_worker(loaded.encoder, ctx, rx, events.clone())?);
         job_queues.insert(modality, tx);

@@ -198,6 +198,13 @@ impl ConceptBank {
         &self.labels
     }
 
+    /// The unit text embedding of `label` (for `concept` triggers), if the bank has it.
+    #[must_use]
+    pub fn unit_embedding(&self, label: &str) -> Option<Vec<f32>> {
+        let i = self.labels.iter().position(|l| l == label)?;
+        Some(self.unit.row(i).to_vec())
+    }
+
     /// The `k` concepts most similar to `embedding` with a cosine of at least `min_score`, best
     /// first. An embedding of the wrong width, zero or not finite matches nothing.
     #[must_use]

@@ -14,6 +14,7 @@ mod ranges;
 mod sections;
 mod skip;
 mod stream;
+pub mod triggers;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,12 @@ pub struct Config {
     /// Home Assistant MQTT discovery (off unless `discovery = true`).
     #[serde(default)]
     pub home_assistant: HomeAssistantConfig,
+    /// Semantic events per sensor: `[triggers]` (docs/triggers.md).
+    #[serde(default)]
+    pub triggers: triggers::TriggersConfig,
+    /// The fused scene (off when absent).
+    #[serde(default)]
+    pub scene: Option<crate::triggers::SceneConfig>,
     /// The sensors (read one by one by their `type`: `config::parse`).
     #[serde(default, skip_deserializing)]
     pub sources: Vec<SourceConfig>,

@@ -226,7 +226,7 @@ fn check_outbox(config: &Config, p: &mut Problems) {
 
 /// Whether `dir` is (or can be created as) a writable directory; probes with a file that is
 /// removed at once.
-fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
+pub(super) fn writable_dir(dir: &std::path::Path) -> Result<(), String> {
     let mut existing = dir;
     while !existing.exists() {
         existing = existing.parent().ok_or("no existing parent directory")?;
@@ -311,6 +311,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
         }
     }
     check_sources(config, &mut p);
+    super::triggers::check(config, &mut p);
     super::ranges::check(config, &mut p);
     p.0
 }

@@ -58,6 +58,9 @@ pub struct WorkerContext {
     pub batching: Batching,
     /// The model's run counters (and the provider in use).
     pub model_stats: Arc<ModelStats>,
+    /// Sensors whose windows carry statistics of their model input (those with `stuck`
+    /// triggers; computing them costs a pass over the tensor).
+    pub input_stats_for: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// How the worker batches windows.
@@ -121,6 +124,10 @@ pub fn embedded_window(
         window,
         emitted_at: Instant::now(),
         stats: Arc::clone(&job.stats),
+        input: ctx
+            .input_stats_for
+            .contains(&*job.sensor)
+            .then(|| crate::triggers::InputStats::from_tensor(&job.input)),
     }
 }
 

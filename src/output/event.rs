@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::concepts::Match;
 use crate::telemetry::{StatsSnapshot, StreamSnapshot, StreamStats};
 use crate::time::Timestamp;
+use crate::triggers::{InputStats, SceneFrame, TriggerEvent, TriggerState};
 use crate::Modality;
 
 /// One event, shared by every output that receives it (cloning is cheap).
@@ -19,6 +20,61 @@ pub enum Event {
     State(Arc<SensorState>),
     /// The daemon's statistics now.
     Stats(Arc<StatsSnapshot>),
+    /// A trigger's `start`, `update` or `end` (the trigger stage).
+    Trigger(Arc<TriggerEventOut>),
+    /// A trigger's phase changed (the trigger stage; shown as retained state).
+    TriggerState(Arc<TriggerStateOut>),
+    /// A fused scene embedding (the trigger stage).
+    Scene(Arc<SceneOut>),
+}
+
+/// A trigger event, and who waits for it to be stored durably.
+#[derive(Debug)]
+pub struct TriggerEventOut {
+    /// The message.
+    pub event: TriggerEvent,
+    /// Dropped once the event is in the outbox (the trigger stage saves its state only then).
+    pub stored: Option<StoredNotice>,
+}
+
+/// A trigger's current state.
+#[derive(Debug)]
+pub struct TriggerStateOut {
+    /// Sensor (or scene) name.
+    pub sensor: Arc<str>,
+    /// The state.
+    pub state: TriggerState,
+}
+
+/// A scene embedding with its nearest concepts.
+#[derive(Debug)]
+pub struct SceneOut {
+    /// The fused slot.
+    pub frame: SceneFrame,
+    /// Nearest concepts, best first.
+    pub labels: Vec<Match>,
+}
+
+/// Signals, when dropped, that the message carrying it was stored (in the outbox: it survives a
+/// crash of the daemon) or given up. Shared by the event and the message encoded from it, so it
+/// fires when the last holder is done.
+#[derive(Debug)]
+pub struct Stored(std::sync::mpsc::SyncSender<()>);
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        // Full or gone: the waiter has enough signals or stopped waiting.
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A shared [`Stored`].
+pub type StoredNotice = Arc<Stored>;
+
+/// A notice that signals on `tx` when its last holder drops it.
+#[must_use]
+pub fn stored_notice(tx: &std::sync::mpsc::SyncSender<()>) -> StoredNotice {
+    Arc::new(Stored(tx.clone()))
 }
 
 /// Which window of a sensor's stream, and when.
@@ -88,6 +144,8 @@ pub struct EmbeddedWindow {
     pub emitted_at: Instant,
     /// The sensor's counters: where an output records the window's delivery latencies.
     pub stats: Arc<StreamStats>,
+    /// Statistics of the model input, for `stuck` triggers (only for sensors that have one).
+    pub input: Option<InputStats>,
 }
 
 /// A sensor's counters at one moment.

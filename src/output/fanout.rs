@@ -33,7 +33,7 @@ pub struct OutputQueue {
     pub when_full: FullPolicy,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Subscriber {
     tx: mpsc::Sender<Event>,
     when_full: FullPolicy,
@@ -78,6 +78,15 @@ impl Outputs {
             dropped: self.telemetry.output_drops_counter(queue.name),
         });
         rx
+    }
+
+    /// A handle to the outputs subscribed so far, for a stage that is itself an output and
+    /// emits into those before it (the trigger stage): it must not feed its own queue.
+    #[must_use]
+    pub fn emitter_so_far(&self) -> Emitter {
+        Emitter {
+            subscribers: self.subscribers.clone().into(),
+        }
     }
 
     /// The producers' handle. Every output's queue closes once all emitters are dropped.

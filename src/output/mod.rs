@@ -9,9 +9,11 @@
 mod event;
 mod fanout;
 mod report;
+pub mod triggers;
 
 pub use event::{
-    unit_norm, EmbeddedWindow, EncoderInfo, Event, SensorState, WindowLatency, WindowSpan,
+    stored_notice, unit_norm, EmbeddedWindow, EncoderInfo, Event, SceneOut, SensorState, Stored,
+    StoredNotice, TriggerEventOut, TriggerStateOut, WindowLatency, WindowSpan,
 };
 pub use fanout::{Closed, Emitter, FullPolicy, OutputQueue, Outputs};
 pub use report::report;
@@ -30,27 +32,32 @@ use crate::telemetry::Telemetry;
 /// What [`start`] started.
 #[derive(Debug)]
 pub struct Started {
-    /// The producers' handle.
+    /// The producers' handle (every output's queue closes when all its clones are dropped and
+    /// the reporter has stopped at `cancel`).
     pub emitter: Emitter,
     /// The MQTT output's task.
     pub mqtt: JoinHandle<PublisherReport>,
     /// The status page's view, when `[metrics]` is configured (served on its listener).
     pub status: Option<SharedBoard>,
+    /// The trigger stage's thread, when it runs (it ends after the inference workers).
+    pub triggers: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Starts every output — the MQTT output (`publisher`, with its opened `outbox`) and, with a
-/// `[metrics]` listener, the status page's view — and the reporter of statistics and sensor
-/// states. Returns the producers' [`Emitter`] (every output's queue closes when all its clones
-/// are dropped and the reporter has stopped at `cancel`), the MQTT output's task and the status
-/// view. A new output is one more line here.
-#[must_use]
+/// Starts every output — the status page's view when there is a `[metrics]` listener, the MQTT
+/// output (`publisher`, with its opened `outbox`), then the trigger stage when there is one (it
+/// emits into the outputs subscribed before it, so the status page and MQTT see its events) —
+/// and the reporter of statistics and sensor states. A new output is one more line here.
+///
+/// # Errors
+/// The trigger stage's thread cannot be started.
 pub fn start(
     config: &Config,
     publisher: PublisherConfig,
     outbox: Outbox,
+    triggers: Option<triggers::TriggerStage>,
     telemetry: &Arc<Telemetry>,
     cancel: &CancellationToken,
-) -> Started {
+) -> std::io::Result<Started> {
     let mut outputs = Outputs::new(Arc::clone(telemetry));
     let sensors = publisher.sensors.clone();
     let status = config
@@ -65,6 +72,18 @@ pub fn start(
         Arc::clone(telemetry),
         cancel.child_token(),
     );
+    let triggers = match triggers {
+        Some(stage) => {
+            let downstream = outputs.emitter_so_far();
+            let rx = outputs.subscribe(OutputQueue {
+                name: "triggers",
+                capacity: std::num::NonZeroUsize::MIN.saturating_add(triggers::QUEUE_CAPACITY - 1),
+                when_full: FullPolicy::Block,
+            });
+            Some(stage.spawn(rx, downstream)?)
+        }
+        None => None,
+    };
     let emitter = outputs.emitter();
     tokio::spawn(report(
         Arc::clone(telemetry),
@@ -73,9 +92,10 @@ pub fn start(
         emitter.clone(),
         cancel.child_token(),
     ));
-    Started {
+    Ok(Started {
         emitter,
         mqtt,
         status,
-    }
+        triggers,
+    })
 }

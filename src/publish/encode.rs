@@ -12,7 +12,7 @@ use super::payload::{
     WindowInfo, ENVELOPE_VERSION,
 };
 use crate::config::{EmbeddingEncoding, Qos};
-use crate::output::{EmbeddedWindow, Event, SensorState};
+use crate::output::{EmbeddedWindow, Event, SensorState, StoredNotice};
 use crate::telemetry::{Stage, StatsSnapshot, StreamStats};
 
 /// A message for the broker.
@@ -31,6 +31,8 @@ pub struct OutMessage {
     /// For an embedding: what the publisher needs to record the publish and end-to-end latency
     /// at the broker's acknowledgement.
     pub timing: Option<MessageTiming>,
+    /// Dropped once the message is in the outbox (or given up): a trigger event's waiter.
+    pub stored: Option<StoredNotice>,
 }
 
 /// Latency bookkeeping carried by an embedding message (memory only; a message replayed from
@@ -147,6 +149,7 @@ impl Codec {
                 handed_at: w.emitted_at,
                 window_end_age: w.window_end_age,
             }),
+            stored: None,
         })
     }
 
@@ -169,6 +172,7 @@ impl Codec {
             retain: false,
             qos: self.qos,
             timing: None,
+            stored: None,
         })
     }
 
@@ -190,6 +194,7 @@ impl Codec {
             retain: true,
             qos: self.qos,
             timing: None,
+            stored: None,
         })
     }
 
@@ -205,6 +210,7 @@ impl Codec {
             retain: false,
             qos: Qos::AtMostOnce,
             timing: None,
+            stored: None,
         })
     }
 
@@ -222,6 +228,7 @@ impl Codec {
             retain: true,
             qos: Qos::AtLeastOnce,
             timing: None,
+            stored: None,
         }
     }
 }
@@ -247,6 +254,9 @@ impl Publish for Event {
             }
             Self::State(s) => out.push(codec.state(&s).map(Outgoing::Control)),
             Self::Stats(s) => out.push(codec.stats(&s).map(Outgoing::Control)),
+            Self::Trigger(e) => out.push(codec.trigger_event(&e).map(Outgoing::Durable)),
+            Self::TriggerState(s) => out.push(codec.trigger_state(&s).map(Outgoing::Durable)),
+            Self::Scene(s) => out.push(codec.scene(&s).map(Outgoing::Durable)),
         }
     }
 }

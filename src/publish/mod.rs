@@ -11,6 +11,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod payload;
 pub mod tls;
+mod trigger_codec;
 
 pub use broker::{BrokerUrl, LocalBroker};
 pub use encode::{Codec, MessageTiming, OutMessage, Publish};

@@ -175,6 +175,16 @@ impl Topics {
     pub fn status(&self) -> String {
         format!("{}/status", self.prefix)
     }
+    /// A sensor's (or scene's) trigger events.
+    #[must_use]
+    pub fn events(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/events", self.prefix)
+    }
+    /// A trigger's retained state.
+    #[must_use]
+    pub fn trigger_state(&self, sensor: &str, trigger: &str) -> String {
+        format!("{}/{sensor}/triggers/{trigger}", self.prefix)
+    }
     /// Periodic statistics.
     #[must_use]
     pub fn stats(&self) -> String {

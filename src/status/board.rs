@@ -141,6 +141,11 @@ impl StatusBoard {
             Event::Embedded(w) => self.window(w, now),
             Event::State(s) => self.state(s, now),
             Event::Stats(s) => self.stats = Some((Arc::clone(s), now)),
+            Event::TriggerState(t) => {
+                self.record_triggers(&t.sensor, std::slice::from_ref(&t.state));
+            }
+            // Events and scenes are on MQTT; the page shows the trigger states they lead to.
+            Event::Trigger(_) | Event::Scene(_) => {}
         }
     }
 

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     /// The metrics listener refused or cut a connection: over its connection limit, a request
     /// head too large or too slow, or a connection past its time limit.
     HttpRefused,
+    /// A trigger engine's state could not be saved or read back (docs/triggers.md, Restarts).
+    TriggerState,
 }
 
 impl ErrorKind {
@@ -39,6 +41,7 @@ impl ErrorKind {
         Self::BrokerRequest,
         Self::MetricsResponse,
         Self::HttpRefused,
+        Self::TriggerState,
     ];
 
     /// The label value.
@@ -53,6 +56,7 @@ impl ErrorKind {
             Self::BrokerRequest => "broker_request",
             Self::MetricsResponse => "metrics_response",
             Self::HttpRefused => "http_refused",
+            Self::TriggerState => "trigger_state",
         }
     }
 }

@@ -209,7 +209,7 @@ pub const ERRORS: Metric = Metric {
     name: "edgebind_errors_total",
     help: "Errors the daemon handled and went on from, by kind (serialize, outbox_write, \
            outbox_read, outbox_ack, outbox_sync, broker_request, metrics_response, \
-           http_refused); each is logged, rate-limited.",
+           http_refused, trigger_state); each is logged, rate-limited.",
     kind: Kind::Counter,
     stats: Some("errors_total"),
     read: Read::Series(|t| {

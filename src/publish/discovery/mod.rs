@@ -150,7 +150,7 @@ pub fn size_problem(config: &Config) -> Option<String> {
         .iter()
         .map(|s| (Arc::from(s.name()), s.modality()))
         .collect();
-    let a = announce(config, &sensors, &[]);
+    let a = announce(config, &sensors, &config.triggers.pairs());
     let (plan, _) = plan(Some(&a), "", "", None);
     let bytes = plan.config.map_or(0, |(t, p)| t.len() + p.len());
     too_large(bytes, sensors.len(), config.mqtt.max_packet_bytes)

@@ -103,6 +103,7 @@ fn window(telemetry: &Telemetry, seq: u64) -> Event {
         window_end_age: Duration::from_millis(2),
         emitted_at: Instant::now(),
         stats: telemetry.stream("imu"),
+        input: None,
     }))
 }
 

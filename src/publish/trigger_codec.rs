@@ -1,0 +1,77 @@
+//! The MQTT side of the trigger stage's events: `<prefix>/<sensor>/events` (not retained),
+//! `<prefix>/<sensor>/triggers/<name>` (retained) and `<prefix>/<scene>/embedding`. All go
+//! through the outbox, so a broker outage or a restart loses none of them (docs/triggers.md).
+
+use std::sync::Arc;
+
+use super::encode::{Codec, EncodeError, OutMessage};
+use super::payload::EmbeddingField;
+use crate::output::{SceneOut, TriggerEventOut, TriggerStateOut};
+use crate::triggers::payload::{EventMessage, SceneMessage, TriggerStateMessage};
+
+impl Codec {
+    fn trigger_json<T: serde::Serialize>(
+        what: &'static str,
+        sensor: &Arc<str>,
+        value: &T,
+    ) -> Result<Vec<u8>, EncodeError> {
+        serde_json::to_vec(value).map_err(|source| EncodeError {
+            what,
+            sensor: Some(Arc::clone(sensor)),
+            source,
+        })
+    }
+
+    /// A trigger's `start`, `update` or `end`; carries the event's stored notice.
+    ///
+    /// # Errors
+    /// [`EncodeError`] when it cannot be serialised.
+    pub fn trigger_event(&self, e: &TriggerEventOut) -> Result<OutMessage, EncodeError> {
+        let sensor: Arc<str> = Arc::from(e.event.sensor.as_str());
+        Ok(OutMessage {
+            topic: self.topics.events(&sensor),
+            payload: Self::trigger_json("event", &sensor, &EventMessage::from(&e.event))?,
+            sensor: Some(sensor),
+            retain: false,
+            qos: self.qos,
+            timing: None,
+            stored: e.stored.clone(),
+        })
+    }
+
+    /// A trigger's retained state.
+    ///
+    /// # Errors
+    /// [`EncodeError`] when it cannot be serialised.
+    pub fn trigger_state(&self, s: &TriggerStateOut) -> Result<OutMessage, EncodeError> {
+        let message = TriggerStateMessage::new(&s.sensor, &s.state);
+        Ok(OutMessage {
+            topic: self.topics.trigger_state(&s.sensor, &s.state.trigger),
+            payload: Self::trigger_json("trigger state", &s.sensor, &message)?,
+            sensor: Some(Arc::clone(&s.sensor)),
+            retain: true,
+            qos: self.qos,
+            timing: None,
+            stored: None,
+        })
+    }
+
+    /// A scene embedding, its vector encoded as the sensors' are.
+    ///
+    /// # Errors
+    /// [`EncodeError`] when it cannot be serialised.
+    pub fn scene(&self, s: &SceneOut) -> Result<OutMessage, EncodeError> {
+        let name: Arc<str> = Arc::from(s.frame.name.as_str());
+        let embedding = EmbeddingField::encode(&s.frame.embedding, self.encoding);
+        let message = SceneMessage::new(&s.frame, embedding, &s.labels);
+        Ok(OutMessage {
+            topic: self.topics.embedding(&name),
+            payload: Self::trigger_json("scene", &name, &message)?,
+            sensor: Some(name),
+            retain: false,
+            qos: self.qos,
+            timing: None,
+            stored: None,
+        })
+    }
+}
