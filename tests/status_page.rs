@@ -281,6 +281,7 @@ fn hostile_labels_and_trigger_names_are_shown_as_text_and_never_run() {
         embedding: vec![1.0],
         norm: 1.0,
         reused_from_seq: None,
+        input: None,
         labels: vec![Match {
             label: HOSTILE.to_string(),
             score: 0.5,

@@ -146,11 +146,8 @@ async fn start_outputs(
         security,
         options.shutdown_timeout,
     );
-    publisher.discovery = crate::publish::discovery::prepare(
-        config,
-        &publisher.sensors,
-        &config.triggers.pairs(),
-    )?;
+    publisher.discovery =
+        crate::publish::discovery::prepare(config, &publisher.sensors, &config.triggers.pairs())?;
     crate::output::start(config, publisher, outbox, stage, telemetry, w.cancel)
         .context("cannot start the trigger stage's thread")
 }

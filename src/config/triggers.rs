@@ -63,7 +63,9 @@ impl TriggersConfig {
         self.sensors
             .iter()
             .flat_map(|(sensor, triggers)| {
-                triggers.iter().map(move |t| (sensor.clone(), t.name.clone()))
+                triggers
+                    .iter()
+                    .map(move |t| (sensor.clone(), t.name.clone()))
             })
             .collect()
     }

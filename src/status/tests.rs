@@ -47,6 +47,7 @@ fn window(t: &Telemetry, sensor: &str, seq: u64, labels: &[(&str, f32)]) -> Even
         embedding: vec![0.5; 4],
         norm: 2.0,
         reused_from_seq: None,
+        input: None,
         labels: labels
             .iter()
             .map(|(l, s)| Match {

@@ -32,7 +32,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in metric order.
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         Self::Serialize,
         Self::OutboxWrite,
         Self::OutboxRead,

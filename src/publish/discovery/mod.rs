@@ -48,6 +48,7 @@ impl Plan {
             retain: true,
             qos: Qos::AtLeastOnce,
             timing: None,
+            stored: None,
         };
         self.retire
             .iter()
