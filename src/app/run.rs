@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{Models, Pipeline};
 use super::{reload_concepts_on_request, Broker, RunOptions, RunReport};
+use crate::concepts::live::SensorConcepts;
 use crate::concepts::SharedConcepts;
 use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
@@ -61,6 +62,7 @@ impl Pipeline {
             broker,
             security,
             metrics_listener,
+            concept_sets,
         } = self;
         let w = Wiring {
             config: &config,
@@ -68,9 +70,26 @@ impl Pipeline {
             clock,
             cancel: &cancel,
         };
-        let (events, publisher) = start_outputs(&w, &options, &broker, security).await?;
-        let concepts = share_concepts(&w, &models, reload_concepts);
-        let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
+        let topics = crate::publish::payload::Topics::new(config.topic_prefix());
+        let (inbound, commands) =
+            super::concepts::control_route(config.concepts.control.enabled, &topics, &telemetry);
+        let (events, publisher) = start_outputs(&w, &options, &broker, security, inbound).await?;
+        let concepts = concept_sets.router(share_concepts(&w, &models, reload_concepts));
+        super::concepts::announce(&concept_sets, &events).await;
+        let mut threads = Vec::new();
+        if let Some(rx) = commands {
+            // Not joined at shutdown: it ends at the cancellation, an embedding under way aside.
+            drop(super::concepts::spawn_control(
+                concept_sets,
+                rx,
+                topics,
+                events.clone(),
+                Arc::clone(&telemetry),
+                cancel.child_token(),
+            )?);
+        }
+        let (worker_threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
+        threads.extend(worker_threads);
         drop(events);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
         tracing::info!(
@@ -123,6 +142,7 @@ async fn start_outputs(
     options: &RunOptions,
     broker: &Broker,
     security: Security,
+    inbound: crate::publish::mqtt::Inbound,
 ) -> Result<(Emitter, tokio::task::JoinHandle<PublisherReport>)> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
@@ -134,7 +154,7 @@ async fn start_outputs(
         options.shutdown_timeout,
     );
     Ok(crate::output::start(
-        config, publisher, outbox, telemetry, w.cancel,
+        config, publisher, outbox, telemetry, w.cancel, inbound,
     ))
 }
 
@@ -159,7 +179,7 @@ fn share_concepts(w: &Wiring<'_>, models: &Models, reload: Arc<Notify>) -> Share
 fn start_workers(
     w: &Wiring<'_>,
     models: Models,
-    concepts: &SharedConcepts,
+    concepts: &SensorConcepts,
     events: &Emitter,
 ) -> Result<(Vec<JoinHandle<()>>, JobQueues)> {
     let (config, telemetry) = (w.config, w.telemetry);

@@ -4,6 +4,7 @@
 //! [`Stream`] and listed in `sources::registry`. [`load`] parses a file; [`validate`] reports
 //! every problem at once.
 
+mod concept_sets;
 mod file_checks;
 pub mod limits;
 mod parse;
@@ -18,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use concept_sets::{
+    set_of_sensor, ConceptControlConfig, ConceptSetConfig, TextEncoderConfig, TextResidency,
+    RESERVED_SET_NAME,
+};
 pub(crate) use file_checks::unreadable;
 pub use parse::Locations;
 pub use preprocess::*;

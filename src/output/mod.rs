@@ -11,7 +11,8 @@ mod fanout;
 mod report;
 
 pub use event::{
-    unit_norm, EmbeddedWindow, EncoderInfo, Event, SensorState, WindowLatency, WindowSpan,
+    unit_norm, ConceptsAnswer, ConceptsNotice, EmbeddedWindow, EncoderInfo, Event, SensorState,
+    WindowLatency, WindowSpan,
 };
 pub use fanout::{Closed, Emitter, FullPolicy, OutputQueue, Outputs};
 pub use report::report;
@@ -26,7 +27,8 @@ use crate::config::Config;
 use crate::publish::{Outbox, PublisherConfig, PublisherReport};
 use crate::telemetry::Telemetry;
 
-/// Starts every output — today the MQTT output (`publisher`, with its opened `outbox`) — and
+/// Starts every output — today the MQTT output (`publisher`, with its opened `outbox`, and the
+/// `inbound` routes of the messages it subscribes to) — and
 /// the reporter of statistics and sensor states. Returns the producers' [`Emitter`] (every
 /// output's queue closes when all its clones are dropped and the reporter has stopped at
 /// `cancel`) and the MQTT output's task. A new output is one more line here.
@@ -37,6 +39,7 @@ pub fn start(
     outbox: Outbox,
     telemetry: &Arc<Telemetry>,
     cancel: &CancellationToken,
+    inbound: crate::publish::mqtt::Inbound,
 ) -> (Emitter, JoinHandle<PublisherReport>) {
     let mut outputs = Outputs::new(Arc::clone(telemetry));
     let sensors = publisher.sensors.clone();
@@ -47,6 +50,7 @@ pub fn start(
         &mut outputs,
         Arc::clone(telemetry),
         cancel.child_token(),
+        inbound,
     );
     let emitter = outputs.emitter();
     tokio::spawn(report(

@@ -192,6 +192,30 @@ impl Topics {
     pub fn state(&self, sensor: &str) -> String {
         format!("{}/{sensor}/state", self.prefix)
     }
+    /// A concept set in use (retained).
+    #[must_use]
+    pub fn concept_set(&self, set: &str) -> String {
+        format!("{}/concepts/{set}", self.prefix)
+    }
+    /// Refused concept-set commands.
+    #[must_use]
+    pub fn concept_error(&self) -> String {
+        format!("{}/concepts/error", self.prefix)
+    }
+    /// The filter of concept-set control commands with `verb` (`set`, `add`, `remove`).
+    #[must_use]
+    pub fn concept_command_filter(&self, verb: &str) -> String {
+        format!("{}/concepts/+/{verb}", self.prefix)
+    }
+    /// The set and the verb of a control command's topic, if it is one.
+    #[must_use]
+    pub fn concept_command<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        let rest = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/concepts/")?;
+        let (set, verb) = rest.split_once('/')?;
+        (!verb.contains('/')).then_some((set, verb))
+    }
 }
 
 #[cfg(test)]
