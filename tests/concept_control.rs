@@ -432,3 +432,68 @@ fn only_the_admin_client_may_change_a_set_under_the_documented_acl() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("intruder"), "{text}");
 }
+
+/// `edgebind check` on `text` (written to `dir`): exit code and stderr.
+fn check(dir: &Path, text: &str) -> (Option<i32>, String) {
+    let path = write_config(dir, text);
+    let out = run(edgebind().arg("check").arg("--config").arg(&path));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_names_every_problem_of_the_concept_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(config(dir.path(), "cc4", 1883, "")).unwrap();
+    let (code, err) = check(dir.path(), &good);
+    assert_eq!(code, Some(0), "{err}");
+
+    let sets = r#"[concepts.sets.motion]
+sensors = ["wrist", "ghost"]
+labels = ["walking", "walking"]
+[concepts.sets.error]
+sensors = ["wrist"]
+labels = ["x"]
+template = "no slot"
+[concepts.sets.Bad]
+sensors = []
+labels = ["a\u0007b"]
+[concepts.sets.bank]
+sensors = ["other"]
+precomputed = { labels = "missing.txt", embeddings = "missing.npy" }
+[mqtt]"#;
+    let start = good.find("[concepts.sets.motion]").unwrap();
+    let end = good.find("[mqtt]").unwrap();
+    let hostile = format!("{}{sets}{}", &good[..start], &good[end + "[mqtt]".len()..]);
+    let (code, err) = check(dir.path(), &hostile);
+    assert_eq!(code, Some(78), "{err}");
+    for want in [
+        "concepts.sets.motion.sensors[1]: \"ghost\" is not a configured sensor",
+        "concepts.sets.motion.labels[1]: \"walking\" appears twice",
+        "concepts.sets.error: \"error\" is reserved",
+        "concepts.sets.motion.sensors[0]: \"wrist\" is in set \"error\" already",
+        "concepts.sets.error.template: \"no slot\" must hold exactly one {}",
+        "concepts.sets.Bad: \"Bad\" is not a set name",
+        "concepts.sets.Bad.sensors: names no sensor",
+        "concepts.sets.Bad.labels[0]: holds the control character U+0007",
+        "concepts.sets.bank.precomputed:",
+        "missing.txt",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Words need the model set's text encoder: models/tiny has none.
+    let no_text = good.replace(
+        &format!("dir = \"{}\"", dir.path().join("models").display()),
+        &format!("dir = \"{}\"", repo().join("models/tiny").display()),
+    );
+    let (code, err) = check(dir.path(), &no_text);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("concepts.sets.motion.labels: the model set has no text encoder"),
+        "{err}"
+    );
+}
