@@ -108,21 +108,27 @@ fn assert_schema(def: &str, v: &serde_json::Value) {
 
 /// Publishes `body` on `topic` at QoS 1 with mosquitto's own client (waits for the PUBACK).
 fn publish(port: u16, topic: &str, body: &[u8], auth: Option<(&str, &str)>) {
+    publish_with(port, topic, body, auth, &[]);
+}
+
+/// [`publish`] with more `mosquitto_pub` arguments.
+fn publish_with(port: u16, topic: &str, body: &[u8], auth: Option<(&str, &str)>, extra: &[&str]) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), body).unwrap();
     let mut cmd = Command::new("mosquitto_pub");
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-q",
-        "1",
-        "-t",
-        topic,
-        "-f",
-    ])
-    .arg(file.path());
+    cmd.args(extra)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-f",
+        ])
+        .arg(file.path());
     if let Some((u, p)) = auth {
         cmd.args(["-u", u, "-P", p]);
     }
@@ -496,4 +502,36 @@ precomputed = { labels = "missing.txt", embeddings = "missing.npy" }
         err.contains("concepts.sets.motion.labels: the model set has no text encoder"),
         "{err}"
     );
+}
+
+#[test]
+fn with_mqtt_5_a_command_is_also_answered_on_its_response_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = LocalBroker::start(&[]).unwrap();
+    let port = broker.port();
+    let sub = Subscriber::start(port, "replies/cc5");
+    let all = Subscriber::start(port, "edgebind/cc5/#");
+    let path = config(dir.path(), "cc5", port, "protocol = \"5\"");
+    let log = dir.path().join("daemon.log");
+    let _daemon = spawn_daemon(&path, &log, &[]);
+    wait_index(&all, "/concepts/motion", |v| labels_are(v, &MOTION));
+    let v5 = ["-V", "5", "-D", "publish", "response-topic", "replies/cc5"];
+    publish_with(
+        port,
+        "edgebind/cc5/concepts/motion/add",
+        br#"{"labels":["running"]}"#,
+        None,
+        &v5,
+    );
+    let at = wait_index(&sub, "replies/cc5", |v| {
+        labels_are(v, &["walking", "sitting", "running"])
+    });
+    assert!(!sub.seen.lock().unwrap()[at].retain);
+    publish_with(port, "edgebind/cc5/concepts/motion/set", b"{", None, &v5);
+    wait_index(&sub, "replies/cc5", |v| v["code"] == "bad_json");
+    // The usual answers go out as well.
+    wait_index(&all, "/concepts/error", |v| v["code"] == "bad_json");
+    wait_index(&all, "/concepts/motion", |v| {
+        labels_are(v, &["walking", "sitting", "running"])
+    });
 }
