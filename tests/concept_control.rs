@@ -273,7 +273,7 @@ fn a_set_sent_over_mqtt_labels_the_next_windows_and_survives_a_restart() {
     assert!(exit.success(), "{}", std::fs::read_to_string(&log).unwrap());
     let sub2 = Subscriber::start(port, "edgebind/cc1/#");
     let log2 = dir.path().join("daemon2.log");
-    let _daemon = spawn_daemon(&path, &log2, &[]);
+    let mut daemon2 = spawn_daemon(&path, &log2, &[]);
     let from = sub2.seen.lock().unwrap().len();
     let at = wait_index(&sub2, "/concepts/motion", |v| {
         labels_are(v, &new) && v["origin"] == "control"
@@ -284,6 +284,26 @@ fn a_set_sent_over_mqtt_labels_the_next_windows_and_survives_a_restart() {
         .all(|ls| ls.iter().all(|l| new.contains(&l.as_str()))));
     let text = std::fs::read_to_string(&log2).unwrap();
     assert!(text.contains("concept set read from the cache"), "{text}");
+
+    // Words edited in the configuration since the change win over it at the next start.
+    sigterm(&daemon2);
+    let exit = wait_with_timeout(&mut daemon2, WAIT).expect("daemon stops");
+    assert!(
+        exit.success(),
+        "{}",
+        std::fs::read_to_string(&log2).unwrap()
+    );
+    let edited = std::fs::read_to_string(&path).unwrap().replace(
+        r#"labels = ["walking", "sitting"]"#,
+        r#"labels = ["standing", "lying"]"#,
+    );
+    std::fs::write(&path, edited).unwrap();
+    let sub3 = Subscriber::start(port, "edgebind/cc1/#");
+    let _daemon3 = spawn_daemon(&path, &dir.path().join("daemon3.log"), &[]);
+    let at = wait_index(&sub3, "/concepts/motion", |v| {
+        labels_are(v, &["standing", "lying"]) && v["origin"] == "config"
+    });
+    windows_switch_to(&sub3, at, &["standing", "lying"]);
 }
 
 #[test]

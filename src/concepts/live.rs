@@ -171,6 +171,9 @@ pub enum Outcome {
 
 struct Live {
     set: ConceptSet,
+    /// Identity of the configuration's set, written beside a persisted change: a restart whose
+    /// configuration names other words takes those, not the older change.
+    config_sha256: String,
     shared: SharedConcepts,
     sensors: Vec<String>,
     origin: Origin,
@@ -183,6 +186,7 @@ pub struct LiveSets {
     embedder: Option<TextEmbedder>,
     cache: BankCache,
     store: SetStore,
+    state_dir: PathBuf,
     model_dir: PathBuf,
     dim: usize,
 }
@@ -233,6 +237,7 @@ impl LiveSets {
                 .map(|m| TextEmbedder::new(runtime.clone(), m, options)),
             cache: BankCache::new(state_dir.join("cache")),
             store: SetStore::new(state_dir.join("sets")),
+            state_dir: state_dir.clone(),
             model_dir: model_dir.to_path_buf(),
             dim: manifest.embedding_dim,
         };
@@ -253,15 +258,22 @@ impl LiveSets {
         configured: ConceptSet,
         sensors: Vec<String>,
     ) -> Result<Live, LiveError> {
+        let config_sha256 = config_identity(&configured);
         let persisted = self.store.load(name).map_err(|source| LiveError::State {
             set: name.to_string(),
             source,
         })?;
+        let base = std::fs::read_to_string(self.base_path(name)).unwrap_or_default();
         let (set, origin, updated_unix_ms) = match persisted {
-            Some(p) => {
+            Some(p) if base.trim() == config_sha256 => {
                 tracing::info!(set = name, labels = p.set.labels().len(),
                     "using the concept set changed over MQTT (persisted); it replaces the configuration's");
                 (ConceptSet::Text(p.set), Origin::Control, p.updated_unix_ms)
+            }
+            Some(_) => {
+                tracing::warn!(set = name,
+                    "the configuration's words changed since the set was changed over MQTT; using the configuration's");
+                (configured, Origin::Config, now_unix_ms())
             }
             None => (configured, Origin::Config, now_unix_ms()),
         };
@@ -270,11 +282,19 @@ impl LiveSets {
             "concept set in use");
         Ok(Live {
             set,
+            config_sha256,
             shared: SharedConcepts::new(bank),
             sensors,
             origin,
             updated_unix_ms,
         })
+    }
+
+    /// The file beside a persisted set naming the configuration's set it replaced.
+    fn base_path(&self, name: &str) -> PathBuf {
+        self.state_dir
+            .join("sets")
+            .join(format!("{name}.config-sha256"))
     }
 
     /// The bank of `set`: loaded (precomputed) or embedded (words, through the cache).
@@ -421,6 +441,7 @@ impl LiveSets {
             );
         };
         let active = Some(l.shared.current().sha256().to_string());
+        let config_sha256 = l.config_sha256.clone();
         let applied = match Command::parse(verb, body).and_then(|c| control::apply(&l.set, c)) {
             Ok(a) => a,
             Err(e) => return refuse(e.code(), e.to_string(), e.field().map(String::from), active),
@@ -433,7 +454,14 @@ impl LiveSets {
             Err(e) => return refuse("embedding_failed", e.to_string(), None, active),
         };
         let now = now_unix_ms();
-        if let Err(e) = self.store.save(name, &applied.set, now) {
+        let base = (self.base_path(name), config_sha256);
+        let saved = self.store.save(name, &applied.set, now).and_then(|()| {
+            super::state::atomic_write(&base.0, base.1.as_bytes()).map_err(|e| StateError::Write {
+                path: base.0.clone(),
+                message: e.to_string(),
+            })
+        });
+        if let Err(e) = saved {
             return refuse("not_persisted", e.to_string(), None, active);
         }
         if let Some(l) = self.sets.get_mut(name) {
@@ -460,6 +488,18 @@ impl LiveSets {
                 time_unix_ms: now_unix_ms(),
             }),
         }
+    }
+}
+
+/// What identifies a configured set: the words' sha256, or a precomputed bank's file names.
+fn config_identity(set: &ConceptSet) -> String {
+    match set {
+        ConceptSet::Text(t) => t.sha256(),
+        ConceptSet::Precomputed(f) => format!(
+            "precomputed:{}:{}",
+            f.labels.display(),
+            f.embeddings.display()
+        ),
     }
 }
 
