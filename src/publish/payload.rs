@@ -224,6 +224,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn control_topics_give_their_set_and_verb_and_nothing_else_does() {
+        let t = Topics::new("edgebind/dev1");
+        assert_eq!(
+            t.concept_command("edgebind/dev1/concepts/sounds/set"),
+            Some(("sounds", "set"))
+        );
+        for other in [
+            "edgebind/dev1/concepts/sounds",
+            "edgebind/dev1/concepts/error",
+            "edgebind/dev1/concepts/a/b/set",
+            "edgebind/dev10/concepts/a/set",
+            "edgebind/dev1/mic/labels",
+            "other/edgebind/dev1/concepts/a/set",
+        ] {
+            assert_eq!(t.concept_command(other), None, "{other}");
+        }
+        assert_eq!(
+            t.concept_command_filter("add"),
+            "edgebind/dev1/concepts/+/add"
+        );
+        assert_eq!(t.concept_set("s"), "edgebind/dev1/concepts/s");
+    }
+
+    #[test]
     fn unit_norm_returns_the_raw_norm() {
         let (u, n) = unit_norm(&[3.0, 4.0]);
         assert_eq!(n, 5.0);
