@@ -573,3 +573,29 @@ fn with_mqtt_5_a_command_is_also_answered_on_its_response_topic() {
         labels_are(v, &["walking", "sitting", "running"])
     });
 }
+
+#[test]
+fn a_damaged_persisted_set_stops_the_start_naming_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "cc6", 1, "");
+    let state = dir.path().join("state/sets");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("motion.json");
+    std::fs::write(&file, "{\"format\": 1, \"set\": \"motion\"").unwrap();
+    let out = run(edgebind()
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(["--shutdown-timeout-s", "3"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.contains("delete the file to start from the configuration's set"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("edgebind running"),
+        "{err}"
+    );
+}
