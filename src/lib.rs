@@ -19,12 +19,13 @@
 //! - [`inference`]: ONNX Runtime loading, the model set and the worker owning each session.
 //! - [`concepts`]: the concept bank and cosine top-k matching (pure); the shared handle SIGHUP
 //!   reloads; concept sets as words, embedded with the text encoder, cached on disk, changed by
-//!   `set`/`add`/`remove` commands and persisted.
+//!   `set`/`add`/`remove` commands and persisted; the configured sets live per sensor (`live`).
 //! - [`output`]: the output seam: typed events (a window embedded, a sensor's state, the
 //!   daemon's stats, trigger events and scenes), the fan-out to every output's bounded queue,
 //!   the reporter, the trigger stage (engines per sensor, scene, saved state, example files).
 //! - [`publish`]: the MQTT output: payloads and encoding (pure), the outbox, the publisher
-//!   owning the event loop (MQTT 3.1.1 or 5), a local broker.
+//!   owning the event loop (MQTT 3.1.1 or 5) and routing the messages it subscribes to
+//!   (`mqtt::inbound`), a local broker.
 //! - [`pipeline`]: bounded queues with named policies, the processors (one per family of
 //!   modalities) and the per-stream thread that runs one.
 //! - [`telemetry`]: counters, drops by reason, handled errors, the one table of metrics (stats

@@ -559,7 +559,7 @@ fn queued_windows_are_batched_into_fewer_runs_with_outputs_identical_to_single_r
         model_name: "edgebind-tiny".into(),
         model_sha256: "x".into(),
         ort_version: runtime.version.clone(),
-        concepts: tiny_concepts(),
+        concepts: edgebind::concepts::live::SensorConcepts::single(tiny_concepts()),
         top_k: 3,
         min_score: 0.1,
         clock,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::open::build_sources;
 use super::{Broker, RunOptions};
+use crate::concepts::live::LiveSets;
 use crate::config::Config;
 use crate::inference::{load_model_set, LoadOptions, ModelSet, OrtRuntime};
 use crate::publish::connection::Security;
@@ -127,6 +128,8 @@ pub struct Pipeline {
     pub(super) security: Security,
     /// The Prometheus endpoint's socket, bound.
     pub(super) metrics_listener: Option<std::net::TcpListener>,
+    /// The configured concept sets, embedded (or read from the cache) and in use.
+    pub(super) concept_sets: LiveSets,
 }
 
 impl Pipeline {
@@ -143,6 +146,12 @@ impl Pipeline {
         ));
         crate::service::status("starting: loading ONNX Runtime and the models");
         let models = load_models(&config, cancel)?;
+        if !config.concepts.sets.is_empty() {
+            crate::service::status("starting: embedding the concept sets");
+        }
+        let concept_sets =
+            LiveSets::start(&config, &models.runtime, &models.set.manifest, &models.dir)
+                .context("concept sets")?;
         crate::service::status("starting: models warm; opening the sources");
         let sources = build_sources(&config)?;
         let broker = Broker::from_url(&config.mqtt.url)?;
@@ -161,6 +170,7 @@ impl Pipeline {
             broker,
             security,
             metrics_listener,
+            concept_sets,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::telemetry::Telemetry;
 use crate::Modality;
 
 mod build;
+mod concepts;
 mod open;
 mod run;
 

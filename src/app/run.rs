@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{Models, Pipeline};
 use super::{reload_concepts_on_request, Broker, RunOptions, RunReport};
+use crate::concepts::live::SensorConcepts;
 use crate::concepts::SharedConcepts;
 use crate::config::Config;
 use crate::inference::worker::{spawn_worker, Batching, Job, WorkerContext};
@@ -62,6 +63,7 @@ impl Pipeline {
             broker,
             security,
             metrics_listener,
+            concept_sets,
         } = self;
         let w = Wiring {
             config: &config,
@@ -69,17 +71,36 @@ impl Pipeline {
             clock,
             cancel: &cancel,
         };
-        let concepts = share_concepts(&w, &models, reload_concepts);
+        let topics = crate::publish::payload::Topics::new(config.topic_prefix());
+        let (inbound, commands) =
+            super::concepts::control_route(config.concepts.control.enabled, &topics, &telemetry);
+        // Concept triggers score against the model set's bank (docs/triggers.md).
+        let shared = share_concepts(&w, &models, reload_concepts);
         let stage = TriggerStage::build(
             &config,
-            &concepts,
+            &shared,
             models.set.manifest.embedding_dim,
             clock,
             &telemetry,
         )?;
-        let started = start_outputs(&w, &options, &broker, security, stage).await?;
+        let started = start_outputs(&w, &options, &broker, security, stage, inbound).await?;
         let (events, publisher) = (started.emitter, started.mqtt);
-        let (mut threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
+        let concepts = concept_sets.router(shared);
+        super::concepts::announce(&concept_sets, &events).await;
+        let mut threads = Vec::new();
+        if let Some(rx) = commands {
+            // Not joined at shutdown: it ends at the cancellation, an embedding under way aside.
+            drop(super::concepts::spawn_control(
+                concept_sets,
+                rx,
+                topics,
+                events.clone(),
+                Arc::clone(&telemetry),
+                cancel.child_token(),
+            )?);
+        }
+        let (worker_threads, job_queues) = start_workers(&w, models, &concepts, &events)?;
+        threads.extend(worker_threads);
         drop(events);
         // Joined after the workers: it ends once their windows are all through it.
         threads.extend(started.triggers);
@@ -136,6 +157,7 @@ async fn start_outputs(
     broker: &Broker,
     security: Security,
     stage: Option<TriggerStage>,
+    inbound: crate::publish::mqtt::Inbound,
 ) -> Result<crate::output::Started> {
     let (config, telemetry) = (w.config, w.telemetry);
     let outbox = crate::publish::connection::open_outbox(config, telemetry).await?;
@@ -148,8 +170,10 @@ async fn start_outputs(
     );
     publisher.discovery =
         crate::publish::discovery::prepare(config, &publisher.sensors, &config.triggers.pairs())?;
-    crate::output::start(config, publisher, outbox, stage, telemetry, w.cancel)
-        .context("cannot start the trigger stage's thread")
+    crate::output::start(
+        config, publisher, outbox, stage, telemetry, w.cancel, inbound,
+    )
+    .context("cannot start the trigger stage's thread")
 }
 
 /// The concept bank, shared by the workers and replaced on SIGHUP.
@@ -173,7 +197,7 @@ fn share_concepts(w: &Wiring<'_>, models: &Models, reload: Arc<Notify>) -> Share
 fn start_workers(
     w: &Wiring<'_>,
     models: Models,
-    concepts: &SharedConcepts,
+    concepts: &SensorConcepts,
     events: &Emitter,
 ) -> Result<(Vec<JoinHandle<()>>, JobQueues)> {
     let (config, telemetry) = (w.config, w.telemetry);

@@ -22,6 +22,7 @@ use crate::files::{self, npy, FileError};
 pub mod cache;
 pub mod control;
 pub mod embed;
+pub mod live;
 pub mod reload;
 pub mod set;
 pub mod state;

@@ -4,6 +4,7 @@
 //! [`Stream`] and listed in `sources::registry`. [`load`] parses a file; [`validate`] reports
 //! every problem at once.
 
+mod concept_sets;
 mod file_checks;
 mod home_assistant;
 pub mod limits;
@@ -21,6 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use concept_sets::{
+    set_of_sensor, ConceptControlConfig, ConceptSetConfig, TextEncoderConfig, TextResidency,
+    RESERVED_SET_NAME,
+};
 pub(crate) use file_checks::unreadable;
 pub use home_assistant::HomeAssistantConfig;
 pub use parse::Locations;

@@ -349,6 +349,18 @@ pub struct ConceptsConfig {
     /// Concepts with a cosine similarity below this are not published.
     #[serde(default = "default_min_score")]
     pub min_score: f32,
+    /// Named concept sets, each matched against its sensors' windows (`concept_sets.rs`).
+    #[serde(default)]
+    pub sets: std::collections::BTreeMap<String, super::ConceptSetConfig>,
+    /// The text encoder that embeds sets of words.
+    #[serde(default)]
+    pub text: super::TextEncoderConfig,
+    /// Changing sets over MQTT (off unless enabled).
+    #[serde(default)]
+    pub control: super::ConceptControlConfig,
+    /// Where the active sets and the embedded banks are kept (relative to the config file).
+    #[serde(default = "super::concept_sets::default_state_dir")]
+    pub state_dir: PathBuf,
 }
 
 impl Default for ConceptsConfig {
@@ -356,6 +368,10 @@ impl Default for ConceptsConfig {
         Self {
             top_k: default_top_k(),
             min_score: default_min_score(),
+            sets: std::collections::BTreeMap::new(),
+            text: super::TextEncoderConfig::default(),
+            control: super::ConceptControlConfig::default(),
+            state_dir: super::concept_sets::default_state_dir(),
         }
     }
 }

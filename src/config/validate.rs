@@ -312,6 +312,16 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     }
     check_sources(config, &mut p);
     super::triggers::check(config, &mut p);
+    super::concept_sets::check(config, &mut p);
+    if config.concepts.control.enabled || !config.concepts.sets.is_empty() {
+        let dir = config.resolve(&config.concepts.state_dir);
+        if let Err(message) = writable_dir(&dir) {
+            p.add(
+                "concepts.state_dir",
+                format!("{}: {message}", dir.display()),
+            );
+        }
+    }
     super::ranges::check(config, &mut p);
     p.0
 }

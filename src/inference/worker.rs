@@ -10,7 +10,7 @@ use ndarray::{ArrayD, Axis};
 
 use super::reuse::{Candidate, Embedded, LastEmbedded, Plan};
 use super::session::Encoder;
-use crate::concepts::SharedConcepts;
+use crate::concepts::live::SensorConcepts;
 use crate::log_limited;
 use crate::output::{
     unit_norm, EmbeddedWindow, Emitter, EncoderInfo, Event, WindowLatency, WindowSpan,
@@ -46,8 +46,8 @@ pub struct WorkerContext {
     pub model_sha256: String,
     /// ONNX Runtime version.
     pub ort_version: String,
-    /// Concepts to match.
-    pub concepts: SharedConcepts,
+    /// Concepts to match, per sensor (its concept set, or the model set's bank).
+    pub concepts: SensorConcepts,
     /// How many concepts to publish.
     pub top_k: usize,
     /// Minimum cosine of a published concept.
@@ -104,7 +104,10 @@ pub fn embedded_window(
     queue_ms: f64,
 ) -> EmbeddedWindow {
     let (embedding, norm) = unit_norm(raw);
-    let labels = ctx.concepts.top_k(&embedding, ctx.top_k, ctx.min_score);
+    let labels = ctx
+        .concepts
+        .of(&job.sensor)
+        .top_k(&embedding, ctx.top_k, ctx.min_score);
     let window = window_span(job);
     let now = ctx.clock.now();
     EmbeddedWindow {

@@ -26,6 +26,26 @@ pub enum Event {
     TriggerState(Arc<TriggerStateOut>),
     /// A fused scene embedding (the trigger stage).
     Scene(Arc<SceneOut>),
+    /// A concept set in use (at start, or changed by a control command), or a command refused.
+    Concepts(Arc<ConceptsNotice>),
+}
+
+/// What happened to a concept set, and who asked (`crate::concepts::live`).
+#[derive(Debug, Clone)]
+pub struct ConceptsNotice {
+    /// The set in use now, or the refusal.
+    pub what: ConceptsAnswer,
+    /// MQTT 5: the request's response topic and correlation data, where it wants the answer too.
+    pub reply: Option<(String, Option<Vec<u8>>)>,
+}
+
+/// The answer of a [`ConceptsNotice`].
+#[derive(Debug, Clone)]
+pub enum ConceptsAnswer {
+    /// The set in use.
+    Active(crate::concepts::live::ActiveSetInfo),
+    /// A command refused (the set is unchanged).
+    Refused(crate::concepts::live::Refusal),
 }
 
 /// A trigger event, and who waits for it to be stored durably.

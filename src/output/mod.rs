@@ -12,8 +12,9 @@ mod report;
 pub mod triggers;
 
 pub use event::{
-    stored_notice, unit_norm, EmbeddedWindow, EncoderInfo, Event, SceneOut, SensorState, Stored,
-    StoredNotice, TriggerEventOut, TriggerStateOut, WindowLatency, WindowSpan,
+    stored_notice, unit_norm, ConceptsAnswer, ConceptsNotice, EmbeddedWindow, EncoderInfo, Event,
+    SceneOut, SensorState, Stored, StoredNotice, TriggerEventOut, TriggerStateOut, WindowLatency,
+    WindowSpan,
 };
 pub use fanout::{Closed, Emitter, FullPolicy, OutputQueue, Outputs};
 pub use report::report;
@@ -44,7 +45,8 @@ pub struct Started {
 }
 
 /// Starts every output — the status page's view when there is a `[metrics]` listener, the MQTT
-/// output (`publisher`, with its opened `outbox`), then the trigger stage when there is one (it
+/// output (`publisher`, with its opened `outbox` and the `inbound` routes of the messages
+/// it subscribes to), then the trigger stage when there is one (it
 /// emits into the outputs subscribed before it, so the status page and MQTT see its events) —
 /// and the reporter of statistics and sensor states. A new output is one more line here.
 ///
@@ -57,6 +59,7 @@ pub fn start(
     triggers: Option<triggers::TriggerStage>,
     telemetry: &Arc<Telemetry>,
     cancel: &CancellationToken,
+    inbound: crate::publish::mqtt::Inbound,
 ) -> std::io::Result<Started> {
     let mut outputs = Outputs::new(Arc::clone(telemetry));
     let sensors = publisher.sensors.clone();
@@ -71,6 +74,7 @@ pub fn start(
         &mut outputs,
         Arc::clone(telemetry),
         cancel.child_token(),
+        inbound,
     );
     let triggers = match triggers {
         Some(stage) => {

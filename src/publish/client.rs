@@ -9,6 +9,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rumqttc::Outgoing;
 
+use super::mqtt::inbound::InboundMessage;
 use super::tls::TlsClient;
 use crate::config::{MqttProtocol, Qos};
 
@@ -97,13 +98,8 @@ pub enum NetEvent {
     Written(u16),
     /// Our DISCONNECT was written.
     Disconnected,
-    /// A message on a topic the publisher subscribed to.
-    Received {
-        /// Its topic.
-        topic: String,
-        /// Its payload.
-        payload: Vec<u8>,
-    },
+    /// A message arrived on a subscribed topic (routed by the event loop task, `inbound`).
+    Message(InboundMessage),
     /// Anything else (pings, our own acks).
     Other,
 }
@@ -239,18 +235,17 @@ impl Client {
         }
     }
 
-    /// Queues a QoS 1 subscription to `topic` without waiting (a clean session forgets it:
-    /// subscribe again after every connection).
+    /// Queues a QoS 1 subscription to `filter` without waiting.
     ///
     /// # Errors
     /// [`Busy`] when the request queue is full.
-    pub fn try_subscribe(&self, topic: &str) -> Result<(), Busy> {
+    pub fn try_subscribe(&self, filter: &str) -> Result<(), Busy> {
         match self {
             Self::V311(c) => c
-                .try_subscribe(topic, rumqttc::QoS::AtLeastOnce)
+                .try_subscribe(filter, rumqttc::QoS::AtLeastOnce)
                 .map_err(|_| Busy),
             Self::V5(c) => c
-                .try_subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .try_subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
                 .map_err(|_| Busy),
         }
     }
@@ -289,10 +284,14 @@ impl EventLoop {
                         accepted: true,
                         reason: String::new(),
                     }),
-                    Ok(Event::Incoming(Packet::Publish(m))) => Ok(NetEvent::Received {
-                        topic: m.topic,
-                        payload: m.payload.to_vec(),
-                    }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        Ok(NetEvent::Message(InboundMessage {
+                            topic: p.topic,
+                            payload: p.payload.to_vec(),
+                            response_topic: None,
+                            correlation_data: None,
+                        }))
+                    }
                     Ok(Event::Outgoing(o)) => Ok(outgoing(&o)),
                     Ok(_) => Ok(NetEvent::Other),
                     Err(ConnectionError::ConnectionRefused(code)) => {
@@ -322,10 +321,9 @@ impl EventLoop {
                             reason: format!("{:?}", a.reason),
                         })
                     }
-                    Ok(Event::Incoming(p5::Packet::Publish(m))) => Ok(NetEvent::Received {
-                        topic: String::from_utf8_lossy(&m.topic).into_owned(),
-                        payload: m.payload.to_vec(),
-                    }),
+                    Ok(Event::Incoming(p5::Packet::Publish(p))) => {
+                        Ok(NetEvent::Message(message5(p)))
+                    }
                     Ok(Event::Outgoing(o)) => Ok(outgoing(&o)),
                     Ok(_) => Ok(NetEvent::Other),
                     Err(ConnectionError::ConnectionRefused(code))
@@ -351,6 +349,24 @@ impl EventLoop {
                 l.pending.clear();
             }
         }
+    }
+}
+
+/// An MQTT 5 publish as an incoming message, with its response topic and correlation data. A
+/// topic that is not UTF-8 cannot match a filter; it is kept lossily for the logs.
+fn message5(p: p5::Publish) -> InboundMessage {
+    let (response_topic, correlation_data) = match p.properties {
+        Some(props) => (
+            props.response_topic,
+            props.correlation_data.map(|c| c.to_vec()),
+        ),
+        None => (None, None),
+    };
+    InboundMessage {
+        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+        payload: p.payload.to_vec(),
+        response_topic,
+        correlation_data,
     }
 }
 

@@ -12,7 +12,9 @@ use super::payload::{
     WindowInfo, ENVELOPE_VERSION,
 };
 use crate::config::{EmbeddingEncoding, Qos};
-use crate::output::{EmbeddedWindow, Event, SensorState, StoredNotice};
+use crate::output::{
+    ConceptsAnswer, ConceptsNotice, EmbeddedWindow, Event, SensorState, StoredNotice,
+};
 use crate::telemetry::{Stage, StatsSnapshot, StreamStats};
 
 /// A message for the broker.
@@ -214,6 +216,41 @@ impl Codec {
         })
     }
 
+    /// A concept set in use (retained on `<prefix>/concepts/<set>`) or a refused command (on
+    /// `<prefix>/concepts/error`), both through the outbox; with an MQTT 5 response topic, the
+    /// same payload there too (memory only: the requester waits for it now or never).
+    pub fn concepts(&self, n: &ConceptsNotice, out: &mut Vec<Result<Outgoing, EncodeError>>) {
+        let (topic, retain, payload) = match &n.what {
+            ConceptsAnswer::Active(a) => (
+                self.topics.concept_set(&a.set),
+                true,
+                Self::json("concept set", None, a),
+            ),
+            ConceptsAnswer::Refused(r) => (
+                self.topics.concept_error(),
+                false,
+                Self::json("concept error", None, r),
+            ),
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => return out.push(Err(e)),
+        };
+        let message = |topic: String, retain: bool| OutMessage {
+            topic,
+            sensor: None,
+            payload: payload.clone(),
+            retain,
+            qos: Qos::AtLeastOnce,
+            timing: None,
+            stored: None,
+        };
+        if let Some((reply, _)) = &n.reply {
+            out.push(Ok(Outgoing::Control(message(reply.clone(), false))));
+        }
+        out.push(Ok(Outgoing::Durable(message(topic, retain))));
+    }
+
     /// The retained `status`: `online` or `offline` (QoS 1; the Last Will says `offline` too).
     #[must_use]
     pub fn status(&self, online: bool) -> OutMessage {
@@ -257,6 +294,7 @@ impl Publish for Event {
             Self::Trigger(e) => out.push(codec.trigger_event(&e).map(Outgoing::Durable)),
             Self::TriggerState(s) => out.push(codec.trigger_state(&s).map(Outgoing::Durable)),
             Self::Scene(s) => out.push(codec.scene(&s).map(Outgoing::Durable)),
+            Self::Concepts(n) => codec.concepts(&n, out),
         }
     }
 }

@@ -205,12 +205,60 @@ impl Topics {
     pub fn state(&self, sensor: &str) -> String {
         format!("{}/{sensor}/state", self.prefix)
     }
+    /// A concept set in use (retained).
+    #[must_use]
+    pub fn concept_set(&self, set: &str) -> String {
+        format!("{}/concepts/{set}", self.prefix)
+    }
+    /// Refused concept-set commands.
+    #[must_use]
+    pub fn concept_error(&self) -> String {
+        format!("{}/concepts/error", self.prefix)
+    }
+    /// The filter of concept-set control commands with `verb` (`set`, `add`, `remove`).
+    #[must_use]
+    pub fn concept_command_filter(&self, verb: &str) -> String {
+        format!("{}/concepts/+/{verb}", self.prefix)
+    }
+    /// The set and the verb of a control command's topic, if it is one.
+    #[must_use]
+    pub fn concept_command<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        let rest = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/concepts/")?;
+        let (set, verb) = rest.split_once('/')?;
+        (!verb.contains('/')).then_some((set, verb))
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_topics_give_their_set_and_verb_and_nothing_else_does() {
+        let t = Topics::new("edgebind/dev1");
+        assert_eq!(
+            t.concept_command("edgebind/dev1/concepts/sounds/set"),
+            Some(("sounds", "set"))
+        );
+        for other in [
+            "edgebind/dev1/concepts/sounds",
+            "edgebind/dev1/concepts/error",
+            "edgebind/dev1/concepts/a/b/set",
+            "edgebind/dev10/concepts/a/set",
+            "edgebind/dev1/mic/labels",
+            "other/edgebind/dev1/concepts/a/set",
+        ] {
+            assert_eq!(t.concept_command(other), None, "{other}");
+        }
+        assert_eq!(
+            t.concept_command_filter("add"),
+            "edgebind/dev1/concepts/+/add"
+        );
+        assert_eq!(t.concept_set("s"), "edgebind/dev1/concepts/s");
+    }
 
     #[test]
     fn unit_norm_returns_the_raw_norm() {

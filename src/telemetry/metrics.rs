@@ -360,6 +360,32 @@ pub const METRICS: &[&Metric] = &[
         read: Read::One(|t| count(t.concepts.reload_failures.load(Ordering::Relaxed))),
     },
     &Metric {
+        name: "edgebind_concept_commands_total",
+        help: "Concept-set control commands (MQTT) by outcome: applied (the set changed, or a \
+               repeated command left it as it was) or refused (answered on the error topic).",
+        kind: Kind::Counter,
+        stats: None,
+        read: Read::Series(|t| {
+            let c = &t.concepts;
+            vec![
+                (vec![("outcome", "applied".to_string())], count(c.commands_applied.load(Ordering::Relaxed))),
+                (vec![("outcome", "refused".to_string())], count(c.commands_refused.load(Ordering::Relaxed))),
+            ]
+        }),
+    },
+    &Metric {
+        name: "edgebind_mqtt_inbound_dropped_total",
+        help: "Incoming MQTT messages dropped because their route's queue was full (drop_newest).",
+        kind: Kind::Counter,
+        stats: None,
+        read: Read::Series(|t| {
+            t.inbound_dropped()
+                .into_iter()
+                .map(|(route, n)| (vec![("route", route)], count(n)))
+                .collect()
+        }),
+    },
+    &Metric {
         name: "edgebind_concept_bank_concepts",
         help: "Concepts in the bank in use; its sha256 (of labels and embeddings) is the label.",
         kind: Kind::Gauge,

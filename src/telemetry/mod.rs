@@ -174,6 +174,10 @@ pub struct ConceptStats {
     pub reloads: AtomicU64,
     /// Reloads refused because the new bank was invalid (the old one stayed).
     pub reload_failures: AtomicU64,
+    /// Control commands (MQTT) that changed a set or left it as it was.
+    pub commands_applied: AtomicU64,
+    /// Control commands refused (answered on the error topic; the set stayed).
+    pub commands_refused: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,6 +213,8 @@ pub struct Telemetry {
     queues: Mutex<Vec<QueueGauge>>,
     /// Events each output dropped (by name).
     outputs: Mutex<Vec<(String, Arc<AtomicU64>)>>,
+    /// Incoming MQTT messages each inbound route dropped because its queue was full (by name).
+    inbound: Mutex<Vec<(String, Arc<AtomicU64>)>>,
 }
 
 impl Telemetry {
@@ -227,7 +233,28 @@ impl Telemetry {
             errors: ErrorStats::default(),
             queues: Mutex::new(Vec::new()),
             outputs: Mutex::new(Vec::new()),
+            inbound: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The drop counter of the inbound MQTT route `name` (registered on first use).
+    pub fn inbound_drops(&self, name: &str) -> Arc<AtomicU64> {
+        let mut routes = lock(&self.inbound);
+        if let Some((_, n)) = routes.iter().find(|(r, _)| r == name) {
+            return Arc::clone(n);
+        }
+        let n = Arc::new(AtomicU64::new(0));
+        routes.push((name.to_string(), Arc::clone(&n)));
+        n
+    }
+
+    /// Incoming MQTT messages dropped per inbound route.
+    #[must_use]
+    pub fn inbound_dropped(&self) -> Vec<(String, u64)> {
+        lock(&self.inbound)
+            .iter()
+            .map(|(r, n)| (r.clone(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Time since the counters were created (the daemon's start).

@@ -146,7 +146,7 @@ impl Publisher {
                 reason,
             })) => self.on_puback(pkid, accepted, &reason),
             Some(Ok(NetEvent::Written(pkid))) => self.on_written(pkid),
-            Some(Ok(NetEvent::Received { topic, payload })) => self.on_received(&topic, &payload),
+            Some(Ok(NetEvent::Message(m))) => self.on_received(&m.topic, &m.payload),
             Some(Ok(_)) => {}
             Some(Err(())) => {
                 if self.link.connected {

@@ -32,8 +32,9 @@ use crate::output::{FullPolicy, OutputQueue, Outputs};
 use crate::telemetry::Telemetry;
 use crate::Modality;
 
+mod discovery_link;
 mod finish;
-mod inbound;
+pub mod inbound;
 mod link;
 mod poll;
 mod properties;
@@ -42,6 +43,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use inbound::{Inbound, InboundMessage, InboundRoute};
 pub use properties::message_properties;
 use state::Publisher;
 
@@ -190,13 +192,16 @@ pub fn start_output(
     outputs: &mut Outputs,
     telemetry: Arc<Telemetry>,
     stop: CancellationToken,
+    inbound: Inbound,
 ) -> JoinHandle<PublisherReport> {
     let events = outputs.subscribe(OutputQueue {
         name: "mqtt",
         capacity: queue_capacity,
         when_full: FullPolicy::Block,
     });
-    tokio::spawn(run_publisher(cfg, outbox, events, telemetry, stop))
+    tokio::spawn(run_publisher_with(
+        cfg, outbox, events, telemetry, stop, inbound,
+    ))
 }
 
 /// Runs the publisher until `rx` is closed and everything in the outbox is acknowledged, then
@@ -207,9 +212,21 @@ pub fn start_output(
 pub async fn run_publisher<I: Publish>(
     cfg: PublisherConfig,
     outbox: Outbox,
+    rx: mpsc::Receiver<I>,
+    telemetry: Arc<Telemetry>,
+    stop: CancellationToken,
+) -> PublisherReport {
+    run_publisher_with(cfg, outbox, rx, telemetry, stop, Inbound::default()).await
+}
+
+/// [`run_publisher`], also subscribing to the topics of `inbound` and routing what arrives.
+pub async fn run_publisher_with<I: Publish>(
+    cfg: PublisherConfig,
+    outbox: Outbox,
     mut rx: mpsc::Receiver<I>,
     telemetry: Arc<Telemetry>,
     stop: CancellationToken,
+    inbound: Inbound,
 ) -> PublisherReport {
     let (client, eventloop) = client::new(&cfg.connect_options());
     let (ev_tx, mut events) = mpsc::channel(1024);
@@ -221,6 +238,7 @@ pub async fn run_publisher<I: Publish>(
         cfg.max_backoff,
         format!("{}:{}", cfg.host, cfg.port),
         Arc::clone(&telemetry),
+        (client.clone(), inbound),
     ));
     let mut p = Publisher::new(cfg, outbox, client, resume, telemetry);
     while let Some(wait) = p.prepare() {

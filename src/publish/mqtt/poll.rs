@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::publish::client::{EventLoop, NetError, NetEvent};
+use super::inbound::Inbound;
+use crate::publish::client::{Client, EventLoop, NetError, NetEvent};
 use crate::telemetry::Telemetry;
 
 /// Owns the rumqttc event loop: polls it without interruption, forwards every event, and backs
-/// off exponentially (with jitter, capped) after a connection error. Ends when the receiver is
-/// gone.
+/// off exponentially (with jitter, capped) after a connection error. Incoming messages go to
+/// their `inbound` route, whose subscriptions are asked for after every ConnAck. Ends when the
+/// receiver is gone.
 pub(super) async fn poll_forever(
     mut eventloop: EventLoop,
     events: mpsc::Sender<Result<NetEvent, ()>>,
@@ -26,15 +28,25 @@ pub(super) async fn poll_forever(
     max_backoff: Duration,
     broker: String,
     telemetry: Arc<Telemetry>,
+    (client, inbound): (Client, Inbound),
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut logged_down = false;
     loop {
         match eventloop.poll().await {
+            // What no route takes is the publisher's own (Home Assistant's birth message).
+            Ok(NetEvent::Message(m)) => {
+                if let Some(m) = inbound.route(m) {
+                    if events.send(Ok(NetEvent::Message(m))).await.is_err() {
+                        return;
+                    }
+                }
+            }
             Ok(ev) => {
                 if ev == NetEvent::Connected {
                     backoff = Duration::from_millis(100);
                     logged_down = false;
+                    inbound.subscribe(&client);
                 }
                 // After our DISCONNECT the broker closes the socket: that is no outage.
                 let done = ev == NetEvent::Disconnected;

@@ -304,10 +304,15 @@ fn the_discovery_config_is_queued_at_each_connection_and_on_home_assistants_birt
             .inspect(|m| assert!(m.retain && m.qos == Qos::AtLeastOnce))
             .count()
     };
-    let birth = |payload: &[u8]| NetEvent::Received {
-        topic: "homeassistant/status".into(),
-        payload: payload.to_vec(),
+    let message = |topic: &str, payload: &[u8]| {
+        NetEvent::Message(crate::publish::mqtt::InboundMessage {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+            response_topic: None,
+            correlation_data: None,
+        })
     };
+    let birth = |payload: &[u8]| message("homeassistant/status", payload);
     net(&mut p, NetEvent::Connected);
     assert_eq!(queued(&p), 1);
     // Still waiting: a repeated birth message does not queue it twice.
@@ -316,13 +321,7 @@ fn the_discovery_config_is_queued_at_each_connection_and_on_home_assistants_birt
     p.prepare().unwrap();
     assert_eq!(queued(&p), 0, "handed to rumqttc");
     net(&mut p, birth(b"offline"));
-    net(
-        &mut p,
-        NetEvent::Received {
-            topic: "elsewhere/status".into(),
-            payload: b"online".to_vec(),
-        },
-    );
+    net(&mut p, message("elsewhere/status", b"online"));
     assert_eq!(queued(&p), 0);
     net(&mut p, birth(b"online"));
     assert_eq!(queued(&p), 1);
