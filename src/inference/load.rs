@@ -244,7 +244,21 @@ fn keep(
     step: &Step,
 ) -> LoadedEncoder {
     let reasons = ladder.reasons();
-    if !reasons.is_empty() {
+    let not_in_library = ladder.only_unavailable()
+        && ladder
+            .unavailable()
+            .iter()
+            .all(|p| !provider_compiled_in(*p));
+    if !reasons.is_empty() && not_in_library {
+        // Providers this library does not have (TensorRT/CUDA on a CPU-only build): expected,
+        // and the "encoder loaded" line already says which provider the model got. A provider
+        // the library has but cannot start (CUDA libraries missing) still warns.
+        tracing::debug!(
+            model = %target.path.display(),
+            left = %reasons.join("; "),
+            "providers not in this ONNX Runtime library were skipped"
+        );
+    } else if !reasons.is_empty() {
         tracing::warn!(
             model = %target.path.display(),
             step = step.name(),
@@ -478,14 +492,19 @@ fn tensorrt_compiled_in() -> bool {
 
 /// Whether every provider `step` registers is compiled into the loaded library.
 fn compiled_in(step: &Step) -> bool {
+    step.registered().iter().all(|p| provider_compiled_in(*p))
+}
+
+/// Whether `provider` is compiled into the loaded library.
+fn provider_compiled_in(provider: crate::config::ExecutionProviderKind) -> bool {
     use ort::ep::ExecutionProvider as _;
-    step.registered().iter().all(|p| match p {
+    match provider {
         crate::config::ExecutionProviderKind::Tensorrt => tensorrt_compiled_in(),
         crate::config::ExecutionProviderKind::Cuda => {
             ort::ep::CUDA::is_available().unwrap_or(false)
         }
         crate::config::ExecutionProviderKind::Cpu => true,
-    })
+    }
 }
 
 /// One run per input shape, batch of one (and of `max_batch` when given), so that the first

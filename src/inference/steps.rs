@@ -244,6 +244,7 @@ pub struct Ladder {
     unavailable: Vec<ExecutionProviderKind>,
     retried: Vec<Retry>,
     reasons: Vec<String>,
+    unavailable_reasons: usize,
     parity_refusals: usize,
 }
 
@@ -257,6 +258,7 @@ impl Ladder {
             unavailable: Vec::new(),
             retried: Vec::new(),
             reasons: Vec::new(),
+            unavailable_reasons: 0,
             parity_refusals: 0,
         }
     }
@@ -277,6 +279,19 @@ impl Ladder {
     #[must_use]
     pub fn reasons(&self) -> &[String] {
         &self.reasons
+    }
+
+    /// Whether every step left so far was left only because its provider could not be
+    /// registered (not in the library, or its libraries missing): see [`Self::unavailable`].
+    #[must_use]
+    pub fn only_unavailable(&self) -> bool {
+        self.unavailable_reasons == self.reasons.len()
+    }
+
+    /// The providers that could not be registered.
+    #[must_use]
+    pub fn unavailable(&self) -> &[ExecutionProviderKind] {
+        &self.unavailable
     }
 
     /// Whether any step was refused by the parity check.
@@ -301,6 +316,7 @@ impl Ladder {
             Outcome::Unavailable { provider, reason } => {
                 self.reasons
                     .push(format!("{}: {reason}", provider.as_str()));
+                self.unavailable_reasons += 1;
                 if !self.unavailable.contains(&provider) {
                     self.unavailable.push(provider);
                 }
@@ -543,6 +559,8 @@ mod tests {
             ]
         );
         assert!(!l.parity_refused());
+        assert!(l.only_unavailable());
+        assert_eq!(l.unavailable(), [Tensorrt, Cuda]);
         // CUDA missing while TensorRT registers: the TensorRT steps need it too.
         let mut l = default_ladder();
         let cuda = Outcome::Unavailable {
