@@ -169,6 +169,7 @@ async fn through_outbox(port: u16, n: usize, round: usize, dir: &std::path::Path
                 qos: Qos::AtLeastOnce,
                 timing: None,
                 stored: None,
+                correlation_data: None,
             };
             if tx.send(m).await.is_err() {
                 break;

@@ -554,17 +554,54 @@ fn with_mqtt_5_a_command_is_also_answered_on_its_response_topic() {
     let _daemon = spawn_daemon(&path, &log, &[]);
     wait_index(&all, "/concepts/motion", |v| labels_are(v, &MOTION));
     let v5 = ["-V", "5", "-D", "publish", "response-topic", "replies/cc5"];
+    // An MQTT 5 reader of the response topic, to see the correlation data come back.
+    // Line-buffered: piped, its stdout would only be flushed at exit.
+    let mut reader = Command::new("stdbuf")
+        .args([
+            "-oL",
+            "mosquitto_sub",
+            "-V",
+            "5",
+            "-d",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-q", "1", "-t", "replies/cc5", "-C", "1", "-W", "90"])
+        .args(["-F", "correlation=%D payload=%p"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(reader.stdout.take().unwrap()));
+    // Subscribed before the command goes out (the answer is not retained).
+    assert!(
+        lines.by_ref().any(|l| l.unwrap().contains("SUBACK")),
+        "mosquitto_sub did not subscribe"
+    );
+    let mut with_correlation = v5.to_vec();
+    with_correlation.extend(["-D", "publish", "correlation-data", "req-42"]);
     publish_with(
         port,
         "edgebind/cc5/concepts/motion/add",
         br#"{"labels":["running"]}"#,
         None,
-        &v5,
+        &with_correlation,
     );
     let at = wait_index(&sub, "replies/cc5", |v| {
         labels_are(v, &["walking", "sitting", "running"])
     });
     assert!(!sub.seen.lock().unwrap()[at].retain);
+    let seen: Vec<String> = lines.map(Result::unwrap).collect();
+    let answer = seen
+        .iter()
+        .find(|l| l.starts_with("correlation="))
+        .unwrap_or_else(|| panic!("no answer on the response topic: {seen:?}"));
+    assert!(
+        answer.starts_with("correlation=req-42 payload={"),
+        "{answer}"
+    );
+    reader.wait().unwrap();
     publish_with(port, "edgebind/cc5/concepts/motion/set", b"{", None, &v5);
     wait_index(&sub, "replies/cc5", |v| v["code"] == "bad_json");
     // The usual answers go out as well.

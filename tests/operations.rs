@@ -516,6 +516,7 @@ fn a_burst_through_the_publisher_is_acknowledged_in_full_and_leaves_the_outbox_e
                 qos: Qos::AtLeastOnce,
                 timing: None,
                 stored: None,
+                correlation_data: None,
             };
             tx.send(m).await.unwrap();
         }

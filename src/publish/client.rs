@@ -20,6 +20,8 @@ pub struct MessageProperties {
     pub content_type: &'static str,
     /// User properties (name, value), in order.
     pub user: Vec<(String, String)>,
+    /// The correlation data of the request a message answers.
+    pub correlation_data: Option<Vec<u8>>,
 }
 
 /// How to connect.
@@ -227,6 +229,7 @@ impl Client {
                     payload_format_indicator: Some(1),
                     content_type: Some(p.content_type.to_string()),
                     user_properties: p.user,
+                    correlation_data: p.correlation_data.map(Into::into),
                     ..Default::default()
                 };
                 c.try_publish_with_properties(topic, qos5(qos), retain, payload, properties)

@@ -35,6 +35,9 @@ pub struct OutMessage {
     pub timing: Option<MessageTiming>,
     /// Dropped once the message is in the outbox (or given up): a trigger event's waiter.
     pub stored: Option<StoredNotice>,
+    /// MQTT 5: the correlation data of the request this message answers (on its response
+    /// topic; never stored in the outbox).
+    pub correlation_data: Option<Vec<u8>>,
 }
 
 /// Latency bookkeeping carried by an embedding message (memory only; a message replayed from
@@ -152,6 +155,7 @@ impl Codec {
                 window_end_age: w.window_end_age,
             }),
             stored: None,
+            correlation_data: None,
         })
     }
 
@@ -175,6 +179,7 @@ impl Codec {
             qos: self.qos,
             timing: None,
             stored: None,
+            correlation_data: None,
         })
     }
 
@@ -197,6 +202,7 @@ impl Codec {
             qos: self.qos,
             timing: None,
             stored: None,
+            correlation_data: None,
         })
     }
 
@@ -213,6 +219,7 @@ impl Codec {
             qos: Qos::AtMostOnce,
             timing: None,
             stored: None,
+            correlation_data: None,
         })
     }
 
@@ -244,9 +251,12 @@ impl Codec {
             qos: Qos::AtLeastOnce,
             timing: None,
             stored: None,
+            correlation_data: None,
         };
-        if let Some((reply, _)) = &n.reply {
-            out.push(Ok(Outgoing::Control(message(reply.clone(), false))));
+        if let Some((reply, correlation)) = &n.reply {
+            let mut answer = message(reply.clone(), false);
+            answer.correlation_data.clone_from(correlation);
+            out.push(Ok(Outgoing::Control(answer)));
         }
         out.push(Ok(Outgoing::Durable(message(topic, retain))));
     }
@@ -266,6 +276,7 @@ impl Codec {
             qos: Qos::AtLeastOnce,
             timing: None,
             stored: None,
+            correlation_data: None,
         }
     }
 }

@@ -36,6 +36,7 @@ impl Codec {
             qos: self.qos,
             timing: None,
             stored: e.stored.clone(),
+            correlation_data: None,
         })
     }
 
@@ -53,6 +54,7 @@ impl Codec {
             qos: self.qos,
             timing: None,
             stored: None,
+            correlation_data: None,
         })
     }
 
@@ -72,6 +74,7 @@ impl Codec {
             qos: self.qos,
             timing: None,
             stored: None,
+            correlation_data: None,
         })
     }
 }

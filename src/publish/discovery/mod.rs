@@ -49,6 +49,7 @@ impl Plan {
             qos: Qos::AtLeastOnce,
             timing: None,
             stored: None,
+            correlation_data: None,
         };
         self.retire
             .iter()

@@ -67,7 +67,7 @@ impl Publisher {
     pub(super) fn hand_over(&mut self) {
         while self.link.connected && self.link.handed.len() < CLIENT_CAPACITY {
             if let Some(m) = self.link.control.pop_front() {
-                if let Err(m) = self.hand_control(m) {
+                if self.hand_control(&m).is_err() {
                     self.link.control.push_front(m);
                     return;
                 }
@@ -103,21 +103,19 @@ impl Publisher {
         }
     }
 
-    fn hand_control(&mut self, m: OutMessage) -> Result<(), OutMessage> {
-        let props = |topic: &str| message_properties(&self.cfg, topic, m.sensor.as_deref());
-        let handed =
-            self.client
-                .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone(), props);
-        match handed {
-            Ok(()) => {
-                self.link.handed.push_back(Handed {
-                    id: None,
-                    qos: m.qos,
-                });
-                Ok(())
-            }
-            Err(client::Busy) => Err(m),
-        }
+    fn hand_control(&mut self, m: &OutMessage) -> Result<(), client::Busy> {
+        let props = |topic: &str| {
+            let mut p = message_properties(&self.cfg, topic, m.sensor.as_deref());
+            p.correlation_data.clone_from(&m.correlation_data);
+            p
+        };
+        self.client
+            .try_publish(m.topic.clone(), m.qos, m.retain, m.payload.clone(), props)?;
+        self.link.handed.push_back(Handed {
+            id: None,
+            qos: m.qos,
+        });
+        Ok(())
     }
 
     fn hand_record(&mut self, r: Record) -> Result<(), client::Busy> {

@@ -24,6 +24,7 @@ pub fn message_properties(
         return MessageProperties {
             content_type: TEXT,
             user,
+            correlation_data: None,
         };
     }
     if let Some((name, modality)) =
@@ -36,6 +37,7 @@ pub fn message_properties(
     MessageProperties {
         content_type: JSON,
         user,
+        correlation_data: None,
     }
 }
 
