@@ -427,3 +427,17 @@ fn a_manifest_with_the_exporters_text_entry_loads_and_one_with_a_typo_does_not()
     let err = edgebind::inference::Manifest::load(dir.path()).unwrap_err();
     assert!(err.to_string().contains("tokeniser"), "{err}");
 }
+
+#[test]
+fn a_text_encoder_of_the_wrong_kind_is_described_in_words_not_debug_output() {
+    let ids = refdata_dir().join("text/text_tokens_int64.npy");
+    let err = embed_err("text", &ids, &repo().join("models/tiny/imu.onnx"), &[]);
+    assert!(
+        err.contains("input is `imu` float32 [?, 6, 2000], expected `text` int64 [B, 77]"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Tensor {") && !err.contains("Dimensions"),
+        "{err}"
+    );
+}

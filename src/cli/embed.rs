@@ -75,7 +75,7 @@ pub fn embed(args: &EmbedArgs) -> Result<i32> {
                 false,
                 args.threads,
             )?;
-            let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let load_ms = t0.elapsed().as_millis() as u64;
             tracing::info!(model = %args.model.display(), load_ms, "encoder loaded");
             // Adding the batch axis to an owned array moves no data.
             let out = encoder.run(&tensor.insert_axis(Axis(0)))?;
@@ -84,7 +84,7 @@ pub fn embed(args: &EmbedArgs) -> Result<i32> {
         None => {
             let ids = text_ids(&args.input, &args.options, Some(&args.model))?;
             let mut encoder = TextEncoder::load(&runtime, &args.model, &providers, args.threads)?;
-            let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let load_ms = t0.elapsed().as_millis() as u64;
             tracing::info!(model = %args.model.display(), load_ms, "encoder loaded");
             (encoder.run(&ids)?, encoder.provider)
         }

@@ -82,6 +82,16 @@ fn describe(dims: &[Option<i64>]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// A model input's or output's type as people write it (`int64 [?, 77]`), not ort's debug form.
+pub(crate) fn value_text(value: &ValueType) -> String {
+    match value {
+        ValueType::Tensor { ty, shape, .. } => {
+            format!("{} {}", format!("{ty:?}").to_lowercase(), shape_text(shape))
+        }
+        _ => "not a tensor".to_string(),
+    }
+}
+
 fn shape_text(shape: &[i64]) -> String {
     let parts: Vec<String> = shape
         .iter()
@@ -494,10 +504,9 @@ fn check_contract(
             .all(|(actual, want)| want.is_none_or(|w| *actual == w || *actual < 0));
     if *ty != TensorElementType::Float32 || !fits {
         return Err(err(format!(
-            "input `{}` is {:?} {}, expected float32 {}",
+            "input `{}` is {}, expected float32 {}",
             input.name(),
-            ty,
-            shape_text(shape),
+            value_text(input.dtype()),
             describe(expected)
         )));
     }
@@ -517,10 +526,9 @@ fn check_contract(
     };
     if *ty != TensorElementType::Float32 || dim == 0 {
         return Err(err(format!(
-            "output `{}` is {:?} {}, expected float32 [B, 1024]",
+            "output `{}` is {}, expected float32 [B, 1024]",
             output.name(),
-            ty,
-            shape_text(shape)
+            value_text(output.dtype())
         )));
     }
     Ok((input.name().to_string(), output.name().to_string(), dim))

@@ -159,9 +159,9 @@ fn check_contract(session: &Session, path: &Path) -> Result<(String, usize), Tex
     };
     if input.name() != "text" || !fits {
         return Err(err(format!(
-            "input is `{}` {:?}, expected `text` int64 [B, {CONTEXT_LEN}]",
+            "input is `{}` {}, expected `text` int64 [B, {CONTEXT_LEN}]",
             input.name(),
-            input.dtype()
+            super::session::value_text(input.dtype())
         )));
     }
     let [output] = session.outputs() else {
@@ -178,9 +178,9 @@ fn check_contract(session: &Session, path: &Path) -> Result<(String, usize), Tex
     };
     if dim == 0 {
         return Err(err(format!(
-            "output `{}` is {:?}, expected float32 [B, 1024]",
+            "output `{}` is {}, expected float32 [B, 1024]",
             output.name(),
-            output.dtype()
+            super::session::value_text(output.dtype())
         )));
     }
     Ok((output.name().to_string(), dim))
