@@ -163,9 +163,17 @@ pub(super) fn run(config_path: Option<&Path>) -> Result<i32> {
                     println!("{}", describe_embedding(&v));
                 } else if topic.ends_with("/state") {
                     if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                        // A replay that played to its end is finished, not a lost device.
+                        let state = if v["finished"] == true {
+                            "finished"
+                        } else if v["connected"] == true {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        };
                         println!(
-                            "[{topic}] connected={} samples={} windows={}",
-                            v["connected"], v["samples_total"], v["windows_total"]
+                            "[{topic}] {state}, samples={} windows={}",
+                            v["samples_total"], v["windows_total"]
                         );
                     }
                 }
