@@ -21,8 +21,7 @@ fn the_demo_runs_every_bundled_sensor_to_the_end_and_delivers_everything() {
     ] {
         let last = stdout
             .lines()
-            .filter(|l| l.starts_with(&format!("[edgebind/demo/{sensor}/state]")))
-            .last()
+            .rfind(|l| l.starts_with(&format!("[edgebind/demo/{sensor}/state]")))
             .unwrap_or_else(|| panic!("no state line for {sensor}:\n{stdout}"));
         assert!(last.contains("] finished, samples="), "{last}");
     }
