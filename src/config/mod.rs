@@ -8,6 +8,7 @@ mod concept_sets;
 mod file_checks;
 mod home_assistant;
 pub mod limits;
+mod mqtt_values;
 mod parse;
 mod preprocess;
 mod ranged;
@@ -28,6 +29,7 @@ pub use concept_sets::{
 };
 pub(crate) use file_checks::unreadable;
 pub use home_assistant::HomeAssistantConfig;
+pub use mqtt_values::{MqttProtocol, Qos};
 pub use parse::Locations;
 pub use preprocess::*;
 pub use ranged::*;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::mqtt_values::{MqttProtocol, Qos};
+
 use super::ranged::{InferenceQueue, IntraThreads, MaxBatch, PublishQueue};
 
 /// Identity of this device.
@@ -382,30 +384,6 @@ pub(super) fn default_top_k() -> usize {
 
 pub(super) fn default_min_score() -> f32 {
     0.1
-}
-
-/// MQTT quality of service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Qos {
-    /// At most once.
-    #[serde(rename = "0")]
-    AtMostOnce,
-    /// At least once (acknowledged by PUBACK).
-    #[serde(rename = "1")]
-    AtLeastOnce,
-}
-
-/// MQTT protocol version spoken to the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-pub enum MqttProtocol {
-    /// MQTT 3.1.1 (every broker speaks it).
-    #[default]
-    #[serde(rename = "3.1.1")]
-    V311,
-    /// MQTT 5: messages also carry a content type and user properties (device, sensor,
-    /// modality, schema version).
-    #[serde(rename = "5")]
-    V5,
 }
 
 /// How the embedding vector is written in the JSON envelope.
