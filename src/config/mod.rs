@@ -8,7 +8,6 @@ mod concept_sets;
 mod file_checks;
 mod home_assistant;
 pub mod limits;
-mod mqtt_values;
 mod parse;
 mod preprocess;
 mod ranged;
@@ -18,6 +17,7 @@ mod skip;
 mod stream;
 pub mod triggers;
 mod validate;
+mod values;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,6 @@ pub use concept_sets::{
 };
 pub(crate) use file_checks::unreadable;
 pub use home_assistant::HomeAssistantConfig;
-pub use mqtt_values::{MqttProtocol, Qos};
 pub use parse::Locations;
 pub use preprocess::*;
 pub use ranged::*;
@@ -38,6 +37,7 @@ pub use sections::*;
 pub use skip::{InputDistance, SkipUnchanged, UnchangedThreshold};
 pub use stream::*;
 pub use validate::{validate, warnings, Problem, Scope};
+pub use values::{ByteSize, MqttProtocol, Qos};
 
 pub use crate::sources::registry::{SourceConfig, SOURCE_TYPES};
 
