@@ -145,7 +145,8 @@ impl StatusBoard {
                 self.record_triggers(&t.sensor, std::slice::from_ref(&t.state));
             }
             // Events and scenes are on MQTT; the page shows the trigger states they lead to.
-            Event::Trigger(_) | Event::Scene(_) | Event::Concepts(_) => {}
+            Event::Trigger(_) | Event::Scene(_) | Event::Concepts(_) | Event::TriggerControl(_) => {
+            }
         }
     }
 
