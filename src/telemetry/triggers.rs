@@ -117,3 +117,38 @@ pub const COMMANDS: Metric = Metric {
     stats: None,
     read: Read::Series(|t| t.triggers.commands()),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::super::metrics::{Exposition, StatsSnapshot};
+    use super::super::Telemetry;
+
+    #[test]
+    fn trigger_events_scene_slots_and_commands_reach_metrics_and_stats() {
+        let t = Telemetry::new(["imu0"]);
+        t.triggers.event("imu0", "shaking", "start");
+        t.triggers.event("imu0", "shaking", "end");
+        t.triggers.event("imu0", "shaking", "start");
+        t.triggers
+            .scene_published
+            .fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+        t.triggers.set_scene_dropped(2, 1);
+        t.triggers.command("set", "refused");
+        let text = Exposition::read(&t).render();
+        for line in [
+            "edgebind_trigger_events_total{sensor=\"imu0\",trigger=\"shaking\",type=\"start\"} 2",
+            "edgebind_trigger_events_total{sensor=\"imu0\",trigger=\"shaking\",type=\"end\"} 1",
+            "edgebind_scene_slots_total{outcome=\"published\"} 5",
+            "edgebind_scene_slots_total{outcome=\"sparse\"} 2",
+            "edgebind_scene_slots_total{outcome=\"evicted\"} 1",
+            "edgebind_trigger_commands_total{command=\"set\",outcome=\"refused\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        let stats = serde_json::to_value(StatsSnapshot::read(&t)).unwrap_or_default();
+        assert_eq!(
+            stats["scene_slots"],
+            serde_json::json!({"published": 5, "sparse": 2, "evicted": 1})
+        );
+    }
+}
