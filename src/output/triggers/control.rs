@@ -10,6 +10,9 @@ use crate::triggers::config::{check_name, validate_all};
 use crate::triggers::engine::MAX_RECENT_WINDOWS;
 use crate::triggers::{ConfigProblem, TriggerConfig, TriggerSpec};
 
+/// Most triggers a sensor can have through `set` (each costs every window some work).
+pub const MAX_TRIGGERS_PER_SENSOR: usize = 64;
+
 /// Largest command body accepted (checked before parsing); a trigger table is a few hundred bytes.
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
@@ -101,7 +104,7 @@ pub struct Target {
 #[error("{message}")]
 pub struct Refused {
     /// Stable code: `unknown_sensor`, `too_large`, `not_utf8`, `bad_json`, `invalid_trigger`,
-    /// `unknown_trigger`, `not_enough_windows`, `invalid_name`, `no_examples_dir`,
+    /// `too_many_triggers`, `not_enough_windows`, `invalid_name`, `no_examples_dir`,
     /// `too_many_sets`, `not_persisted`.
     pub code: &'static str,
     /// The field at fault (a key of the trigger table or of the `remember` body).
@@ -318,6 +321,13 @@ pub fn replaced(
     let mut out = list.to_vec();
     match out.iter().position(|t| t.name == config.name) {
         Some(i) => out[i] = config,
+        None if out.len() >= MAX_TRIGGERS_PER_SENSOR => {
+            return Err(Refused::new(
+                "too_many_triggers",
+                Some("name"),
+                format!("the sensor has {} triggers, at most {MAX_TRIGGERS_PER_SENSOR} can be set over MQTT", out.len()),
+            ))
+        }
         None => out.push(config),
     }
     let specs = validate_all(&out).map_err(|problems| invalid(&problems))?;
@@ -411,6 +421,25 @@ mod tests {
         assert_eq!(
             parse(&target(Verb::Set, Some("x")), &big).unwrap_err().code,
             "too_large"
+        );
+    }
+
+    #[test]
+    fn a_sensor_takes_at_most_64_triggers_but_one_can_still_be_replaced() {
+        let t = |name: &str| -> TriggerConfig {
+            serde_json::from_value(serde_json::json!({"name": name, "kind": "stuck"})).unwrap()
+        };
+        let full: Vec<TriggerConfig> = (0..MAX_TRIGGERS_PER_SENSOR)
+            .map(|i| t(&format!("t{i}")))
+            .collect();
+        let e = replaced(&full, t("one_more")).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("too_many_triggers", Some("name"))
+        );
+        assert_eq!(
+            replaced(&full, t("t3")).unwrap().0.len(),
+            MAX_TRIGGERS_PER_SENSOR
         );
     }
 
