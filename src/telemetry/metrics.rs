@@ -399,6 +399,9 @@ pub const METRICS: &[&Metric] = &[
         }),
     },
     &ERRORS,
+    &super::triggers::EVENTS,
+    &super::triggers::SCENE_SLOTS,
+    &super::triggers::COMMANDS,
     &Metric {
         name: "edgebind_uptime_seconds",
         help: "Seconds since the daemon started.",
