@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub mod errors;
+mod exposition;
 pub mod histogram;
 pub mod inference;
 pub mod log_limit;
