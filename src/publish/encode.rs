@@ -239,6 +239,19 @@ impl Codec {
                 Self::json("concept error", None, r),
             ),
         };
+        Self::answer(out, topic, retain, payload, n.reply.as_ref());
+    }
+
+    /// A control answer: durable on `topic` (through the outbox) and, with an MQTT 5 response
+    /// topic, the same payload there too with the request's correlation data (memory only: the
+    /// requester waits for it now or never). Not a sensor's data, and always at least once.
+    pub(super) fn answer(
+        out: &mut Vec<Result<Outgoing, EncodeError>>,
+        topic: String,
+        retain: bool,
+        payload: Result<Vec<u8>, EncodeError>,
+        reply: Option<&(String, Option<Vec<u8>>)>,
+    ) {
         let payload = match payload {
             Ok(p) => p,
             Err(e) => return out.push(Err(e)),
@@ -253,7 +266,7 @@ impl Codec {
             stored: None,
             correlation_data: None,
         };
-        if let Some((reply, correlation)) = &n.reply {
+        if let Some((reply, correlation)) = reply {
             let mut answer = message(reply.clone(), false);
             answer.correlation_data.clone_from(correlation);
             out.push(Ok(Outgoing::Control(answer)));

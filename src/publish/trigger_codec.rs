@@ -116,26 +116,6 @@ impl Codec {
                 )
             }
         };
-        let payload = match payload {
-            Ok(p) => p,
-            Err(e) => return out.push(Err(e)),
-        };
-        let message = |topic: String, retain: bool| OutMessage {
-            topic,
-            // Like concept answers: not a sensor's data, and always at least once.
-            sensor: None,
-            payload: payload.clone(),
-            retain,
-            qos: crate::config::Qos::AtLeastOnce,
-            timing: None,
-            stored: None,
-            correlation_data: None,
-        };
-        if let Some((reply, correlation)) = &n.reply {
-            let mut answer = message(reply.clone(), false);
-            answer.correlation_data.clone_from(correlation);
-            out.push(Ok(Outgoing::Control(answer)));
-        }
-        out.push(Ok(Outgoing::Durable(message(topic, retain))));
+        Self::answer(out, topic, retain, payload, n.reply.as_ref());
     }
 }
