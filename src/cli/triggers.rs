@@ -5,14 +5,11 @@
 //! "remember the last N windows" command.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use ndarray::Array2;
-use ndarray_npy::WriteNpyExt;
 
-use crate::concepts::state::atomic_write;
 use crate::triggers::config::check_name;
 
 /// Most embeddings in one example set (the engine's limit).
@@ -74,8 +71,7 @@ pub fn run(command: TriggersCommand) -> Result<i32> {
         }
         None => collect(std::io::stdin().lock(), &sensor, from_seq..=to_seq)?,
     };
-    let path = examples_dir.join(&sensor).join(format!("{set}.npy"));
-    write(&path, &rows)?;
+    let path = crate::output::triggers::examples::write(&examples_dir, &sensor, &set, &rows)?;
     println!(
         "wrote {} embeddings of {sensor} (windows {from_seq}-{to_seq}) to {}; the daemon loads \
          it at its next start",
@@ -149,25 +145,6 @@ fn decode(field: &serde_json::Value) -> Result<Vec<f32>> {
             .collect()),
         other => bail!("dtype {other:?} with {} bytes", bytes.len()),
     }
-}
-
-/// Writes `rows` as a float32 `[N, dim]` `.npy`, atomically.
-fn write(path: &Path, rows: &[Vec<f32>]) -> Result<()> {
-    let dim = rows.first().map_or(0, Vec::len);
-    if dim == 0 || rows.iter().any(|r| r.len() != dim) {
-        bail!("the embeddings are empty or of different widths");
-    }
-    if rows.iter().flatten().any(|v| !v.is_finite()) {
-        bail!("an embedding is not finite");
-    }
-    let array = Array2::from_shape_vec((rows.len(), dim), rows.concat())?;
-    let mut bytes = Vec::new();
-    array.write_npy(&mut bytes)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    atomic_write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

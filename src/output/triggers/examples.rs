@@ -113,6 +113,12 @@ pub fn write(
         message,
     };
     let dim = rows.first().map_or(0, Vec::len);
+    if dim == 0 || rows.iter().any(|r| r.len() != dim) {
+        return Err(err("the embeddings are empty or of different widths".into()));
+    }
+    if rows.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(err("an embedding is not finite".into()));
+    }
     let array = Array2::from_shape_vec((rows.len(), dim), rows.concat())
         .map_err(|e| err(format!("rows of different widths: {e}")))?;
     let mut bytes = Vec::new();
