@@ -150,6 +150,21 @@ pub trait Hardware {
 
     /// Captures from the open device until it fails or the source must stop.
     fn capture(&mut self, device: &mut Self::Device, ctx: &SourceContext) -> Ended<Self::Error>;
+
+    /// The rates of the source's further streams ([`SourceContext::others`], same order), which
+    /// share the device's `connected` state.
+    fn other_rates_hz(&self) -> Vec<f64> {
+        Vec::new()
+    }
+}
+
+/// Sets the `connected` state of every stream of the source: the first at `rate_hz`, the
+/// others at theirs.
+fn set_connected<H: Hardware>(hardware: &H, ctx: &SourceContext, connected: bool, rate_hz: f64) {
+    ctx.stats.set_connected(connected, rate_hz);
+    for (port, rate_hz) in ctx.others.iter().zip(hardware.other_rates_hz()) {
+        port.stats.set_connected(connected, rate_hz);
+    }
 }
 
 /// Runs `hardware` until cancelled or finished: opens its device, captures from it, and
@@ -157,7 +172,7 @@ pub trait Hardware {
 /// The device is closed before the backoff, so another process may take it meanwhile.
 pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &SourceContext) {
     let mut reconnect = Reconnect::new(H::KIND, max_backoff);
-    ctx.stats.set_connected(false, hardware.nominal_rate_hz());
+    set_connected(hardware, ctx, false, hardware.nominal_rate_hz());
     while !ctx.cancel.is_cancelled() {
         match hardware.open() {
             Ok(mut device) => {
@@ -166,15 +181,18 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
                     hardware.announce(&device);
                 }
                 let rate_hz = hardware.rate_hz(&device);
-                ctx.stats.set_connected(true, rate_hz);
+                set_connected(hardware, ctx, true, rate_hz);
                 let end = hardware.capture(&mut device, ctx);
                 drop(device);
-                ctx.stats.set_connected(false, rate_hz);
+                set_connected(hardware, ctx, false, rate_hz);
                 match end {
                     Ended::Stop => break,
                     Ended::Finished => {
                         tracing::info!(device = %what, "recording finished");
                         ctx.stats.set_finished();
+                        for port in &ctx.others {
+                            port.stats.set_finished();
+                        }
                         break;
                     }
                     Ended::Lost { error, delivered } => reconnect.lost(&what, &error, delivered),
@@ -186,7 +204,7 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
             break;
         }
     }
-    ctx.stats.set_connected(false, hardware.nominal_rate_hz());
+    set_connected(hardware, ctx, false, hardware.nominal_rate_hz());
     tracing::debug!("{} source stopped", H::KIND);
 }
 
@@ -222,6 +240,7 @@ mod tests {
             cancel: CancellationToken::new(),
             stats,
             out,
+            others: Vec::new(),
         }
     }
 

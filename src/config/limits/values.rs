@@ -202,12 +202,12 @@ pub const REPLAY_FPS: Limit<f64> = real(
      than 1000 fps no camera delivers",
 );
 
-/// `realsense.fps`.
+/// `fps` of `realsense` and its `colour` table.
 pub const REALSENSE_FPS: Limit<u64> = int(
     1,
     300,
     Unit::Fps,
-    "RealSense depth modes run at 6 to 300 fps",
+    "RealSense depth and colour modes run at 6 to 300 fps",
 );
 
 /// `width_px`/`height_px` of `realsense` and `v4l2_thermal`.
