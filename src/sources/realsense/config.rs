@@ -422,6 +422,13 @@ mod tests {
                     at(2)
                 ),
             ),
+            (
+                "depth = false\n[sources.preprocess]\nfocal_px = 600.0\n[sources.colour]\nname = \"rgb\"\n",
+                format!(
+                    "{}:1: sources[0].preprocess: applies to the depth stream",
+                    at(1)
+                ),
+            ),
         ] {
             let p = problems(source);
             assert!(
