@@ -455,11 +455,11 @@ fn depth_and_colour_from_one_recording_are_embedded_on_their_sensors_on_one_cloc
         );
     }
     // One clock: the recording stamps depth and colour frames of an instant alike, so colour
-    // capture times are depth capture times (a window on the same frame), or whole frame
-    // periods away from them (a frame the real-time playback dropped on one stream).
+    // capture times are whole frame periods away from depth's (0 for a window on the same frame;
+    // more when a stream's interval starts on another frame, or real-time playback dropped one).
+    // Stamped by arrival, or by a clock of their own, they would be off by the handling time.
     let (d, c) = (window_starts(&depth), window_starts(&colour));
     let period_ns = 1e9 / 30.0;
-    assert!(c.iter().any(|t| d.contains(t)), "depth {d:?}, colour {c:?}");
     for t in &c {
         let k = ((t - d[0]) as f64 / period_ns).round();
         let off = (t - d[0]) as f64 - k * period_ns;
@@ -514,7 +514,8 @@ fn a_colour_only_source_publishes_vision_and_no_depth() {
         .any(|x| x.topic.ends_with("/rgb/embedding"))));
     std::thread::sleep(Duration::from_millis(300));
     let colour: Vec<serde_json::Value> = sub.on("/rgb/embedding").iter().map(Seen::json).collect();
-    assert!((2..=3).contains(&colour.len()), "{}", colour.len());
+    // 20 frames (0.67 s) over 250 ms intervals.
+    assert!((2..=4).contains(&colour.len()), "{}", colour.len());
     let want = embedding_of_picture(&picture);
     for v in &colour {
         assert_eq!(v["modality"], "vision", "{v}");

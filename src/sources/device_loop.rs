@@ -250,6 +250,9 @@ mod tests {
         captures: std::vec::IntoIter<Ended<&'static str>>,
         calls: Vec<String>,
         connected_in_capture: Vec<(bool, f64)>,
+        /// The rates of the further streams, and their state seen in each capture.
+        other_rates: Vec<f64>,
+        others_in_capture: Vec<Vec<(bool, f64)>>,
     }
 
     impl Hardware for Scripted {
@@ -277,7 +280,19 @@ mod tests {
             let s = ctx.stats.snapshot();
             self.connected_in_capture
                 .push((s.connected, s.sample_rate_hz));
+            self.others_in_capture.push(
+                ctx.others
+                    .iter()
+                    .map(|p| {
+                        let s = p.stats.snapshot();
+                        (s.connected, s.sample_rate_hz)
+                    })
+                    .collect(),
+            );
             self.captures.next().unwrap_or(Ended::Stop)
+        }
+        fn other_rates_hz(&self) -> Vec<f64> {
+            self.other_rates.clone()
         }
     }
 
@@ -295,6 +310,8 @@ mod tests {
             .into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         let ctx = context();
         run_device(&mut device, Duration::from_millis(100), &ctx);
@@ -309,12 +326,44 @@ mod tests {
     }
 
     #[test]
+    fn every_stream_of_a_source_shares_the_devices_state_at_its_own_rate() {
+        let mut device = Scripted {
+            opens: vec![Ok(30.0)].into_iter(),
+            captures: vec![Ended::Finished].into_iter(),
+            calls: Vec::new(),
+            connected_in_capture: Vec::new(),
+            other_rates: vec![15.0],
+            others_in_capture: Vec::new(),
+        };
+        let mut ctx = context();
+        let stats = Arc::new(StreamStats::default());
+        let (out, _rx) = bounded(
+            1,
+            WhenFull::DropOldest,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        ctx.others.push(crate::sources::StreamPort {
+            name: "colour".into(),
+            stats: Arc::clone(&stats),
+            out,
+        });
+        run_device(&mut device, Duration::from_millis(100), &ctx);
+        assert_eq!(device.others_in_capture, [vec![(true, 15.0)]]);
+        let s = stats.snapshot();
+        assert_eq!((s.connected, s.sample_rate_hz), (false, 15.0));
+        assert!(s.finished, "the recording finished for every stream");
+    }
+
+    #[test]
     fn a_stop_ends_the_loop_and_cancellation_ends_the_backoff() {
         let mut device = Scripted {
             opens: vec![Ok(30.0)].into_iter(),
             captures: vec![Ended::Stop].into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         run_device(&mut device, Duration::from_secs(60), &context());
         assert_eq!(device.calls, ["open", "capture@30"]);
@@ -326,6 +375,8 @@ mod tests {
             captures: Vec::new().into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         // Cancelled from another thread while the loop waits out its backoff: the loop ends
         // (the test would hang otherwise).
