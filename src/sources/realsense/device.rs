@@ -14,31 +14,26 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ndarray::{Array2, Array3};
 use realsense_rust::config::Config as RsConfig;
 use realsense_rust::context::Context;
-use realsense_rust::frame::{ColorFrame, DepthFrame, FrameEx, PixelKind};
 use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2StreamKind};
-use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
+use realsense_rust::pipeline::{ActivePipeline, InactivePipeline};
 
 pub use super::calibration::Calibration;
 use super::config::StreamMode;
 use super::RealsenseSettings;
 use crate::config::DepthPreprocessConfig;
-use crate::log_limited;
-use crate::preprocess::depth::DepthCalibration;
 use crate::sources::device_loop::{run_device, Ended, Hardware};
-use crate::sources::{Frame, FrameImage, Source, SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, LogLimiter};
+use crate::sources::{Source, SourceContext};
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
-const WAIT: Duration = Duration::from_millis(200);
+pub(super) const WAIT: Duration = Duration::from_millis(200);
 /// A live camera that sends nothing for this long is treated as lost and reopened.
-const LIVE_SILENCE: Duration = Duration::from_secs(5);
+pub(super) const LIVE_SILENCE: Duration = Duration::from_secs(5);
 /// A non-looping recording that sends nothing for this long after a frame has ended.
-const RECORDING_END_SILENCE: Duration = Duration::from_secs(2);
+pub(super) const RECORDING_END_SILENCE: Duration = Duration::from_secs(2);
 
 /// Problems building a RealSense source.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +60,14 @@ pub enum RealsenseError {
 
 /// What the thread opens.
 #[derive(Debug, Clone)]
-struct Spec {
+pub(super) struct Spec {
     serial: Option<CString>,
-    recording: Option<PathBuf>,
-    looping: bool,
-    depth: Option<StreamMode>,
-    colour: Option<StreamMode>,
+    pub(super) recording: Option<PathBuf>,
+    pub(super) looping: bool,
+    pub(super) depth: Option<StreamMode>,
+    pub(super) colour: Option<StreamMode>,
+    /// The colour stream's `interval_ms`: the frames its stream would pass over are not copied.
+    pub(super) colour_interval_ms: u64,
 }
 
 impl Spec {
@@ -101,7 +98,7 @@ impl Spec {
     }
 
     /// Which of the source's streams (its `SourceContext` index) gets depth and colour frames.
-    fn ports(&self) -> (Option<usize>, Option<usize>) {
+    pub(super) fn ports(&self) -> (Option<usize>, Option<usize>) {
         let depth = self.depth.map(|_| 0);
         let colour = self.colour.map(|_| usize::from(self.depth.is_some()));
         (depth, colour)
@@ -173,9 +170,9 @@ fn unresolvable(context: &Context, spec: &Spec) -> String {
 /// The RealSense source.
 #[derive(Debug)]
 pub struct Realsense {
-    spec: Spec,
+    pub(super) spec: Spec,
     max_backoff: Duration,
-    preprocess: DepthPreprocessConfig,
+    pub(super) preprocess: DepthPreprocessConfig,
 }
 
 impl Realsense {
@@ -206,6 +203,7 @@ impl Realsense {
             looping: c.looping,
             depth: c.depth_mode(),
             colour: c.colour_mode(),
+            colour_interval_ms: c.colour.as_ref().map_or(0, |c| c.cut.interval_ms.get()),
         };
         if let Some(path) = &spec.recording {
             check_recording(&spec).map_err(|reason| RealsenseError::Recording {
@@ -297,234 +295,8 @@ impl Hardware for Camera<'_> {
     // (realsense-rust's `stop()` forgets the pipeline's profile, leaking the device and, for a
     // recording, its reader thread, which then races the process exit.)
     fn capture(&mut self, open: &mut Open, ctx: &SourceContext) -> Ended<String> {
-        Session::new(self.0).run(&mut open.pipeline, ctx)
+        super::capture::Session::new(self.0).run(&mut open.pipeline, ctx)
     }
-}
-
-/// Frames of one kind that cannot be used: counted on their stream, logged once, then
-/// summarised every few seconds.
-#[derive(Default)]
-struct BadFrames(LogLimiter);
-
-impl BadFrames {
-    fn count(&mut self, ctx: &SourceContext, port: usize, what: &'static str, why: &str) {
-        if let Some(stats) = ctx.stats_of(port) {
-            stats.add_drops(DropReason::BadInput, 1);
-        }
-        log_limited!(
-            self.0,
-            tracing::Level::WARN,
-            format_args!("{what} frame dropped (counted as bad_input)"),
-            reason = why
-        );
-    }
-}
-
-/// One streaming session (one open pipeline).
-struct Session<'a> {
-    source: &'a Realsense,
-    /// The camera's one clock, for every stream.
-    clock: DeviceClock,
-    calibration: Option<DepthCalibration>,
-    bad_depth: BadFrames,
-    bad_colour: BadFrames,
-    /// A frame has arrived (usable or not).
-    received: bool,
-    /// A frame has been sent on.
-    delivered: bool,
-}
-
-impl<'a> Session<'a> {
-    fn new(source: &'a Realsense) -> Self {
-        Self {
-            source,
-            clock: DeviceClock::default(),
-            calibration: None,
-            bad_depth: BadFrames::default(),
-            bad_colour: BadFrames::default(),
-            received: false,
-            delivered: false,
-        }
-    }
-
-    fn run(&mut self, pipeline: &mut ActivePipeline, ctx: &SourceContext) -> Ended<String> {
-        let recording = self.source.spec.recording.is_some();
-        let (depth_port, colour_port) = self.source.spec.ports();
-        let mut last_frame = Instant::now();
-        loop {
-            if ctx.cancel.is_cancelled() {
-                return Ended::Stop;
-            }
-            match pipeline.wait(Some(WAIT)) {
-                Ok(frames) => {
-                    last_frame = Instant::now();
-                    self.received = true;
-                    // Both kinds from the same frameset, stamped by the same clock.
-                    if let Some(port) = depth_port {
-                        for frame in frames.frames_of_type::<DepthFrame>() {
-                            if !self.handle_depth(&frame, port, ctx) {
-                                return Ended::Stop;
-                            }
-                        }
-                    }
-                    if let Some(port) = colour_port {
-                        for frame in frames.frames_of_type::<ColorFrame>() {
-                            if !self.handle_colour(&frame, port, ctx) {
-                                return Ended::Stop;
-                            }
-                        }
-                    }
-                }
-                Err(FrameWaitError::DidTimeoutBeforeFrameArrival) => {
-                    let quiet = last_frame.elapsed();
-                    if recording && !self.source.spec.looping && self.received {
-                        if quiet >= RECORDING_END_SILENCE {
-                            return Ended::Finished;
-                        }
-                    } else if quiet >= LIVE_SILENCE {
-                        return Ended::Lost {
-                            error: format!("no frame for {} s", quiet.as_secs()),
-                            delivered: self.delivered,
-                        };
-                    }
-                }
-                Err(e) => {
-                    return Ended::Lost {
-                        error: e.to_string(),
-                        delivered: self.delivered,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Copies, checks, stamps and sends one depth frame to stream `port`; false when the
-    /// pipeline has stopped.
-    fn handle_depth(&mut self, frame: &DepthFrame, port: usize, ctx: &SourceContext) -> bool {
-        let t = self.stamp(Lane::Depth, frame.timestamp(), ctx);
-        if self.calibration.is_none() {
-            let cal = Calibration::read(frame);
-            let in_use = cal.complete();
-            cal.log(&self.source.preprocess);
-            self.calibration = Some(in_use);
-        }
-        let Some(mode) = self.source.spec.depth else {
-            return true;
-        };
-        let layout = check_layout(
-            (frame.width(), frame.height()),
-            (mode.width_px, mode.height_px),
-            frame.stride(),
-            frame.bits_per_pixel(),
-            frame.get_data_size(),
-        );
-        let image = match layout {
-            Ok(()) => Array2::from_shape_fn((frame.height(), frame.width()), |(y, x)| match frame
-                .get_unchecked(x, y)
-            {
-                PixelKind::Z16 { depth } => *depth,
-                _ => 0,
-            }),
-            Err(e) => {
-                self.bad_depth.count(ctx, port, "depth", &e);
-                return true;
-            }
-        };
-        if image.iter().all(|&d| d == 0) {
-            self.bad_depth
-                .count(ctx, port, "depth", "no valid depth (every pixel is 0)");
-            return true;
-        }
-        self.deliver(
-            ctx,
-            port,
-            Frame {
-                seq: frame.frame_number(),
-                t,
-                image: FrameImage::U16(image),
-                calibration: self.calibration,
-            },
-        )
-    }
-
-    /// Copies, checks, stamps and sends one colour frame to stream `port`; false when the
-    /// pipeline has stopped.
-    fn handle_colour(&mut self, frame: &ColorFrame, port: usize, ctx: &SourceContext) -> bool {
-        let t = self.stamp(Lane::Colour, frame.timestamp(), ctx);
-        let Some(mode) = self.source.spec.colour else {
-            return true;
-        };
-        let layout = check_layout_of(
-            RGB8,
-            (frame.width(), frame.height()),
-            (mode.width_px, mode.height_px),
-            frame.stride(),
-            frame.bits_per_pixel(),
-            frame.get_data_size(),
-        );
-        if let Err(e) = layout {
-            self.bad_colour.count(ctx, port, "colour", &e);
-            return true;
-        }
-        let (w, h) = (frame.width(), frame.height());
-        let mut pixels = Vec::with_capacity(w * h * 3);
-        for y in 0..h {
-            for x in 0..w {
-                match frame.get_unchecked(x, y) {
-                    PixelKind::Bgr8 { r, g, b } | PixelKind::Rgb8 { r, g, b } => {
-                        pixels.extend_from_slice(&[*r, *g, *b]);
-                    }
-                    _ => {
-                        self.bad_colour
-                            .count(ctx, port, "colour", "pixels are not RGB8");
-                        return true;
-                    }
-                }
-            }
-        }
-        let Ok(rgb) = Array3::from_shape_vec((h, w, 3), pixels) else {
-            self.bad_colour
-                .count(ctx, port, "colour", "pixels do not fill the frame");
-            return true;
-        };
-        self.deliver(
-            ctx,
-            port,
-            Frame {
-                seq: frame.frame_number(),
-                t,
-                image: FrameImage::Rgb8(rgb),
-                calibration: None,
-            },
-        )
-    }
-
-    /// The capture time of a frame stamped `device_ms` by the camera.
-    fn stamp(&mut self, lane: Lane, device_ms: f64, ctx: &SourceContext) -> crate::time::Timestamp {
-        let now = ctx.clock.now();
-        ctx.clock
-            .at_mono_ns(self.clock.map_lane(lane as usize, device_ms, now.mono_ns))
-    }
-
-    /// Sends `frame` to stream `port`, counting it; false when the pipeline has stopped.
-    fn deliver(&mut self, ctx: &SourceContext, port: usize, frame: Frame) -> bool {
-        let t = frame.t;
-        if !ctx.send_to(port, SourceMessage::Frame(frame)) {
-            return false;
-        }
-        if let Some(stats) = ctx.stats_of(port) {
-            stats.add_samples(1, t.utc_ns);
-        }
-        self.delivered = true;
-        true
-    }
-}
-
-/// The streams of one camera, each keeping its own order on the shared [`DeviceClock`].
-#[derive(Debug, Clone, Copy)]
-enum Lane {
-    Depth = 0,
-    Colour = 1,
 }
 
 /// Maps the camera's frame timestamps (ms on its own clock) to the daemon's monotonic clock
