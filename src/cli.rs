@@ -14,6 +14,7 @@ use crate::telemetry::init_logging;
 use crate::Modality;
 
 mod bench;
+mod check;
 pub mod concepts;
 mod demo;
 mod devices;
@@ -28,8 +29,9 @@ pub use bench::BenchArgs;
 #[command(name = "edgebind", version, about)]
 pub struct Cli {
     /// Log filter (`error`, `warn`, `info`, `debug`, or `edgebind=debug,…`); RUST_LOG wins.
-    #[arg(long, global = true, default_value = "info")]
-    pub log: String,
+    /// Default: `info`, `error` for `check` (its report says what the log would).
+    #[arg(long, global = true)]
+    pub log: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +54,13 @@ pub enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also open every configured device (and recording) briefly, as `run` opens it, and
+        /// report whether it opened (exit 1 when one does not).
+        #[arg(long)]
+        devices: bool,
+        /// With `--devices`: longest wait for one device to open.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+        device_timeout_s: u64,
     },
     /// Load every model the configured sources need exactly as `run` does (providers in order, TensorRT
     /// engines built into the cache, warm-up, parity check), report, and exit: pre-builds the
@@ -250,7 +259,14 @@ impl From<ProviderArg> for ExecutionProviderKind {
 #[must_use]
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let default_filter = match cli.command {
+        Command::Check { .. } => "error",
+        _ => "info",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| cli.log.clone())
+        .unwrap_or_else(|| default_filter.to_string());
     init_logging(&filter);
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -312,7 +328,14 @@ fn dispatch(command: Command) -> Result<i32> {
                 report.publisher.undelivered > 0 || !report.pipeline_drained,
             ))
         }
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            devices,
+            device_timeout_s,
+        } => check::run(
+            &config,
+            devices.then(|| Duration::from_secs(device_timeout_s)),
+        ),
         Command::Warm { config } => warm(&config),
         Command::Doctor(args) => doctor::run(&args),
         Command::Demo { config } => demo::run(config.as_deref()),
@@ -391,26 +414,4 @@ fn warm(path: &Path) -> Result<i32> {
     let total_s = models.first().map_or(0.0, |m| m.load_s);
     println!("{} model(s) warm in {total_s:.1} s", models.len());
     Ok(0)
-}
-
-#[allow(clippy::print_stdout, reason = "check reports to the terminal")]
-fn check(path: &Path) -> Result<i32> {
-    match load_checked(path) {
-        Ok(cfg) => {
-            println!(
-                "{}: OK ({} source(s), models in {})",
-                path.display(),
-                cfg.sources.len(),
-                cfg.resolve(&cfg.models.dir).display()
-            );
-            for w in config::warnings(&cfg) {
-                eprintln!("warning: {w}");
-            }
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(EX_CONFIG)
-        }
-    }
 }

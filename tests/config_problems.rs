@@ -142,7 +142,7 @@ fn three_type_errors_are_three_problems_each_at_its_value() {
         ),
         (
             "window_ms",
-            "sources[0].window_ms (imu): expected a whole number of milliseconds, found \"5s\"",
+            "sources[0].window_ms (imu): expected a whole number of milliseconds from 1 (25 for audio) to 600000 ms (10 min), found \"5s\"",
         ),
         (
             "queue_capacity",
@@ -172,7 +172,7 @@ fn a_wrong_type_and_an_unknown_key_are_both_reported_and_nothing_else() {
     assert!(err.contains(": 2 problem(s):"), "{err}");
     let (line, column) = value_at(&text, "keep_alive_s");
     let want = format!(
-        "{}:{line}:{column}: mqtt.keep_alive_s: expected a whole number of seconds, found \"30\"",
+        "{}:{line}:{column}: mqtt.keep_alive_s: expected a whole number of seconds from 1 to 65535 s (18.2 h), found \"30\"",
         path.display()
     );
     assert!(err.contains(&want), "missing {want:?} in:\n{err}");

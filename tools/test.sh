@@ -27,7 +27,7 @@ cargo test --all-targets --locked
 # The v4l2 and alsa features change only their sources and `edgebind devices`: their unit tests,
 # the real v4l error paths, cpal's real capture path on an ALSA `file`-plugin PCM, and the devices
 # listing of that PCM and of /dev/video*.
-cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_thermal --test alsa_audio --test devices
+cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_thermal --test alsa_audio --test devices --test check_devices
 # The realsense feature links librealsense2 from .realsense (tools/setup_realsense.sh, x86_64)
 # or from the system.
 export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"

@@ -22,6 +22,7 @@ use crate::Modality;
 mod build;
 mod concepts;
 mod open;
+pub mod probe;
 mod run;
 
 pub use build::{load_models, Cancelled, Models, Pipeline};

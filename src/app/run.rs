@@ -72,17 +72,21 @@ impl Pipeline {
             cancel: &cancel,
         };
         let topics = crate::publish::payload::Topics::new(config.topic_prefix());
-        let (inbound, commands) =
+        let (mut inbound, commands) =
             super::concepts::control_route(config.concepts.control.enabled, &topics, &telemetry);
         // Concept triggers score against the model set's bank (docs/triggers.md).
         let shared = share_concepts(&w, &models, reload_concepts);
-        let stage = TriggerStage::build(
+        let mut stage = TriggerStage::build(
             &config,
             &shared,
             models.set.manifest.embedding_dim,
             clock,
             &telemetry,
         )?;
+        // Trigger control shares the connection and the `concepts.control` switch.
+        if let Some(route) = stage.as_mut().and_then(TriggerStage::take_route) {
+            inbound.push(route);
+        }
         let started = start_outputs(&w, &options, &broker, security, stage, inbound).await?;
         let (events, publisher) = (started.emitter, started.mqtt);
         let concepts = concept_sets.router(shared);
@@ -168,12 +172,21 @@ async fn start_outputs(
         security,
         options.shutdown_timeout,
     );
-    publisher.discovery =
-        crate::publish::discovery::prepare(config, &publisher.sensors, &config.triggers.pairs())?;
+    publisher.discovery = crate::publish::discovery::prepare(
+        config,
+        &publisher.sensors,
+        &trigger_pairs(config, stage.as_ref()),
+    )?;
     crate::output::start(
         config, publisher, outbox, stage, telemetry, w.cancel, inbound,
     )
     .context("cannot start the trigger stage's thread")
+}
+
+/// The triggers Home Assistant discovery announces: the stage's (edits over MQTT kept from an
+/// earlier run included), else the configuration's.
+fn trigger_pairs(config: &Config, stage: Option<&TriggerStage>) -> Vec<(String, String)> {
+    stage.map_or_else(|| config.triggers.pairs(), TriggerStage::pairs)
 }
 
 /// The concept bank, shared by the workers and replaced on SIGHUP.

@@ -59,7 +59,8 @@ pub fn find_recordings(explicit: Option<&Path>) -> Result<Option<PathBuf>, Bench
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings"));
     Ok(candidates
         .into_iter()
-        .find(|p| p.join(IMU_RECORDING).is_file()))
+        .find(|p| p.join(IMU_RECORDING).is_file())
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p)))
 }
 
 /// A deterministic pseudo-random sequence in [-1, 1) (64-bit LCG, top bits).

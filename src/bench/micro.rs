@@ -158,15 +158,7 @@ pub fn measure_modality(
         dir: options.models_dir.clone(),
         message: format!("manifest.json has no {modality} model"),
     })?;
-    progress(&format!("{modality}: loading {}", path.display()));
-    let mut encoder = Encoder::load(
-        runtime,
-        modality,
-        &path,
-        &options.providers,
-        false,
-        options.intra_threads,
-    )?;
+    let mut encoder = load_encoder(runtime, options, modality, &path, progress)?;
 
     progress(&format!("{modality}: preprocessing"));
     let pre_times = measure(budget.mul_f64(SHARE_PREPROCESS), || {
@@ -175,11 +167,9 @@ pub fn measure_modality(
     let preprocess = summary(modality, "preprocessing", &pre_times)?;
 
     // Distinct real windows for the batches (cycled when the batch is larger).
-    let distinct = options.max_batch.clamp(1, 16);
-    let mut windows = Vec::with_capacity(distinct);
-    for _ in 0..distinct {
-        windows.push(input.prepare()?);
-    }
+    let windows = (0..options.max_batch.clamp(1, 16))
+        .map(|_| input.prepare())
+        .collect::<Result<Vec<_>, _>>()?;
     let input_shape = windows
         .first()
         .map(|w| w.shape().to_vec())
@@ -229,6 +219,25 @@ pub fn measure_modality(
         batch_limit: sweep.limit,
         throughput,
     })
+}
+
+/// The encoder of `modality`, loaded on the first provider of the options that works.
+fn load_encoder(
+    runtime: &OrtRuntime,
+    options: &MicroOptions,
+    modality: crate::Modality,
+    path: &std::path::Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Encoder, BenchError> {
+    progress(&format!("{modality}: loading {}", path.display()));
+    Ok(Encoder::load(
+        runtime,
+        modality,
+        path,
+        &options.providers,
+        false,
+        options.intra_threads,
+    )?)
 }
 
 /// The batch sizes tried, the best one and why the sweep stopped.
@@ -329,32 +338,7 @@ fn measure_throughput(
             }
             Ok(())
         });
-        let start = Instant::now();
-        let mut result = Ok(());
-        while start.elapsed() < budget || completions.len() < MIN_RUNS {
-            let Ok(first) = rx.recv_timeout(Duration::from_secs(60)) else {
-                result = Err(BenchError::Measure {
-                    modality,
-                    message: "the preprocessing thread stopped delivering windows".into(),
-                });
-                break;
-            };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(w) => batch.push(w),
-                    Err(_) => break,
-                }
-            }
-            let n = batch.len();
-            let run = stack(&batch, n, modality)
-                .and_then(|b| encoder.run(&b).map(drop).map_err(BenchError::from));
-            if let Err(e) = run {
-                result = Err(e);
-                break;
-            }
-            completions.push((start.elapsed().as_secs_f64(), n));
-        }
+        let result = consume(encoder, &rx, modality, max_batch, budget, &mut completions);
         stop.store(true, Ordering::Relaxed);
         drop(rx);
         let produced = producer.join().unwrap_or_else(|_| {
@@ -366,6 +350,48 @@ fn measure_throughput(
         result.and(produced)
     });
     consumer?;
+    rate_after_warmup(&completions, warmup, modality)
+}
+
+/// Runs the encoder on batches of whatever windows are ready (up to `max_batch`) until the
+/// budget is spent and enough runs were made, recording when each finished and its size.
+fn consume(
+    encoder: &mut Encoder,
+    rx: &crossbeam_channel::Receiver<ArrayD<f32>>,
+    modality: crate::Modality,
+    max_batch: usize,
+    budget: Duration,
+    completions: &mut Vec<(f64, usize)>,
+) -> Result<(), BenchError> {
+    let start = Instant::now();
+    while start.elapsed() < budget || completions.len() < MIN_RUNS {
+        let Ok(first) = rx.recv_timeout(Duration::from_secs(60)) else {
+            return Err(BenchError::Measure {
+                modality,
+                message: "the preprocessing thread stopped delivering windows".into(),
+            });
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        stack(&batch, n, modality)
+            .and_then(|b| encoder.run(&b).map(drop).map_err(BenchError::from))?;
+        completions.push((start.elapsed().as_secs_f64(), n));
+    }
+    Ok(())
+}
+
+/// Windows per second over the completions after the warm-up.
+fn rate_after_warmup(
+    completions: &[(f64, usize)],
+    warmup: f64,
+    modality: crate::Modality,
+) -> Result<Rate, BenchError> {
     let measured: Vec<(f64, usize)> = completions
         .iter()
         .copied()

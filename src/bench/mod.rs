@@ -158,8 +158,10 @@ pub fn find_models(explicit: Option<&Path>) -> PathBuf {
     candidates
         .iter()
         .find(|p| p.join("manifest.json").is_file())
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("models/tiny"))
+        .map_or_else(
+            || PathBuf::from("models/tiny"),
+            |p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()),
+        )
 }
 
 /// Loads the manifest of `dir`, with an error that says which flag to fix.

@@ -12,10 +12,10 @@ use crate::bench::e2e::E2eReport;
 use crate::bench::prom::Latency;
 use crate::bench::{
     self, find_models, load_manifest, parse_duration, BenchReport, E2eOptions, MicroOptions,
-    ModelsInfo, OrtInfo, SystemInfo, REPORT_VERSION,
+    ModalityResult, ModelsInfo, OrtInfo, SystemInfo, REPORT_VERSION,
 };
 use crate::config::{limits, ExecutionProviderKind};
-use crate::inference::OrtRuntime;
+use crate::inference::{Manifest, OrtRuntime};
 
 /// Options of `edgebind bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -116,12 +116,40 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let models_dir = find_models(args.models.as_deref());
     let manifest = load_manifest(&models_dir)?;
     let runtime = OrtRuntime::load(args.ort_library.as_deref())?;
-    let providers: Vec<ExecutionProviderKind> =
-        args.providers.iter().map(|p| (*p).into()).collect();
+    let mut report = new_report(&args, &runtime, &models_dir, &manifest);
+    if args.e2e {
+        report.e2e = Some(run_e2e(&args, &runtime, &models_dir)?);
+    } else {
+        report.modalities = run_micro(&args, &runtime, &models_dir)?;
+    }
+    let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+    match args.json.as_deref() {
+        Some(p) if p == Path::new("-") => println!("{json}"),
+        Some(p) => {
+            std::fs::write(p, format!("{json}\n"))
+                .with_context(|| format!("writing {}", p.display()))?;
+            print!("{}", render_table(&report));
+        }
+        None => print!("{}", render_table(&report)),
+    }
+    Ok(0)
+}
+
+fn providers(args: &BenchArgs) -> Vec<ExecutionProviderKind> {
+    args.providers.iter().map(|p| (*p).into()).collect()
+}
+
+/// The report's header: what ran where; the figures are added by the run.
+fn new_report(
+    args: &BenchArgs,
+    runtime: &OrtRuntime,
+    models_dir: &Path,
+    manifest: &Manifest,
+) -> BenchReport {
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut report = BenchReport {
+    BenchReport {
         version: REPORT_VERSION,
         mode: if args.e2e {
             "end_to_end"
@@ -140,69 +168,67 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             dir: models_dir.display().to_string(),
             name: manifest.name.clone(),
         },
-        providers_requested: providers.iter().map(|p| p.as_str()).collect(),
+        providers_requested: providers(args).iter().map(|p| p.as_str()).collect(),
         intra_threads: args.intra_threads.max(1),
         duration_s: args.duration.as_secs_f64(),
         modalities: Vec::new(),
         e2e: None,
+    }
+}
+
+/// `--e2e`: the daemon end to end, with progress.
+fn run_e2e(args: &BenchArgs, runtime: &OrtRuntime, models_dir: &Path) -> Result<E2eReport> {
+    let max_speed_duration = args
+        .max_speed_duration
+        .unwrap_or_else(|| (args.duration / 3).max(Duration::from_secs(3)));
+    let options = E2eOptions {
+        daemon: std::env::current_exe().context("finding this executable to run as the daemon")?,
+        ort_library: runtime.library.clone(),
+        // The daemon resolves paths against its config file's directory.
+        models_dir: absolute(models_dir),
+        providers: providers(args),
+        intra_threads: args.intra_threads.max(1),
+        duration: args.duration,
+        max_speed_duration,
+        recordings: args.recordings.as_deref().map(absolute),
     };
-    if args.e2e {
-        let max_speed_duration = args
-            .max_speed_duration
-            .unwrap_or_else(|| (args.duration / 3).max(Duration::from_secs(3)));
-        let options = E2eOptions {
-            daemon: std::env::current_exe()
-                .context("finding this executable to run as the daemon")?,
-            ort_library: runtime.library.clone(),
-            // The daemon resolves paths against its config file's directory.
-            models_dir: absolute(&models_dir),
-            providers,
-            intra_threads: args.intra_threads.max(1),
-            duration: args.duration,
-            max_speed_duration,
-            recordings: args.recordings.as_deref().map(absolute),
-        };
-        let expected = args.duration + max_speed_duration + Duration::from_secs(16);
-        let mut progress = Progress::new(expected);
-        let result = bench::e2e::run(&options, &mut |p| progress.update(p));
-        progress.finish();
-        report.e2e = Some(result?);
-    } else {
-        let options = MicroOptions {
-            models_dir: models_dir.clone(),
-            providers,
-            duration: args.duration,
-            intra_threads: args.intra_threads.max(1),
-            modalities: args
-                .modalities
-                .iter()
-                .map(|m| {
-                    m.sensor().ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--modalities: text has no sensor window to bench (use `embed` to time it)"
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?,
-            max_batch: args.max_batch.max(1),
-            recordings: args.recordings.clone(),
-        };
-        let mut progress = Progress::new(args.duration);
-        let result = bench::run_micro(&runtime, &options, &mut |p| progress.update(p));
-        progress.finish();
-        report.modalities = result?;
-    }
-    let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
-    match args.json.as_deref() {
-        Some(p) if p == Path::new("-") => println!("{json}"),
-        Some(p) => {
-            std::fs::write(p, format!("{json}\n"))
-                .with_context(|| format!("writing {}", p.display()))?;
-            print!("{}", render_table(&report));
-        }
-        None => print!("{}", render_table(&report)),
-    }
-    Ok(0)
+    let expected = args.duration + max_speed_duration + Duration::from_secs(16);
+    let mut progress = Progress::new(expected);
+    let result = bench::e2e::run(&options, &mut |p| progress.update(p));
+    progress.finish();
+    Ok(result?)
+}
+
+/// Per modality: preprocessing and inference of each encoder, with progress.
+fn run_micro(
+    args: &BenchArgs,
+    runtime: &OrtRuntime,
+    models_dir: &Path,
+) -> Result<Vec<ModalityResult>> {
+    let modalities = args
+        .modalities
+        .iter()
+        .map(|m| {
+            m.sensor().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--modalities: text has no sensor window to bench (use `embed` to time it)"
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let options = MicroOptions {
+        models_dir: models_dir.to_path_buf(),
+        providers: providers(args),
+        duration: args.duration,
+        intra_threads: args.intra_threads.max(1),
+        modalities,
+        max_batch: args.max_batch.max(1),
+        recordings: args.recordings.clone(),
+    };
+    let mut progress = Progress::new(args.duration);
+    let result = bench::run_micro(runtime, &options, &mut |p| progress.update(p));
+    progress.finish();
+    Ok(result?)
 }
 
 fn ms(v: f64) -> String {

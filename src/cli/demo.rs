@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
 use crate::app::{self, Broker, RunOptions};
@@ -20,7 +20,10 @@ fn default_config() -> Option<PathBuf> {
         }
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"));
-    candidates.into_iter().find(|p| p.is_file())
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a nanosecond timestamp.
@@ -72,6 +75,104 @@ pub fn describe_embedding(v: &Value) -> String {
     )
 }
 
+/// Subscribes to everything under `prefix` on the demo's broker and waits for the SUBACK, so
+/// that no message of the run is missed.
+async fn subscribe(broker: &Broker, prefix: &str) -> Result<(AsyncClient, EventLoop)> {
+    let mut options =
+        MqttOptions::new("edgebind-demo-subscriber", broker.host.clone(), broker.port);
+    options.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut events) = AsyncClient::new(options, 16);
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+        .await
+        .context("subscribing")?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => return Ok((client, events)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("demo subscriber cannot reach the broker: {e}"),
+            Err(_) => anyhow::bail!("demo subscriber got no SUBACK within 10 s"),
+        }
+    }
+}
+
+/// What the demo's subscriber prints, message by message.
+#[derive(Debug, Default)]
+struct Printer {
+    embeddings: u64,
+    shown_example: bool,
+    online: bool,
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the demo shows what a subscriber receives"
+)]
+impl Printer {
+    /// Prints one message; `false` once the daemon said it went offline (the run is over).
+    fn show(&mut self, topic: &str, payload: &[u8]) -> bool {
+        if topic.ends_with("/status") {
+            println!("[{topic}] {}", String::from_utf8_lossy(payload));
+            match payload {
+                b"online" => self.online = true,
+                b"offline" if self.online => return false,
+                _ => {}
+            }
+        } else if topic.ends_with("/embedding") {
+            let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+                println!("[{topic}] (unparsable payload)");
+                return true;
+            };
+            if !self.shown_example {
+                self.shown_example = true;
+                println!(
+                    "First message on {topic} ({} bytes), embedding shortened:\n{}\n",
+                    payload.len(),
+                    serde_json::to_string_pretty(&shortened(&v)).unwrap_or_default()
+                );
+            }
+            self.embeddings += 1;
+            println!("{}", describe_embedding(&v));
+        } else if topic.ends_with("/state") {
+            if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+                println!(
+                    "[{topic}] {}, samples={} windows={}",
+                    state_word(&v),
+                    v["samples_total"],
+                    v["windows_total"]
+                );
+            }
+        }
+        true
+    }
+}
+
+/// An embedding message with its vector cut to its first four numbers.
+fn shortened(v: &Value) -> Value {
+    let mut short = v.clone();
+    if let Some(e) = short["embedding"].as_array() {
+        let head: Vec<String> = e.iter().take(4).map(ToString::to_string).collect();
+        short["embedding"] = Value::String(format!(
+            "[{} … {} numbers in all]",
+            head.join(", "),
+            e.len()
+        ));
+    }
+    short
+}
+
+/// A `state` message in one word: a replay that played to its end is finished, not a lost
+/// device.
+fn state_word(v: &Value) -> &'static str {
+    if v["finished"] == true {
+        "finished"
+    } else if v["connected"] == true {
+        "connected"
+    } else {
+        "disconnected"
+    }
+}
+
 #[allow(
     clippy::print_stdout,
     reason = "the demo shows what a subscriber receives"
@@ -89,23 +190,7 @@ pub(super) fn run(config_path: Option<&Path>) -> Result<i32> {
         let broker = Broker::from_url(&cfg.mqtt.url)?;
         cfg.mqtt.url = format!("mqtt://{}:{}", broker.host, broker.port);
         let prefix = cfg.topic_prefix();
-        let mut options =
-            MqttOptions::new("edgebind-demo-subscriber", broker.host.clone(), broker.port);
-        options.set_max_packet_size(4 << 20, 4 << 20);
-        let (client, mut events) = AsyncClient::new(options, 16);
-        client
-            .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
-            .await
-            .context("subscribing")?;
-        let subscribed = loop {
-            match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break true,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => anyhow::bail!("demo subscriber cannot reach the broker: {e}"),
-                Err(_) => break false,
-            }
-        };
-        anyhow::ensure!(subscribed, "demo subscriber got no SUBACK within 10 s");
+        let (client, mut events) = subscribe(&broker, &prefix).await?;
         println!(
             "edgebind demo: {} → mqtt://{}:{}, subscribed to {prefix}/#",
             path.display(),
@@ -115,70 +200,15 @@ pub(super) fn run(config_path: Option<&Path>) -> Result<i32> {
         println!("(Ctrl-C stops early)\n");
 
         let printer = tokio::spawn(async move {
-            let mut embeddings = 0u64;
-            let mut shown_example = false;
-            let mut online = false;
-            loop {
-                let ev = match events.poll().await {
-                    Ok(ev) => ev,
-                    Err(_) => break,
-                };
-                let Event::Incoming(Packet::Publish(p)) = ev else {
-                    continue;
-                };
-                let topic = p.topic.as_str();
-                if topic.ends_with("/status") {
-                    println!("[{topic}] {}", String::from_utf8_lossy(&p.payload));
-                    match p.payload.as_ref() {
-                        b"online" => online = true,
-                        b"offline" if online => break,
-                        _ => {}
-                    }
-                } else if topic.ends_with("/embedding") {
-                    let Ok(v) = serde_json::from_slice::<Value>(&p.payload) else {
-                        println!("[{topic}] (unparsable payload)");
-                        continue;
-                    };
-                    if !shown_example {
-                        shown_example = true;
-                        let mut short = v.clone();
-                        if let Some(e) = short["embedding"].as_array() {
-                            let head: Vec<Value> = e.iter().take(4).cloned().collect();
-                            short["embedding"] = Value::String(format!(
-                                "[{} … {} numbers in all]",
-                                head.iter()
-                                    .map(ToString::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                e.len()
-                            ));
-                        }
-                        println!(
-                            "First message on {topic} ({} bytes), embedding shortened:\n{}\n",
-                            p.payload.len(),
-                            serde_json::to_string_pretty(&short).unwrap_or_default()
-                        );
-                    }
-                    embeddings += 1;
-                    println!("{}", describe_embedding(&v));
-                } else if topic.ends_with("/state") {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
-                        // A replay that played to its end is finished, not a lost device.
-                        let state = if v["finished"] == true {
-                            "finished"
-                        } else if v["connected"] == true {
-                            "connected"
-                        } else {
-                            "disconnected"
-                        };
-                        println!(
-                            "[{topic}] {state}, samples={} windows={}",
-                            v["samples_total"], v["windows_total"]
-                        );
+            let mut printer = Printer::default();
+            while let Ok(ev) = events.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = ev {
+                    if !printer.show(&p.topic, &p.payload) {
+                        break;
                     }
                 }
             }
-            embeddings
+            printer.embeddings
         });
 
         let report = app::run(cfg, RunOptions::default()).await?;

@@ -17,6 +17,7 @@ mod skip;
 mod stream;
 pub mod triggers;
 mod validate;
+mod values;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,7 @@ pub use sections::*;
 pub use skip::{InputDistance, SkipUnchanged, UnchangedThreshold};
 pub use stream::*;
 pub use validate::{validate, warnings, Problem, Scope};
+pub use values::{ByteSize, MqttProtocol, Qos};
 
 pub use crate::sources::registry::{SourceConfig, SOURCE_TYPES};
 

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::values::{ByteSize, MqttProtocol, Qos};
+
 use super::ranged::{InferenceQueue, IntraThreads, MaxBatch, PublishQueue};
 
 /// Identity of this device.
@@ -384,30 +386,6 @@ pub(super) fn default_min_score() -> f32 {
     0.1
 }
 
-/// MQTT quality of service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum Qos {
-    /// At most once.
-    #[serde(rename = "0")]
-    AtMostOnce,
-    /// At least once (acknowledged by PUBACK).
-    #[serde(rename = "1")]
-    AtLeastOnce,
-}
-
-/// MQTT protocol version spoken to the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-pub enum MqttProtocol {
-    /// MQTT 3.1.1 (every broker speaks it).
-    #[default]
-    #[serde(rename = "3.1.1")]
-    V311,
-    /// MQTT 5: messages also carry a content type and user properties (device, sensor,
-    /// modality, schema version).
-    #[serde(rename = "5")]
-    V5,
-}
-
 /// How the embedding vector is written in the JSON envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -484,78 +462,6 @@ pub struct TlsConfig {
     /// PEM private key of the client certificate.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-}
-
-/// A size in bytes: an integer, or a string with a unit (`"1GiB"`, `"512MiB"`, `"64KiB"`,
-/// `"10MB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// Parses `"<number>[B|KiB|MiB|GiB|TiB|kB|KB|MB|GB|TB]"`.
-    ///
-    /// # Errors
-    /// A message saying what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("{text:?} is not a size like \"1GiB\" or \"512MiB\""))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            "kB" | "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            other => {
-                return Err(format!(
-                    "unknown size unit {other:?} (use B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
-                ))
-            }
-        };
-        let bytes = num * mult as f64;
-        if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(format!("{text:?} is too large"));
-        }
-        Ok(Self(bytes as u64))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ByteSize;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a size: a whole number of bytes, or text like \"512MiB\"")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(n))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
-                u64::try_from(n)
-                    .map(ByteSize)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
-                ByteSize::parse(s).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
 }
 
 /// When outbox appends are made durable.

@@ -28,7 +28,7 @@ pub mod v4l2;
 #[cfg(feature = "v4l2")]
 mod v4l2_probe;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -262,22 +262,10 @@ impl Inventory {
     }
 }
 
-/// An absolute path without `.` and `..` (`target/release/../../.ort` → `/repo/.ort`); links
-/// are kept (a by-id link is the stable name).
+/// An absolute path without `.` and `..`, as text ([`crate::files::tidy`]).
 #[must_use]
 pub fn normalise(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut out = PathBuf::new();
-    for c in absolute.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out.display().to_string()
+    crate::files::tidy(path).display().to_string()
 }
 
 #[cfg(test)]

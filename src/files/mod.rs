@@ -10,6 +10,24 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// `path` absolute and without `.` and `..` (`target/release/../../.ort` → `/repo/.ort`), for
+/// people to read in logs and reports; links are kept (a by-id link is the stable name).
+#[must_use]
+pub fn tidy(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Largest recording (IMU CSV or `.npy`, WAV, frame stack) a replay or `preprocess`/`embed`
 /// loads: replays hold the whole recording in memory.
 pub const MAX_RECORDING_BYTES: u64 = 1 << 30;

@@ -79,10 +79,11 @@ pub fn resolve_library(configured: Option<&Path>) -> Result<PathBuf, RuntimeErro
         (_, Some(p)) => vec![p.to_path_buf()],
         _ => default_library_paths(),
     };
+    // The real file, so that logs and reports name it without `target/release/../..`.
     candidates
         .iter()
         .find(|p| p.is_file())
-        .cloned()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
         .ok_or(RuntimeError::NotFound {
             searched: candidates,
         })

@@ -28,6 +28,30 @@ pub enum Event {
     Scene(Arc<SceneOut>),
     /// A concept set in use (at start, or changed by a control command), or a command refused.
     Concepts(Arc<ConceptsNotice>),
+    /// The answer to a trigger control command, or a sensor's triggers in use (the trigger stage).
+    TriggerControl(Arc<TriggerControlNotice>),
+}
+
+/// What a trigger control command did, and who asked (`crate::output::triggers::control`).
+#[derive(Debug, Clone)]
+pub struct TriggerControlNotice {
+    /// The answer.
+    pub what: TriggerAnswer,
+    /// MQTT 5: the request's response topic and correlation data, where it wants the answer too.
+    pub reply: Option<(String, Option<Vec<u8>>)>,
+}
+
+/// The answer of a [`TriggerControlNotice`].
+#[derive(Debug, Clone)]
+pub enum TriggerAnswer {
+    /// A sensor's triggers in use (retained).
+    Triggers(crate::output::triggers::control::TriggerList),
+    /// An example set stored.
+    Remembered(crate::output::triggers::control::ExampleStored),
+    /// A command refused (nothing changed).
+    Refused(crate::output::triggers::control::Refusal),
+    /// A trigger removed: its retained state is cleared (sensor, trigger).
+    Cleared(String, String),
 }
 
 /// What happened to a concept set, and who asked (`crate::concepts::live`).

@@ -13,8 +13,8 @@ pub mod triggers;
 
 pub use event::{
     stored_notice, unit_norm, ConceptsAnswer, ConceptsNotice, EmbeddedWindow, EncoderInfo, Event,
-    SceneOut, SensorState, Stored, StoredNotice, TriggerEventOut, TriggerStateOut, WindowLatency,
-    WindowSpan,
+    SceneOut, SensorState, Stored, StoredNotice, TriggerAnswer, TriggerControlNotice,
+    TriggerEventOut, TriggerStateOut, WindowLatency, WindowSpan,
 };
 pub use fanout::{Closed, Emitter, FullPolicy, OutputQueue, Outputs};
 pub use report::report;

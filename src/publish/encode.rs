@@ -306,6 +306,7 @@ impl Publish for Event {
             Self::TriggerState(s) => out.push(codec.trigger_state(&s).map(Outgoing::Durable)),
             Self::Scene(s) => out.push(codec.scene(&s).map(Outgoing::Durable)),
             Self::Concepts(n) => codec.concepts(&n, out),
+            Self::TriggerControl(n) => codec.trigger_control(&n, out),
         }
     }
 }

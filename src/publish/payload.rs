@@ -220,6 +220,48 @@ impl Topics {
     pub fn concept_command_filter(&self, verb: &str) -> String {
         format!("{}/concepts/+/{verb}", self.prefix)
     }
+    /// A sensor's (or scene's) triggers in use (retained; with trigger control).
+    #[must_use]
+    pub fn trigger_list(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/triggers", self.prefix)
+    }
+    /// Example sets stored by `remember` (not retained).
+    #[must_use]
+    pub fn examples(&self, sensor: &str) -> String {
+        format!("{}/{sensor}/examples", self.prefix)
+    }
+    /// Refused trigger commands.
+    #[must_use]
+    pub fn trigger_error(&self) -> String {
+        format!("{}/triggers/error", self.prefix)
+    }
+    /// The filters of trigger control commands: `set` and `remove` of one trigger, `remember`.
+    #[must_use]
+    pub fn trigger_command_filters(&self) -> Vec<String> {
+        vec![
+            format!("{}/+/triggers/+/set", self.prefix),
+            format!("{}/+/triggers/+/remove", self.prefix),
+            format!("{}/+/examples/remember", self.prefix),
+        ]
+    }
+    /// The sensor, verb and trigger of a trigger command's topic, if it is one.
+    #[must_use]
+    pub fn trigger_command(&self, topic: &str) -> Option<crate::output::triggers::control::Target> {
+        use crate::output::triggers::control::{Target, Verb};
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let levels: Vec<&str> = rest.split('/').collect();
+        let (sensor, verb, trigger) = match levels.as_slice() {
+            [s, "triggers", t, "set"] => (s, Verb::Set, Some(t)),
+            [s, "triggers", t, "remove"] => (s, Verb::Remove, Some(t)),
+            [s, "examples", "remember"] => (s, Verb::Remember, None),
+            _ => return None,
+        };
+        Some(Target {
+            sensor: (*sensor).to_string(),
+            verb,
+            trigger: trigger.map(|t| (*t).to_string()),
+        })
+    }
     /// The set and the verb of a control command's topic, if it is one.
     #[must_use]
     pub fn concept_command<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
@@ -235,6 +277,45 @@ impl Topics {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trigger_command_topics_give_sensor_verb_and_trigger_and_nothing_else_does() {
+        use crate::output::triggers::control::Verb;
+        let t = Topics::new("edgebind/dev1");
+        let c = t
+            .trigger_command("edgebind/dev1/imu0/triggers/shaking/set")
+            .unwrap();
+        assert_eq!(
+            (c.sensor.as_str(), c.verb, c.trigger.as_deref()),
+            ("imu0", Verb::Set, Some("shaking"))
+        );
+        let c = t
+            .trigger_command("edgebind/dev1/imu0/examples/remember")
+            .unwrap();
+        assert_eq!((c.verb, c.trigger), (Verb::Remember, None));
+        for other in [
+            "edgebind/dev1/imu0/triggers/shaking",
+            "edgebind/dev1/imu0/triggers",
+            "edgebind/dev1/triggers/error",
+            "edgebind/dev10/imu0/triggers/a/set",
+            "edgebind/dev1/imu0/triggers/a/b/set",
+        ] {
+            assert_eq!(t.trigger_command(other), None, "{other}");
+        }
+        for f in t.trigger_command_filters() {
+            for own in [
+                "edgebind/dev1/imu0/triggers/shaking",
+                "edgebind/dev1/imu0/triggers",
+                "edgebind/dev1/triggers/error",
+                "edgebind/dev1/imu0/examples",
+            ] {
+                assert!(
+                    !crate::publish::mqtt::topic_matches(&f, own),
+                    "{f} takes {own}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn control_topics_give_their_set_and_verb_and_nothing_else_does() {

@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use super::encode::{Codec, EncodeError, OutMessage};
+use super::encode::{Codec, EncodeError, OutMessage, Outgoing};
 use super::payload::EmbeddingField;
-use crate::output::{SceneOut, TriggerEventOut, TriggerStateOut};
+use crate::output::{
+    SceneOut, TriggerAnswer, TriggerControlNotice, TriggerEventOut, TriggerStateOut,
+};
 use crate::triggers::payload::{EventMessage, SceneMessage, TriggerStateMessage};
 
 impl Codec {
@@ -76,5 +78,64 @@ impl Codec {
             stored: None,
             correlation_data: None,
         })
+    }
+
+    /// A trigger control answer, through the outbox: a sensor's triggers (retained on
+    /// `<prefix>/<sensor>/triggers`), an example set stored (`<prefix>/<sensor>/examples`), a
+    /// refusal (`<prefix>/triggers/error`), or a removed trigger's retained state cleared (an
+    /// empty retained message on `<prefix>/<sensor>/triggers/<name>`). With an MQTT 5 response
+    /// topic, the same payload there too (memory only, as concept answers).
+    pub fn trigger_control(
+        &self,
+        n: &TriggerControlNotice,
+        out: &mut Vec<Result<Outgoing, EncodeError>>,
+    ) {
+        let (_sensor, topic, retain, payload): (Arc<str>, String, bool, _) = match &n.what {
+            TriggerAnswer::Triggers(l) => {
+                let s: Arc<str> = Arc::from(l.sensor.as_str());
+                let p = Self::trigger_json("trigger list", &s, l);
+                (s, self.topics.trigger_list(&l.sensor), true, p)
+            }
+            TriggerAnswer::Remembered(e) => {
+                let s: Arc<str> = Arc::from(e.sensor.as_str());
+                let p = Self::trigger_json("example set", &s, e);
+                (s, self.topics.examples(&e.sensor), false, p)
+            }
+            TriggerAnswer::Refused(r) => {
+                let s: Arc<str> = Arc::from(r.sensor.as_str());
+                let p = Self::trigger_json("trigger error", &s, r);
+                (s, self.topics.trigger_error(), false, p)
+            }
+            TriggerAnswer::Cleared(sensor, trigger) => {
+                let s: Arc<str> = Arc::from(sensor.as_str());
+                (
+                    s,
+                    self.topics.trigger_state(sensor, trigger),
+                    true,
+                    Ok(Vec::new()),
+                )
+            }
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => return out.push(Err(e)),
+        };
+        let message = |topic: String, retain: bool| OutMessage {
+            topic,
+            // Like concept answers: not a sensor's data, and always at least once.
+            sensor: None,
+            payload: payload.clone(),
+            retain,
+            qos: crate::config::Qos::AtLeastOnce,
+            timing: None,
+            stored: None,
+            correlation_data: None,
+        };
+        if let Some((reply, correlation)) = &n.reply {
+            let mut answer = message(reply.clone(), false);
+            answer.correlation_data.clone_from(correlation);
+            out.push(Ok(Outgoing::Control(answer)));
+        }
+        out.push(Ok(Outgoing::Durable(message(topic, retain))));
     }
 }

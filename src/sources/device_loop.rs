@@ -176,6 +176,7 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
     while !ctx.cancel.is_cancelled() {
         match hardware.open() {
             Ok(mut device) => {
+                ctx.stats.set_device_error(None);
                 let what = hardware.describe(&device);
                 if !reconnect.opened(&what) {
                     hardware.announce(&device);
@@ -195,10 +196,16 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
                         }
                         break;
                     }
-                    Ended::Lost { error, delivered } => reconnect.lost(&what, &error, delivered),
+                    Ended::Lost { error, delivered } => {
+                        ctx.stats.set_device_error(Some(format!("{what}: {error}")));
+                        reconnect.lost(&what, &error, delivered);
+                    }
                 }
             }
-            Err(error) => reconnect.open_failed(&error),
+            Err(error) => {
+                ctx.stats.set_device_error(Some(error.to_string()));
+                reconnect.open_failed(&error);
+            }
         }
         if !reconnect.wait(ctx) {
             break;
@@ -323,6 +330,8 @@ mod tests {
         assert_eq!(device.connected_in_capture, [(true, 30.0), (true, 25.0)]);
         let s = ctx.stats.snapshot();
         assert_eq!((s.connected, s.sample_rate_hz), (false, 10.0));
+        // The device opened again after its failures: no error is left standing.
+        assert_eq!(ctx.stats.device_error(), None);
     }
 
     #[test]
@@ -388,6 +397,8 @@ mod tests {
         stopper.join().unwrap();
         assert!(!absent.calls.is_empty());
         assert!(absent.calls.iter().all(|c| c == "open"), "never opened");
+        // Why it cannot be opened is kept for `check --devices`.
+        assert_eq!(ctx.stats.device_error().as_deref(), Some("script over"));
     }
 
     #[test]

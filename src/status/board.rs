@@ -144,6 +144,12 @@ impl StatusBoard {
             Event::TriggerState(t) => {
                 self.record_triggers(&t.sensor, std::slice::from_ref(&t.state));
             }
+            // A trigger removed over MQTT leaves the page as its retained state is cleared.
+            Event::TriggerControl(n) => {
+                if let crate::output::TriggerAnswer::Cleared(sensor, trigger) = &n.what {
+                    self.remove_trigger(sensor, trigger);
+                }
+            }
             // Events and scenes are on MQTT; the page shows the trigger states they lead to.
             Event::Trigger(_) | Event::Scene(_) | Event::Concepts(_) => {}
         }

@@ -266,7 +266,12 @@ fn trigger_states_read_like_their_retained_message_and_the_newest_replaces_the_o
     assert_eq!(triggers[1]["score"], 0.75);
     assert_eq!(triggers[1]["sensor"], "imu-wrist");
     assert_eq!(triggers[1]["event_id"], "imu-wrist:shaking:1");
-    board.remove_trigger("imu-wrist", "fall");
+    // Removed over MQTT: the stage's notice takes it off the page.
+    let cleared = crate::output::TriggerControlNotice {
+        what: crate::output::TriggerAnswer::Cleared("imu-wrist".into(), "fall".into()),
+        reply: None,
+    };
+    board.apply(&Event::TriggerControl(Arc::new(cleared)), Instant::now());
     assert_eq!(
         doc(&board, Instant::now())["triggers"]
             .as_array()

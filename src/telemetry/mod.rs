@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub mod errors;
+mod exposition;
 pub mod histogram;
 pub mod inference;
 pub mod log_limit;
 pub mod metrics;
 mod stream;
+pub mod triggers;
 
 pub use errors::{ErrorKind, ErrorStats};
 pub use histogram::{LatencyHistogram, Stage, StageLatencies, StageSummary};
@@ -210,6 +212,8 @@ pub struct Telemetry {
     pub concepts: ConceptStats,
     /// Errors handled, by kind.
     pub errors: ErrorStats,
+    /// The trigger stage's events, scene slots and control commands.
+    pub triggers: triggers::TriggerStats,
     queues: Mutex<Vec<QueueGauge>>,
     /// Events each output dropped (by name).
     outputs: Mutex<Vec<(String, Arc<AtomicU64>)>>,
@@ -231,6 +235,7 @@ impl Telemetry {
             models: Mutex::new(Vec::new()),
             concepts: ConceptStats::default(),
             errors: ErrorStats::default(),
+            triggers: triggers::TriggerStats::default(),
             queues: Mutex::new(Vec::new()),
             outputs: Mutex::new(Vec::new()),
             inbound: Mutex::new(Vec::new()),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ pub struct StreamStats {
     sample_rate_millihz: AtomicU64,
     connected: AtomicBool,
     finished: AtomicBool,
+    /// Why the device could not be opened or was lost, until it opens again.
+    device_error: Mutex<Option<String>>,
     latency: StageLatencies,
     model: OnceLock<Arc<ModelStats>>,
 }
@@ -63,6 +65,23 @@ impl StreamStats {
     /// is not the same as a device that went away.
     pub fn set_finished(&self) {
         self.finished.store(true, Ordering::Relaxed);
+    }
+    /// Records why the device cannot be opened or was lost (`None`: it opened).
+    pub fn set_device_error(&self, error: Option<String>) {
+        // A poisoned lock only means a panic elsewhere while it was held; the value is a plain
+        // string either way.
+        *self
+            .device_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+    /// Why the device is not open, if it failed.
+    #[must_use]
+    pub fn device_error(&self) -> Option<String> {
+        self.device_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
     /// Drops counted for `reason`.
     #[must_use]

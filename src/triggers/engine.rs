@@ -365,25 +365,35 @@ impl TriggerEngine {
     /// # Errors
     /// A bad name, zero or more windows than the ring holds, or too many sets.
     pub fn remember(&mut self, name: &str, windows: usize) -> Result<usize, TriggerError> {
-        let err = |message: String| TriggerError::ExampleSet {
-            name: name.to_string(),
-            message,
-        };
+        let rows = self
+            .last_windows(windows)
+            .map_err(|message| TriggerError::ExampleSet {
+                name: name.to_string(),
+                message,
+            })?;
+        self.set_example_set(name, &rows)?;
+        Ok(windows)
+    }
+
+    /// The unit embeddings of the last `windows` usable windows, oldest first (what
+    /// [`Self::remember`] stores; the daemon writes them to disk first).
+    ///
+    /// # Errors
+    /// Zero, or more windows than the ring holds now, said in words.
+    pub fn last_windows(&self, windows: usize) -> Result<Vec<Vec<f32>>, String> {
         if windows == 0 || windows > self.recent.len() {
-            return Err(err(format!(
+            return Err(format!(
                 "asked for the last {windows} windows, {} are available (at most {} are kept)",
                 self.recent.len(),
                 self.recent_capacity
-            )));
+            ));
         }
-        let rows: Vec<Vec<f32>> = self
+        Ok(self
             .recent
             .iter()
             .skip(self.recent.len() - windows)
             .cloned()
-            .collect();
-        self.set_example_set(name, &rows)?;
-        Ok(windows)
+            .collect())
     }
 
     /// Stores `embeddings` as example set `name` (replacing a set of that name).

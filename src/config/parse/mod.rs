@@ -394,7 +394,7 @@ mod tests {
             p,
             vec![
                 "12:18: sources[0].sample_rate_hz: expected a number of hertz, found \"fast\"",
-                "13:13: sources[0].window_ms: expected a whole number of milliseconds, found \"5s\"",
+                "13:13: sources[0].window_ms: expected a whole number of milliseconds from 1 (25 for audio) to 600000 ms (10 min), found \"5s\"",
                 "14:18: sources[0].queue_capacity: expected a whole number of items waiting, found 1e12",
             ]
         );
@@ -408,7 +408,7 @@ mod tests {
             p,
             vec![
                 "8:1: mqtt.keep_alive: unknown key \"keep_alive\" (did you mean \"keep_alive_s\"?)",
-                "7:16: mqtt.keep_alive_s: expected a whole number of seconds, found -3 (negative)",
+                "7:16: mqtt.keep_alive_s: expected a whole number of seconds from 1 to 65535 s (18.2 h), found -3 (negative)",
             ]
         );
     }

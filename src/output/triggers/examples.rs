@@ -94,6 +94,36 @@ pub fn load_into(dir: &Path, engine: &mut TriggerEngine) -> Result<usize, Exampl
     }
 }
 
+/// Writes `rows` as example set `set` of `sensor`: `<dir>/<sensor>/<set>.npy`, float32
+/// `[N, dim]`, through a temporary file renamed over the old one (the format [`load_into`]
+/// reads and `edgebind triggers remember` writes). Returns the file.
+///
+/// # Errors
+/// [`ExampleFileError::Set`] naming the file: empty or ragged rows, or the disk refused it.
+pub fn write(
+    dir: &Path,
+    sensor: &str,
+    set: &str,
+    rows: &[Vec<f32>],
+) -> Result<PathBuf, ExampleFileError> {
+    use ndarray_npy::WriteNpyExt;
+    let path = dir.join(sensor).join(format!("{set}.npy"));
+    let err = |message: String| ExampleFileError::Set {
+        path: path.clone(),
+        message,
+    };
+    let dim = rows.first().map_or(0, Vec::len);
+    let array = Array2::from_shape_vec((rows.len(), dim), rows.concat())
+        .map_err(|e| err(format!("rows of different widths: {e}")))?;
+    let mut bytes = Vec::new();
+    array
+        .write_npy(&mut bytes)
+        .map_err(|e| err(e.to_string()))?;
+    crate::concepts::state::atomic_write(&path, &bytes)
+        .map_err(|e| err(format!("cannot write: {e}")))?;
+    Ok(path)
+}
+
 /// What `check` reports about the example files: each as (`triggers.examples_dir`, message).
 pub fn problems(config: &Config) -> Vec<(String, String)> {
     let Some(dir) = &config.triggers.examples_dir else {

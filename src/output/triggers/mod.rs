@@ -11,7 +11,10 @@
 //! moment leaves the subscriber a `start` matched by an `end` (the `end` may come twice, with the
 //! same event id, as any message of the at-least-once outbox may).
 
+mod apply;
+pub mod control;
 pub mod examples;
+pub mod overrides;
 mod run;
 pub mod store;
 
@@ -52,6 +55,9 @@ pub enum StageError {
     /// An example file cannot be used.
     #[error("triggers.examples_dir: {0}")]
     Examples(#[from] examples::ExampleFileErrors),
+    /// A trigger list saved by an edit over MQTT cannot be read.
+    #[error("triggers.state_dir: {0}")]
+    Override(#[from] overrides::OverrideError),
     /// The state directory cannot be made.
     #[error("triggers.state_dir {}: {source}", dir.display())]
     StateDir {
@@ -81,6 +87,8 @@ pub struct TriggerStage {
     min_score: f32,
     clock: Clock,
     telemetry: Arc<Telemetry>,
+    /// Trigger control over MQTT, when `concepts.control.enabled`.
+    control: Option<apply::Control>,
 }
 
 impl TriggerStage {
@@ -96,12 +104,13 @@ impl TriggerStage {
         clock: Clock,
         telemetry: &Arc<Telemetry>,
     ) -> Result<Option<Self>, StageError> {
-        if !config.triggers.any() && config.scene.is_none() {
+        let control_on = config.concepts.control.enabled;
+        if !config.triggers.any() && config.scene.is_none() && !control_on {
             return Ok(None);
         }
         let dir = config.triggers.resolved_state_dir(config);
         // Only engines have state: a scene alone writes nothing.
-        if config.triggers.any() {
+        if config.triggers.any() || control_on {
             std::fs::create_dir_all(&dir).map_err(|source| StageError::StateDir {
                 dir: dir.clone(),
                 source,
@@ -121,12 +130,26 @@ impl TriggerStage {
             min_score: config.concepts.min_score,
             clock,
             telemetry: Arc::clone(telemetry),
+            control: None,
         };
         let options = EngineOptions {
             recent_windows: config.triggers.recent_windows,
         };
-        for (sensor, list) in &config.triggers.sensors {
-            let specs = validate_all(list).map_err(|p| StageError::Invalid {
+        let mut control = control_on.then(|| {
+            apply::Control::new(config, &dir, examples_dir.clone(), dim, options, telemetry)
+        });
+        for sensor in engine_names(config, control_on) {
+            let configured = config
+                .triggers
+                .sensors
+                .get(&sensor)
+                .cloned()
+                .unwrap_or_default();
+            let list = match &mut control {
+                Some(c) => c.start_list(&dir, &sensor, configured)?,
+                None => configured,
+            };
+            let specs = validate_all(&list).map_err(|p| StageError::Invalid {
                 sensor: sensor.clone(),
                 message: p
                     .iter()
@@ -137,22 +160,41 @@ impl TriggerStage {
             let bank = concepts.current();
             let lookup = |label: &str| bank.unit_embedding(label);
             let mut engine =
-                TriggerEngine::new(sensor, dim, specs, &lookup, options).map_err(|source| {
+                TriggerEngine::new(&sensor, dim, specs, &lookup, options).map_err(|source| {
                     StageError::Engine {
                         sensor: sensor.clone(),
                         source,
                     }
                 })?;
-            let file = store::state_file(&dir, sensor);
+            let file = store::state_file(&dir, &sensor);
             stage.restore(&mut engine, &file);
             if let Some(d) = &examples_dir {
                 examples::load_into(d, &mut engine)?;
             }
-            stage
-                .engines
-                .insert(sensor.clone(), SensorEngine { engine, file });
+            stage.engines.insert(sensor, SensorEngine { engine, file });
         }
+        stage.control = control;
         Ok(Some(stage))
+    }
+
+    /// The route of the trigger control topics (taken once, for the MQTT output's inbound
+    /// routes); `None` when control is off.
+    pub fn take_route(&mut self) -> Option<crate::publish::mqtt::InboundRoute> {
+        self.control.as_mut().and_then(apply::Control::take_route)
+    }
+
+    /// Every trigger in use at start as `(sensor or scene, trigger)`: what Home Assistant
+    /// discovery announces (edits over MQTT kept from an earlier run included).
+    #[must_use]
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.engines
+            .iter()
+            .flat_map(|(sensor, slot)| {
+                slot.engine
+                    .specs()
+                    .map(move |s| (sensor.clone(), s.name.clone()))
+            })
+            .collect()
     }
 
     /// Restores `engine` from `file` when there is one; a state that cannot be read is logged
@@ -187,6 +229,22 @@ impl TriggerStage {
             }
         }
     }
+}
+
+/// The sensors (and scene) that get an engine: those with configured triggers, and with control
+/// on every sensor and the scene (so that `remember` and trigger edits work on any of them).
+fn engine_names(config: &Config, control_on: bool) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = config.triggers.sensors.keys().cloned().collect();
+    if control_on {
+        names.extend(
+            config
+                .streams()
+                .iter()
+                .map(|(_, s)| s.name.as_str().to_string()),
+        );
+        names.extend(config.scene.iter().map(|s| s.name.clone()));
+    }
+    names
 }
 
 /// The sensors of `config` with `stuck` triggers: their windows carry statistics of the

@@ -50,7 +50,8 @@ impl TriggerStage {
         for slot in self.engines.values_mut() {
             deliver(slot, Vec::new(), out, &self.telemetry);
         }
-        while let Some(event) = rx.blocking_recv() {
+        self.announce_lists(out);
+        while let Some(event) = self.next_event(&mut rx, out) {
             if let Event::Embedded(w) = event {
                 self.on_window(&w, out);
             }
@@ -96,7 +97,12 @@ impl TriggerStage {
     /// Publishes the scene slots closed by `now` and feeds them to the scene's engine.
     fn close_scenes(&mut self, now: Timestamp, out: &Emitter) {
         let Some(scene) = &mut self.scene else { return };
-        for frame in scene.close_ready(now) {
+        let frames = scene.close_ready(now);
+        let c = scene.counters();
+        self.telemetry
+            .triggers
+            .set_scene_dropped(c.sparse_slots, c.evicted_slots);
+        for frame in frames {
             self.on_scene(frame, out);
         }
     }
@@ -106,6 +112,11 @@ impl TriggerStage {
             let events = slot.engine.observe(&frame.observation());
             deliver(slot, events, out, &self.telemetry);
         }
+        let stats = &self.telemetry.triggers;
+        stats
+            .scene_published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
         let labels = self
             .concepts
             .top_k(&frame.embedding, self.top_k, self.min_score);
@@ -118,12 +129,17 @@ impl TriggerStage {
 /// saved state, so the next start ends it); then the state, before any `start` leaves (a
 /// crash after leaves an `end` at the next start); then `start`s, `update`s and the changed
 /// trigger states.
-fn deliver(
+pub(super) fn deliver(
     slot: &mut SensorEngine,
     events: Vec<TriggerEvent>,
     out: &Emitter,
     telemetry: &crate::telemetry::Telemetry,
 ) {
+    for e in &events {
+        telemetry
+            .triggers
+            .event(&e.sensor, &e.trigger, kind_name(e.kind));
+    }
     let (ends, rest): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| e.kind == EventKind::End);
     let starts = rest.iter().any(|e| e.kind == EventKind::Start);
     let had_ends = !ends.is_empty();
@@ -143,6 +159,14 @@ fn deliver(
             sensor: Arc::clone(&sensor),
             state,
         })));
+    }
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Start => "start",
+        EventKind::Update => "update",
+        EventKind::End => "end",
     }
 }
 
@@ -176,7 +200,7 @@ fn emit_ends(ends: Vec<TriggerEvent>, out: &Emitter) -> bool {
     true
 }
 
-fn save(slot: &SensorEngine, telemetry: &crate::telemetry::Telemetry) {
+pub(super) fn save(slot: &SensorEngine, telemetry: &crate::telemetry::Telemetry) {
     if let Err(e) = store::save(&slot.file, &slot.engine.to_bytes()) {
         telemetry.errors.add(ErrorKind::TriggerState);
         tracing::error!(error = %e, "trigger state not saved (a restart may repeat or miss an end)");

@@ -68,6 +68,11 @@ impl Inbound {
         Self { routes }
     }
 
+    /// Adds `route` after the others.
+    pub fn push(&mut self, route: InboundRoute) {
+        self.routes.push(route);
+    }
+
     /// Asks for every route's subscriptions (after a ConnAck). A request rumqttc cannot queue
     /// now is logged; the next connection asks again.
     pub(super) fn subscribe(&self, client: &Client) {

@@ -43,7 +43,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use inbound::{Inbound, InboundMessage, InboundRoute};
+pub use inbound::{topic_matches, Inbound, InboundMessage, InboundRoute};
 pub use properties::message_properties;
 use state::Publisher;
 

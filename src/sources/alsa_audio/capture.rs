@@ -385,7 +385,6 @@ fn capture(
     settings: &CaptureSettings,
     ctx: &SourceContext,
 ) -> Ended<String> {
-    let channels = usize::from(format.channels.max(1));
     let mut delivered = false;
     let mut last_block = Instant::now();
     loop {
@@ -416,48 +415,65 @@ fn capture(
         };
         last_block = Instant::now();
         delivered = true;
-        let mut interleaved = block.interleaved;
-        let mut frames = (interleaved.len() / channels) as u64;
-        interleaved.truncate(frames as usize * channels);
-        if frames == 0 {
-            continue;
-        }
-        let placed = timeline.place(block.stream_pos, block.capture_mono_ns, frames);
-        if placed.lost > 0 {
-            tracing::debug!(seq = placed.seq, lost = placed.lost, "audio frames missing");
-        }
-        let mut finished = false;
-        if let Some(max) = settings.max_frames {
-            let left = max.saturating_sub(state.frames);
-            if frames >= left {
-                frames = left;
-                interleaved.truncate(frames as usize * channels);
-                finished = true;
-            }
-        }
-        state.frames += frames;
-        if frames > 0 {
-            let first_t = ctx.clock.at_mono_ns(placed.mono_ns);
-            let last_t = first_t.plus_ns(((frames - 1) as f64 * 1e9 / timeline.rate_hz()) as u64);
-            if !ctx.send(SourceMessage::Audio {
-                sample_rate_hz: format.sample_rate_hz,
-                channels: format.channels,
-                first_seq: placed.seq,
-                first_t,
-                interleaved,
-            }) {
-                return Ended::Stop;
-            }
-            ctx.stats.add_samples(frames, last_t.utc_ns);
-        }
-        if finished {
-            tracing::info!(
-                frames = state.frames,
-                "max_frames reached; audio source finished"
-            );
-            return Ended::Stop;
+        if let Some(end) = deliver(block, format, timeline, state, settings, ctx) {
+            return end;
         }
     }
+}
+
+/// Places one block of the device on the timeline and hands it to the stream, cut at
+/// `max_frames`; how capture ends, if it does.
+fn deliver(
+    block: Block,
+    format: CaptureFormat,
+    timeline: &mut Timeline,
+    state: &mut LoopState,
+    settings: &CaptureSettings,
+    ctx: &SourceContext,
+) -> Option<Ended<String>> {
+    let channels = usize::from(format.channels.max(1));
+    let mut interleaved = block.interleaved;
+    let mut frames = (interleaved.len() / channels) as u64;
+    interleaved.truncate(frames as usize * channels);
+    if frames == 0 {
+        return None;
+    }
+    let placed = timeline.place(block.stream_pos, block.capture_mono_ns, frames);
+    if placed.lost > 0 {
+        tracing::debug!(seq = placed.seq, lost = placed.lost, "audio frames missing");
+    }
+    let mut finished = false;
+    if let Some(max) = settings.max_frames {
+        let left = max.saturating_sub(state.frames);
+        if frames >= left {
+            frames = left;
+            interleaved.truncate(frames as usize * channels);
+            finished = true;
+        }
+    }
+    state.frames += frames;
+    if frames > 0 {
+        let first_t = ctx.clock.at_mono_ns(placed.mono_ns);
+        let last_t = first_t.plus_ns(((frames - 1) as f64 * 1e9 / timeline.rate_hz()) as u64);
+        if !ctx.send(SourceMessage::Audio {
+            sample_rate_hz: format.sample_rate_hz,
+            channels: format.channels,
+            first_seq: placed.seq,
+            first_t,
+            interleaved,
+        }) {
+            return Some(Ended::Stop);
+        }
+        ctx.stats.add_samples(frames, last_t.utc_ns);
+    }
+    if finished {
+        tracing::info!(
+            frames = state.frames,
+            "max_frames reached; audio source finished"
+        );
+        return Some(Ended::Stop);
+    }
+    None
 }
 
 #[cfg(test)]

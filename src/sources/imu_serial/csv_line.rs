@@ -438,6 +438,89 @@ impl CsvLineParser {
         }
     }
 
+    /// Drops input up to and including the next newline (the first, partial line after a
+    /// start, or the rest of an overlong one); the input after it, or `None` when all of it
+    /// was dropped.
+    fn skip_line<'a>(&mut self, input: &'a [u8]) -> Option<&'a [u8]> {
+        let Some(nl) = find_newline(input) else {
+            if self.mode == Mode::DiscardOverlong {
+                self.stats.bytes_discarded += input.len() as u64;
+            }
+            return None;
+        };
+        if self.mode == Mode::DiscardOverlong {
+            self.stats.bytes_discarded += nl as u64 + 1;
+        } else {
+            self.stats.skipped_lines += 1;
+        }
+        self.mode = Mode::Line;
+        Some(input.get(nl + 1..).unwrap_or(&[]))
+    }
+
+    /// With nothing buffered: whole lines straight from the input, no copy; the partial line
+    /// at its end is buffered.
+    fn whole_lines(&mut self, mut input: &[u8], out: &mut Vec<ImuReading>) {
+        let max_line = self.buf.len();
+        let mut state = LineState {
+            stats: &mut self.stats,
+            seen_data: &mut self.seen_data,
+            preamble_lines: &mut self.preamble_lines,
+            max_preamble_lines: self.max_preamble_lines,
+        };
+        while let Some(nl) = find_newline(input) {
+            let (line, rest) = input.split_at(nl);
+            if line.len() > max_line {
+                state.stats.overlong_lines += 1;
+                state.stats.bytes_discarded += nl as u64 + 1;
+            } else {
+                Self::finish_line(&self.decoder, line, &mut state, out);
+            }
+            input = rest.get(1..).unwrap_or(&[]);
+        }
+        if input.len() > max_line {
+            self.start_overlong(input.len());
+        } else if let Some(dst) = self.buf.get_mut(..input.len()) {
+            dst.copy_from_slice(input);
+            self.len = input.len();
+        }
+    }
+
+    /// A partial line is buffered: completes it from the input; the input after its newline,
+    /// or `None` when the input ended first.
+    fn complete_line<'a>(
+        &mut self,
+        input: &'a [u8],
+        out: &mut Vec<ImuReading>,
+    ) -> Option<&'a [u8]> {
+        let max_line = self.buf.len();
+        let nl = find_newline(input);
+        let part_len = nl.unwrap_or(input.len());
+        let total = self.len + part_len;
+        if total > max_line {
+            self.start_overlong(total);
+            let nl = nl?;
+            self.stats.bytes_discarded += 1;
+            self.mode = Mode::Line;
+            return Some(input.get(nl + 1..).unwrap_or(&[]));
+        }
+        let (part, rest) = input.split_at(part_len);
+        if let Some(dst) = self.buf.get_mut(self.len..total) {
+            dst.copy_from_slice(part);
+            self.len = total;
+        }
+        nl?;
+        let mut state = LineState {
+            stats: &mut self.stats,
+            seen_data: &mut self.seen_data,
+            preamble_lines: &mut self.preamble_lines,
+            max_preamble_lines: self.max_preamble_lines,
+        };
+        let line = self.buf.get(..self.len).unwrap_or(&[]);
+        Self::finish_line(&self.decoder, line, &mut state, out);
+        self.len = 0;
+        Some(rest.get(1..).unwrap_or(&[]))
+    }
+
     fn start_overlong(&mut self, bytes: usize) {
         self.stats.overlong_lines += 1;
         self.stats.bytes_discarded += bytes as u64;
@@ -460,84 +543,18 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
 
 impl ImuParser for CsvLineParser {
     fn push(&mut self, mut input: &[u8], out: &mut Vec<ImuReading>) {
-        let max_line = self.buf.len();
         while !input.is_empty() {
-            match self.mode {
-                Mode::SkipFirstLine | Mode::DiscardOverlong => {
-                    let Some(nl) = find_newline(input) else {
-                        if self.mode == Mode::DiscardOverlong {
-                            self.stats.bytes_discarded += input.len() as u64;
-                        }
-                        return;
-                    };
-                    if self.mode == Mode::DiscardOverlong {
-                        self.stats.bytes_discarded += nl as u64 + 1;
-                    } else {
-                        self.stats.skipped_lines += 1;
-                    }
-                    self.mode = Mode::Line;
-                    input = input.get(nl + 1..).unwrap_or(&[]);
-                }
+            let rest = match self.mode {
+                Mode::SkipFirstLine | Mode::DiscardOverlong => self.skip_line(input),
                 Mode::Line if self.len == 0 => {
-                    // Fast path: whole lines straight from the input, no copy.
-                    let mut state = LineState {
-                        stats: &mut self.stats,
-                        seen_data: &mut self.seen_data,
-                        preamble_lines: &mut self.preamble_lines,
-                        max_preamble_lines: self.max_preamble_lines,
-                    };
-                    while let Some(nl) = find_newline(input) {
-                        let (line, rest) = input.split_at(nl);
-                        if line.len() > max_line {
-                            state.stats.overlong_lines += 1;
-                            state.stats.bytes_discarded += nl as u64 + 1;
-                        } else {
-                            Self::finish_line(&self.decoder, line, &mut state, out);
-                        }
-                        input = rest.get(1..).unwrap_or(&[]);
-                    }
-                    if input.len() > max_line {
-                        self.start_overlong(input.len());
-                    } else if let Some(dst) = self.buf.get_mut(..input.len()) {
-                        dst.copy_from_slice(input);
-                        self.len = input.len();
-                    }
-                    return;
+                    self.whole_lines(input, out);
+                    None
                 }
-                Mode::Line => {
-                    // A partial line is buffered: complete it.
-                    let nl = find_newline(input);
-                    let part_len = nl.unwrap_or(input.len());
-                    let total = self.len + part_len;
-                    if total > max_line {
-                        self.start_overlong(self.len + part_len);
-                        if let Some(nl) = nl {
-                            self.stats.bytes_discarded += 1;
-                            self.mode = Mode::Line;
-                            input = input.get(nl + 1..).unwrap_or(&[]);
-                            continue;
-                        }
-                        return;
-                    }
-                    let (part, rest) = input.split_at(part_len);
-                    if let Some(dst) = self.buf.get_mut(self.len..total) {
-                        dst.copy_from_slice(part);
-                        self.len = total;
-                    }
-                    if nl.is_none() {
-                        return;
-                    }
-                    let mut state = LineState {
-                        stats: &mut self.stats,
-                        seen_data: &mut self.seen_data,
-                        preamble_lines: &mut self.preamble_lines,
-                        max_preamble_lines: self.max_preamble_lines,
-                    };
-                    let line = self.buf.get(..self.len).unwrap_or(&[]);
-                    Self::finish_line(&self.decoder, line, &mut state, out);
-                    self.len = 0;
-                    input = rest.get(1..).unwrap_or(&[]);
-                }
+                Mode::Line => self.complete_line(input, out),
+            };
+            match rest {
+                Some(rest) => input = rest,
+                None => return,
             }
         }
     }

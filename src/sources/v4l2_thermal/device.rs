@@ -70,72 +70,23 @@ impl<F: V4l2Format> V4l2Camera<F> {
             DeviceSelector::Card(name) => find_card(name)?,
         };
         let device = path.display().to_string();
-        let io = |operation: &'static str| {
-            let device = device.clone();
-            move |source| DeviceError::Io {
-                device,
-                operation,
-                source,
-            }
-        };
-        let offered = offered_formats(&dev).map_err(io("VIDIOC_ENUM_FMT"))?;
+        let offered = offered_formats(&dev).map_err(|source| DeviceError::Io {
+            device: device.clone(),
+            operation: "VIDIOC_ENUM_FMT",
+            source,
+        })?;
         let choice = choose(&offered).map_err(|source| DeviceError::Format {
             device: device.clone(),
             card: card.clone(),
             source,
         })?;
-        let wanted = Format::new(
-            choice.width_px,
-            choice.height_px,
-            FourCC::new(&choice.format.fourcc()),
-        );
-        let set = dev.set_format(&wanted).map_err(io("VIDIOC_S_FMT"))?;
-        if set.fourcc.repr != choice.format.fourcc()
-            || set.width != choice.width_px
-            || set.height != choice.height_px
-        {
-            return Err(DeviceError::FormatChanged {
-                device,
-                card,
-                requested: format!("{} {}x{}", choice.format, choice.width_px, choice.height_px),
-                set: format!(
-                    "'{}' {}x{}",
-                    String::from_utf8_lossy(&set.fourcc.repr),
-                    set.width,
-                    set.height
-                ),
-            });
-        }
-        // Some drivers leave bytesperline at 0 for packed formats: rows are then unpadded.
-        let row_bytes = choice
-            .width_px
-            .saturating_mul(choice.format.bytes_per_pixel() as u32);
-        let geometry = BufferGeometry {
-            width_px: choice.width_px,
-            height_px: choice.height_px,
-            bytes_per_line: set.stride.max(row_bytes),
-        };
+        let geometry = set_format(&dev, &device, &card, &choice)?;
         let fps = dev.params().ok().and_then(|p| {
             let i = p.interval;
             (i.numerator > 0 && i.denominator > 0)
                 .then(|| f64::from(i.denominator) / f64::from(i.numerator))
         });
-        let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, BUFFER_COUNT)
-            .map_err(io("VIDIOC_REQBUFS/mmap"))?;
-        // Why not let `next()` start the stream: after a `next()` that timed out, the v4l crate
-        // queues the same buffer again on the following call, which the driver refuses (EINVAL).
-        // So the loop waits with its own poll and calls `next()` only when a frame is ready, and
-        // the stream is started here with every buffer but 0 queued: the first `next()` queues
-        // buffer 0 (it "re-queues" the buffer it believes it handed out) and dequeues.
-        for index in 1..BUFFER_COUNT as usize {
-            match CaptureStream::queue(&mut stream, index) {
-                Ok(()) => {}
-                // The driver allocated fewer buffers than asked for.
-                Err(e) if e.raw_os_error() == Some(EINVAL) => break,
-                Err(e) => return Err(io("VIDIOC_QBUF")(e)),
-            }
-        }
-        stream.start().map_err(io("VIDIOC_STREAMON"))?;
+        let stream = start_stream(&dev, &device)?;
         Ok(Self {
             handle: stream.handle(),
             stream: Some(stream),
@@ -154,6 +105,78 @@ impl<F: V4l2Format> V4l2Camera<F> {
             source,
         }
     }
+}
+
+/// Sets the chosen format and size and checks the driver kept them; the buffer layout.
+fn set_format<F: V4l2Format>(
+    dev: &Device,
+    device: &str,
+    card: &str,
+    choice: &FormatChoice<F>,
+) -> Result<BufferGeometry, DeviceError> {
+    let wanted = Format::new(
+        choice.width_px,
+        choice.height_px,
+        FourCC::new(&choice.format.fourcc()),
+    );
+    let set = dev.set_format(&wanted).map_err(|source| DeviceError::Io {
+        device: device.to_string(),
+        operation: "VIDIOC_S_FMT",
+        source,
+    })?;
+    if set.fourcc.repr != choice.format.fourcc()
+        || set.width != choice.width_px
+        || set.height != choice.height_px
+    {
+        return Err(DeviceError::FormatChanged {
+            device: device.to_string(),
+            card: card.to_string(),
+            requested: format!("{} {}x{}", choice.format, choice.width_px, choice.height_px),
+            set: format!(
+                "'{}' {}x{}",
+                String::from_utf8_lossy(&set.fourcc.repr),
+                set.width,
+                set.height
+            ),
+        });
+    }
+    // Some drivers leave bytesperline at 0 for packed formats: rows are then unpadded.
+    let row_bytes = choice
+        .width_px
+        .saturating_mul(choice.format.bytes_per_pixel() as u32);
+    Ok(BufferGeometry {
+        width_px: choice.width_px,
+        height_px: choice.height_px,
+        bytes_per_line: set.stride.max(row_bytes),
+    })
+}
+
+/// Maps the buffers and starts streaming.
+fn start_stream(dev: &Device, device: &str) -> Result<Stream<'static>, DeviceError> {
+    let io = |operation: &'static str| {
+        move |source| DeviceError::Io {
+            device: device.to_string(),
+            operation,
+            source,
+        }
+    };
+    let mut stream = Stream::with_buffers(dev, Type::VideoCapture, BUFFER_COUNT)
+        .map_err(io("VIDIOC_REQBUFS/mmap"))?;
+    // Why not let `next()` start the stream: after a `next()` that timed out, the v4l crate
+    // queues the same buffer again on the following call, which the driver refuses (EINVAL).
+    // So the loop waits with its own poll and calls `next()` only when a frame is ready, and
+    // the stream is started here with every buffer but 0 queued: the first `next()` queues
+    // buffer 0 (it "re-queues" the buffer it believes it handed out) and dequeues.
+    for index in 1..BUFFER_COUNT as usize {
+        match CaptureStream::queue(&mut stream, index) {
+            Ok(()) => {}
+            // The driver allocated fewer buffers than asked for.
+            Err(e) if e.raw_os_error() == Some(EINVAL) => break,
+            Err(e) => return Err(io("VIDIOC_QBUF")(e)),
+        }
+    }
+    stream.start().map_err(io("VIDIOC_STREAMON"))?;
+    Ok(stream)
 }
 
 impl<F: V4l2Format> FrameDevice<F> for V4l2Camera<F> {
