@@ -297,3 +297,28 @@ fn devices_gives_a_colour_table_for_a_camera_with_colour() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// `check --devices` opens a depth+colour source as `run` does (both streams given somewhere to
+/// go) and reports it opened at the depth rate.
+#[test]
+fn check_devices_opens_a_depth_and_colour_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bag, _) = depth_and_colour_recording(dir.path(), &["--frames", "30"]);
+    let path = write_config(
+        dir.path(),
+        &realsense_config(
+            1883,
+            "rs-check-devices",
+            &format!("recording = \"{}\"\n{COLOUR_TABLE}", bag.display()),
+        ),
+    );
+    let out = run(edgebind()
+        .env_remove("RUST_LOG")
+        .args(["check", "--devices", "--device-timeout-s", "10", "--config"])
+        .arg(&path));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{err}");
+    assert!(text.contains("depth (realsense): opened, 30 Hz"), "{text}");
+    assert!(!err.contains("panicked"), "{err}");
+}
