@@ -248,6 +248,7 @@ impl Running {
                 cancel: cancel.clone(),
                 stats: Arc::clone(&stats),
                 out: tx,
+                others: Vec::new(),
             },
         )
         .unwrap();

@@ -377,6 +377,7 @@ fn the_shared_capture_loop_turns_a_colour_cameras_buffers_into_rgb_frames() {
         cancel: cancel.clone(),
         stats: Arc::clone(&stats),
         out: tx,
+        others: Vec::new(),
     };
     let settings = CaptureSettings {
         decoder: ColourBuffers,

@@ -104,6 +104,7 @@ fn the_capture_loop_waits_for_a_missing_camera_and_stops_when_told() {
         cancel: cancel.clone(),
         stats: Arc::clone(&stats),
         out: tx,
+        others: Vec::new(),
     };
     // The time of every open attempt. Backoff from 100 ms doubling to a 30 s cap: attempts at
     // 0, 0.1, 0.3, 0.7, 1.5, 3.1 s, then a 3.2 s wait. Only lower bounds on time and counts

@@ -33,7 +33,7 @@ cargo test --locked --features v4l2,alsa --lib --test v4l2_device --test v4l2_th
 export PKG_CONFIG_PATH="$PWD/.realsense/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 if pkg-config --exists realsense2; then
   cargo clippy --all-targets --locked --features realsense -- -D warnings
-  cargo test --locked --features realsense --lib --test realsense
+  cargo test --locked --features realsense --lib --test realsense --test realsense_colour
 else
   echo "test.sh: SKIPPING the realsense feature: no librealsense2 (pkg-config realsense2)" >&2
 fi

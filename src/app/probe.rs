@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::open::build_sources;
 use crate::config::{Config, WhenFull};
 use crate::pipeline::queue::bounded;
-use crate::sources::{self, SourceContext};
+use crate::sources::{self, SourceContext, StreamPort};
 use crate::telemetry::{DropReason, StreamStats};
 use crate::time::Clock;
 
@@ -58,7 +58,8 @@ pub fn probe_sources(config: &Config, limit: Duration) -> Result<Vec<Probe>> {
     let mut probes = Vec::with_capacity(built.len());
     for (source, config) in built.into_iter().zip(&config.sources) {
         let name = config.name().to_string();
-        let outcome = probe_one(source.source, &name, limit)?;
+        let streams = config.kind().streams().len();
+        let outcome = probe_one(source.source, &name, streams, limit)?;
         probes.push(Probe {
             name,
             kind: config.kind().type_name(),
@@ -68,16 +69,40 @@ pub fn probe_sources(config: &Config, limit: Duration) -> Result<Vec<Probe>> {
     Ok(probes)
 }
 
-/// Runs one source until it opens, fails or `limit` passes, then stops it.
-fn probe_one(source: Box<dyn sources::Source>, name: &str, limit: Duration) -> Result<Outcome> {
+/// Runs one source feeding `streams` streams until it opens, fails or `limit` passes, then
+/// stops it.
+fn probe_one(
+    source: Box<dyn sources::Source>,
+    name: &str,
+    streams: usize,
+    limit: Duration,
+) -> Result<Outcome> {
     let stats = Arc::new(StreamStats::default());
-    // Nobody reads what the source captures: the queue keeps only the newest item.
-    let (out, _captured) = bounded(
-        1,
-        WhenFull::DropOldest,
-        DropReason::SampleQueueFull,
-        Arc::clone(&stats),
-    );
+    // Nobody reads what the source captures: each queue keeps only the newest item (its
+    // receiver kept until the source has stopped).
+    let mut captured = Vec::new();
+    let mut queue = |stats: &Arc<StreamStats>| {
+        let (tx, rx) = bounded(
+            1,
+            WhenFull::DropOldest,
+            DropReason::SampleQueueFull,
+            Arc::clone(stats),
+        );
+        captured.push(rx);
+        tx
+    };
+    let out = queue(&stats);
+    // A source's further streams (a RealSense's colour) must have somewhere to go too.
+    let others: Vec<StreamPort> = (1..streams)
+        .map(|_| {
+            let stats = Arc::new(StreamStats::default());
+            StreamPort {
+                name: name.to_string(),
+                out: queue(&stats),
+                stats,
+            }
+        })
+        .collect();
     let cancel = CancellationToken::new();
     let handle = sources::spawn(
         source,
@@ -87,11 +112,13 @@ fn probe_one(source: Box<dyn sources::Source>, name: &str, limit: Duration) -> R
             cancel: cancel.clone(),
             stats: Arc::clone(&stats),
             out,
+            others,
         },
     )?;
     let outcome = watch(&stats, &handle, limit);
     cancel.cancel();
     release(handle);
+    drop(captured);
     Ok(outcome)
 }
 

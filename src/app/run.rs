@@ -25,8 +25,8 @@ use crate::pipeline::stream::spawn_stream;
 use crate::pipeline::{bounded, QueueSender};
 use crate::publish::connection::Security;
 use crate::publish::{PublisherConfig, PublisherReport};
-use crate::sources::kind::BuiltSource;
-use crate::sources::{self, SourceContext, SourceMessage};
+use crate::sources::kind::{BuiltSource, StreamDecl};
+use crate::sources::{self, SourceContext, SourceMessage, StreamPort};
 use crate::telemetry::{DropReason, ModelStats, QueueKind, Telemetry};
 use crate::time::Clock;
 use crate::Modality;
@@ -110,11 +110,11 @@ impl Pipeline {
         threads.extend(started.triggers);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
         tracing::info!(
-            sensors = config.sources.len(),
+            sensors = config.streams().len(),
             broker = %format!("{}:{}", broker.host, broker.port),
             "edgebind running"
         );
-        let status = format!("running: {} sensor(s)", config.sources.len());
+        let status = format!("running: {} sensor(s)", config.streams().len());
         crate::service::notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
@@ -271,62 +271,87 @@ fn start_workers(
     Ok((threads, job_queues))
 }
 
-/// Starts each source's stream thread (appended to `threads`) and the source itself; returns
-/// the source threads' joins.
+/// Starts each source's stream threads (appended to `threads`), one per stream it feeds, and
+/// the source itself; returns the source threads' joins.
 fn start_sources(
     w: &Wiring<'_>,
     built: Vec<BuiltSource>,
     job_queues: JobQueues,
     threads: &mut Vec<JoinHandle<()>>,
 ) -> Result<JoinSet<std::thread::Result<()>>> {
-    let (config, telemetry) = (w.config, w.telemetry);
     let mut source_threads = JoinSet::new();
-    for (source_cfg, built) in config.sources.iter().zip(built) {
-        let source_cfg = source_cfg.kind();
-        let (stream, processor) = (
-            &source_cfg.streams()[0],
-            built.processors.into_iter().next(),
+    for (source_cfg, built) in w.config.sources.iter().zip(built) {
+        let decls = source_cfg.kind().streams();
+        anyhow::ensure!(
+            decls.len() == built.processors.len(),
+            "source {}: {} stream(s) but {} processor(s)",
+            source_cfg.name(),
+            decls.len(),
+            built.processors.len()
         );
-        let processor = processor.context("a source without a stream")?;
-        let name: Arc<str> = Arc::from(stream.name.as_str());
-        let stats = telemetry.stream(&name);
-        let jobs = job_queues
-            .get(&stream.modality)
-            .with_context(|| format!("no inference worker for {}", stream.modality))?
-            .with_stats(Arc::clone(&stats));
-        let (sample_tx, sample_rx) = bounded::<SourceMessage>(
-            stream.queue.capacity.get().get(),
-            stream.queue.when_full,
-            DropReason::SampleQueueFull,
-            Arc::clone(&stats),
-        );
-        telemetry.register_queue(
-            QueueKind::Sample,
-            &name,
-            sample_tx.capacity(),
-            Box::new(sample_tx.depth_probe()),
-        );
-        threads.push(spawn_stream(
-            Arc::clone(&name),
-            processor,
-            sample_rx,
-            jobs,
-            Arc::clone(&stats),
-            stream.skip_unchanged,
-        )?);
+        let mut ports = Vec::new();
+        for (stream, processor) in decls.iter().zip(built.processors) {
+            ports.push(start_stream(w, stream, processor, &job_queues, threads)?);
+        }
+        let mut ports = ports.into_iter();
+        let first = ports.next().context("a source without a stream")?;
         let handle = sources::spawn(
             built.source,
             SourceContext {
-                name: name.to_string(),
+                name: first.name,
                 clock: w.clock,
                 cancel: w.cancel.child_token(),
-                stats,
-                out: sample_tx,
+                stats: first.stats,
+                out: first.out,
+                others: ports.collect(),
             },
         )?;
         source_threads.spawn_blocking(move || handle.join());
     }
     Ok(source_threads)
+}
+
+/// Starts the stream thread of one stream (appended to `threads`); returns where its source
+/// hands it frames or samples.
+fn start_stream(
+    w: &Wiring<'_>,
+    stream: &StreamDecl<'_>,
+    processor: Box<dyn crate::pipeline::processor::Processor>,
+    job_queues: &JobQueues,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<StreamPort> {
+    let telemetry = w.telemetry;
+    let name: Arc<str> = Arc::from(stream.name.as_str());
+    let stats = telemetry.stream(&name);
+    let jobs = job_queues
+        .get(&stream.modality)
+        .with_context(|| format!("no inference worker for {}", stream.modality))?
+        .with_stats(Arc::clone(&stats));
+    let (sample_tx, sample_rx) = bounded::<SourceMessage>(
+        stream.queue.capacity.get().get(),
+        stream.queue.when_full,
+        DropReason::SampleQueueFull,
+        Arc::clone(&stats),
+    );
+    telemetry.register_queue(
+        QueueKind::Sample,
+        &name,
+        sample_tx.capacity(),
+        Box::new(sample_tx.depth_probe()),
+    );
+    threads.push(spawn_stream(
+        Arc::clone(&name),
+        processor,
+        sample_rx,
+        jobs,
+        Arc::clone(&stats),
+        stream.skip_unchanged,
+    )?);
+    Ok(StreamPort {
+        name: name.to_string(),
+        stats,
+        out: sample_tx,
+    })
 }
 
 /// Serves Prometheus metrics, the status page and its JSON on `listener` until `stop`.

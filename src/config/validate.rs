@@ -529,8 +529,8 @@ mod tests {
             vec![
                 "sources[0].serial: does not apply to a recording",
                 "sources[0].recording: /nonexistent/x.bag: does not exist",
-                "sources[0].width_px: 0 px is less than the 1 px allowed: no depth or thermal camera has frames wider or taller than 4096 pixels",
-                "sources[0].fps: 1000 fps is more than the 300 fps allowed: RealSense depth modes run at 6 to 300 fps",
+                "sources[0].width_px: 0 px is less than the 1 px allowed: no depth, thermal or colour camera has frames wider or taller than 4096 pixels",
+                "sources[0].fps: 1000 fps is more than the 300 fps allowed: RealSense depth and colour modes run at 6 to 300 fps",
                 "sources[0].queue_capacity: 0 frames is less than the 1 frame allowed: a waiting frame holds its pixels (600 KiB at 640x480 16-bit); a camera's latest frame is the one worth embedding",
                 "sources[0].reconnect_max_backoff_ms: 5 ms is less than the 100 ms allowed: retries start at 100 ms and double up to this; past an hour a returning device or broker would wait for nothing",
                 "sources[0].preprocess.focal_px: -1 px is less than the 1 px allowed: a depth camera's focal length is hundreds to a few thousand pixels",

@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(pcm.formats, vec!["i16", "i32"]);
         assert_eq!(pcm.default.as_deref(), Some("2 ch 44100 Hz i16"));
         assert_eq!(pcm.opens.as_deref(), Some("2 ch 44100 Hz i16"));
-        let text = pcm.spec.as_ref().unwrap().render("mic");
+        let text = pcm.spec.as_ref().unwrap().render("mic", &[]);
         let SourceConfig::AlsaAudio(c) = crate::devices::block::parse_first_source(&text) else {
             panic!("{text}")
         };

@@ -31,6 +31,43 @@ pub struct BlockSpec {
     pub preprocess: Vec<Field>,
     /// Commented-out alternative lines shown after the keys (`# key = value`).
     pub alternatives: Vec<String>,
+    /// Sub-tables that are sensors of their own (`[sources.colour]`), after the others.
+    pub streams: Vec<StreamTable>,
+}
+
+/// A sub-table of a block feeding a sensor of its own (a RealSense's colour stream): named
+/// uniquely like the block.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamTable {
+    /// Its key under `sources` (`colour`).
+    pub key: &'static str,
+    /// The name wanted.
+    pub name_hint: String,
+    /// Its keys after `name`, in order.
+    pub fields: Vec<Field>,
+}
+
+impl StreamTable {
+    /// A `[sources.<key>]` table named after `name_hint`.
+    #[must_use]
+    pub fn new(key: &'static str, name_hint: &str) -> Self {
+        Self {
+            key,
+            name_hint: name_hint.to_string(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds `key = value`.
+    #[must_use]
+    pub fn field(mut self, key: &'static str, value: impl Into<toml::Value>) -> Self {
+        self.fields.push(Field {
+            key,
+            value: value.into(),
+            comment: None,
+        });
+        self
+    }
 }
 
 impl BlockSpec {
@@ -96,9 +133,16 @@ impl BlockSpec {
         self
     }
 
-    /// The block as TOML under `name`.
+    /// Adds a sub-table feeding a sensor of its own.
     #[must_use]
-    pub fn render(&self, name: &str) -> String {
+    pub fn stream(mut self, table: StreamTable) -> Self {
+        self.streams.push(table);
+        self
+    }
+
+    /// The block as TOML under `name`, its [`streams`](Self::streams) under `stream_names`.
+    #[must_use]
+    pub fn render(&self, name: &str, stream_names: &[String]) -> String {
         let mut out = String::new();
         for n in &self.notes {
             out.push_str(&format!("# {n}\n"));
@@ -113,6 +157,11 @@ impl BlockSpec {
         if !self.preprocess.is_empty() {
             out.push_str("[sources.preprocess]\n");
             render_fields(&mut out, &self.preprocess);
+        }
+        for (table, name) in self.streams.iter().zip(stream_names) {
+            out.push_str(&format!("[sources.{}]\n", table.key));
+            out.push_str(&format!("name = {}\n", toml::Value::from(name.as_str())));
+            render_fields(&mut out, &table.fields);
         }
         out
     }
@@ -160,8 +209,13 @@ impl Names {
     /// Names and renders `spec`.
     pub fn block(&mut self, spec: &BlockSpec) -> SourceBlock {
         let name = self.unique(&spec.name_hint);
+        let stream_names: Vec<String> = spec
+            .streams
+            .iter()
+            .map(|t| self.unique(&t.name_hint))
+            .collect();
         SourceBlock {
-            toml: spec.render(&name),
+            toml: spec.render(&name, &stream_names),
             name,
         }
     }

@@ -1,9 +1,10 @@
 //! Intel RealSense cameras (and recordings): name, serial, firmware, streams, and a `realsense`
-//! block for a depth mode the camera offers.
+//! block for a depth mode the camera offers, with a `[sources.colour]` table when it has an
+//! RGB8 colour stream.
 
 use serde::Serialize;
 
-use super::block::{BlockSpec, SourceBlock};
+use super::block::{BlockSpec, SourceBlock, StreamTable};
 
 /// One stream mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,9 +46,19 @@ pub struct RealsenseDevice {
 /// else the largest Z16 depth mode at the highest rate up to 30 fps.
 #[must_use]
 pub fn depth_mode(streams: &[StreamMode]) -> Option<&StreamMode> {
+    mode_of(streams, "depth", "Z16")
+}
+
+/// The colour mode the block asks for, chosen as [`depth_mode`] among the RGB8 colour modes.
+#[must_use]
+pub fn colour_mode(streams: &[StreamMode]) -> Option<&StreamMode> {
+    mode_of(streams, "color", "RGB8")
+}
+
+fn mode_of<'a>(streams: &'a [StreamMode], stream: &str, format: &str) -> Option<&'a StreamMode> {
     let z16: Vec<&StreamMode> = streams
         .iter()
-        .filter(|s| s.stream == "depth" && s.format == "Z16" && s.width_px > 0)
+        .filter(|s| s.stream == stream && s.format == format && s.width_px > 0)
         .collect();
     z16.iter()
         .find(|s| (s.width_px, s.height_px, s.fps) == (640, 480, 30))
@@ -95,10 +106,21 @@ impl RealsenseDevice {
                     (None, Some(s)) => spec.field("serial", s.as_str()),
                     (None, None) => spec,
                 };
-                let spec = spec
+                let mut spec = spec
                     .field("width_px", i64::from(mode.width_px))
                     .field("height_px", i64::from(mode.height_px))
                     .field("fps", i64::from(mode.fps));
+                if let Some(colour) = colour_mode(&streams) {
+                    spec = spec.stream(
+                        StreamTable::new(
+                            "colour",
+                            &format!("colour-{}", serial.as_deref().unwrap_or("realsense")),
+                        )
+                        .field("width_px", i64::from(colour.width_px))
+                        .field("height_px", i64::from(colour.height_px))
+                        .field("fps", i64::from(colour.fps)),
+                    );
+                }
                 (Some(spec), None)
             }
             None => (None, Some("no Z16 depth stream".to_string())),
@@ -160,5 +182,49 @@ mod tests {
         );
         assert!(d.spec.is_none());
         assert_eq!(d.note.as_deref(), Some("no Z16 depth stream"));
+    }
+
+    #[test]
+    fn a_camera_with_colour_gets_a_colour_table_that_reads_as_a_second_sensor() {
+        let d = RealsenseDevice::new(
+            "Intel RealSense D435".into(),
+            Some("123".into()),
+            None,
+            None,
+            vec![
+                mode("depth", "Z16", 640, 480, 30),
+                mode("color", "RGB8", 1920, 1080, 30),
+                mode("color", "RGB8", 1920, 1080, 60),
+                mode("color", "BGR8", 640, 480, 30),
+            ],
+        );
+        let block = super::super::block::Names::default().block(d.spec.as_ref().unwrap());
+        assert!(
+            block.toml.ends_with(
+                "[sources.colour]\nname = \"colour-123\"\nwidth_px = 1920\nheight_px = 1080\nfps = 30\n"
+            ),
+            "{}",
+            block.toml
+        );
+        let source = super::super::block::parse_first_source(&block.toml);
+        let names: Vec<String> = source
+            .kind()
+            .streams()
+            .iter()
+            .map(|s| s.name.as_str().to_string())
+            .collect();
+        assert_eq!(names, ["depth-123", "colour-123"]);
+        // Without an RGB8 colour mode, no table.
+        let d = RealsenseDevice::new(
+            "D435".into(),
+            None,
+            None,
+            None,
+            vec![
+                mode("depth", "Z16", 640, 480, 30),
+                mode("color", "BGR8", 640, 480, 30),
+            ],
+        );
+        assert!(d.spec.unwrap().streams.is_empty());
     }
 }

@@ -480,7 +480,7 @@ mod tests {
     }
 
     fn parsed(dev: &V4l2Device) -> V4l2ThermalSettings {
-        let text = dev.spec.as_ref().unwrap().render("t");
+        let text = dev.spec.as_ref().unwrap().render("t", &[]);
         match crate::devices::block::parse_first_source(&text) {
             SourceConfig::V4l2Thermal(c) => c.settings,
             other => panic!("{other:?}"),
@@ -564,7 +564,7 @@ mod tests {
     }
 
     fn parsed_camera(dev: &V4l2Device) -> crate::sources::v4l2_camera::V4l2CameraSettings {
-        let text = dev.spec.as_ref().unwrap().render("c");
+        let text = dev.spec.as_ref().unwrap().render("c", &[]);
         match crate::devices::block::parse_first_source(&text) {
             SourceConfig::V4l2Camera(c) => c.settings,
             other => panic!("{other:?}"),

@@ -150,6 +150,21 @@ pub trait Hardware {
 
     /// Captures from the open device until it fails or the source must stop.
     fn capture(&mut self, device: &mut Self::Device, ctx: &SourceContext) -> Ended<Self::Error>;
+
+    /// The rates of the source's further streams ([`SourceContext::others`], same order), which
+    /// share the device's `connected` state.
+    fn other_rates_hz(&self) -> Vec<f64> {
+        Vec::new()
+    }
+}
+
+/// Sets the `connected` state of every stream of the source: the first at `rate_hz`, the
+/// others at theirs.
+fn set_connected<H: Hardware>(hardware: &H, ctx: &SourceContext, connected: bool, rate_hz: f64) {
+    ctx.stats.set_connected(connected, rate_hz);
+    for (port, rate_hz) in ctx.others.iter().zip(hardware.other_rates_hz()) {
+        port.stats.set_connected(connected, rate_hz);
+    }
 }
 
 /// Runs `hardware` until cancelled or finished: opens its device, captures from it, and
@@ -157,7 +172,7 @@ pub trait Hardware {
 /// The device is closed before the backoff, so another process may take it meanwhile.
 pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &SourceContext) {
     let mut reconnect = Reconnect::new(H::KIND, max_backoff);
-    ctx.stats.set_connected(false, hardware.nominal_rate_hz());
+    set_connected(hardware, ctx, false, hardware.nominal_rate_hz());
     while !ctx.cancel.is_cancelled() {
         match hardware.open() {
             Ok(mut device) => {
@@ -167,15 +182,18 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
                     hardware.announce(&device);
                 }
                 let rate_hz = hardware.rate_hz(&device);
-                ctx.stats.set_connected(true, rate_hz);
+                set_connected(hardware, ctx, true, rate_hz);
                 let end = hardware.capture(&mut device, ctx);
                 drop(device);
-                ctx.stats.set_connected(false, rate_hz);
+                set_connected(hardware, ctx, false, rate_hz);
                 match end {
                     Ended::Stop => break,
                     Ended::Finished => {
                         tracing::info!(device = %what, "recording finished");
                         ctx.stats.set_finished();
+                        for port in &ctx.others {
+                            port.stats.set_finished();
+                        }
                         break;
                     }
                     Ended::Lost { error, delivered } => {
@@ -193,7 +211,7 @@ pub fn run_device<H: Hardware>(hardware: &mut H, max_backoff: Duration, ctx: &So
             break;
         }
     }
-    ctx.stats.set_connected(false, hardware.nominal_rate_hz());
+    set_connected(hardware, ctx, false, hardware.nominal_rate_hz());
     tracing::debug!("{} source stopped", H::KIND);
 }
 
@@ -229,6 +247,7 @@ mod tests {
             cancel: CancellationToken::new(),
             stats,
             out,
+            others: Vec::new(),
         }
     }
 
@@ -238,6 +257,9 @@ mod tests {
         captures: std::vec::IntoIter<Ended<&'static str>>,
         calls: Vec<String>,
         connected_in_capture: Vec<(bool, f64)>,
+        /// The rates of the further streams, and their state seen in each capture.
+        other_rates: Vec<f64>,
+        others_in_capture: Vec<Vec<(bool, f64)>>,
     }
 
     impl Hardware for Scripted {
@@ -265,7 +287,19 @@ mod tests {
             let s = ctx.stats.snapshot();
             self.connected_in_capture
                 .push((s.connected, s.sample_rate_hz));
+            self.others_in_capture.push(
+                ctx.others
+                    .iter()
+                    .map(|p| {
+                        let s = p.stats.snapshot();
+                        (s.connected, s.sample_rate_hz)
+                    })
+                    .collect(),
+            );
             self.captures.next().unwrap_or(Ended::Stop)
+        }
+        fn other_rates_hz(&self) -> Vec<f64> {
+            self.other_rates.clone()
         }
     }
 
@@ -283,6 +317,8 @@ mod tests {
             .into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         let ctx = context();
         run_device(&mut device, Duration::from_millis(100), &ctx);
@@ -299,12 +335,44 @@ mod tests {
     }
 
     #[test]
+    fn every_stream_of_a_source_shares_the_devices_state_at_its_own_rate() {
+        let mut device = Scripted {
+            opens: vec![Ok(30.0)].into_iter(),
+            captures: vec![Ended::Finished].into_iter(),
+            calls: Vec::new(),
+            connected_in_capture: Vec::new(),
+            other_rates: vec![15.0],
+            others_in_capture: Vec::new(),
+        };
+        let mut ctx = context();
+        let stats = Arc::new(StreamStats::default());
+        let (out, _rx) = bounded(
+            1,
+            WhenFull::DropOldest,
+            DropReason::SampleQueueFull,
+            Arc::clone(&stats),
+        );
+        ctx.others.push(crate::sources::StreamPort {
+            name: "colour".into(),
+            stats: Arc::clone(&stats),
+            out,
+        });
+        run_device(&mut device, Duration::from_millis(100), &ctx);
+        assert_eq!(device.others_in_capture, [vec![(true, 15.0)]]);
+        let s = stats.snapshot();
+        assert_eq!((s.connected, s.sample_rate_hz), (false, 15.0));
+        assert!(s.finished, "the recording finished for every stream");
+    }
+
+    #[test]
     fn a_stop_ends_the_loop_and_cancellation_ends_the_backoff() {
         let mut device = Scripted {
             opens: vec![Ok(30.0)].into_iter(),
             captures: vec![Ended::Stop].into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         run_device(&mut device, Duration::from_secs(60), &context());
         assert_eq!(device.calls, ["open", "capture@30"]);
@@ -316,6 +384,8 @@ mod tests {
             captures: Vec::new().into_iter(),
             calls: Vec::new(),
             connected_in_capture: Vec::new(),
+            other_rates: Vec::new(),
+            others_in_capture: Vec::new(),
         };
         // Cancelled from another thread while the loop waits out its backoff: the loop ends
         // (the test would hang otherwise).

@@ -121,6 +121,39 @@ pub trait Kind: StreamKind {
     fn item_shape(_stream: &Stream<Self>) -> Vec<usize> {
         Self::MODALITY.example_shape()
     }
+
+    /// Every stream it feeds: the one of its table, unless it feeds several from one device
+    /// (a RealSense's depth and colour streams, on one capture clock).
+    fn streams(stream: &Stream<Self>) -> Vec<StreamDecl<'_>> {
+        vec![stream_decl(stream, "name", Self::item_shape(stream))]
+    }
+
+    /// The processors of its streams, in [`streams`](Self::streams) order.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] when the preprocessing refuses its options.
+    fn processors(stream: &Stream<Self>) -> Result<Vec<Box<dyn Processor>>, ProcessorError> {
+        Self::processor(stream).map(|p| vec![p])
+    }
+}
+
+/// The stream configured by `stream`'s common keys, its name at `name_key` of the source's
+/// table.
+#[must_use]
+pub fn stream_decl<'a, K: StreamKind>(
+    stream: &'a Stream<K>,
+    name_key: &'static str,
+    item_shape: Vec<usize>,
+) -> StreamDecl<'a> {
+    StreamDecl {
+        name: &stream.common.name,
+        name_key,
+        modality: K::MODALITY,
+        queue: stream.common.queue,
+        windowing: stream.cut.windowing(),
+        item_shape,
+        skip_unchanged: stream.common.skip_unchanged,
+    }
 }
 
 /// A source's configuration as the rest of edgebind sees it, whatever its kind.
@@ -184,15 +217,7 @@ impl<K: Kind> SourceKind for Stream<K> {
     }
 
     fn streams(&self) -> Vec<StreamDecl<'_>> {
-        vec![StreamDecl {
-            name: &self.common.name,
-            name_key: "name",
-            modality: K::MODALITY,
-            queue: self.common.queue,
-            windowing: self.cut.windowing(),
-            item_shape: K::item_shape(self),
-            skip_unchanged: self.common.skip_unchanged,
-        }]
+        K::streams(self)
     }
 
     fn validate(&self, config: &Config, s: &mut Scope<'_>) {
@@ -200,7 +225,7 @@ impl<K: Kind> SourceKind for Stream<K> {
     }
 
     fn processors(&self) -> Result<Vec<Box<dyn Processor>>, ProcessorError> {
-        K::processor(self).map(|p| vec![p])
+        K::processors(self)
     }
 
     fn open(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Source>, SourceError> {

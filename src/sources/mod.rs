@@ -165,6 +165,21 @@ pub struct SourceContext {
     pub stats: Arc<StreamStats>,
     /// Where sample blocks go.
     pub out: QueueSender<SourceMessage>,
+    /// The source's further streams, in [`SourceKind::streams`](kind::SourceKind::streams)
+    /// order after the first (empty for a source feeding one stream).
+    pub others: Vec<StreamPort>,
+}
+
+/// A further stream of a source feeding several (a RealSense's colour stream beside its depth
+/// stream): its own counters and queue.
+#[derive(Debug)]
+pub struct StreamPort {
+    /// The sensor name.
+    pub name: String,
+    /// The stream's counters.
+    pub stats: Arc<StreamStats>,
+    /// Where its frames go.
+    pub out: QueueSender<SourceMessage>,
 }
 
 /// How long one wait of a source on its queue or its clock lasts before it looks at cancellation.
@@ -176,12 +191,38 @@ impl SourceContext {
     /// windower is gone: the source should return.
     #[must_use]
     pub fn send(&self, m: SourceMessage) -> bool {
+        self.send_on(&self.out, m)
+    }
+
+    /// Hands `m` to stream `index` of the source (0: the first, [`send`](Self::send)), as
+    /// `send` does; `false` as for `send`, or when the source has no such stream.
+    #[must_use]
+    pub fn send_to(&self, index: usize, m: SourceMessage) -> bool {
+        match index {
+            0 => self.send(m),
+            i => match self.others.get(i - 1) {
+                Some(port) => self.send_on(&port.out, m),
+                None => false,
+            },
+        }
+    }
+
+    /// The counters of stream `index` (0: the first).
+    #[must_use]
+    pub fn stats_of(&self, index: usize) -> Option<&Arc<StreamStats>> {
+        match index {
+            0 => Some(&self.stats),
+            i => self.others.get(i - 1).map(|p| &p.stats),
+        }
+    }
+
+    fn send_on(&self, out: &QueueSender<SourceMessage>, m: SourceMessage) -> bool {
         let mut pending = Some(m);
         while let Some(m) = pending.take() {
             if self.cancel.is_cancelled() {
                 return false;
             }
-            match self.out.send_timeout_keep(m, CANCEL_SLICE) {
+            match out.send_timeout_keep(m, CANCEL_SLICE) {
                 Ok(back) => pending = back,
                 Err(_) => return false,
             }
@@ -422,6 +463,7 @@ mod tests {
             cancel: cancel.clone(),
             stats,
             out,
+            others: Vec::new(),
         };
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let sleeper = std::thread::spawn(move || {
@@ -448,6 +490,7 @@ mod tests {
             cancel: CancellationToken::new(),
             stats,
             out,
+            others: Vec::new(),
         };
         assert!(ctx.sleep_until(std::time::Instant::now()));
     }

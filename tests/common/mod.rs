@@ -13,6 +13,7 @@ pub mod hostile;
 pub use edgebind::publish::LocalBroker;
 
 mod gate;
+pub mod realsense;
 pub mod small_fs;
 pub use gate::{Forwarded, Gate};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};

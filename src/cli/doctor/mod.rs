@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::config::{self, Config, ExecutionProviderKind, SourceConfig};
+use crate::config::{self, Config, ExecutionProviderKind};
 use crate::inference::plan::ProviderOptions;
 use crate::inference::{load_model_set, GpuStack, LoadOptions, OrtRuntime};
 use crate::Modality;
@@ -110,13 +110,6 @@ pub fn run(args: &DoctorArgs) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn modalities(cfg: &Config) -> Vec<Modality> {
-    let mut m: Vec<Modality> = cfg.sources.iter().map(SourceConfig::modality).collect();
-    m.sort();
-    m.dedup();
-    m
-}
-
 fn load_runtime(cfg: &Config) -> Result<OrtRuntime, String> {
     let library = cfg.runtime.library_path.as_ref().map(|p| cfg.resolve(p));
     OrtRuntime::load(library.as_deref()).map_err(|e| e.to_string())
@@ -136,7 +129,7 @@ fn gather(cfg: &Config) -> Report {
     let (providers, models) = match &runtime {
         Ok(rt) => (
             provider_states(rt),
-            load_model_set(rt, &cfg.resolve(&cfg.models.dir), &modalities(cfg), &opts)
+            load_model_set(rt, &cfg.resolve(&cfg.models.dir), &cfg.modalities(), &opts)
                 .map(|set| {
                     set.encoders
                         .into_iter()

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::sandbox::{self, DeviceGroups, DeviceNode, ProbeReport, ProbedModel, Run};
-use super::{load_runtime, modalities, stack};
+use super::{load_runtime, stack};
 use crate::config::Config;
 use crate::inference::{load_model_set, LoadOptions};
 
@@ -84,7 +84,7 @@ pub fn probe(cfg: &Config) -> ProbeReport {
     match load_model_set(
         &runtime,
         &cfg.resolve(&cfg.models.dir),
-        &modalities(cfg),
+        &cfg.modalities(),
         &opts,
     ) {
         Ok(set) => {

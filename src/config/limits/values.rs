@@ -202,20 +202,20 @@ pub const REPLAY_FPS: Limit<f64> = real(
      than 1000 fps no camera delivers",
 );
 
-/// `realsense.fps`.
+/// `fps` of `realsense` and its `colour` table.
 pub const REALSENSE_FPS: Limit<u64> = int(
     1,
     300,
     Unit::Fps,
-    "RealSense depth modes run at 6 to 300 fps",
+    "RealSense depth and colour modes run at 6 to 300 fps",
 );
 
-/// `width_px`/`height_px` of `realsense` and `v4l2_thermal`.
+/// `width_px`/`height_px` of `realsense` (and its `colour` table), `v4l2_thermal` and `v4l2_camera`.
 pub const FRAME_SIZE_PX: Limit<u64> = int(
     1,
     4096,
     Unit::Px,
-    "no depth or thermal camera has frames wider or taller than 4096 pixels",
+    "no depth, thermal or colour camera has frames wider or taller than 4096 pixels",
 );
 
 /// `v4l2_thermal.telemetry_rows`.

@@ -148,9 +148,9 @@ pub fn size_problem(config: &Config) -> Option<String> {
         return None;
     }
     let sensors: Vec<(Arc<str>, Modality)> = config
-        .sources
+        .streams()
         .iter()
-        .map(|s| (Arc::from(s.name()), s.modality()))
+        .map(|(_, s)| (Arc::from(s.name.as_str()), s.modality))
         .collect();
     let a = announce(config, &sensors, &config.triggers.pairs());
     let (plan, _) = plan(Some(&a), "", "", None);

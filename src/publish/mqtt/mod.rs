@@ -141,9 +141,9 @@ impl PublisherConfig {
                 encoding: mqtt.embedding_encoding,
             },
             sensors: config
-                .sources
+                .streams()
                 .iter()
-                .map(|s| (Arc::from(s.name()), s.modality()))
+                .map(|(_, s)| (Arc::from(s.name.as_str()), s.modality))
                 .collect(),
             max_backoff: Duration::from_millis(mqtt.reconnect_max_backoff_ms),
             drain_timeout,

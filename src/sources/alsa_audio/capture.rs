@@ -587,6 +587,7 @@ mod tests {
             cancel: CancellationToken::new(),
             stats: Arc::clone(&stats),
             out: tx,
+            others: Vec::new(),
         };
         let settings = CaptureSettings {
             nominal_rate_hz: 100,

@@ -315,6 +315,7 @@ mod tests {
             cancel: tokio_util::sync::CancellationToken::new(),
             stats: std::sync::Arc::clone(&stats),
             out,
+            others: Vec::new(),
         };
         Box::new(replay).run(ctx);
         let mut blocks = Vec::new();

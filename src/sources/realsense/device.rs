@@ -1,11 +1,12 @@
-//! Intel RealSense depth cameras through librealsense2 (realsense-rust), live or from a recording
+//! Intel RealSense cameras through librealsense2 (realsense-rust), live or from a recording
 //! (`.bag`/`.db3`) played back in real time.
 //!
-//! One named thread owns the librealsense pipeline: start → wait for frames (with a timeout, so
-//! cancellation is checked) → copy the Z16 frame → stamp it → send it, with the camera's depth
-//! calibration attached. A camera that is missing or fails is logged once, the sensor's state
-//! says `connected: false`, and it is reopened with exponential backoff. A recording that does
-//! not loop ends the source when it has played.
+//! One named thread owns the librealsense pipeline, which streams depth (Z16) and/or colour
+//! (RGB8) from the one camera: start → wait for framesets (with a timeout, so cancellation is
+//! checked) → copy each frame → stamp it by the camera's one clock → send it to its stream
+//! (depth with the camera's depth calibration attached). A camera that is missing or fails is
+//! logged once, every stream's state says `connected: false`, and it is reopened with
+//! exponential backoff. A recording that does not loop ends the source when it has played.
 //!
 //! The pure pieces ([`DeviceClock`], [`check_layout`], [`Calibration`]) are unit-tested here;
 //! the librealsense path is tested end to end in `tests/realsense.rs` with recordings made at
@@ -13,29 +14,26 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ndarray::Array2;
 use realsense_rust::config::Config as RsConfig;
 use realsense_rust::context::Context;
-use realsense_rust::frame::{DepthFrame, FrameEx, PixelKind};
-use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2Option, Rs2StreamKind};
-use realsense_rust::pipeline::{ActivePipeline, FrameWaitError, InactivePipeline};
+use realsense_rust::kind::{Rs2CameraInfo, Rs2Format, Rs2StreamKind};
+use realsense_rust::pipeline::{ActivePipeline, InactivePipeline};
 
+pub use super::calibration::Calibration;
+use super::config::StreamMode;
 use super::RealsenseSettings;
 use crate::config::DepthPreprocessConfig;
-use crate::log_limited;
-use crate::preprocess::depth::{DepthCalibration, DepthParams};
 use crate::sources::device_loop::{run_device, Ended, Hardware};
-use crate::sources::{Frame, FrameImage, Source, SourceContext, SourceMessage};
-use crate::telemetry::{DropReason, LogLimiter};
+use crate::sources::{Source, SourceContext};
 
 /// Longest one wait for frames blocks; also how often cancellation is checked.
-const WAIT: Duration = Duration::from_millis(200);
+pub(super) const WAIT: Duration = Duration::from_millis(200);
 /// A live camera that sends nothing for this long is treated as lost and reopened.
-const LIVE_SILENCE: Duration = Duration::from_secs(5);
+pub(super) const LIVE_SILENCE: Duration = Duration::from_secs(5);
 /// A non-looping recording that sends nothing for this long after a frame has ended.
-const RECORDING_END_SILENCE: Duration = Duration::from_secs(2);
+pub(super) const RECORDING_END_SILENCE: Duration = Duration::from_secs(2);
 
 /// Problems building a RealSense source.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +60,14 @@ pub enum RealsenseError {
 
 /// What the thread opens.
 #[derive(Debug, Clone)]
-struct Spec {
+pub(super) struct Spec {
     serial: Option<CString>,
-    recording: Option<PathBuf>,
-    looping: bool,
-    width_px: usize,
-    height_px: usize,
-    fps: usize,
+    pub(super) recording: Option<PathBuf>,
+    pub(super) looping: bool,
+    pub(super) depth: Option<StreamMode>,
+    pub(super) colour: Option<StreamMode>,
+    /// The colour stream's `interval_ms`: the frames its stream would pass over are not copied.
+    pub(super) colour_interval_ms: u64,
 }
 
 impl Spec {
@@ -78,6 +77,31 @@ impl Spec {
             (None, Some(s)) => format!("camera {}", s.to_string_lossy()),
             (None, None) => "first camera".to_string(),
         }
+    }
+
+    /// The streams asked for, as messages name them.
+    fn streams(&self) -> String {
+        let mode = |m: &StreamMode| format!("{}x{} at {} fps", m.width_px, m.height_px, m.fps);
+        let depth = self
+            .depth
+            .as_ref()
+            .map(|m| format!("Z16 depth stream {}", mode(m)));
+        let colour = self
+            .colour
+            .as_ref()
+            .map(|m| format!("RGB8 colour stream {}", mode(m)));
+        depth
+            .into_iter()
+            .chain(colour)
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    /// Which of the source's streams (its `SourceContext` index) gets depth and colour frames.
+    pub(super) fn ports(&self) -> (Option<usize>, Option<usize>) {
+        let depth = self.depth.map(|_| 0);
+        let colour = self.colour.map(|_| usize::from(self.depth.is_some()));
+        (depth, colour)
     }
 }
 
@@ -100,16 +124,17 @@ fn open(spec: &Spec) -> Result<Open, String> {
             .enable_device_from_serial(serial)
             .map_err(|e| e.to_string())?;
     }
-    config
-        .enable_stream(
-            Rs2StreamKind::Depth,
-            None,
-            spec.width_px,
-            spec.height_px,
-            Rs2Format::Z16,
-            spec.fps,
-        )
-        .map_err(|e| e.to_string())?;
+    let streams = [
+        (Rs2StreamKind::Depth, Rs2Format::Z16, spec.depth),
+        (Rs2StreamKind::Color, Rs2Format::Rgb8, spec.colour),
+    ];
+    for (kind, format, mode) in streams {
+        if let Some(m) = mode {
+            config
+                .enable_stream(kind, None, m.width_px, m.height_px, format, m.fps)
+                .map_err(|e| e.to_string())?;
+        }
+    }
     if !pipeline.can_resolve(&config) {
         return Err(unresolvable(&context, spec));
     }
@@ -122,12 +147,9 @@ fn open(spec: &Spec) -> Result<Open, String> {
 
 /// Why no device matches: which cameras there are, or what the recording lacks.
 fn unresolvable(context: &Context, spec: &Spec) -> String {
-    let stream = format!(
-        "Z16 depth stream {}x{} at {} fps",
-        spec.width_px, spec.height_px, spec.fps
-    );
+    let streams = spec.streams();
     if spec.recording.is_some() {
-        return format!("has no {stream}");
+        return format!("has no {streams}");
     }
     let serials: Vec<String> = context
         .query_devices(Default::default())
@@ -139,21 +161,24 @@ fn unresolvable(context: &Context, spec: &Spec) -> String {
         Some(s) => format!("no camera with serial {}", s.to_string_lossy()),
         None => "no camera".to_string(),
     };
-    format!("{which} offering a {stream} is connected (cameras found: {serials:?})")
+    format!(
+        "{which} offering a {streams} is connected (cameras found: {})",
+        serials.join(", ")
+    )
 }
 
 /// The RealSense source.
 #[derive(Debug)]
 pub struct Realsense {
-    spec: Spec,
+    pub(super) spec: Spec,
     max_backoff: Duration,
-    preprocess: DepthPreprocessConfig,
+    pub(super) preprocess: DepthPreprocessConfig,
 }
 
 impl Realsense {
     /// Checks the settings `c` of source `name` (its `recording` resolved); a recording is
-    /// opened once to check that it plays. A live camera is not looked for: it may be plugged
-    /// in later.
+    /// opened once to check that it plays with the configured streams. A live camera is not
+    /// looked for: it may be plugged in later.
     ///
     /// # Errors
     /// [`RealsenseError`] naming the source and the file.
@@ -176,9 +201,9 @@ impl Realsense {
             serial,
             recording,
             looping: c.looping,
-            width_px: c.width_px.px() as usize,
-            height_px: c.height_px.px() as usize,
-            fps: c.fps.fps() as usize,
+            depth: c.depth_mode(),
+            colour: c.colour_mode(),
+            colour_interval_ms: c.colour.as_ref().map_or(0, |c| c.cut.interval_ms.get()),
         };
         if let Some(path) = &spec.recording {
             check_recording(&spec).map_err(|reason| RealsenseError::Recording {
@@ -196,7 +221,7 @@ impl Realsense {
 }
 
 /// Opens the recording as a device (librealsense's own reason for a corrupt file), then checks
-/// that it has the configured depth stream.
+/// that it has the configured streams.
 fn check_recording(spec: &Spec) -> Result<(), String> {
     let path = spec.recording.as_ref().ok_or("no recording")?;
     if !path.is_file() {
@@ -211,8 +236,12 @@ fn check_recording(spec: &Spec) -> Result<(), String> {
 }
 
 impl Source for Realsense {
+    /// The rate of its first stream (depth, else colour).
     fn sample_rate_hz(&self) -> f64 {
-        self.spec.fps as f64
+        self.spec
+            .depth
+            .or(self.spec.colour)
+            .map_or(0.0, |m| m.fps as f64)
     }
 
     fn run(self: Box<Self>, ctx: SourceContext) {
@@ -234,6 +263,13 @@ impl Hardware for Camera<'_> {
         self.0.sample_rate_hz()
     }
 
+    fn other_rates_hz(&self) -> Vec<f64> {
+        match (self.0.spec.depth, self.0.spec.colour) {
+            (Some(_), Some(colour)) => vec![colour.fps as f64],
+            _ => Vec::new(),
+        }
+    }
+
     fn open(&mut self) -> Result<Open, String> {
         open(&self.0.spec).map_err(|error| format!("{}: {error}", self.0.spec.describe()))
     }
@@ -250,9 +286,7 @@ impl Hardware for Camera<'_> {
         let spec = &self.0.spec;
         tracing::info!(
             device = %spec.describe(),
-            width_px = spec.width_px,
-            height_px = spec.height_px,
-            fps = spec.fps,
+            streams = %spec.streams(),
             "RealSense streaming"
         );
     }
@@ -261,173 +295,80 @@ impl Hardware for Camera<'_> {
     // (realsense-rust's `stop()` forgets the pipeline's profile, leaking the device and, for a
     // recording, its reader thread, which then races the process exit.)
     fn capture(&mut self, open: &mut Open, ctx: &SourceContext) -> Ended<String> {
-        Stream::new(self.0).run(&mut open.pipeline, ctx)
-    }
-}
-
-/// One streaming session (one open pipeline).
-struct Stream<'a> {
-    source: &'a Realsense,
-    clock: DeviceClock,
-    calibration: Option<DepthCalibration>,
-    /// Frames that cannot be used: logged once, then summarised every few seconds.
-    bad_frame_log: LogLimiter,
-    /// A frame has arrived (usable or not).
-    received: bool,
-    /// A frame has been sent on.
-    delivered: bool,
-}
-
-impl<'a> Stream<'a> {
-    fn new(source: &'a Realsense) -> Self {
-        Self {
-            source,
-            clock: DeviceClock::default(),
-            calibration: None,
-            bad_frame_log: LogLimiter::default(),
-            received: false,
-            delivered: false,
-        }
-    }
-
-    fn run(&mut self, pipeline: &mut ActivePipeline, ctx: &SourceContext) -> Ended<String> {
-        let recording = self.source.spec.recording.is_some();
-        let mut last_frame = Instant::now();
-        loop {
-            if ctx.cancel.is_cancelled() {
-                return Ended::Stop;
-            }
-            match pipeline.wait(Some(WAIT)) {
-                Ok(frames) => {
-                    last_frame = Instant::now();
-                    self.received = true;
-                    for frame in frames.frames_of_type::<DepthFrame>() {
-                        if !self.handle(&frame, ctx) {
-                            return Ended::Stop;
-                        }
-                    }
-                }
-                Err(FrameWaitError::DidTimeoutBeforeFrameArrival) => {
-                    let quiet = last_frame.elapsed();
-                    if recording && !self.source.spec.looping && self.received {
-                        if quiet >= RECORDING_END_SILENCE {
-                            return Ended::Finished;
-                        }
-                    } else if quiet >= LIVE_SILENCE {
-                        return Ended::Lost {
-                            error: format!("no frame for {} s", quiet.as_secs()),
-                            delivered: self.delivered,
-                        };
-                    }
-                }
-                Err(e) => {
-                    return Ended::Lost {
-                        error: e.to_string(),
-                        delivered: self.delivered,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Copies, checks, stamps and sends one frame; false when the pipeline has stopped.
-    fn handle(&mut self, frame: &DepthFrame, ctx: &SourceContext) -> bool {
-        let now = ctx.clock.now();
-        let t = ctx
-            .clock
-            .at_mono_ns(self.clock.map(frame.timestamp(), now.mono_ns));
-        if self.calibration.is_none() {
-            let cal = Calibration::read(frame);
-            let in_use = cal.complete();
-            cal.log(&self.source.preprocess);
-            self.calibration = Some(in_use);
-        }
-        let layout = check_layout(
-            (frame.width(), frame.height()),
-            (self.source.spec.width_px, self.source.spec.height_px),
-            frame.stride(),
-            frame.bits_per_pixel(),
-            frame.get_data_size(),
-        );
-        let image = match layout {
-            Ok(()) => Array2::from_shape_fn((frame.height(), frame.width()), |(y, x)| match frame
-                .get_unchecked(x, y)
-            {
-                PixelKind::Z16 { depth } => *depth,
-                _ => 0,
-            }),
-            Err(e) => {
-                self.bad_frame(ctx, &e);
-                return true;
-            }
-        };
-        if image.iter().all(|&d| d == 0) {
-            self.bad_frame(ctx, "no valid depth (every pixel is 0)");
-            return true;
-        }
-        if !ctx.send(SourceMessage::Frame(Frame {
-            seq: frame.frame_number(),
-            t,
-            image: FrameImage::U16(image),
-            calibration: self.calibration,
-        })) {
-            return false;
-        }
-        ctx.stats.add_samples(1, t.utc_ns);
-        self.delivered = true;
-        true
-    }
-
-    /// Counts a frame that cannot be used; logs it, rate-limited.
-    fn bad_frame(&mut self, ctx: &SourceContext, why: &str) {
-        ctx.stats.add_drops(DropReason::BadInput, 1);
-        log_limited!(
-            self.bad_frame_log,
-            tracing::Level::WARN,
-            "depth frame dropped (counted as bad_input)",
-            reason = why
-        );
+        super::capture::Session::new(self.0).run(&mut open.pipeline, ctx)
     }
 }
 
 /// Maps the camera's frame timestamps (ms on its own clock) to the daemon's monotonic clock
-/// with an offset fixed at the first frame. The offset is taken again when the device clock
-/// jumps backwards or far ahead (a reconnected camera, a looping recording).
+/// with an offset fixed at the first frame, shared by the camera's streams (depth and colour
+/// frames stamped alike by the camera get the same capture time). The offset is taken again when
+/// the device clock jumps backwards within a stream, or far ahead (a reconnected camera, a
+/// looping recording). Each stream ("lane") keeps its own order: a colour frame exposed a little
+/// before the depth frame just handled is not a jump.
 #[derive(Debug, Default, Clone)]
 pub struct DeviceClock {
     offset_ns: Option<i128>,
-    last_mono_ns: u64,
+    last_mono_ns: [u64; DeviceClock::LANES],
 }
 
 impl DeviceClock {
     /// Largest lead over the arrival time accepted before the offset is taken again.
     const MAX_LEAD_NS: i128 = 1_000_000_000;
+    /// Streams one clock serves.
+    pub const LANES: usize = 2;
 
-    /// The daemon monotonic time of a frame stamped `device_ms`, arriving at `now_mono_ns`.
+    /// The daemon monotonic time of a frame of lane 0 stamped `device_ms`, arriving at
+    /// `now_mono_ns`.
     pub fn map(&mut self, device_ms: f64, now_mono_ns: u64) -> u64 {
+        self.map_lane(0, device_ms, now_mono_ns)
+    }
+
+    /// The daemon monotonic time of a frame of stream `lane` (below [`LANES`](Self::LANES);
+    /// others count as the last) stamped `device_ms`, arriving at `now_mono_ns`.
+    pub fn map_lane(&mut self, lane: usize, device_ms: f64, now_mono_ns: u64) -> u64 {
+        let lane = lane.min(Self::LANES - 1);
         let device_ns = if device_ms.is_finite() {
             (device_ms * 1e6) as i128
         } else {
             0
         };
+        let last = self.last_mono_ns[lane];
         if let Some(offset) = self.offset_ns {
             let mono = device_ns + offset;
-            if mono >= i128::from(self.last_mono_ns)
-                && mono <= i128::from(now_mono_ns) + Self::MAX_LEAD_NS
-            {
-                self.last_mono_ns = u64::try_from(mono).unwrap_or(u64::MAX);
-                return self.last_mono_ns;
+            if mono >= i128::from(last) && mono <= i128::from(now_mono_ns) + Self::MAX_LEAD_NS {
+                self.last_mono_ns[lane] = u64::try_from(mono).unwrap_or(u64::MAX);
+                return self.last_mono_ns[lane];
             }
         }
-        let mono = now_mono_ns.max(self.last_mono_ns);
+        let mono = now_mono_ns.max(last);
         self.offset_ns = Some(i128::from(mono) - device_ns);
-        self.last_mono_ns = mono;
+        self.last_mono_ns[lane] = mono;
         mono
     }
 }
 
-/// Checks that a frame has the configured size and that its buffer holds every row at its
-/// stride (2 bytes per Z16 pixel); a message saying what is wrong otherwise.
+/// How a stream's pixels are laid out: bits per pixel and the format's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelLayout {
+    /// Bits per pixel.
+    pub bits: usize,
+    /// The format, as messages name it.
+    pub format: &'static str,
+}
+
+/// Depth: 16-bit units.
+pub const Z16: PixelLayout = PixelLayout {
+    bits: 16,
+    format: "Z16",
+};
+/// Colour: 8-bit red, green, blue.
+pub const RGB8: PixelLayout = PixelLayout {
+    bits: 24,
+    format: "RGB8",
+};
+
+/// Checks that a Z16 frame has the configured size and that its buffer holds every row at its
+/// stride; a message saying what is wrong otherwise.
 pub fn check_layout(
     size_px: (usize, usize),
     want_px: (usize, usize),
@@ -435,7 +376,28 @@ pub fn check_layout(
     bits_per_pixel: usize,
     data_bytes: usize,
 ) -> Result<(), String> {
+    check_layout_of(
+        Z16,
+        size_px,
+        want_px,
+        stride_bytes,
+        bits_per_pixel,
+        data_bytes,
+    )
+}
+
+/// Checks that a frame of `layout` has the configured size and that its buffer holds every row
+/// at its stride; a message saying what is wrong otherwise.
+pub fn check_layout_of(
+    layout: PixelLayout,
+    size_px: (usize, usize),
+    want_px: (usize, usize),
+    stride_bytes: usize,
+    bits_per_pixel: usize,
+    data_bytes: usize,
+) -> Result<(), String> {
     let (w, h) = size_px;
+    let PixelLayout { bits, format } = layout;
     if size_px != want_px {
         return Err(format!(
             "frame is {w}x{h}, the stream is {}x{}",
@@ -445,107 +407,20 @@ pub fn check_layout(
     if w == 0 || h == 0 {
         return Err("frame has no pixels".to_string());
     }
-    if bits_per_pixel != 16 {
-        return Err(format!("{bits_per_pixel} bits per pixel, not 16 (Z16)"));
+    if bits_per_pixel != bits {
+        return Err(format!(
+            "{bits_per_pixel} bits per pixel, not {bits} ({format})"
+        ));
     }
+    let row_bytes = w * bits / 8;
     let needed = stride_bytes
         .checked_mul(h - 1)
-        .and_then(|n| n.checked_add(w * 2));
+        .and_then(|n| n.checked_add(row_bytes));
     match needed {
-        Some(n) if stride_bytes >= w * 2 && data_bytes >= n => Ok(()),
+        Some(n) if stride_bytes >= row_bytes && data_bytes >= n => Ok(()),
         _ => Err(format!(
-            "buffer of {data_bytes} bytes with stride {stride_bytes} cannot hold {w}x{h} Z16 pixels"
+            "buffer of {data_bytes} bytes with stride {stride_bytes} cannot hold {w}x{h} {format} pixels"
         )),
-    }
-}
-
-/// Depth calibration as the camera reports it; `None` where it reports nothing usable.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Calibration {
-    /// Focal length of the depth stream's intrinsics, pixels.
-    pub focal_px: Option<f64>,
-    /// Stereo baseline, metres.
-    pub baseline_m: Option<f64>,
-    /// Where the baseline came from: `stereo_baseline` option or extrinsics.
-    pub baseline_from: &'static str,
-    /// Depth units option, metres.
-    pub depth_units_m: Option<f64>,
-}
-
-fn usable(v: f64) -> Option<f64> {
-    (v.is_finite() && v > 0.0).then_some(v)
-}
-
-impl Calibration {
-    fn read(frame: &DepthFrame) -> Self {
-        let profile = frame.stream_profile();
-        let focal_px = profile
-            .intrinsics()
-            .ok()
-            .and_then(|k| usable(f64::from(k.fx())));
-        let sensor = frame.sensor().ok();
-        let depth_units_m = sensor
-            .as_ref()
-            .and_then(|s| s.get_option(Rs2Option::DepthUnits))
-            .and_then(|u| usable(f64::from(u)));
-        let option = sensor
-            .as_ref()
-            .and_then(|s| s.get_option(Rs2Option::StereoBaseline))
-            .and_then(|mm| usable(f64::from(mm) / 1000.0));
-        // Depth is in the first infrared camera's frame on a D400: the translation to the
-        // other infrared camera is the baseline.
-        let extrinsic = || {
-            sensor
-                .as_ref()?
-                .stream_profiles()
-                .iter()
-                .filter(|p| p.kind() == Rs2StreamKind::Infrared)
-                .filter_map(|ir| profile.extrinsics(ir).ok())
-                .map(|e| {
-                    let t = e.translation();
-                    f64::from(t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt()
-                })
-                .reduce(f64::max)
-                .and_then(usable)
-        };
-        let (baseline_m, baseline_from) = match option {
-            Some(b) => (Some(b), "stereo_baseline option"),
-            None => match extrinsic() {
-                Some(b) => (Some(b), "depth-to-infrared extrinsics"),
-                None => (None, "not reported"),
-            },
-        };
-        Self {
-            focal_px,
-            baseline_m,
-            baseline_from,
-            depth_units_m,
-        }
-    }
-
-    /// What the camera reported, with the reference values where it reported nothing.
-    #[must_use]
-    pub fn complete(&self) -> DepthCalibration {
-        let reference = DepthParams::default();
-        DepthCalibration {
-            focal_px: self.focal_px.unwrap_or(reference.focal_px),
-            baseline_m: self.baseline_m.unwrap_or(reference.baseline_m),
-            depth_units_m: self.depth_units_m.unwrap_or(reference.depth_units_m),
-        }
-    }
-
-    fn log(&self, preprocess: &DepthPreprocessConfig) {
-        let used = preprocess.params(Some(self.complete()));
-        tracing::info!(
-            camera_focal_px = ?self.focal_px,
-            camera_baseline_m = ?self.baseline_m,
-            baseline_from = self.baseline_from,
-            camera_depth_units_m = ?self.depth_units_m,
-            focal_px = used.focal_px,
-            baseline_m = used.baseline_m,
-            depth_units_m = used.depth_units_m,
-            "depth calibration (config values override the camera's)"
-        );
     }
 }
 
@@ -595,23 +470,33 @@ mod tests {
     }
 
     #[test]
-    fn missing_camera_values_fall_back_to_the_reference() {
-        let reference = DepthParams::default();
-        let c = Calibration {
-            focal_px: Some(383.5),
-            baseline_m: None,
-            baseline_from: "not reported",
-            depth_units_m: Some(0.0001),
-        };
+    fn depth_and_colour_share_one_offset_and_each_keeps_its_own_order() {
+        let mut c = DeviceClock::default();
+        // Depth at device 1000 ms arrives at 50 ms; colour of the same instant, handled after.
+        assert_eq!(c.map_lane(0, 1_000.0, 50 * MS), 50 * MS);
+        assert_eq!(c.map_lane(1, 1_000.0, 52 * MS), 50 * MS);
+        // The next depth frame, then a colour frame exposed 5 ms before it: not a jump.
+        assert_eq!(c.map_lane(0, 1_033.0, 85 * MS), 83 * MS);
+        assert_eq!(c.map_lane(1, 1_028.0, 86 * MS), 78 * MS);
+        // A jump back within colour is one: re-anchored, never before colour's last frame.
+        assert_eq!(c.map_lane(1, 500.0, 90 * MS), 90 * MS);
+        // … and the shared offset moved with it.
+        assert_eq!(c.map_lane(0, 533.0, 125 * MS), 123 * MS);
+    }
+
+    #[test]
+    fn rgb8_layouts_are_checked_at_three_bytes_a_pixel() {
+        assert!(check_layout_of(RGB8, (640, 480), (640, 480), 1920, 24, 640 * 480 * 3).is_ok());
         assert_eq!(
-            c.complete(),
-            DepthCalibration {
-                focal_px: 383.5,
-                baseline_m: reference.baseline_m,
-                depth_units_m: 0.0001,
-            }
+            check_layout_of(RGB8, (640, 480), (640, 480), 1920, 16, 640 * 480 * 3).unwrap_err(),
+            "16 bits per pixel, not 24 (RGB8)"
         );
-        assert_eq!(usable(f64::NAN), None);
-        assert_eq!(usable(-1.0), None);
+        // A Z16-sized buffer cannot hold RGB8.
+        assert!(
+            check_layout_of(RGB8, (640, 480), (640, 480), 1920, 24, 640 * 480 * 2)
+                .unwrap_err()
+                .contains("cannot hold 640x480 RGB8 pixels")
+        );
+        assert!(check_layout_of(RGB8, (640, 480), (640, 480), 1280, 24, 640 * 480 * 3).is_err());
     }
 }

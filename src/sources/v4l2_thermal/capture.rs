@@ -610,6 +610,7 @@ mod tests {
                 cancel: cancel.clone(),
                 stats: Arc::clone(&stats),
                 out: tx,
+                others: Vec::new(),
             };
             let attempts = Arc::new(Mutex::new(Vec::new()));
             let thread = {
