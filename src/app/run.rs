@@ -72,21 +72,10 @@ impl Pipeline {
             cancel: &cancel,
         };
         let topics = crate::publish::payload::Topics::new(config.topic_prefix());
-        let (mut inbound, commands) =
-            super::concepts::control_route(config.concepts.control.enabled, &topics, &telemetry);
         // Concept triggers score against the model set's bank (docs/triggers.md).
         let shared = share_concepts(&w, &models, reload_concepts);
-        let mut stage = TriggerStage::build(
-            &config,
-            &shared,
-            models.set.manifest.embedding_dim,
-            clock,
-            &telemetry,
-        )?;
-        // Trigger control shares the connection and the `concepts.control` switch.
-        if let Some(route) = stage.as_mut().and_then(TriggerStage::take_route) {
-            inbound.push(route);
-        }
+        let (inbound, commands, stage) =
+            control_and_triggers(&w, &topics, &shared, models.set.manifest.embedding_dim)?;
         let started = start_outputs(&w, &options, &broker, security, stage, inbound).await?;
         let (events, publisher) = (started.emitter, started.mqtt);
         let concepts = concept_sets.router(shared);
@@ -109,16 +98,7 @@ impl Pipeline {
         // Joined after the workers: it ends once their windows are all through it.
         threads.extend(started.triggers);
         let mut source_threads = start_sources(&w, sources, job_queues, &mut threads)?;
-        tracing::info!(
-            sensors = config.streams().len(),
-            broker = %format!("{}:{}", broker.host, broker.port),
-            "edgebind running"
-        );
-        let status = format!("running: {} sensor(s)", config.streams().len());
-        crate::service::notify(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&status),
-        ]);
+        announce_running(&config, &broker);
         let watchdog = crate::service::spawn_watchdog(Arc::clone(&telemetry), cancel.child_token());
         // The endpoint outlives the pipeline's cancellation until the publisher is done.
         let metrics_stop = CancellationToken::new();
@@ -150,6 +130,47 @@ impl Pipeline {
             pipeline_drained,
         })
     }
+}
+
+/// The inbound routes of the connection (concept control, when enabled, then trigger
+/// control), the concept-command queue, and the trigger stage (none when no trigger, scene or
+/// control is configured). Trigger control shares the `concepts.control` switch.
+#[allow(
+    clippy::type_complexity,
+    reason = "three parts handed to different owners"
+)]
+fn control_and_triggers(
+    w: &Wiring<'_>,
+    topics: &crate::publish::payload::Topics,
+    shared: &SharedConcepts,
+    embedding_dim: usize,
+) -> Result<(
+    crate::publish::mqtt::inbound::Inbound,
+    Option<crossbeam_channel::Receiver<crate::publish::mqtt::inbound::InboundMessage>>,
+    Option<TriggerStage>,
+)> {
+    let (mut inbound, commands) =
+        super::concepts::control_route(w.config.concepts.control.enabled, topics, w.telemetry);
+    let mut stage = TriggerStage::build(w.config, shared, embedding_dim, w.clock, w.telemetry)?;
+    if let Some(route) = stage.as_mut().and_then(TriggerStage::take_route) {
+        inbound.push(route);
+    }
+    Ok((inbound, commands, stage))
+}
+
+/// Says the daemon is running: the log line, and READY with a status for systemd.
+fn announce_running(config: &Config, broker: &Broker) {
+    let sensors = config.streams().len();
+    tracing::info!(
+        sensors,
+        broker = %format!("{}:{}", broker.host, broker.port),
+        "edgebind running"
+    );
+    let status = format!("running: {sensors} sensor(s)");
+    crate::service::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }
 
 /// Opens the outbox and starts the outputs (the status page's view, MQTT, the trigger stage,

@@ -229,36 +229,10 @@ pub fn parse(target: &Target, body: &[u8]) -> Result<Command, Refused> {
     })?;
     let sensor = target.sensor.clone();
     match (target.verb, &target.trigger) {
-        (Verb::Set, Some(trigger)) => {
-            let mut value: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
-            let Some(table) = value.as_object_mut() else {
-                return Err(Refused::new(
-                    "bad_json",
-                    None,
-                    "body must be a JSON object: the keys of a [[triggers.sensors.<sensor>]] table",
-                ));
-            };
-            match table.get("name") {
-                None => {
-                    table.insert("name".into(), trigger.clone().into());
-                }
-                Some(n) if n == trigger.as_str() => {}
-                Some(n) => {
-                    return Err(Refused::new(
-                        "invalid_trigger",
-                        Some("name"),
-                        format!(
-                            "is {n}, the topic names {trigger:?} (leave it out or make them equal)"
-                        ),
-                    ))
-                }
-            }
-            let config: TriggerConfig = serde_json::from_value(value).map_err(json_err)?;
-            Ok(Command::Set {
-                sensor,
-                config: Box::new(config),
-            })
-        }
+        (Verb::Set, Some(trigger)) => Ok(Command::Set {
+            sensor,
+            config: Box::new(trigger_table(text, trigger)?),
+        }),
         (Verb::Remove, Some(trigger)) => {
             if !text.trim().is_empty() && text.trim() != "{}" {
                 return Err(Refused::new(
@@ -272,26 +246,57 @@ pub fn parse(target: &Target, body: &[u8]) -> Result<Command, Refused> {
                 trigger: trigger.clone(),
             })
         }
-        (Verb::Remember, None) => {
-            let body: RememberBody = serde_json::from_str(text).map_err(json_err)?;
-            check_name(&body.name).map_err(|m| {
-                Refused::new("invalid_name", Some("name"), format!("{:?} {m}", body.name))
-            })?;
-            if body.windows == 0 || body.windows > MAX_RECENT_WINDOWS {
-                return Err(Refused::new(
-                    "not_enough_windows",
-                    Some("windows"),
-                    format!("must be 1 to {MAX_RECENT_WINDOWS}, got {}", body.windows),
-                ));
-            }
-            Ok(Command::Remember { sensor, body })
-        }
+        (Verb::Remember, None) => Ok(Command::Remember {
+            sensor,
+            body: remember_body(text)?,
+        }),
         _ => Err(Refused::new(
             "bad_json",
             None,
             "not a trigger command topic",
         )),
     }
+}
+
+/// The body of a `set`: a trigger table whose `name`, if given, is the topic's.
+fn trigger_table(text: &str, trigger: &str) -> Result<TriggerConfig, Refused> {
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
+    let Some(table) = value.as_object_mut() else {
+        return Err(Refused::new(
+            "bad_json",
+            None,
+            "body must be a JSON object: the keys of a [[triggers.sensors.<sensor>]] table",
+        ));
+    };
+    match table.get("name") {
+        None => {
+            table.insert("name".into(), trigger.into());
+        }
+        Some(n) if n == trigger => {}
+        Some(n) => {
+            return Err(Refused::new(
+                "invalid_trigger",
+                Some("name"),
+                format!("is {n}, the topic names {trigger:?} (leave it out or make them equal)"),
+            ))
+        }
+    }
+    serde_json::from_value(value).map_err(json_err)
+}
+
+/// The body of a `remember`: a set name and 1 to [`MAX_RECENT_WINDOWS`] windows.
+fn remember_body(text: &str) -> Result<RememberBody, Refused> {
+    let body: RememberBody = serde_json::from_str(text).map_err(json_err)?;
+    check_name(&body.name)
+        .map_err(|m| Refused::new("invalid_name", Some("name"), format!("{:?} {m}", body.name)))?;
+    if body.windows == 0 || body.windows > MAX_RECENT_WINDOWS {
+        return Err(Refused::new(
+            "not_enough_windows",
+            Some("windows"),
+            format!("must be 1 to {MAX_RECENT_WINDOWS}, got {}", body.windows),
+        ));
+    }
+    Ok(body)
 }
 
 /// serde_json's error, naming the field when it is an unknown or a missing one.
