@@ -91,21 +91,6 @@ loop = true
     )
 }
 
-/// Checks `v` against the definition `def` of docs/mqtt.schema.json.
-fn assert_schema(def: &str, v: &serde_json::Value) {
-    let text = std::fs::read_to_string(repo().join("docs/mqtt.schema.json")).unwrap();
-    let mut schema: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let obj = schema.as_object_mut().unwrap();
-    obj.remove("oneOf");
-    obj.insert("$ref".into(), format!("#/$defs/{def}").into());
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
-    assert!(
-        errors.is_empty(),
-        "{def} does not match the schema: {errors:?}\n{v}"
-    );
-}
-
 /// Publishes `body` on `topic` at QoS 1 with mosquitto's own client (waits for the PUBACK).
 fn publish(port: u16, topic: &str, body: &[u8], auth: Option<(&str, &str)>) {
     publish_with(port, topic, body, auth, &[]);

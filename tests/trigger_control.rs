@@ -99,21 +99,6 @@ fn count(sub: &Subscriber) -> usize {
     sub.seen.lock().unwrap().len()
 }
 
-/// Checks `v` against the definition `def` of docs/mqtt.schema.json.
-fn assert_schema(def: &str, v: &serde_json::Value) {
-    let text = std::fs::read_to_string(repo().join("docs/mqtt.schema.json")).unwrap();
-    let mut schema: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let obj = schema.as_object_mut().unwrap();
-    obj.remove("oneOf");
-    obj.insert("$ref".into(), format!("#/$defs/{def}").into());
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
-    assert!(
-        errors.is_empty(),
-        "{def} does not match the schema: {errors:?}\n{v}"
-    );
-}
-
 /// The first `seconds` (as `t_s <`) of a recording, as a CSV in `dir`.
 fn head_of(dir: &Path, recording: &str, seconds: f64) -> PathBuf {
     let text = std::fs::read_to_string(fixture(&format!("recordings/{recording}"))).unwrap();

@@ -405,3 +405,18 @@ pub fn max_abs_diff(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Checks `v` against the definition `def` of docs/mqtt.schema.json.
+pub fn assert_schema(def: &str, v: &serde_json::Value) {
+    let text = std::fs::read_to_string(repo().join("docs/mqtt.schema.json")).unwrap();
+    let mut schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let obj = schema.as_object_mut().unwrap();
+    obj.remove("oneOf");
+    obj.insert("$ref".into(), format!("#/$defs/{def}").into());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{def} does not match the schema: {errors:?}\n{v}"
+    );
+}
